@@ -1,0 +1,3 @@
+module zhllama
+
+go 1.26

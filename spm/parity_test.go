@@ -1,0 +1,165 @@
+package spm
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"zhllama/internal/testdata"
+)
+
+// sharedModels are the real models every parity test runs.
+var sharedModels = []string{
+	"tokenizers/llama2/tokenizer.model",
+	"tokenizers/chinese-llama2/tokenizer.model",
+	"tokenizers/chinese_sp/chinese_sp.model",
+	"tokenizers/sentencepiece-tests/test_model.model",
+	"tokenizers/sentencepiece-tests/test_ja_model.model",
+}
+
+// hostileLines are inputs that stress normalization and the encoders.
+func hostileLines() []string {
+	long := strings.Repeat("中文English混合 text, 数字12345 and emoji 😀👩‍👩‍👧 ", 1700)[:100_000]
+	return []string{
+		"", " ", "   ", "\t", "  leading and trailing  ", "many     spaces\t\ttabs \t mixed",
+		"ctrl\x01\x02\x07\x1b[0m\x7f chars", "nul\x00byte", "\r carriage\r return\r",
+		"emoji 😀😃🎉 and ZWJ 👨‍👩‍👧‍👦 👩🏽‍💻 flags 🇨🇳🇺🇸", "combining e\u0301 a\u0308 \u0915\u094d\u0937",
+		"ｆｕｌｌ－ｗｉｄｔｈ　ＡＢＣ　１２３　！？（）", "半角ｶﾀｶﾅ と ㍿ ㌔ ①②③ ⅣⅤ ﬁ ﬀ",
+		"rare CJK 𠀀𠀁𪚥𫝀 𰻞𰻞面", "literal <s> and </s> and <unk> and <pad> tokens",
+		"▁ literal ▁▁ lower blocks ▁x▁", "\u200b zero \u200c width \u200d joiners \ufeff bom",
+		"\u00a0nbsp\u3000ideographic\u2028line\u2029para", "digits 0123456789 ٠١٢٣ ０１２",
+		"mixed 我爱北京天安门 I love Beijing 東京タワー ёжик", "\uFFFD replacement \uFFFF nonchar",
+		"tab\tinside\tand   space", "日本語のテキストとカタカナ・ひらがな", long,
+		"invalid \xff\xfe utf8 \xc3\x28 \xe2\x82 \xf0\x9f\x98 end", "\x80\x81 leading continuation",
+		"surrogate \xed\xa0\x80 overlong \xc0\xaf", "<0xE4> literal byte piece text",
+	}
+}
+
+// corpusLines returns every line of the shared corpora (the gzipped one is
+// capped at maxGz bytes), plus the hostile lines.
+func corpusLines(t *testing.T, maxGz int64) []string {
+	t.Helper()
+	dir := testdata.Path(t, "corpus")
+	var lines []string
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		path := filepath.Join(dir, e.Name())
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r io.Reader = f
+		if strings.HasSuffix(path, ".gz") {
+			zr, err := gzip.NewReader(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r = io.LimitReader(zr, maxGz)
+		}
+		data, err := io.ReadAll(r)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls := strings.Split(string(data), "\n")
+		if strings.HasSuffix(path, ".gz") && len(ls) > 1 {
+			ls = ls[:len(ls)-1] // drop the line the cap may have cut
+		}
+		lines = append(lines, ls...)
+	}
+	return append(lines, hostileLines()...)
+}
+
+// spmEncode runs spm_encode over lines and returns its output lines.
+func spmEncode(t *testing.T, model, format string, lines []string) []string {
+	t.Helper()
+	bin := testdata.Tool(t, "spm_encode", "sentencepiece")
+	in := strings.Join(lines, "\n") + "\n"
+	cmd := exec.Command(bin, "--model", model, "--output_format", format)
+	cmd.Stdin = strings.NewReader(in)
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("spm_encode %s: %v\n%s", model, err, stderr.String())
+	}
+	res := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(res) != len(lines) {
+		t.Fatalf("spm_encode gave %d lines for %d", len(res), len(lines))
+	}
+	return res
+}
+
+func formatIDs(ids []int) string {
+	var b strings.Builder
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprint(&b, id)
+	}
+	return b.String()
+}
+
+func TestEncodeParityWithSentencepiece(t *testing.T) {
+	maxGz := int64(4 << 20)
+	if os.Getenv("ZHLLAMA_FULL_PARITY") != "" {
+		maxGz = 1 << 40
+	}
+	lines := corpusLines(t, maxGz)
+	for _, rel := range sharedModels {
+		t.Run(filepath.Base(filepath.Dir(rel))+"/"+filepath.Base(rel), func(t *testing.T) {
+			path := testdata.Path(t, rel)
+			m, err := Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := NewProcessor(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := spmEncode(t, path, "id", lines)
+			wantPieces := spmEncode(t, path, "piece", lines)
+			var s Scratch
+			bad := 0
+			for i, line := range lines {
+				got := formatIDs(p.AppendIDs(nil, line, &s))
+				if got != want[i] {
+					bad++
+					if bad <= 5 {
+						t.Errorf("line %d %q:\n got %s\nwant %s", i, trunc(line), trunc(got), trunc(want[i]))
+					}
+					continue
+				}
+				if gp := strings.Join(p.EncodePieces(line), " "); gp != wantPieces[i] {
+					bad++
+					if bad <= 5 {
+						t.Errorf("pieces of line %d %q:\n got %s\nwant %s", i, trunc(line), trunc(gp), trunc(wantPieces[i]))
+					}
+				}
+			}
+			t.Logf("%d lines, %d differ", len(lines), bad)
+			if bad > 0 {
+				t.Errorf("%d of %d lines differ from spm_encode", bad, len(lines))
+			}
+		})
+	}
+}
+
+func trunc(s string) string {
+	if len(s) > 300 {
+		return s[:300] + "..."
+	}
+	return s
+}
+
+var _ = bufio.NewReader
