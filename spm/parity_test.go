@@ -1,11 +1,11 @@
 package spm
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,18 +83,22 @@ func corpusLines(t *testing.T, maxGz int64) []string {
 // spmEncode runs spm_encode over lines and returns its output lines.
 func spmEncode(t *testing.T, model, format string, lines []string) []string {
 	t.Helper()
-	bin := testdata.Tool(t, "spm_encode", "sentencepiece")
-	in := strings.Join(lines, "\n") + "\n"
-	cmd := exec.Command(bin, "--model", model, "--output_format", format)
-	cmd.Stdin = strings.NewReader(in)
+	return runLines(t, testdata.Tool(t, "spm_encode", "sentencepiece"), lines, "--model", model, "--output_format", format)
+}
+
+// runLines feeds lines to a reference command and returns one output line per input line.
+func runLines(t *testing.T, bin string, lines []string, args ...string) []string {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("spm_encode %s: %v\n%s", model, err, stderr.String())
+		t.Fatalf("%s %v: %v\n%s", bin, args, err, stderr.String())
 	}
 	res := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 	if len(res) != len(lines) {
-		t.Fatalf("spm_encode gave %d lines for %d", len(res), len(lines))
+		t.Fatalf("%s gave %d lines for %d", bin, len(res), len(lines))
 	}
 	return res
 }
@@ -162,4 +166,64 @@ func trunc(s string) string {
 	return s
 }
 
-var _ = bufio.NewReader
+func TestDecodeParityWithSentencepiece(t *testing.T) {
+	lines := corpusLines(t, 256<<10)
+	bin := testdata.Tool(t, "spm_decode", "sentencepiece")
+	for _, rel := range sharedModels {
+		t.Run(filepath.Base(filepath.Dir(rel))+"/"+filepath.Base(rel), func(t *testing.T) {
+			path := testdata.Path(t, rel)
+			m, err := Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := NewProcessor(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Encoded lines, then random id sequences: bytes out of order,
+			// control and unknown ids, pieces that start with U+2581.
+			rng := rand.New(rand.NewPCG(1, uint64(len(rel))))
+			var idLines []string
+			var ids [][]int
+			for _, line := range lines {
+				e := p.Encode(line)
+				ids = append(ids, e)
+			}
+			newline := p.PieceToID("<0x0A>") // would split spm_decode's output line
+			for range 2000 {
+				n := rng.IntN(12)
+				var e []int
+				for len(e) < n {
+					id := rng.IntN(p.Size())
+					if rng.IntN(4) == 0 {
+						id = rng.IntN(min(300, p.Size()))
+					}
+					if id != newline || id == p.UnkID() {
+						e = append(e, id)
+					}
+				}
+				ids = append(ids, e)
+			}
+			for _, e := range ids {
+				idLines = append(idLines, formatIDs(e))
+			}
+			want := runLines(t, bin, idLines, "--model", path, "--input_format", "id")
+			bad := 0
+			for i, e := range ids {
+				got, err := p.Decode(e)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got != want[i] {
+					bad++
+					if bad <= 5 {
+						t.Errorf("ids %s:\n got %q\nwant %q", trunc(idLines[i]), trunc(got), trunc(want[i]))
+					}
+				}
+			}
+			if bad > 0 {
+				t.Errorf("%d of %d id lines decode differently from spm_decode", bad, len(ids))
+			}
+		})
+	}
+}
