@@ -1,6 +1,10 @@
 package spm
 
-import "unsafe"
+import (
+	"slices"
+	"strings"
+	"unsafe"
+)
 
 // BPE encoding as sentencepiece does it: split the normalized text into
 // characters (user-defined symbols whole and frozen), then repeatedly merge
@@ -22,9 +26,27 @@ type bpePair struct {
 }
 
 type bpeScratch struct {
-	syms []bpeSym
-	heap []bpePair
-	rev  map[string][2]string
+	syms  []bpeSym
+	heap  []bpePair
+	rev   map[string][2]string
+	cache map[string][]token // word -> tokens, offsets from the word's start
+}
+
+// canSplitWords reports whether no piece holds a U+2581 right after another
+// character, so that BPE merges never cross the start of a word.
+func (p *Processor) canSplitWords() bool {
+	for piece := range p.pieces {
+		for i := 1; i < len(piece); {
+			l := charLen(piece[i:])
+			if piece[i:i+l] == SpaceSymbol {
+				if prev := piece[:i]; !strings.HasSuffix(prev, SpaceSymbol) {
+					return false
+				}
+			}
+			i += l
+		}
+	}
+	return true
 }
 
 // buildMerges records, for every piece that splits into two pieces, the pair
@@ -89,11 +111,61 @@ func heapPop(h []bpePair) (bpePair, []bpePair) {
 	return top, h
 }
 
+// encodeBPE encodes normalized text. When no piece can span the start of a
+// word (a U+2581 after another character), words are encoded one by one, and
+// frequent short words come from a cache: the result is the same, since
+// merges never cross those points, and long lines no longer grow one big heap.
 func (p *Processor) encodeBPE(norm []byte, s *bpeScratch, out []token) []token {
-	syms := s.syms[:0]
 	// The normalized buffer is not modified during the call, so a string view
 	// of it makes substring lookups free of copies.
 	text := unsafe.String(&norm[0], len(norm))
+	if !p.wordSplit {
+		return p.encodeBPESegment(text, 0, s, out)
+	}
+	const ws = SpaceSymbol
+	start := 0
+	for i := 0; i < len(text); {
+		l := charLen(text[i:])
+		if i > start && l == len(ws) && text[i:i+l] == ws && text[i-len(ws):i] != ws {
+			out = p.encodeBPEWord(text[start:i], int32(start), s, out)
+			start = i
+		}
+		i += l
+	}
+	return p.encodeBPEWord(text[start:], int32(start), s, out)
+}
+
+const (
+	bpeCacheMaxWord = 48      // bytes; longer words are not cached
+	bpeCacheSize    = 1 << 15 // entries before the cache is cleared
+)
+
+func (p *Processor) encodeBPEWord(w string, base int32, s *bpeScratch, out []token) []token {
+	if len(w) > bpeCacheMaxWord {
+		return p.encodeBPESegment(w, base, s, out)
+	}
+	if toks, ok := s.cache[w]; ok {
+		for _, t := range toks {
+			out = append(out, token{t.start + base, t.end + base, t.id})
+		}
+		return out
+	}
+	n := len(out)
+	out = p.encodeBPESegment(w, 0, s, out)
+	if s.cache == nil || len(s.cache) >= bpeCacheSize {
+		s.cache = make(map[string][]token, 1024)
+	}
+	s.cache[strings.Clone(w)] = slices.Clone(out[n:])
+	for i := n; i < len(out); i++ {
+		out[i].start += base
+		out[i].end += base
+	}
+	return out
+}
+
+// encodeBPESegment encodes text; token offsets are relative to text plus base.
+func (p *Processor) encodeBPESegment(text string, base int32, s *bpeScratch, out []token) []token {
+	syms := s.syms[:0]
 	for pos := 0; pos < len(text); {
 		l := p.user.match(text[pos:])
 		freeze := l > 0
@@ -160,10 +232,15 @@ func (p *Processor) encodeBPE(norm []byte, s *bpeScratch, out []token) []token {
 	for i := int32(0); i != -1; i = syms[i].next {
 		sy := &syms[i]
 		if sy.id >= 0 && (!p.hasUnused || p.types[sy.id] != Unused) {
-			out = append(out, token{sy.start, sy.end, sy.id})
+			out = append(out, token{sy.start + base, sy.end + base, sy.id})
 			continue
 		}
+		n := len(out)
 		out = p.resegment(text, sy.start, sy.end, s.rev, out)
+		for k := n; k < len(out); k++ {
+			out[k].start += base
+			out[k].end += base
+		}
 	}
 	s.syms, s.heap = syms, h
 	return out

@@ -42,8 +42,8 @@ func hostileLines() []string {
 	}
 }
 
-// corpusLines returns every line of the shared corpora (the gzipped one is
-// capped at maxGz bytes), plus the hostile lines.
+// corpusLines returns every line of the shared corpora and pretraining texts
+// (the gzipped corpus is capped at maxGz bytes), plus the hostile lines.
 func corpusLines(t *testing.T, maxGz int64) []string {
 	t.Helper()
 	dir := testdata.Path(t, "corpus")
@@ -52,8 +52,14 @@ func corpusLines(t *testing.T, maxGz int64) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var paths []string
 	for _, e := range entries {
-		path := filepath.Join(dir, e.Name())
+		paths = append(paths, filepath.Join(dir, e.Name()))
+	}
+	for _, rel := range []string{"pretrain/wiki_demo.txt", "pretrain/en_article_tail500.txt", "pretrain/fever.txt", "pretrain/medical_corpus.txt"} {
+		paths = append(paths, testdata.Path(t, rel))
+	}
+	for _, path := range paths {
 		f, err := os.Open(path)
 		if err != nil {
 			t.Fatal(err)

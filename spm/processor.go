@@ -27,6 +27,7 @@ type Processor struct {
 	// BPE: merged piece of two adjacent pieces, keyed by left<<32|right.
 	merges    map[uint64]int32
 	hasUnused bool
+	wordSplit bool // see encodeBPE
 
 	// Unigram: a byte trie over the pieces and the score bounds.
 	trie               *byteTrie
@@ -94,6 +95,7 @@ func NewProcessor(m *Model) (*Processor, error) {
 	switch p.typ {
 	case ModelBPE:
 		p.buildMerges()
+		p.wordSplit = p.canSplitWords()
 	case ModelUnigram:
 		p.minScore, p.maxScore = math.MaxFloat32, math.SmallestNonzeroFloat32
 		// FLT_MIN in C is the smallest normal float.
@@ -138,32 +140,29 @@ func (p *Processor) Type(id int) PieceType { return p.types[id] }
 // UnkID is the id of the unknown piece.
 func (p *Processor) UnkID() int { return int(p.unkID) }
 
-// SpecialID returns the id of the bos, eos or pad piece named in the trainer
-// spec ("bos", "eos", "pad"), or -1 when the model has none.
+// SpecialID returns the id of the bos, eos or pad piece that the trainer
+// spec names ("bos", "eos" or "pad"), or -1 when the model has none.
 func (p *Processor) SpecialID(which string) int {
-	num, def := map[string]int{"bos": TrBosPiece, "eos": TrEosPiece, "pad": TrPadPiece}[which], "<"+which+">"
+	var num int
+	var piece string
 	switch which {
 	case "bos":
-		def = "<s>"
+		num, piece = TrBosPiece, "<s>"
 	case "eos":
-		def = "</s>"
-	}
-	piece := def
-	if p.model.Trainer != nil {
-		if s := p.model.Trainer.String(num, ""); s != "" {
-			piece = s
-		}
-	}
-	id, ok := p.reserved[piece]
-	if !ok {
-		if id2, ok2 := p.pieces[piece]; ok2 {
-			id, ok = id2, true
-		}
-	}
-	if !ok || p.types[id] == Unknown {
+		num, piece = TrEosPiece, "</s>"
+	case "pad":
+		num, piece = TrPadPiece, "<pad>"
+	default:
 		return -1
 	}
-	return int(id)
+	if t := p.model.Trainer; t != nil && t.String(num, "") != "" {
+		piece = t.String(num, "")
+	}
+	id := p.PieceToID(piece)
+	if p.types[id] == Unknown {
+		return -1
+	}
+	return id
 }
 
 // token is one encoder result: a span of the normalized text and its id.

@@ -1,0 +1,149 @@
+// Command zhllama takes raw Chinese text and a LLaMA-2 checkpoint to a
+// Chinese chat model. Each stage is a subcommand; see 'zhllama help'.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// command is one entry of the command table: a leaf runs, a group dispatches.
+type command struct {
+	name    string
+	summary string
+	usage   string // arguments after the command path
+	help    string // longer description, flags are appended by the leaf
+	run     func(args []string) error
+	sub     []*command
+}
+
+// usageError marks errors in how a command was called; they exit with 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+var version = "0.1.0"
+
+func commands() *command {
+	return &command{
+		name:    "zhllama",
+		summary: "build Chinese LLaMA-2 models: tokenizer, data, training, chat",
+		sub: []*command{
+			tokenizerCommand(),
+			benchCommand(),
+			{name: "version", summary: "print the version", run: func([]string) error {
+				fmt.Println("zhllama", version)
+				return nil
+			}},
+		},
+	}
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	root := commands()
+	if len(args) > 0 && args[0] == "help" {
+		c, path := find(root, args[1:])
+		printHelp(stdout, c, path)
+		return 0
+	}
+	c, path := find(root, args)
+	rest := args[len(path)-1:]
+	if c.run == nil {
+		if len(rest) > 0 && !isHelp(rest[0]) {
+			fmt.Fprintf(stderr, "zhllama: unknown command %q\n\n", strings.Join(append(path[1:], rest[0]), " "))
+			printHelp(stderr, c, path)
+			return 2
+		}
+		printHelp(stdout, c, path)
+		return 0
+	}
+	if err := c.run(rest); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "zhllama %s: %v\n", strings.Join(path[1:], " "), err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "run 'zhllama help %s' for usage\n", strings.Join(path[1:], " "))
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+func isHelp(s string) bool { return s == "-h" || s == "--help" || s == "-help" }
+
+// find walks the command table along args and returns the deepest command
+// and its path of names.
+func find(root *command, args []string) (*command, []string) {
+	c, path := root, []string{root.name}
+	for _, a := range args {
+		var next *command
+		for _, s := range c.sub {
+			if s.name == a {
+				next = s
+			}
+		}
+		if next == nil {
+			break
+		}
+		c, path = next, append(path, a)
+	}
+	return c, path
+}
+
+func printHelp(w io.Writer, c *command, path []string) {
+	name := strings.Join(path, " ")
+	if c.run != nil {
+		fmt.Fprintf(w, "usage: %s %s\n\n%s\n", name, c.usage, c.summary)
+		if c.help != "" {
+			fmt.Fprintf(w, "\n%s", c.help)
+		}
+		return
+	}
+	fmt.Fprintf(w, "%s: %s\n\nusage: %s <command> [arguments]\n\ncommands:\n", name, c.summary, name)
+	for _, s := range c.sub {
+		fmt.Fprintf(w, "  %-10s %s\n", s.name, s.summary)
+	}
+	fmt.Fprintf(w, "\nrun '%s <command> --help' for details\n", name)
+}
+
+// flagSet returns a flag set that reports errors instead of exiting and
+// prints the command's help on -h.
+func flagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// parseFlags parses args; on --help it prints the flags and returns flag.ErrHelp.
+func parseFlags(fs *flag.FlagSet, args []string, usage string) error {
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Printf("usage: zhllama %s %s\n\nflags:\n", fs.Name(), usage)
+		fs.SetOutput(os.Stdout)
+		fs.PrintDefaults()
+		return err
+	}
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	return nil
+}
+
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }

@@ -1,0 +1,102 @@
+// Package hf writes and reads the files of a Hugging Face model directory
+// that zhllama produces: here, the tokenizer files next to tokenizer.model.
+package hf
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+
+	"zhllama/spm"
+)
+
+// addedToken is transformers' serialized AddedToken.
+type addedToken struct {
+	Type       string `json:"__type,omitempty"`
+	Content    string `json:"content"`
+	LStrip     bool   `json:"lstrip"`
+	Normalized bool   `json:"normalized"`
+	RStrip     bool   `json:"rstrip"`
+	SingleWord bool   `json:"single_word"`
+}
+
+type tokenizerConfig struct {
+	AddBOSToken               bool            `json:"add_bos_token"`
+	AddEOSToken               bool            `json:"add_eos_token"`
+	BOSToken                  addedToken      `json:"bos_token"`
+	CleanUpTokenizationSpaces bool            `json:"clean_up_tokenization_spaces"`
+	EOSToken                  addedToken      `json:"eos_token"`
+	ModelMaxLength            json.RawMessage `json:"model_max_length"`
+	PadToken                  *string         `json:"pad_token"`
+	SPModelKwargs             struct{}        `json:"sp_model_kwargs"`
+	TokenizerClass            string          `json:"tokenizer_class"`
+	UnkToken                  addedToken      `json:"unk_token"`
+	UseFast                   bool            `json:"use_fast"`
+}
+
+type specialTokensMap struct {
+	BOSToken addedToken `json:"bos_token"`
+	EOSToken addedToken `json:"eos_token"`
+	PadToken string     `json:"pad_token,omitempty"`
+	UnkToken addedToken `json:"unk_token"`
+}
+
+// veryLargeInteger is transformers' "no limit" model_max_length (int(1e30)).
+const veryLargeInteger = "1000000000000000019884624838656"
+
+// WriteTokenizer writes dir/tokenizer.model, tokenizer_config.json (a slow
+// LlamaTokenizer that adds <s> but not </s>) and special_tokens_map.json.
+// pad names the pad piece, or is empty for none.
+func WriteTokenizer(dir string, m *spm.Model, pad string) error {
+	p, err := spm.NewProcessor(m)
+	if err != nil {
+		return err
+	}
+	piece := func(which, def string) string {
+		if id := p.SpecialID(which); id >= 0 {
+			return p.IDToPiece(id)
+		}
+		return def
+	}
+	tok := func(s string, typed bool) addedToken {
+		t := addedToken{Content: s, Normalized: true}
+		if typed {
+			t.Type = "AddedToken"
+		}
+		return t
+	}
+	bos, eos, unk := piece("bos", "<s>"), piece("eos", "</s>"), p.IDToPiece(p.UnkID())
+	if pad != "" && p.PieceToID(pad) == p.UnkID() && pad != unk {
+		return fmt.Errorf("pad token %q is not a piece of the model", pad)
+	}
+	cfg := tokenizerConfig{
+		AddBOSToken: true, BOSToken: tok(bos, true), EOSToken: tok(eos, true),
+		ModelMaxLength: json.RawMessage(veryLargeInteger), TokenizerClass: "LlamaTokenizer",
+		UnkToken: tok(unk, true),
+	}
+	if pad != "" {
+		cfg.PadToken = &pad
+	}
+	stm := specialTokensMap{BOSToken: tok(bos, false), EOSToken: tok(eos, false), PadToken: pad, UnkToken: tok(unk, false)}
+	if err := m.Save(filepath.Join(dir, "tokenizer.model")); err != nil {
+		return err
+	}
+	for name, v := range map[string]any{"tokenizer_config.json": cfg, "special_tokens_map.json": stm} {
+		if err := writeJSON(filepath.Join(dir, name), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeJSON(path string, v any) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	return spm.WriteFileAtomic(path, buf.Bytes())
+}
