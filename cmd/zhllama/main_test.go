@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"zhllama/internal/testdata"
+	"zhllama/spm"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "zhllama-cli-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "zhllama")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		os.Stderr.Write(out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// zhllama runs the binary and returns stdout, stderr and the exit code.
+func zhllama(t *testing.T, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func TestHelp(t *testing.T) {
+	out, _, code := zhllama(t, "", "help")
+	if code != 0 || !strings.Contains(out, "tokenizer") || !strings.Contains(out, "bench") {
+		t.Errorf("help: code %d\n%s", code, out)
+	}
+	out, _, _ = zhllama(t, "", "tokenizer", "--help")
+	for _, sub := range []string{"train", "merge", "encode", "decode", "inspect", "stats"} {
+		if !strings.Contains(out, sub) {
+			t.Errorf("tokenizer help lacks %s", sub)
+		}
+	}
+	out, _, code = zhllama(t, "", "tokenizer", "train", "--help")
+	if code != 0 || !strings.Contains(out, "--character_coverage") {
+		t.Errorf("train help: %d %s", code, out)
+	}
+	_, errs, code := zhllama(t, "", "frobnicate")
+	if code != 2 || !strings.Contains(errs, "unknown command") {
+		t.Errorf("unknown command: code %d, %q", code, errs)
+	}
+}
+
+func TestEncodeDecodeRoundTrip(t *testing.T) {
+	model := testdata.Path(t, "tokenizers/chinese-llama2/tokenizer.model")
+	text, err := os.ReadFile(testdata.Path(t, "corpus/songci_simplified_1MB.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(text), "\n"), "\n")[:5000]
+	in := strings.Join(lines, "\n") + "\n"
+	one, _, code := zhllama(t, in, "tokenizer", "encode", "--model", model, "--output_format=id", "--num_threads=1")
+	if code != 0 {
+		t.Fatal("encode failed")
+	}
+	two, _, _ := zhllama(t, in, "tokenizer", "encode", "--model", model, "--output_format=id", "--num_threads=3")
+	if one != two {
+		t.Fatal("output differs between 1 and 3 threads")
+	}
+	if n := strings.Count(one, "\n"); n != len(lines) {
+		t.Fatalf("%d output lines for %d input lines", n, len(lines))
+	}
+	if bin, err := exec.LookPath("spm_encode"); err == nil {
+		cmd := exec.Command(bin, "--model", model, "--output_format=id")
+		cmd.Stdin = strings.NewReader(in)
+		want, err := cmd.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(want) != one {
+			t.Error("zhllama tokenizer encode differs from spm_encode")
+		}
+	}
+	back, _, code := zhllama(t, one, "tokenizer", "decode", "--model", model, "--input_format=id")
+	if code != 0 || back != in {
+		t.Error("decode(encode(text)) != text")
+	}
+	pieces, _, _ := zhllama(t, "你好，世界\n", "tokenizer", "encode", "--model", model, "--add_bos", "--add_eos")
+	if !strings.HasPrefix(pieces, "<s> ") || !strings.HasSuffix(pieces, " </s>\n") {
+		t.Errorf("pieces with bos/eos: %q", pieces)
+	}
+	_, errs, code := zhllama(t, "1 2 999999\n", "tokenizer", "decode", "--model", model, "--input_format=id")
+	if code != 1 || !strings.Contains(errs, "999999") {
+		t.Errorf("bad id: code %d, %q", code, errs)
+	}
+}
+
+func TestEncodeFilesKeepLines(t *testing.T) {
+	model := testdata.Path(t, "tokenizers/llama2/tokenizer.model")
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.txt"), filepath.Join(dir, "b.txt")
+	os.WriteFile(a, []byte("first\nno newline at end"), 0o644)
+	os.WriteFile(b, []byte("third\n"), 0o644)
+	outFile := filepath.Join(dir, "out.txt")
+	_, _, code := zhllama(t, "", "tokenizer", "encode", "--model", model, "--output", outFile, a, b)
+	got, _ := os.ReadFile(outFile)
+	if code != 0 || strings.Count(string(got), "\n") != 3 {
+		t.Errorf("code %d, output %q", code, got)
+	}
+}
+
+func TestMergeCommand(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "out")
+	out, errs, code := zhllama(t, "", "tokenizer", "merge",
+		"--base", testdata.Path(t, "tokenizers/llama2/tokenizer.model"),
+		"--add", testdata.Path(t, "tokenizers/chinese_sp/chinese_sp.model"),
+		"--output_dir", dir, "--eval_text", testdata.Path(t, "pretrain/medical_corpus.txt"))
+	if code != 0 {
+		t.Fatalf("merge failed: %s", errs)
+	}
+	for _, want := range []string{"32000 pieces", "merged: 49953 pieces", "before", "after", "tokens/char"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	m, err := spm.Load(filepath.Join(dir, "tokenizer.model"))
+	if err != nil || len(m.Pieces) != 49953 {
+		t.Fatalf("merged model: %v", err)
+	}
+	var cfg map[string]any
+	b, _ := os.ReadFile(filepath.Join(dir, "tokenizer_config.json"))
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg["add_bos_token"] != true || cfg["add_eos_token"] != false || cfg["tokenizer_class"] != "LlamaTokenizer" {
+		t.Errorf("tokenizer_config.json: %s", b)
+	}
+	var stm map[string]any
+	b, _ = os.ReadFile(filepath.Join(dir, "special_tokens_map.json"))
+	if err := json.Unmarshal(b, &stm); err != nil || stm["bos_token"] == nil {
+		t.Errorf("special_tokens_map.json: %s", b)
+	}
+}
+
+func TestBadInputs(t *testing.T) {
+	dir := t.TempDir()
+	notModel := filepath.Join(dir, "notes.txt")
+	os.WriteFile(notModel, []byte("hello, I am not a model\n"), 0o644)
+	out := filepath.Join(dir, "out")
+	_, errs, code := zhllama(t, "", "tokenizer", "merge", "--base", notModel, "--add", notModel, "--output_dir", out)
+	if code != 1 || !strings.Contains(errs, notModel) {
+		t.Errorf("merge of a text file: code %d, %q", code, errs)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("a failed merge created its output directory")
+	}
+	_, errs, code = zhllama(t, "", "tokenizer", "merge", "--base", notModel)
+	if code != 2 || !strings.Contains(errs, "required") {
+		t.Errorf("missing flags: code %d, %q", code, errs)
+	}
+	_, errs, code = zhllama(t, "", "tokenizer", "train", "--vocab_sise=100")
+	if code != 2 || !strings.Contains(errs, "unknown flag --vocab_sise") {
+		t.Errorf("unknown train flag: code %d, %q", code, errs)
+	}
+	_, errs, code = zhllama(t, "", "tokenizer", "encode", "--model", filepath.Join(dir, "missing.model"))
+	if code != 1 || !strings.Contains(errs, "missing.model") {
+		t.Errorf("missing model: code %d, %q", code, errs)
+	}
+}
+
+func TestInspectAndStats(t *testing.T) {
+	llama := testdata.Path(t, "tokenizers/llama2/tokenizer.model")
+	zh := testdata.Path(t, "tokenizers/chinese-llama2/tokenizer.model")
+	out, _, code := zhllama(t, "", "tokenizer", "inspect", zh)
+	for _, want := range []string{"model type:  bpe", "pieces:      55296", "BYTE:", "byte_fallback:", "identity"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("inspect lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, code = zhllama(t, "", "tokenizer", "stats", "--model", llama, "--model", zh, "--input", testdata.Path(t, "pretrain/medical_corpus.txt"))
+	if code != 0 || strings.Count(out, "\n") != 3 || !strings.Contains(out, "vs first") {
+		t.Errorf("stats: code %d\n%s", code, out)
+	}
+}
