@@ -249,3 +249,24 @@ func TestParseTrainArgsForms(t *testing.T) {
 		t.Errorf("parsed %+v", c)
 	}
 }
+
+// spm_train's default normalization, nmt_nfkc: our compiled map goes into
+// the model, and sentencepiece encodes with it as we do.
+func TestTrainWithNmtNFKC(t *testing.T) {
+	train, _, held := splitCorpus(t, "corpus/wagahaiwa_nekodearu.txt", 0.8)
+	held = append(held, "ｆｕｌｌ－ｗｉｄｔｈ　ＡＢＣ　１２３ ① ㍿ \u200b ctrl\x01 tab\there")
+	ref, ours := trainBoth(t, "--input="+train, "--model_type=bpe", "--vocab_size=4000", "--character_coverage=0.9995")
+	m, err := Load(ours)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Normalizer.String(NormName, "") != "nmt_nfkc" || len(m.Normalizer.String(NormPrecompiledCharsmap, "")) == 0 {
+		t.Fatal("model lacks the nmt_nfkc charsmap")
+	}
+	checkEncodesLikeSentencepiece(t, ours, held)
+	nr, no := countTokens(t, ref, held), countTokens(t, ours, held)
+	t.Logf("held-out tokens: spm_train %d, zhllama %d (%+.2f%%)", nr, no, 100*(float64(no)/float64(nr)-1))
+	if float64(no) > 1.01*float64(nr) {
+		t.Errorf("zhllama's vocabulary needs %d tokens, spm_train's %d: more than 1%% worse", no, nr)
+	}
+}

@@ -387,15 +387,6 @@ func (c *TrainConfig) specs() (*Spec, *Spec, error) {
 	return ts, ns, nil
 }
 
-// builtinCharsMap returns the compiled character map of a named rule.
-func builtinCharsMap(name string) ([]byte, error) {
-	switch name {
-	case "identity":
-		return nil, nil
-	}
-	return nil, fmt.Errorf("--normalization_rule_name=%s is not supported yet; use identity (LLaMA's own tokenizer uses identity)", name)
-}
-
 // progress prints a line at most every interval, with rate and ETA when the total is known.
 type progress struct {
 	w        io.Writer
