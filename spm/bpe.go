@@ -27,7 +27,7 @@ type bpePair struct {
 
 type bpeScratch struct {
 	syms  []bpeSym
-	heap  []bpePair
+	heap  heap[bpePair]
 	rev   map[string][2]string
 	cache map[string][]token // word -> tokens, offsets from the word's start
 }
@@ -72,43 +72,6 @@ func pairLess(a, b *bpePair) bool {
 		return a.score > b.score
 	}
 	return a.left < b.left
-}
-
-func heapPush(h []bpePair, x bpePair) []bpePair {
-	h = append(h, x)
-	i := len(h) - 1
-	for i > 0 {
-		parent := (i - 1) / 2
-		if !pairLess(&h[i], &h[parent]) {
-			break
-		}
-		h[i], h[parent] = h[parent], h[i]
-		i = parent
-	}
-	return h
-}
-
-func heapPop(h []bpePair) (bpePair, []bpePair) {
-	top := h[0]
-	n := len(h) - 1
-	h[0] = h[n]
-	h = h[:n]
-	for i := 0; ; {
-		l := 2*i + 1
-		if l >= n {
-			break
-		}
-		c := l
-		if r := l + 1; r < n && pairLess(&h[r], &h[l]) {
-			c = r
-		}
-		if !pairLess(&h[c], &h[i]) {
-			break
-		}
-		h[i], h[c] = h[c], h[i]
-		i = c
-	}
-	return top, h
 }
 
 // encodeBPE encodes normalized text. When no piece can span the start of a
@@ -181,7 +144,8 @@ func (p *Processor) encodeBPESegment(text string, base int32, s *bpeScratch, out
 		pos += l
 	}
 	syms[len(syms)-1].next = -1
-	h := s.heap[:0]
+	h := &s.heap
+	h.items, h.less = h.items[:0], pairLess
 	if p.hasUnused && s.rev == nil {
 		s.rev = map[string][2]string{}
 	}
@@ -204,7 +168,7 @@ func (p *Processor) encodeBPESegment(text string, base int32, s *bpeScratch, out
 				return
 			}
 		}
-		h = heapPush(h, bpePair{left: l, right: r, score: p.scores[id], size: b.end - a.start, id: id})
+		h.push(bpePair{left: l, right: r, score: p.scores[id], size: b.end - a.start, id: id})
 		if p.hasUnused && p.types[id] == Unused {
 			s.rev[text[a.start:b.end]] = [2]string{text[a.start:a.end], text[b.start:b.end]}
 		}
@@ -212,9 +176,8 @@ func (p *Processor) encodeBPESegment(text string, base int32, s *bpeScratch, out
 	for i := 1; i < len(syms); i++ {
 		add(int32(i-1), int32(i))
 	}
-	for len(h) > 0 {
-		var top bpePair
-		top, h = heapPop(h)
+	for len(h.items) > 0 {
+		top := h.pop()
 		a, b := &syms[top.left], &syms[top.right]
 		if a.start == a.end || b.start == b.end || (a.end-a.start)+(b.end-b.start) != top.size {
 			continue // stale
@@ -242,7 +205,7 @@ func (p *Processor) encodeBPESegment(text string, base int32, s *bpeScratch, out
 			out[k].end += base
 		}
 	}
-	s.syms, s.heap = syms, h
+	s.syms = syms
 	return out
 }
 

@@ -132,7 +132,7 @@ type bpeTrainer struct {
 
 	pairs   []pairStat
 	pairIdx map[uint64]int32
-	heap    []pairEntry
+	heap    heap[pairEntry]
 	touched []int32
 }
 
@@ -394,6 +394,7 @@ func (t *bpeTrainer) initSymbols(words map[string]int64, chars []charCount) {
 		charID[cc.r] = id
 	}
 	t.pairIdx = make(map[uint64]int32)
+	t.heap.less = t.entryLess
 	// Sort the words so that training does not depend on map order.
 	keys := make([]string, 0, len(words))
 	for w := range words {
@@ -419,7 +420,7 @@ func (t *bpeTrainer) initSymbols(words map[string]int64, chars []charCount) {
 		forPairs(t.word(int32(w)), func(x, y int32) { t.inc(x, y, int32(w), t.wFreq[w]) })
 	}
 	for _, p := range t.touched {
-		t.push(pairEntry{t.pairs[p].count, p})
+		t.heap.push(pairEntry{t.pairs[p].count, p})
 	}
 	t.touched = t.touched[:0]
 }
@@ -477,7 +478,7 @@ func (t *bpeTrainer) dec(a, b int32, freq int64) {
 
 // entryLess orders the heap: higher count, then shorter piece, then the
 // lexicographically smaller piece.
-func (t *bpeTrainer) entryLess(x, y pairEntry) bool {
+func (t *bpeTrainer) entryLess(x, y *pairEntry) bool {
 	if x.count != y.count {
 		return x.count > y.count
 	}
@@ -502,53 +503,15 @@ func concatLess(a1, a2, b1, b2 string) bool {
 	return a2 < b1[n:]+b2
 }
 
-func (t *bpeTrainer) push(e pairEntry) {
-	h := append(t.heap, e)
-	for i := len(h) - 1; i > 0; {
-		parent := (i - 1) / 2
-		if !t.entryLess(h[i], h[parent]) {
-			break
-		}
-		h[i], h[parent] = h[parent], h[i]
-		i = parent
-	}
-	t.heap = h
-}
-
-func (t *bpeTrainer) pop() pairEntry {
-	h := t.heap
-	top := h[0]
-	n := len(h) - 1
-	h[0] = h[n]
-	h = h[:n]
-	for i := 0; ; {
-		l := 2*i + 1
-		if l >= n {
-			break
-		}
-		m := l
-		if r := l + 1; r < n && t.entryLess(h[r], h[l]) {
-			m = r
-		}
-		if !t.entryLess(h[m], h[i]) {
-			break
-		}
-		h[i], h[m] = h[m], h[i]
-		i = m
-	}
-	t.heap = h
-	return top
-}
-
 // merge performs up to target merges that make new pieces.
 func (t *bpeTrainer) merge(target int) {
 	prog := newProgress(t.c.Log, "merges")
-	for len(t.merged) < target && len(t.heap) > 0 {
-		e := t.pop()
+	for len(t.merged) < target && len(t.heap.items) > 0 {
+		e := t.heap.pop()
 		p := &t.pairs[e.pair]
 		if p.count != e.count {
 			if p.count > 0 {
-				t.push(pairEntry{p.count, e.pair})
+				t.heap.push(pairEntry{p.count, e.pair})
 			}
 			continue
 		}
@@ -574,7 +537,7 @@ func (t *bpeTrainer) merge(target int) {
 		}
 		for _, q := range t.touched {
 			if c := t.pairs[q].count; c > 0 {
-				t.push(pairEntry{c, q})
+				t.heap.push(pairEntry{c, q})
 			}
 		}
 		t.touched = t.touched[:0]

@@ -1,6 +1,9 @@
 package spm
 
 import (
+	"encoding/json"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -84,16 +87,57 @@ func TestMergedModelParity(t *testing.T) {
 	lines := corpusLines(t, 1<<20)
 	lines = lines[len(lines)-40000:]
 	want := spmEncode(t, path, "id", lines)
-	bad := 0
 	var s Scratch
-	for i, line := range lines {
-		if got := formatIDs(p.AppendIDs(nil, line, &s)); got != want[i] {
-			if bad++; bad <= 3 {
-				t.Errorf("line %q:\n got %s\nwant %s", trunc(line), trunc(got), trunc(want[i]))
-			}
+	compareLines(t, lines, want, func(i int) string { return formatIDs(p.AppendIDs(nil, lines[i], &s)) })
+}
+
+// python3-sentencepiece, which Hugging Face's LlamaTokenizer loads
+// tokenizer.model with, reads the merged model and encodes as we do.
+func TestMergedModelLoadsInPythonSentencepiece(t *testing.T) {
+	py := testdata.Tool(t, "/usr/bin/python3", "python3")
+	if err := exec.Command(py, "-c", "import sentencepiece").Run(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("python3-sentencepiece is not installed: CI must install it")
 		}
+		t.Skip("install Debian's python3-sentencepiece to run this test")
 	}
-	if bad > 0 {
-		t.Errorf("%d of %d lines differ", bad, len(lines))
+	base := loadShared(t, "tokenizers/llama2/tokenizer.model")
+	zh := loadShared(t, "tokenizers/chinese_sp/chinese_sp.model")
+	m, _, err := Merge(base, []*Model{zh}, "<pad>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "tokenizer.model")
+	if err := m.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewProcessor(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := []string{"你好，世界！今天天气很好。", "Chinese-LLaMA-2 扩充了词表 with 49954 pieces", "  多个  空格\t和制表符 ", "😀 emoji 与 <pad> 字面"}
+	script := `import sentencepiece as spm, sys, json
+sp = spm.SentencePieceProcessor()
+sp.Load(sys.argv[1])
+print(json.dumps({"size": sp.GetPieceSize(), "pad": sp.PieceToId("<pad>"), "ids": [sp.EncodeAsIds(l) for l in json.loads(sys.argv[2])]}))`
+	arg, _ := json.Marshal(lines)
+	out, err := exec.Command(py, "-c", script, path, string(arg)).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Size, Pad int
+		IDs       [][]int
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Size != 49954 || got.Pad != 32000 {
+		t.Errorf("python sentencepiece sees %d pieces, <pad> at %d", got.Size, got.Pad)
+	}
+	for i, l := range lines {
+		if formatIDs(got.IDs[i]) != formatIDs(p.Encode(l)) {
+			t.Errorf("%q: python %v, zhllama %v", l, got.IDs[i], p.Encode(l))
+		}
 	}
 }

@@ -62,17 +62,7 @@ func TestNormalizeParityWithSentencepiece(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := runLines(t, bin, lines, "--model", path, "--use_internal_normalization")
-			bad := 0
-			for i, l := range lines {
-				if got := p.Normalizer().Normalize(l); got != want[i] {
-					if bad++; bad <= 5 {
-						t.Errorf("%q:\n got %q\nwant %q", trunc(l), trunc(got), trunc(want[i]))
-					}
-				}
-			}
-			if bad > 0 {
-				t.Errorf("%d of %d lines normalize differently", bad, len(lines))
-			}
+			compareLines(t, lines, want, func(i int) string { return p.Normalizer().Normalize(lines[i]) })
 		})
 	}
 }
@@ -95,16 +85,6 @@ func TestCompiledRulesNormalizeLikeSentencepiece(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := runLines(t, bin, lines, "--normalization_rule_name", name, "--use_internal_normalization")
-		bad := 0
-		for i, l := range lines {
-			if got := n.Normalize(l); got != want[i] {
-				if bad++; bad <= 5 {
-					t.Errorf("%s %q:\n got %q\nwant %q", name, trunc(l), trunc(got), trunc(want[i]))
-				}
-			}
-		}
-		if bad > 0 {
-			t.Errorf("%s: %d of %d lines normalize differently", name, bad, len(lines))
-		}
+		compareLines(t, lines, want, func(i int) string { return n.Normalize(lines[i]) })
 	}
 }

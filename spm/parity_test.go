@@ -129,40 +129,45 @@ func TestEncodeParityWithSentencepiece(t *testing.T) {
 	for _, rel := range sharedModels {
 		t.Run(filepath.Base(filepath.Dir(rel))+"/"+filepath.Base(rel), func(t *testing.T) {
 			path := testdata.Path(t, rel)
-			m, err := Load(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := NewProcessor(m)
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := processorFor(t, path)
 			want := spmEncode(t, path, "id", lines)
 			wantPieces := spmEncode(t, path, "piece", lines)
 			var s Scratch
-			bad := 0
-			for i, line := range lines {
-				got := formatIDs(p.AppendIDs(nil, line, &s))
-				if got != want[i] {
-					bad++
-					if bad <= 5 {
-						t.Errorf("line %d %q:\n got %s\nwant %s", i, trunc(line), trunc(got), trunc(want[i]))
-					}
-					continue
-				}
-				if gp := strings.Join(p.EncodePieces(line), " "); gp != wantPieces[i] {
-					bad++
-					if bad <= 5 {
-						t.Errorf("pieces of line %d %q:\n got %s\nwant %s", i, trunc(line), trunc(gp), trunc(wantPieces[i]))
-					}
-				}
-			}
-			t.Logf("%d lines, %d differ", len(lines), bad)
-			if bad > 0 {
-				t.Errorf("%d of %d lines differ from spm_encode", bad, len(lines))
-			}
+			compareLines(t, lines, want, func(i int) string { return formatIDs(p.AppendIDs(nil, lines[i], &s)) })
+			compareLines(t, lines, wantPieces, func(i int) string { return strings.Join(p.EncodePieces(lines[i]), " ") })
 		})
 	}
+}
+
+// compareLines checks got(i) against want[i] for every input, shows the first
+// differences and fails with their count.
+func compareLines(t *testing.T, inputs, want []string, got func(i int) string) {
+	t.Helper()
+	bad := 0
+	for i := range inputs {
+		if g := got(i); g != want[i] {
+			if bad++; bad <= 5 {
+				t.Errorf("%q:\n got %s\nwant %s", trunc(inputs[i]), trunc(g), trunc(want[i]))
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d lines differ from the reference", bad, len(inputs))
+	}
+}
+
+// processorFor loads a model file and prepares it for encoding.
+func processorFor(t testing.TB, path string) *Processor {
+	t.Helper()
+	m, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewProcessor(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func trunc(s string) string {
@@ -178,14 +183,7 @@ func TestDecodeParityWithSentencepiece(t *testing.T) {
 	for _, rel := range sharedModels {
 		t.Run(filepath.Base(filepath.Dir(rel))+"/"+filepath.Base(rel), func(t *testing.T) {
 			path := testdata.Path(t, rel)
-			m, err := Load(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := NewProcessor(m)
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := processorFor(t, path)
 			// Encoded lines, then random id sequences: bytes out of order,
 			// control and unknown ids, pieces that start with U+2581.
 			rng := rand.New(rand.NewPCG(1, uint64(len(rel))))
@@ -214,22 +212,13 @@ func TestDecodeParityWithSentencepiece(t *testing.T) {
 				idLines = append(idLines, formatIDs(e))
 			}
 			want := runLines(t, bin, idLines, "--model", path, "--input_format", "id")
-			bad := 0
-			for i, e := range ids {
-				got, err := p.Decode(e)
+			compareLines(t, idLines, want, func(i int) string {
+				got, err := p.Decode(ids[i])
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got != want[i] {
-					bad++
-					if bad <= 5 {
-						t.Errorf("ids %s:\n got %q\nwant %q", trunc(idLines[i]), trunc(got), trunc(want[i]))
-					}
-				}
-			}
-			if bad > 0 {
-				t.Errorf("%d of %d id lines decode differently from spm_decode", bad, len(ids))
-			}
+				return got
+			})
 		})
 	}
 }

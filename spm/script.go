@@ -45,23 +45,20 @@ func buildScriptTable() []scriptRange {
 			next++
 		}
 		t := unicode.Scripts[name]
-		for _, r := range t.R16 {
-			for c := rune(r.Lo); c <= rune(r.Hi); c += rune(r.Stride) {
+		add := func(lo, hi, stride rune) {
+			if stride == 1 {
+				rs = append(rs, scriptRange{lo, hi, code})
+				return
+			}
+			for c := lo; c <= hi; c += stride {
 				rs = append(rs, scriptRange{c, c, code})
-				if r.Stride == 1 {
-					rs[len(rs)-1].hi = rune(r.Hi)
-					break
-				}
 			}
 		}
+		for _, r := range t.R16 {
+			add(rune(r.Lo), rune(r.Hi), rune(r.Stride))
+		}
 		for _, r := range t.R32 {
-			for c := rune(r.Lo); c <= rune(r.Hi); c += rune(r.Stride) {
-				rs = append(rs, scriptRange{c, c, code})
-				if r.Stride == 1 {
-					rs[len(rs)-1].hi = rune(r.Hi)
-					break
-				}
-			}
+			add(rune(r.Lo), rune(r.Hi), rune(r.Stride))
 		}
 	}
 	sort.Slice(rs, func(i, j int) bool { return rs[i].lo < rs[j].lo })

@@ -71,21 +71,44 @@ func trainBoth(t *testing.T, flags ...string) (ref, ours string) {
 // spm_encode on the same model file.
 func checkEncodesLikeSentencepiece(t *testing.T, model string, lines []string) {
 	t.Helper()
-	m, err := Load(model)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := NewProcessor(m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := processorFor(t, model)
 	want := spmEncode(t, model, "id", lines)
 	var s Scratch
-	for i, l := range lines {
-		if got := formatIDs(p.AppendIDs(nil, l, &s)); got != want[i] {
-			t.Fatalf("%s encodes %q as %s, sentencepiece as %s", filepath.Base(model), trunc(l), trunc(got), trunc(want[i]))
+	compareLines(t, lines, want, func(i int) string { return formatIDs(p.AppendIDs(nil, lines[i], &s)) })
+}
+
+// checkCompression fails when our model needs over 1% more tokens than
+// spm_train's on the held-out lines.
+func checkCompression(t *testing.T, ref, ours string, held []string) {
+	t.Helper()
+	nr, no := countTokens(t, ref, held), countTokens(t, ours, held)
+	t.Logf("held-out tokens: spm_train %d, zhllama %d (%+.2f%%)", nr, no, 100*(float64(no)/float64(nr)-1))
+	if float64(no) > 1.01*float64(nr) {
+		t.Errorf("zhllama's vocabulary needs %d tokens, spm_train's %d: more than 1%% worse", no, nr)
+	}
+}
+
+// checkSamePrefix compares the first n pieces (the special ones) and the
+// sizes of the two models, and returns ours.
+func checkSamePrefix(t *testing.T, ref, ours string, n int) *Model {
+	t.Helper()
+	mr, err := Load(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mo, err := Load(ours)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mr.Pieces) != len(mo.Pieces) {
+		t.Fatalf("sizes %d and %d", len(mr.Pieces), len(mo.Pieces))
+	}
+	for i := 0; i < n; i++ {
+		if mr.Pieces[i].Piece != mo.Pieces[i].Piece || mr.Pieces[i].Type != mo.Pieces[i].Type {
+			t.Fatalf("piece %d: %q %v, spm_train has %q %v", i, mo.Pieces[i].Piece, mo.Pieces[i].Type, mr.Pieces[i].Piece, mr.Pieces[i].Type)
 		}
 	}
+	return mo
 }
 
 func TestTrainChineseCompressesLikeSpmTrain(t *testing.T) {
@@ -93,22 +116,9 @@ func TestTrainChineseCompressesLikeSpmTrain(t *testing.T) {
 	ref, ours := trainBoth(t, "--input="+train, "--model_type=bpe", "--vocab_size=6000",
 		"--character_coverage=0.9995", "--normalization_rule_name=identity", "--byte_fallback")
 	checkEncodesLikeSentencepiece(t, ours, held)
-	nr, no := countTokens(t, ref, held), countTokens(t, ours, held)
-	t.Logf("held-out tokens: spm_train %d, zhllama %d (%+.2f%%)", nr, no, 100*(float64(no)/float64(nr)-1))
-	if float64(no) > 1.01*float64(nr) {
-		t.Errorf("zhllama's vocabulary needs %d tokens, spm_train's %d: more than 1%% worse", no, nr)
-	}
+	checkCompression(t, ref, ours, held)
 	// The special pieces and the alphabet's size are spm_train's.
-	mr, _ := Load(ref)
-	mo, _ := Load(ours)
-	if len(mr.Pieces) != len(mo.Pieces) {
-		t.Fatalf("sizes %d and %d", len(mr.Pieces), len(mo.Pieces))
-	}
-	for i := 0; i < 259; i++ {
-		if mr.Pieces[i].Piece != mo.Pieces[i].Piece || mr.Pieces[i].Type != mo.Pieces[i].Type {
-			t.Fatalf("piece %d: %q %v, spm_train has %q %v", i, mo.Pieces[i].Piece, mo.Pieces[i].Type, mr.Pieces[i].Piece, mr.Pieces[i].Type)
-		}
-	}
+	checkSamePrefix(t, ref, ours, 259)
 }
 
 func TestTrainEnglishWithOptions(t *testing.T) {
@@ -119,18 +129,8 @@ func TestTrainEnglishWithOptions(t *testing.T) {
 	ref, ours := trainBoth(t, flags...)
 	held = append(held, "a <sep> b<cls>c 12345 <ctl> 😀 tabs\tand  spaces")
 	checkEncodesLikeSentencepiece(t, ours, held)
-	nr, no := countTokens(t, ref, held), countTokens(t, ours, held)
-	t.Logf("held-out tokens: spm_train %d, zhllama %d (%+.2f%%)", nr, no, 100*(float64(no)/float64(nr)-1))
-	if float64(no) > 1.01*float64(nr) {
-		t.Errorf("zhllama's vocabulary needs %d tokens, spm_train's %d: more than 1%% worse", no, nr)
-	}
-	mr, _ := Load(ref)
-	mo, _ := Load(ours)
-	for i := 0; i < 4+3+256; i++ {
-		if mr.Pieces[i].Piece != mo.Pieces[i].Piece || mr.Pieces[i].Type != mo.Pieces[i].Type {
-			t.Fatalf("piece %d: %q %v, spm_train has %q %v", i, mo.Pieces[i].Piece, mo.Pieces[i].Type, mr.Pieces[i].Piece, mr.Pieces[i].Type)
-		}
-	}
+	checkCompression(t, ref, ours, held)
+	mo := checkSamePrefix(t, ref, ours, 4+3+256)
 	for _, p := range mo.Pieces {
 		if p.Type == Normal && len([]rune(p.Piece)) > 8 {
 			t.Errorf("piece %q is longer than --max_sentencepiece_length", p.Piece)
@@ -264,9 +264,5 @@ func TestTrainWithNmtNFKC(t *testing.T) {
 		t.Fatal("model lacks the nmt_nfkc charsmap")
 	}
 	checkEncodesLikeSentencepiece(t, ours, held)
-	nr, no := countTokens(t, ref, held), countTokens(t, ours, held)
-	t.Logf("held-out tokens: spm_train %d, zhllama %d (%+.2f%%)", nr, no, 100*(float64(no)/float64(nr)-1))
-	if float64(no) > 1.01*float64(nr) {
-		t.Errorf("zhllama's vocabulary needs %d tokens, spm_train's %d: more than 1%% worse", no, nr)
-	}
+	checkCompression(t, ref, ours, held)
 }

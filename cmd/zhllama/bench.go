@@ -184,12 +184,7 @@ func benchTrain(args []string) error {
 		if err != nil {
 			return err
 		}
-		f, err := os.Open(*eval)
-		if err != nil {
-			return err
-		}
-		st, err := p.Stats(f, 0)
-		f.Close()
+		st, err := fileStats(p, *eval)
 		if err != nil {
 			return err
 		}

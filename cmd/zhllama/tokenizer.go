@@ -149,61 +149,80 @@ func createOutput(name string) (io.Writer, func(error) error, error) {
 	}, nil
 }
 
-func tokEncode(args []string) error {
-	fs := flagSet("tokenizer encode")
-	model := fs.String("model", "", "tokenizer.model to use")
-	format := fs.String("output_format", "piece", "piece or id")
-	addBOS := fs.Bool("add_bos", false, "prepend the bos id")
-	addEOS := fs.Bool("add_eos", false, "append the eos id")
-	threads := fs.Int("num_threads", 0, "worker threads (0: all CPUs); output order is kept")
-	output := fs.String("output", "", "output file (default stdout)")
-	var inputs listFlag
-	fs.Var(&inputs, "input", "input file (repeatable; default: the arguments, or stdin)")
-	if err := parseFlags(fs, args, "--model M [flags] [files...]"); err != nil {
-		return err
+// lineFlags are the flags encode and decode share.
+type lineFlags struct {
+	model, output *string
+	threads       *int
+	inputs        listFlag
+}
+
+func addLineFlags(fs *flag.FlagSet) *lineFlags {
+	lf := &lineFlags{
+		model:   fs.String("model", "", "tokenizer.model to use"),
+		output:  fs.String("output", "", "output file (default stdout)"),
+		threads: fs.Int("num_threads", 0, "worker threads (0: all CPUs); output order is kept"),
 	}
-	p, err := loadProcessor(*model)
+	fs.Var(&lf.inputs, "input", "input file (repeatable; default: the arguments, or stdin)")
+	return lf
+}
+
+// run loads the model, opens the inputs (flags and arguments) and the
+// output, and calls f; the output file appears only if f succeeds.
+func (lf *lineFlags) run(args []string, f func(p *spm.Processor, in io.Reader, out io.Writer) error) error {
+	p, err := loadProcessor(*lf.model)
 	if err != nil {
 		return err
 	}
-	in, closeIn, err := openInputs(append(inputs, fs.Args()...))
+	in, closeIn, err := openInputs(append(lf.inputs, args...))
 	if err != nil {
 		return err
 	}
 	defer closeIn()
-	w, commit, err := createOutput(*output)
+	w, commit, err := createOutput(*lf.output)
 	if err != nil {
 		return err
 	}
-	err = p.EncodeLines(in, w, spm.LineOptions{Format: *format, AddBOS: *addBOS, AddEOS: *addEOS, Threads: *threads})
-	return commit(err)
+	return commit(f(p, in, w))
+}
+
+func tokEncode(args []string) error {
+	fs := flagSet("tokenizer encode")
+	lf := addLineFlags(fs)
+	format := fs.String("output_format", "piece", "piece or id")
+	addBOS := fs.Bool("add_bos", false, "prepend the bos id")
+	addEOS := fs.Bool("add_eos", false, "append the eos id")
+	if err := parseFlags(fs, args, "--model M [flags] [files...]"); err != nil {
+		return err
+	}
+	return lf.run(fs.Args(), func(p *spm.Processor, in io.Reader, out io.Writer) error {
+		return p.EncodeLines(in, out, spm.LineOptions{Format: *format, AddBOS: *addBOS, AddEOS: *addEOS, Threads: *lf.threads})
+	})
 }
 
 func tokDecode(args []string) error {
 	fs := flagSet("tokenizer decode")
-	model := fs.String("model", "", "tokenizer.model to use")
+	lf := addLineFlags(fs)
 	format := fs.String("input_format", "piece", "piece or id")
-	threads := fs.Int("num_threads", 0, "worker threads (0: all CPUs)")
-	output := fs.String("output", "", "output file (default stdout)")
-	var inputs listFlag
-	fs.Var(&inputs, "input", "input file (repeatable; default: the arguments, or stdin)")
 	if err := parseFlags(fs, args, "--model M [flags] [files...]"); err != nil {
 		return err
 	}
-	p, err := loadProcessor(*model)
+	return lf.run(fs.Args(), func(p *spm.Processor, in io.Reader, out io.Writer) error {
+		return p.DecodeLines(in, out, spm.LineOptions{Format: *format, Threads: *lf.threads})
+	})
+}
+
+// fileStats encodes a file with p and returns its statistics.
+func fileStats(p *spm.Processor, path string) (spm.CorpusStats, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return spm.CorpusStats{}, err
 	}
-	in, closeIn, err := openInputs(append(inputs, fs.Args()...))
+	defer f.Close()
+	st, err := p.Stats(f, 0)
 	if err != nil {
-		return err
+		return st, fmt.Errorf("%s: %w", path, err)
 	}
-	defer closeIn()
-	w, commit, err := createOutput(*output)
-	if err != nil {
-		return err
-	}
-	return commit(p.DecodeLines(in, w, spm.LineOptions{Format: *format, Threads: *threads}))
+	return st, nil
 }
 
 func tokMerge(args []string) error {
@@ -264,14 +283,9 @@ func tokMerge(args []string) error {
 		if err != nil {
 			return err
 		}
-		f, err := os.Open(*eval)
+		st, err := fileStats(p, *eval)
 		if err != nil {
 			return err
-		}
-		st, err := p.Stats(f, 0)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("%s: %w", *eval, err)
 		}
 		fmt.Printf("%-6s %d tokens for %d characters: %.4f tokens/char, %.3f chars/token, %.2f%% byte-fallback\n",
 			x.name, st.Tokens, st.Chars, st.TokensPerChar(), st.CharsPerToken(), 100*float64(st.ByteTokens)/float64(max(st.Tokens, 1)))
