@@ -130,7 +130,8 @@ type bpeTrainer struct {
 	mark         []uint32
 	gen          uint32
 
-	pairs   []pairStat
+	pairs   [][]pairStat // in blocks, so that millions of pairs are never copied
+	nPairs  int32
 	pairIdx map[uint64]int32
 	heap    heap[pairEntry]
 	touched []int32
@@ -393,7 +394,6 @@ func (t *bpeTrainer) initSymbols(words map[string]int64, chars []charCount) {
 		id := t.newSymbol(string(cc.r))
 		charID[cc.r] = id
 	}
-	t.pairIdx = make(map[uint64]int32)
 	t.heap.less = t.entryLess
 	// Sort the words so that training does not depend on map order.
 	keys := make([]string, 0, len(words))
@@ -416,12 +416,15 @@ func (t *bpeTrainer) initSymbols(words map[string]int64, chars []charCount) {
 	}
 	t.mark = make([]uint32, len(t.wStart))
 	t.gen = 1
+	t.pairIdx = make(map[uint64]int32, len(t.arena)/8)
 	for w := range t.wStart {
 		forPairs(t.word(int32(w)), func(x, y int32) { t.inc(x, y, int32(w), t.wFreq[w]) })
 	}
+	entries := make([]pairEntry, 0, len(t.touched))
 	for _, p := range t.touched {
-		t.heap.push(pairEntry{t.pairs[p].count, p})
+		entries = append(entries, pairEntry{t.pair(p).count, p})
 	}
+	t.heap.init(entries)
 	t.touched = t.touched[:0]
 }
 
@@ -437,6 +440,12 @@ func (t *bpeTrainer) word(w int32) []int32 {
 	return t.arena[t.wStart[w] : t.wStart[w]+t.wLen[w]]
 }
 
+const pairBlockBits = 16
+
+func (t *bpeTrainer) pair(i int32) *pairStat {
+	return &t.pairs[i>>pairBlockBits][i&(1<<pairBlockBits-1)]
+}
+
 func pairKey(a, b int32) uint64 { return uint64(uint32(a))<<32 | uint64(uint32(b)) }
 
 // inc adds freq occurrences of pair (a, b) found in word w.
@@ -447,13 +456,17 @@ func (t *bpeTrainer) inc(a, b, w int32, freq int64) {
 	k := pairKey(a, b)
 	idx, ok := t.pairIdx[k]
 	if !ok {
-		idx = int32(len(t.pairs))
+		idx = t.nPairs
 		t.pairIdx[k] = idx
 		joined := make([]rune, 0, len(t.symRune[a])+len(t.symRune[b]))
 		joined = append(append(joined, t.symRune[a]...), t.symRune[b]...)
-		t.pairs = append(t.pairs, pairStat{a: a, b: b, invalid: !t.c.validPiece(joined)})
+		if int(idx)>>pairBlockBits == len(t.pairs) {
+			t.pairs = append(t.pairs, make([]pairStat, 1<<pairBlockBits))
+		}
+		*t.pair(idx) = pairStat{a: a, b: b, invalid: !t.c.validPiece(joined)}
+		t.nPairs++
 	}
-	p := &t.pairs[idx]
+	p := t.pair(idx)
 	if p.invalid {
 		return
 	}
@@ -472,23 +485,34 @@ func (t *bpeTrainer) dec(a, b int32, freq int64) {
 		return
 	}
 	if idx, ok := t.pairIdx[pairKey(a, b)]; ok {
-		t.pairs[idx].count -= freq
+		t.pair(idx).count -= freq
 	}
 }
 
 // entryLess orders the heap: higher count, then shorter piece, then the
-// lexicographically smaller piece.
+// lexicographically smaller piece, then the pair's symbol ids.
 func (t *bpeTrainer) entryLess(x, y *pairEntry) bool {
 	if x.count != y.count {
 		return x.count > y.count
 	}
-	px, py := &t.pairs[x.pair], &t.pairs[y.pair]
+	px, py := t.pair(x.pair), t.pair(y.pair)
 	lx := len(t.symRune[px.a]) + len(t.symRune[px.b])
 	ly := len(t.symRune[py.a]) + len(t.symRune[py.b])
 	if lx != ly {
 		return lx < ly
 	}
-	return concatLess(t.symStr[px.a], t.symStr[px.b], t.symStr[py.a], t.symStr[py.b])
+	if concatLess(t.symStr[px.a], t.symStr[px.b], t.symStr[py.a], t.symStr[py.b]) {
+		return true
+	}
+	if concatLess(t.symStr[py.a], t.symStr[py.b], t.symStr[px.a], t.symStr[px.b]) {
+		return false
+	}
+	// The same piece from two different pairs: keep the order total, so
+	// that the result does not depend on the heap's history.
+	if px.a != py.a {
+		return px.a < py.a
+	}
+	return px.b < py.b
 }
 
 // concatLess reports whether a1+a2 < b1+b2 without building the strings.
@@ -508,7 +532,7 @@ func (t *bpeTrainer) merge(target int) {
 	prog := newProgress(t.c.Log, "merges")
 	for len(t.merged) < target && len(t.heap.items) > 0 {
 		e := t.heap.pop()
-		p := &t.pairs[e.pair]
+		p := t.pair(e.pair)
 		if p.count != e.count {
 			if p.count > 0 {
 				t.heap.push(pairEntry{p.count, e.pair})
@@ -536,7 +560,7 @@ func (t *bpeTrainer) merge(target int) {
 			t.mergeWord(w, a, b, id)
 		}
 		for _, q := range t.touched {
-			if c := t.pairs[q].count; c > 0 {
+			if c := t.pair(q).count; c > 0 {
 				t.heap.push(pairEntry{c, q})
 			}
 		}

@@ -256,22 +256,27 @@ func buildDoubleArray(keys []string, values []uint32) ([]uint32, error) {
 	units := []uint32{0}
 	used := []bool{true}
 	grow := func(n int) {
-		for len(units) < n {
-			units = append(units, free)
-			used = append(used, false)
+		if n > len(units) {
+			n = max(n, len(units)+4096)
+			for len(units) < n {
+				units = append(units, free)
+				used = append(used, false)
+			}
 		}
 	}
 	place := make([]int, len(nodes)) // position of each node
 	firstFree := 1
 	queue := []int{0}
-	for len(queue) > 0 {
-		n := queue[0]
-		queue = queue[1:]
+	for qi := 0; qi < len(queue); qi++ {
+		n := queue[qi]
 		nd := &nodes[n]
 		if len(nd.children) == 0 && !nd.hasValue {
 			continue
 		}
 		// Find a base whose slots for the children (and the value) are free.
+		// Search only the last few blocks, as darts-clone does: old holes
+		// rarely fit, and scanning them again and again is quadratic.
+		firstFree = max(firstFree, len(used)-16*256)
 		for firstFree < len(used) && used[firstFree] {
 			firstFree++
 		}

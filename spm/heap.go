@@ -19,27 +19,40 @@ func (h *heap[T]) push(x T) {
 	}
 }
 
+// init makes a heap of items in linear time.
+func (h *heap[T]) init(items []T) {
+	h.items = items
+	for i := len(items)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
 func (h *heap[T]) pop() T {
 	s := h.items
 	top := s[0]
 	n := len(s) - 1
 	s[0] = s[n]
-	s = s[:n]
-	for i := 0; ; {
+	h.items = s[:n]
+	h.down(0)
+	return top
+}
+
+func (h *heap[T]) down(i int) {
+	s := h.items
+	n := len(s)
+	for {
 		l := 2*i + 1
 		if l >= n {
-			break
+			return
 		}
 		c := l
 		if r := l + 1; r < n && h.less(&s[r], &s[l]) {
 			c = r
 		}
 		if !h.less(&s[c], &s[i]) {
-			break
+			return
 		}
 		s[i], s[c] = s[c], s[i]
 		i = c
 	}
-	h.items = s
-	return top
 }

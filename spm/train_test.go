@@ -266,3 +266,24 @@ func TestTrainWithNmtNFKC(t *testing.T) {
 	checkEncodesLikeSentencepiece(t, ours, held)
 	checkCompression(t, ref, ours, held)
 }
+
+// The vocabulary does not depend on the number of threads.
+func TestTrainIsDeterministic(t *testing.T) {
+	dir := t.TempDir()
+	var vocabs []string
+	for _, threads := range []string{"1", "2", "3"} {
+		c, err := ParseTrainArgs([]string{"--input=" + testdata.Path(t, "corpus/songci_simplified_1MB.txt"), "--model_prefix=" + filepath.Join(dir, "m"),
+			"--model_type=bpe", "--vocab_size=5000", "--normalization_rule_name=identity", "--num_threads=" + threads})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := Train(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vocabs = append(vocabs, string(WriteVocab(m, true)))
+	}
+	if vocabs[0] != vocabs[1] || vocabs[1] != vocabs[2] {
+		t.Error("vocabularies differ between thread counts")
+	}
+}
