@@ -36,6 +36,7 @@ func commands() *command {
 		summary: "build Chinese LLaMA-2 models: tokenizer, data, training, chat",
 		sub: []*command{
 			tokenizerCommand(),
+			dataCommand(),
 			benchCommand(),
 			{name: "version", summary: "print the version", run: func([]string) error {
 				fmt.Println("zhllama", version)

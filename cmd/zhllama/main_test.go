@@ -199,3 +199,32 @@ func TestInspectAndStats(t *testing.T) {
 		t.Errorf("stats: code %d\n%s", code, out)
 	}
 }
+
+func TestDataPackAndInspect(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "packed")
+	out, errs, code := zhllama(t, "", "data", "pack", "--tokenizer", testdata.Path(t, "tokenizers/llama2/tokenizer.model"),
+		"--input", testdata.Path(t, "pretrain/en_article_tail500.txt"), "--output_dir", dir, "--cutoff_len", "64")
+	if code != 0 || !strings.Contains(out, "blocks of 64 tokens (uint16)") {
+		t.Fatalf("pack: code %d\n%s\n%s", code, out, errs)
+	}
+	out, _, code = zhllama(t, "", "data", "inspect", dir, "--blocks", "1")
+	end := strings.Index(out, "\n}\n")
+	if code != 0 || end < 0 {
+		t.Fatalf("inspect: code %d\n%s", code, out)
+	}
+	var totals map[string]any
+	if err := json.Unmarshal([]byte(out[:end+2]), &totals); err != nil {
+		t.Fatal(err)
+	}
+	if totals["blocks"].(float64) < 1 || totals["tokens"].(float64) != 64*totals["blocks"].(float64) || totals["documents"].(float64) < 1 {
+		t.Errorf("totals %v", totals)
+	}
+	if !strings.Contains(out, "--- block 0 (1 \"<s>\"") {
+		t.Errorf("no decoded block:\n%s", out)
+	}
+	_, errs, code = zhllama(t, "", "data", "pack", "--tokenizer", testdata.Path(t, "tokenizers/llama2/tokenizer.model"),
+		"--input", testdata.Path(t, "sft/alpaca_zh_demo.json"), "--output_dir", filepath.Join(t.TempDir(), "x"))
+	if code != 1 || !strings.Contains(errs, "alpaca") {
+		t.Errorf("alpaca input: code %d, %q", code, errs)
+	}
+}

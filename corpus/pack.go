@@ -1,0 +1,400 @@
+package corpus
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"zhllama/spm"
+)
+
+// PackIndex is index.json of a packed token directory.
+type PackIndex struct {
+	Format          string      `json:"format"`
+	DType           string      `json:"dtype"`
+	VocabSize       int         `json:"vocab_size"`
+	CutoffLen       int         `json:"cutoff_len"`
+	BOSID           int         `json:"bos_id"`
+	EOSID           int         `json:"eos_id"`
+	Tokenizer       string      `json:"tokenizer"`
+	TokenizerSHA256 string      `json:"tokenizer_sha256"`
+	Inputs          []string    `json:"inputs"`
+	Documents       int64       `json:"documents"`
+	Tokens          int64       `json:"tokens"` // tokens in blocks
+	Blocks          int64       `json:"blocks"`
+	DroppedTokens   int64       `json:"dropped_tokens"` // the last partial block
+	Skipped         int64       `json:"skipped_records"`
+	Shards          []PackShard `json:"shards"`
+	Complete        bool        `json:"complete"`
+	Resume          *packResume `json:"resume,omitempty"`
+}
+
+// PackShard is one file of whole blocks.
+type PackShard struct {
+	File   string `json:"file"`
+	Blocks int64  `json:"blocks"`
+}
+
+// packResume is where an interrupted run continues: the documents already
+// packed and the tokens that did not fill a block yet.
+type packResume struct {
+	DocumentsDone int64   `json:"documents_done"`
+	Carry         []int32 `json:"carry"`
+}
+
+const packFormat = "zhllama-tokens-v1"
+
+// PackOptions control Pack.
+type PackOptions struct {
+	Tokenizer   string
+	Inputs      []string
+	OutputDir   string
+	CutoffLen   int
+	ShardTokens int // tokens per shard file, rounded down to whole blocks
+	Threads     int
+	Strict      bool
+	Log         io.Writer
+	// Bad is told about skipped records.
+	Bad func(Location, error)
+	// stopAfterShards ends the run early, as an interruption would (tests).
+	stopAfterShards int
+}
+
+// Pack tokenizes every document of the inputs as [BOS] ids [EOS],
+// concatenates them and cuts the stream into blocks of CutoffLen tokens,
+// written as little-endian uint16 (or uint32 for large vocabularies) shards
+// with index.json. A run that was interrupted continues where its last
+// shard ended; the result is the same as an uninterrupted run.
+func Pack(o PackOptions) (*PackIndex, error) {
+	if o.CutoffLen < 2 {
+		return nil, fmt.Errorf("--cutoff_len=%d: give the block length in tokens, e.g. 1024", o.CutoffLen)
+	}
+	if len(o.Inputs) == 0 {
+		return nil, errors.New("no --input files")
+	}
+	if o.ShardTokens <= 0 {
+		o.ShardTokens = 64 << 20
+	}
+	if o.Threads <= 0 {
+		o.Threads = runtime.GOMAXPROCS(0)
+	}
+	model, err := spm.Load(o.Tokenizer)
+	if err != nil {
+		return nil, err
+	}
+	p, err := spm.NewProcessor(model)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", o.Tokenizer, err)
+	}
+	bos, eos := p.SpecialID("bos"), p.SpecialID("eos")
+	if bos < 0 || eos < 0 {
+		return nil, fmt.Errorf("%s has no bos or eos piece to frame documents with", o.Tokenizer)
+	}
+	raw := model.Marshal()
+	sum := sha256.Sum256(raw)
+	idx := &PackIndex{
+		Format: packFormat, DType: "uint16", VocabSize: p.Size(), CutoffLen: o.CutoffLen, BOSID: bos, EOSID: eos,
+		Tokenizer: "tokenizer.model", TokenizerSHA256: hex.EncodeToString(sum[:]), Inputs: o.Inputs,
+	}
+	if p.Size() > 1<<16 {
+		idx.DType = "uint32"
+	}
+	if err := os.MkdirAll(o.OutputDir, 0o755); err != nil {
+		return nil, err
+	}
+	indexPath := filepath.Join(o.OutputDir, "index.json")
+	resume := &packResume{}
+	if old, err := ReadPackIndex(o.OutputDir); err == nil {
+		switch {
+		case old.Complete:
+			return nil, fmt.Errorf("%s already holds a complete pack: choose another --output_dir or remove it", o.OutputDir)
+		case old.TokenizerSHA256 != idx.TokenizerSHA256 || old.CutoffLen != idx.CutoffLen || !slices.Equal(old.Inputs, idx.Inputs) || old.Resume == nil:
+			return nil, fmt.Errorf("%s holds an unfinished pack made with other inputs, tokenizer or cutoff_len: remove it or use the same options to resume", o.OutputDir)
+		}
+		idx, resume = old, old.Resume
+		fmt.Fprintf(logOf(o), "resuming after %d documents, %d shards\n", resume.DocumentsDone, len(idx.Shards))
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if err := spm.WriteFileAtomic(filepath.Join(o.OutputDir, "tokenizer.model"), raw); err != nil {
+		return nil, err
+	}
+
+	blocksPerShard := max(1, o.ShardTokens/o.CutoffLen)
+	width := 2
+	if idx.DType == "uint32" {
+		width = 4
+	}
+	carry := slices.Clone(resume.Carry)
+	var shardBuf []byte
+	shardBlocks := 0
+	docsDone := resume.DocumentsDone
+	shardsWritten := 0
+	flushShard := func() error {
+		if shardBlocks == 0 {
+			return nil
+		}
+		name := fmt.Sprintf("tokens-%05d.bin", len(idx.Shards))
+		if err := spm.WriteFileAtomic(filepath.Join(o.OutputDir, name), shardBuf); err != nil {
+			return err
+		}
+		idx.Shards = append(idx.Shards, PackShard{File: name, Blocks: int64(shardBlocks)})
+		idx.Blocks += int64(shardBlocks)
+		idx.Tokens += int64(shardBlocks * o.CutoffLen)
+		shardBuf, shardBlocks = shardBuf[:0], 0
+		// The carry and the count of documents describe the stream after
+		// this shard: exactly where a resumed run starts.
+		idx.Documents = docsDone
+		idx.Resume = &packResume{DocumentsDone: docsDone, Carry: carry}
+		shardsWritten++
+		return writeIndex(indexPath, idx)
+	}
+	addBlock := func(block []int32) {
+		for _, id := range block {
+			if width == 2 {
+				shardBuf = binary.LittleEndian.AppendUint16(shardBuf, uint16(id))
+			} else {
+				shardBuf = binary.LittleEndian.AppendUint32(shardBuf, uint32(id))
+			}
+		}
+		shardBlocks++
+	}
+	errStopped := errors.New("stopped")
+	prog := &packProgress{w: o.Log, start: time.Now(), last: time.Now()}
+	var skipped int64
+	err = forEachDocument(o, p, bos, eos, resume.DocumentsDone, func(doc []int32) error {
+		carry = append(carry, doc...)
+		docsDone++
+		for len(carry) >= o.CutoffLen {
+			addBlock(carry[:o.CutoffLen])
+			carry = carry[o.CutoffLen:]
+			if shardBlocks == blocksPerShard {
+				carry = slices.Clone(carry)
+				if err := flushShard(); err != nil {
+					return err
+				}
+				if o.stopAfterShards > 0 && shardsWritten >= o.stopAfterShards {
+					return errStopped
+				}
+			}
+		}
+		prog.update(docsDone, idx.Tokens+int64(shardBlocks*o.CutoffLen), false)
+		return nil
+	}, &skipped)
+	if errors.Is(err, errStopped) {
+		return idx, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	carry = slices.Clone(carry)
+	if err := flushShard(); err != nil {
+		return nil, err
+	}
+	idx.Documents = docsDone
+	idx.DroppedTokens = int64(len(carry))
+	idx.Skipped += skipped
+	idx.Complete, idx.Resume = true, nil
+	if err := writeIndex(indexPath, idx); err != nil {
+		return nil, err
+	}
+	prog.update(docsDone, idx.Tokens, true)
+	if idx.Blocks == 0 {
+		return idx, fmt.Errorf("the inputs hold %d tokens, fewer than one block of --cutoff_len=%d", idx.DroppedTokens, o.CutoffLen)
+	}
+	return idx, nil
+}
+
+func logOf(o PackOptions) io.Writer {
+	if o.Log == nil {
+		return io.Discard
+	}
+	return o.Log
+}
+
+func writeIndex(path string, idx *PackIndex) error {
+	b, err := json.MarshalIndent(idx, "", "  ")
+	if err != nil {
+		return err
+	}
+	return spm.WriteFileAtomic(path, append(b, '\n'))
+}
+
+// ReadPackIndex reads dir/index.json.
+func ReadPackIndex(dir string) (*PackIndex, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	if err != nil {
+		return nil, err
+	}
+	var idx PackIndex
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "index.json"), err)
+	}
+	if idx.Format != packFormat {
+		return nil, fmt.Errorf("%s: format %q is not %s", filepath.Join(dir, "index.json"), idx.Format, packFormat)
+	}
+	return &idx, nil
+}
+
+// ReadBlock returns block i of a packed directory.
+func ReadBlock(dir string, idx *PackIndex, i int64) ([]int32, error) {
+	width := int64(2)
+	if idx.DType == "uint32" {
+		width = 4
+	}
+	for _, sh := range idx.Shards {
+		if i >= sh.Blocks {
+			i -= sh.Blocks
+			continue
+		}
+		f, err := os.Open(filepath.Join(dir, sh.File))
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		buf := make([]byte, int64(idx.CutoffLen)*width)
+		if _, err := f.ReadAt(buf, i*int64(len(buf))); err != nil {
+			return nil, fmt.Errorf("%s: block %d: %w", sh.File, i, err)
+		}
+		out := make([]int32, idx.CutoffLen)
+		for k := range out {
+			if width == 2 {
+				out[k] = int32(binary.LittleEndian.Uint16(buf[2*k:]))
+			} else {
+				out[k] = int32(binary.LittleEndian.Uint32(buf[4*k:]))
+			}
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("block %d is past the last of %d blocks", i, idx.Blocks)
+}
+
+type packProgress struct {
+	w     io.Writer
+	start time.Time
+	last  time.Time
+}
+
+func (p *packProgress) update(docs, tokens int64, force bool) {
+	if p.w == nil || (!force && time.Since(p.last) < 2*time.Second) {
+		return
+	}
+	p.last = time.Now()
+	el := time.Since(p.start).Seconds()
+	fmt.Fprintf(p.w, "packed %d documents, %d tokens in blocks, %.0f tokens/s\n", docs, tokens, float64(tokens)/max(el, 1e-9))
+}
+
+// forEachDocument reads the inputs in order, skips the first skip
+// documents, tokenizes the rest on o.Threads goroutines and calls fn with
+// each one's [BOS] ids [EOS] in input order.
+func forEachDocument(o PackOptions, p *spm.Processor, bos, eos int, skip int64, fn func(doc []int32) error, skipped *int64) error {
+	type batch struct {
+		texts []string
+		out   chan [][]int32
+	}
+	jobs := make(chan batch, o.Threads*2)
+	order := make(chan chan [][]int32, o.Threads*4)
+	var wg sync.WaitGroup
+	for range o.Threads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var s spm.Scratch
+			var ids []int
+			for b := range jobs {
+				docs := make([][]int32, len(b.texts))
+				for i, t := range b.texts {
+					ids = p.AppendIDs(append(ids[:0], bos), t, &s)
+					ids = append(ids, eos)
+					d := make([]int32, len(ids))
+					for k, id := range ids {
+						d[k] = int32(id)
+					}
+					docs[i] = d
+				}
+				b.out <- docs
+			}
+		}()
+	}
+	readErr := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(readErr)
+		defer close(order)
+		defer close(jobs)
+		var texts []string
+		size := 0
+		seen := int64(0)
+		send := func() bool {
+			ch := make(chan [][]int32, 1)
+			select {
+			case order <- ch:
+			case <-done:
+				return false
+			}
+			jobs <- batch{texts, ch}
+			texts, size = nil, 0
+			return true
+		}
+		for _, in := range o.Inputs {
+			stopped := false
+			n, err := Read(in, ReadOptions{Strict: o.Strict, Bad: o.Bad}, func(rec Record, loc Location) error {
+				text, err := DocumentText(rec)
+				if err != nil {
+					return fmt.Errorf("%s: %w", loc, err)
+				}
+				if seen++; seen <= skip {
+					return nil // packed before an interruption
+				}
+				texts = append(texts, text)
+				size += len(text)
+				if len(texts) >= 256 || size >= 1<<20 {
+					if !send() {
+						stopped = true
+						return ErrStop
+					}
+				}
+				return nil
+			})
+			*skipped += int64(n)
+			if err != nil {
+				readErr <- err
+				return
+			}
+			if stopped {
+				return
+			}
+		}
+		if len(texts) > 0 {
+			send()
+		}
+	}()
+	var ferr error
+	for ch := range order {
+		docs := <-ch
+		if ferr != nil {
+			continue
+		}
+		for _, d := range docs {
+			if ferr = fn(d); ferr != nil {
+				close(done)
+				break
+			}
+		}
+	}
+	wg.Wait()
+	if ferr != nil {
+		return ferr
+	}
+	return <-readErr
+}

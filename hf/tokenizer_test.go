@@ -1,0 +1,71 @@
+package hf
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"testing"
+
+	"zhllama/internal/testdata"
+	"zhllama/spm"
+)
+
+func readJSON(t *testing.T, path string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v map[string]any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return v
+}
+
+func keys(m map[string]any) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// The files written for Chinese-LLaMA-2's vocabulary have the keys and
+// values of the ones Chinese-LLaMA-2 ships.
+func TestWriteTokenizerMatchesChineseLlama2(t *testing.T) {
+	refDir := testdata.Path(t, "tokenizers/chinese-llama2")
+	m, err := spm.Load(filepath.Join(refDir, "tokenizer.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := WriteTokenizer(dir, m, "<pad>"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"tokenizer_config.json", "special_tokens_map.json"} {
+		got, want := readJSON(t, filepath.Join(dir, name)), readJSON(t, filepath.Join(refDir, name))
+		if !reflect.DeepEqual(keys(got), keys(want)) {
+			t.Errorf("%s keys %v, Chinese-LLaMA-2 has %v", name, keys(got), keys(want))
+		}
+		for _, k := range keys(want) {
+			if k == "pad_token" && name == "tokenizer_config.json" {
+				continue // Chinese-LLaMA-2 leaves it null there; we name the pad
+			}
+			if !reflect.DeepEqual(got[k], want[k]) {
+				t.Errorf("%s %s = %v, Chinese-LLaMA-2 has %v", name, k, got[k], want[k])
+			}
+		}
+	}
+	b, _ := os.ReadFile(filepath.Join(refDir, "tokenizer.model"))
+	b2, _ := os.ReadFile(filepath.Join(dir, "tokenizer.model"))
+	if string(b) != string(b2) {
+		t.Error("tokenizer.model is not written back unchanged")
+	}
+	if err := WriteTokenizer(dir, m, "<no such piece>"); err == nil {
+		t.Error("a pad token that is not a piece was accepted")
+	}
+}
