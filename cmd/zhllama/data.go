@@ -16,6 +16,7 @@ func dataCommand() *command {
 		summary: "read, tokenize and pack training data",
 		sub: []*command{
 			{name: "pack", summary: "tokenize documents as [BOS] ids [EOS] and cut the stream into blocks of cutoff_len", usage: "--tokenizer T.model --input F [--input G ...] --output_dir D --cutoff_len N [flags]", run: dataPack},
+			{name: "preview", summary: "render SFT or preference examples with a chat template, the masked part marked", usage: "--dataset F --template T --tokenizer M [--n 3] [--cutoff_len N] [--json]", run: dataPreview},
 			{name: "inspect", summary: "print a packed directory's totals as JSON and decode a few blocks", usage: "DIR [--blocks N]", run: dataInspect},
 		},
 	}

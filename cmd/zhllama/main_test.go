@@ -228,3 +228,32 @@ func TestDataPackAndInspect(t *testing.T) {
 		t.Errorf("alpaca input: code %d, %q", code, errs)
 	}
 }
+
+func TestDataPreview(t *testing.T) {
+	tok := testdata.Path(t, "tokenizers/chinese-llama2/tokenizer.model")
+	out, errs, code := zhllama(t, "", "data", "preview", "--dataset", "alpaca_zh_demo", "--dataset_dir", filepath.Dir(testdata.Path(t, "sft/dataset_info.json")),
+		"--template", "llama2_zh", "--tokenizer", tok, "--n", "2")
+	if code != 0 || strings.Count(out, "=== ") != 2 || !strings.Contains(out, "⟦<s> [INST] <<SYS>>") || !strings.Contains(out, "[/INST]⟧") {
+		t.Fatalf("preview: code %d\n%s\n%s", code, out, errs)
+	}
+	out, _, code = zhllama(t, "", "data", "preview", "--dataset", testdata.Path(t, "preference/dpo_zh_500.jsonl"), "--template", "chatml",
+		"--tokenizer", tok, "--n", "1", "--json", "--cutoff_len", "64")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 2 {
+		t.Fatalf("json preview: code %d\n%s", code, out)
+	}
+	for _, l := range lines {
+		var ex struct {
+			InputIDs []int `json:"input_ids"`
+			Labels   []int `json:"labels"`
+			Kind     string
+		}
+		if err := json.Unmarshal([]byte(l), &ex); err != nil || len(ex.InputIDs) != len(ex.Labels) || len(ex.InputIDs) > 64 || ex.Kind == "" {
+			t.Errorf("bad JSON example %s (%v)", l, err)
+		}
+	}
+	_, errs, code = zhllama(t, "", "data", "preview", "--dataset", testdata.Path(t, "sft/identity.json"), "--template", "nope", "--tokenizer", tok)
+	if code != 2 || !strings.Contains(errs, "does not exist") {
+		t.Errorf("unknown template: code %d, %q", code, errs)
+	}
+}

@@ -1,0 +1,232 @@
+package template
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"zhllama/corpus"
+	"zhllama/internal/testdata"
+	"zhllama/spm"
+)
+
+func llamaTokenizer(t *testing.T) *spm.Processor {
+	t.Helper()
+	m, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := spm.NewProcessor(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestInferSeqLen(t *testing.T) {
+	for _, c := range [][5]int{
+		{3000, 2000, 1000, 600, 400},
+		{2000, 3000, 1000, 400, 600},
+		{1000, 100, 1000, 900, 100},
+		{100, 1000, 1000, 100, 900},
+		{100, 200, 1000, 100, 200},
+		{100, 200, 0, 0, 0},
+	} {
+		s, tg := InferSeqLen(c[0], c[1], c[2])
+		if s != c[3] || tg != c[4] {
+			t.Errorf("InferSeqLen(%d, %d, %d) = %d, %d; want %d, %d", c[0], c[1], c[2], s, tg, c[3], c[4])
+		}
+	}
+}
+
+func cat(parts ...[]int) []int {
+	var out []int
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+func masked(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = IgnoreIndex
+	}
+	return out
+}
+
+// The llama2 template as LLaMA-Factory renders it: <s>[INST] <<SYS>>...
+// [/INST] answer</s>, each text piece encoded on its own.
+func TestLlama2Supervised(t *testing.T) {
+	tok := llamaTokenizer(t)
+	tpl, err := Get("llama2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := []Message{{User, "你好"}, {Assistant, "你好！有什么可以帮你？"}, {User, "1+1=?"}, {Assistant, "2"}}
+	ids, labels, err := tpl.Supervised(tok, msgs, "Be brief.", SupervisedOptions{CutoffLen: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1 := cat([]int{1}, tok.Encode("[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\n你好 [/INST]"))
+	a1 := cat(tok.Encode("你好！有什么可以帮你？"), []int{2})
+	p2 := cat([]int{1}, tok.Encode("[INST] 1+1=? [/INST]"))
+	a2 := cat(tok.Encode("2"), []int{2})
+	if want := cat(p1, a1, p2, a2); !slices.Equal(ids, want) {
+		t.Fatalf("ids\n got %v\nwant %v", ids, want)
+	}
+	if want := cat(masked(len(p1)), a1, masked(len(p2)), a2); !slices.Equal(labels, want) {
+		t.Fatalf("labels\n got %v\nwant %v", labels, want)
+	}
+	_, labels, _ = tpl.Supervised(tok, msgs, "Be brief.", SupervisedOptions{CutoffLen: 1024, MaskHistory: true})
+	if want := cat(masked(len(p1)+len(a1)+len(p2)), a2); !slices.Equal(labels, want) {
+		t.Errorf("mask_history labels %v", labels)
+	}
+	_, labels, _ = tpl.Supervised(tok, msgs, "Be brief.", SupervisedOptions{CutoffLen: 1024, TrainOnPrompt: true})
+	if !slices.Equal(labels, ids) {
+		t.Errorf("train_on_prompt labels differ from ids")
+	}
+	// llama2_zh brings Chinese-LLaMA-2's system prompt.
+	zh, _ := Get("llama2_zh")
+	ids, _, _ = zh.Supervised(tok, msgs[:2], "", SupervisedOptions{CutoffLen: 1024})
+	if want := cat([]int{1}, tok.Encode("[INST] <<SYS>>\nYou are a helpful assistant. 你是一个乐于助人的助手。\n<</SYS>>\n\n你好 [/INST]"), a1); !slices.Equal(ids, want) {
+		t.Errorf("llama2_zh ids %v", ids)
+	}
+}
+
+func TestTemplatesRender(t *testing.T) {
+	tok := llamaTokenizer(t)
+	msgs := []Message{{User, "Q"}, {Assistant, "A"}}
+	want := map[string][]int{
+		"alpaca": cat(tok.Encode("Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"),
+			tok.Encode("### Instruction:\nQ\n\n### Response:\n"), tok.Encode("A"), []int{2}, tok.Encode("\n\n")),
+		"chatml":  cat(tok.Encode("<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n"), tok.Encode("A<|im_end|>\n")),
+		"vicuna":  cat(tok.Encode("A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions."), tok.Encode("USER: Q ASSISTANT:"), tok.Encode("A"), []int{2}),
+		"default": cat(tok.Encode("Human: Q"), []int{2}, tok.Encode("\nAssistant:"), tok.Encode("A"), []int{2}, tok.Encode("\n")),
+		"empty":   cat(tok.Encode("Q"), tok.Encode("A")),
+	}
+	for name, w := range want {
+		tpl, err := Get(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, _, err := tpl.Supervised(tok, msgs, "", SupervisedOptions{CutoffLen: 4096})
+		if err != nil || !slices.Equal(ids, w) {
+			t.Errorf("%s: %v %v, want %v", name, ids, err, w)
+		}
+	}
+	if _, err := Get("nope"); err == nil || !strings.Contains(err.Error(), "llama2_zh") {
+		t.Errorf("unknown template: %v", err)
+	}
+}
+
+func TestTruncationKeepsTheAnswer(t *testing.T) {
+	tok := llamaTokenizer(t)
+	tpl, _ := Get("llama2")
+	long := strings.Repeat("很长的问题。", 300)
+	ids, labels, err := tpl.Supervised(tok, []Message{{User, long}, {Assistant, "短答"}}, "", SupervisedOptions{CutoffLen: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ans := cat(tok.Encode("短答"), []int{2})
+	if len(ids) != 128 || !slices.Equal(ids[128-len(ans):], ans) || !slices.Equal(labels[128-len(ans):], ans) {
+		t.Errorf("truncated to %d tokens, tail %v", len(ids), ids[len(ids)-len(ans):])
+	}
+	p, err := tpl.Pairwise(tok, []Message{{User, long}}, Message{Assistant, "好"}, Message{Assistant, "不好，很不好"}, "", 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.ChosenIDs) > 64 || len(p.RejectedIDs) != 64 || !slices.Equal(p.ChosenIDs[:10], p.RejectedIDs[:10]) {
+		t.Errorf("pairwise lengths %d %d", len(p.ChosenIDs), len(p.RejectedIDs))
+	}
+	if p.ChosenLabels[0] != IgnoreIndex || p.ChosenLabels[len(p.ChosenLabels)-1] != 2 {
+		t.Errorf("pairwise labels %v", p.ChosenLabels)
+	}
+}
+
+// Every record of the shared SFT and preference sets converts.
+func TestConvertSharedDatasets(t *testing.T) {
+	registry := testdata.Path(t, "sft/dataset_info.json")
+	type src struct {
+		name, file string
+		ranking    bool
+	}
+	for _, s := range []src{
+		{"alpaca_zh_demo", "", false}, {"glaive_toolcall_zh_demo", "", false}, {"identity", "", false},
+		{"", "sft/sharegpt_zh_1K_format.jsonl", false}, {"", "sft/medical_sft_1K_format.jsonl", false},
+		{"", "preference/dpo_zh_demo.json", true}, {"", "preference/dpo_zh_500.jsonl", true},
+	} {
+		var d Dataset
+		path := ""
+		if s.name != "" {
+			var err error
+			if d, path, err = Lookup(registry, s.name); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			path = testdata.Path(t, s.file)
+		}
+		n, bad := 0, 0
+		var firstErr error
+		_, err := corpus.Read(path, corpus.ReadOptions{}, func(rec corpus.Record, loc corpus.Location) error {
+			if d.Formatting == "" {
+				g, err := Guess(rec)
+				if err != nil {
+					return err
+				}
+				d = g
+			}
+			ex, err := d.Convert(rec)
+			n++
+			if err != nil {
+				bad++
+				if firstErr == nil {
+					firstErr = err
+				}
+				return nil
+			}
+			if len(ex.Prompt)%2 != 1 || len(ex.Response) != map[bool]int{true: 2, false: 1}[s.ranking] {
+				t.Fatalf("%s: bad example %+v", loc, ex)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: %d records, %d rejected (%v)", path, n, bad, firstErr)
+		if n == 0 || bad*20 > n {
+			t.Errorf("%s: %d of %d records rejected: %v", path, bad, n, firstErr)
+		}
+	}
+}
+
+func TestConvertErrors(t *testing.T) {
+	sg := Dataset{Formatting: "sharegpt"}
+	conv := func(msgs ...string) map[string]any {
+		var list []any
+		for i := 0; i < len(msgs); i += 2 {
+			list = append(list, map[string]any{"from": msgs[i], "value": msgs[i+1]})
+		}
+		return map[string]any{"conversations": list}
+	}
+	for _, c := range []struct {
+		rec  map[string]any
+		want string
+	}{
+		{conv("gpt", "a", "human", "q"), "wrong role order"},
+		{conv("human", "q"), "end with the assistant"},
+		{conv("human", "q", "robot", "a"), "unknown role"},
+		{map[string]any{"text": "x"}, "no message list"},
+	} {
+		if _, err := sg.Convert(c.rec); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.rec, err, c.want)
+		}
+	}
+	al := Dataset{Formatting: "alpaca"}
+	if _, err := al.Convert(map[string]any{"instruction": "", "input": "", "output": "x"}); err == nil {
+		t.Error("empty prompt accepted")
+	}
+	if _, err := Guess(map[string]any{"title": "x"}); err == nil || !strings.Contains(err.Error(), "title") {
+		t.Errorf("guess: %v", err)
+	}
+}
