@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sync"
 	"time"
 
 	"zhllama/spm"
@@ -63,6 +62,7 @@ type PackOptions struct {
 	ShardTokens int // tokens per shard file, rounded down to whole blocks
 	Threads     int
 	Strict      bool
+	Paragraphs  bool // plain text: a blank-line-separated paragraph is one document
 	Log         io.Writer
 	// Bad is told about skipped records.
 	Bad func(Location, error)
@@ -298,57 +298,14 @@ func (p *packProgress) update(docs, tokens int64, force bool) {
 // documents, tokenizes the rest on o.Threads goroutines and calls fn with
 // each one's [BOS] ids [EOS] in input order.
 func forEachDocument(o PackOptions, p *spm.Processor, bos, eos int, skip int64, fn func(doc []int32) error, skipped *int64) error {
-	type batch struct {
-		texts []string
-		out   chan [][]int32
-	}
-	jobs := make(chan batch, o.Threads*2)
-	order := make(chan chan [][]int32, o.Threads*4)
-	var wg sync.WaitGroup
-	for range o.Threads {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var s spm.Scratch
-			var ids []int
-			for b := range jobs {
-				docs := make([][]int32, len(b.texts))
-				for i, t := range b.texts {
-					ids = p.AppendIDs(append(ids[:0], bos), t, &s)
-					ids = append(ids, eos)
-					d := make([]int32, len(ids))
-					for k, id := range ids {
-						d[k] = int32(id)
-					}
-					docs[i] = d
-				}
-				b.out <- docs
-			}
-		}()
-	}
-	readErr := make(chan error, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(readErr)
-		defer close(order)
-		defer close(jobs)
+	scratch := make([]spm.Scratch, o.Threads)
+	ids := make([][]int, o.Threads)
+	produce := func(emit func([]string) bool) error {
 		var texts []string
 		size := 0
 		seen := int64(0)
-		send := func() bool {
-			ch := make(chan [][]int32, 1)
-			select {
-			case order <- ch:
-			case <-done:
-				return false
-			}
-			jobs <- batch{texts, ch}
-			texts, size = nil, 0
-			return true
-		}
 		for _, in := range o.Inputs {
-			stopped := false
-			n, err := Read(in, ReadOptions{Strict: o.Strict, Bad: o.Bad}, func(rec Record, loc Location) error {
+			n, err := Read(in, ReadOptions{Paragraphs: o.Paragraphs, Strict: o.Strict, Bad: o.Bad}, func(rec Record, loc Location) error {
 				text, err := DocumentText(rec)
 				if err != nil {
 					return fmt.Errorf("%s: %w", loc, err)
@@ -359,42 +316,45 @@ func forEachDocument(o PackOptions, p *spm.Processor, bos, eos int, skip int64, 
 				texts = append(texts, text)
 				size += len(text)
 				if len(texts) >= 256 || size >= 1<<20 {
-					if !send() {
-						stopped = true
-						return ErrStop
+					if !emit(texts) {
+						return errEnded
 					}
+					texts, size = nil, 0
 				}
 				return nil
 			})
 			*skipped += int64(n)
-			if err != nil {
-				readErr <- err
-				return
+			if errors.Is(err, errEnded) {
+				return nil
 			}
-			if stopped {
-				return
+			if err != nil {
+				return err
 			}
 		}
 		if len(texts) > 0 {
-			send()
+			emit(texts)
 		}
-	}()
-	var ferr error
-	for ch := range order {
-		docs := <-ch
-		if ferr != nil {
-			continue
+		return nil
+	}
+	work := func(w int, texts []string) [][]int32 {
+		docs := make([][]int32, len(texts))
+		for i, t := range texts {
+			ids[w] = p.AppendIDs(append(ids[w][:0], bos), t, &scratch[w])
+			ids[w] = append(ids[w], eos)
+			d := make([]int32, len(ids[w]))
+			for k, id := range ids[w] {
+				d[k] = int32(id)
+			}
+			docs[i] = d
 		}
+		return docs
+	}
+	return Ordered(o.Threads, produce, work, func(docs [][]int32) error {
 		for _, d := range docs {
-			if ferr = fn(d); ferr != nil {
-				close(done)
-				break
+			if err := fn(d); err != nil {
+				return err
 			}
 		}
-	}
-	wg.Wait()
-	if ferr != nil {
-		return ferr
-	}
-	return <-readErr
+		return nil
+	})
 }

@@ -81,12 +81,12 @@ func TestReadFormats(t *testing.T) {
 
 func TestReadSharedData(t *testing.T) {
 	for rel, want := range map[string]int{
-		"sft/alpaca_zh_demo.json":            1000,
-		"pretrain/c4_demo.jsonl":             300,
-		"sft/sharegpt_zh_1K_format.jsonl":    1000,
-		"preference/dpo_zh_500.jsonl":        500,
-		"pretrain/medical_corpus.txt":        -1,
-		"corpus/chinese_poetry_all.txt.gz":   -1,
+		"sft/alpaca_zh_demo.json":          1000,
+		"pretrain/c4_demo.jsonl":           300,
+		"sft/sharegpt_zh_1K_format.jsonl":  1000,
+		"preference/dpo_zh_500.jsonl":      500,
+		"pretrain/medical_corpus.txt":      -1,
+		"corpus/chinese_poetry_all.txt.gz": -1,
 	} {
 		path := testdata.Path(t, rel)
 		count := 0

@@ -16,6 +16,7 @@ func dataCommand() *command {
 		summary: "read, tokenize and pack training data",
 		sub: []*command{
 			{name: "pack", summary: "tokenize documents as [BOS] ids [EOS] and cut the stream into blocks of cutoff_len", usage: "--tokenizer T.model --input F [--input G ...] --output_dir D --cutoff_len N [flags]", run: dataPack},
+			{name: "clean", summary: "normalize, filter and deduplicate text or instruction data, with a report", usage: "--input F --output OUT.jsonl [--report R.json] [--dedup none|exact|minhash] [flags]", run: dataClean},
 			{name: "preview", summary: "render SFT or preference examples with a chat template, the masked part marked", usage: "--dataset F --template T --tokenizer M [--n 3] [--cutoff_len N] [--json]", run: dataPreview},
 			{name: "inspect", summary: "print a packed directory's totals as JSON and decode a few blocks", usage: "DIR [--blocks N]", run: dataInspect},
 		},
@@ -32,6 +33,7 @@ func dataPack(args []string) error {
 	shard := fs.Int("shard_tokens", 64<<20, "tokens per shard file")
 	threads := fs.Int("num_threads", 0, "tokenizer threads (0: all CPUs)")
 	strict := fs.Bool("strict", false, "stop at the first malformed record instead of skipping it")
+	paragraphs := fs.Bool("paragraphs", false, "plain text: a blank-line-separated paragraph is one document (default: a line)")
 	if err := parseFlags(fs, args, "--tokenizer T.model --input F --output_dir D --cutoff_len N"); err != nil {
 		return err
 	}
@@ -42,7 +44,7 @@ func dataPack(args []string) error {
 	bad := 0
 	idx, err := corpus.Pack(corpus.PackOptions{
 		Tokenizer: *tok, Inputs: inputs, OutputDir: *out, CutoffLen: *cutoff, ShardTokens: *shard, Threads: *threads,
-		Strict: *strict, Log: os.Stderr,
+		Strict: *strict, Paragraphs: *paragraphs, Log: os.Stderr,
 		Bad: func(loc corpus.Location, err error) {
 			if bad++; bad <= 10 {
 				fmt.Fprintf(os.Stderr, "skipped %s: %v\n", loc, err)

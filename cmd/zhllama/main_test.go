@@ -257,3 +257,21 @@ func TestDataPreview(t *testing.T) {
 		t.Errorf("unknown template: code %d, %q", code, errs)
 	}
 }
+
+func TestDataClean(t *testing.T) {
+	dir := t.TempDir()
+	out, report := filepath.Join(dir, "clean.jsonl"), filepath.Join(dir, "report.json")
+	stdout, errs, code := zhllama(t, "", "data", "clean", "--input", testdata.Path(t, "sft/alpaca_zh_demo.json"), "--output", out, "--report", report)
+	if code != 0 || !strings.Contains(stdout, "read 1000 records") || !strings.Contains(stdout, "refusal") {
+		t.Fatalf("clean: code %d\n%s\n%s", code, stdout, errs)
+	}
+	var rep map[string]any
+	b, _ := os.ReadFile(report)
+	if err := json.Unmarshal(b, &rep); err != nil || rep["kept"] == nil || rep["removed"] == nil || rep["examples"] == nil {
+		t.Errorf("report %s (%v)", b, err)
+	}
+	_, errs, code = zhllama(t, "", "data", "clean", "--input", testdata.Path(t, "pretrain/fever.txt"), "--output", out, "--dedup", "fuzzy")
+	if code != 1 || !strings.Contains(errs, "--dedup=fuzzy") {
+		t.Errorf("bad --dedup: code %d, %q", code, errs)
+	}
+}
