@@ -13,14 +13,14 @@ import (
 
 func TestNormalizeText(t *testing.T) {
 	for in, want := range map[string]string{
-		"ＡＢＣ１２３ａｂｃ":              "ABC123abc",
-		"你好，世界！（测试）":              "你好，世界！（测试）",
-		"全角　空格":                   "全角 空格",
-		"ctrl\x01\x07chars\r\n":     "ctrlchars\n",
+		"ＡＢＣ１２３ａｂｃ":                  "ABC123abc",
+		"你好，世界！（测试）":                 "你好，世界！（测试）",
+		"全角　空格":                      "全角 空格",
+		"ctrl\x01\x07chars\r\n":      "ctrlchars\n",
 		"a<br>b<p>c</p>&nbsp;&amp;d": "a\nbc\n &d",
-		"x < y && y > z":            "x < y && y > z",
-		"zero\u200bwidth\ufeff":     "zerowidth",
-		"<div class=\"x\">正文</div>": "正文",
+		"x < y && y > z":             "x < y && y > z",
+		"zero\u200bwidth\ufeff":      "zerowidth",
+		"<div class=\"x\">正文</div>":  "正文",
 	} {
 		if got := NormalizeText(in); got != want {
 			t.Errorf("NormalizeText(%q) = %q, want %q", in, got, want)

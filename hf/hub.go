@@ -1,0 +1,339 @@
+package hf
+
+import (
+	"context"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Hub downloads repositories from the Hugging Face Hub's HTTP API, or from
+// a mirror that speaks it (HF_ENDPOINT).
+type Hub struct {
+	Endpoint string // e.g. https://huggingface.co; HF_ENDPOINT overrides the default
+	Token    string // HF_TOKEN
+	Client   *http.Client
+	Log      io.Writer
+}
+
+// NewHub returns a Hub configured from the environment.
+func NewHub() *Hub {
+	ep := os.Getenv("HF_ENDPOINT")
+	if ep == "" {
+		ep = "https://huggingface.co"
+	}
+	return &Hub{Endpoint: strings.TrimRight(ep, "/"), Token: os.Getenv("HF_TOKEN"), Client: &http.Client{}}
+}
+
+// RepoFile is one file of a repository listing.
+type RepoFile struct {
+	Path   string
+	Size   int64
+	SHA256 string // for LFS files: the content's sha256
+	GitOID string // for other files: the git blob id (the Hub's ETag)
+}
+
+// DownloadOptions say what to fetch.
+type DownloadOptions struct {
+	RepoID   string
+	RepoType string // model (default) or dataset
+	Revision string // default main
+	Include  []string
+	LocalDir string
+	Workers  int
+}
+
+func (h *Hub) do(ctx context.Context, method, u string, hdr map[string]string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	if h.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+h.Token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	return h.Client.Do(req)
+}
+
+func (o *DownloadOptions) apiKind() (string, string, error) {
+	switch o.RepoType {
+	case "", "model":
+		return "models", "", nil
+	case "dataset":
+		return "datasets", "datasets/", nil
+	}
+	return "", "", fmt.Errorf("--repo-type=%s: use model or dataset", o.RepoType)
+}
+
+// List returns the files of a repository at a revision.
+func (h *Hub) List(ctx context.Context, o DownloadOptions) ([]RepoFile, error) {
+	kind, _, err := o.apiKind()
+	if err != nil {
+		return nil, err
+	}
+	rev := o.Revision
+	if rev == "" {
+		rev = "main"
+	}
+	u := fmt.Sprintf("%s/api/%s/%s/tree/%s?recursive=true", h.Endpoint, kind, o.RepoID, url.PathEscape(rev))
+	resp, err := h.do(ctx, "GET", u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", o.RepoID, err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return nil, fmt.Errorf("listing %s: %s: the repository is private or gated; set HF_TOKEN", o.RepoID, resp.Status)
+	case http.StatusNotFound:
+		return nil, fmt.Errorf("listing %s: no such %s repository or revision %q at %s", o.RepoID, strings.TrimSuffix(kind, "s"), rev, h.Endpoint)
+	default:
+		return nil, fmt.Errorf("listing %s: %s", o.RepoID, resp.Status)
+	}
+	var entries []struct {
+		Type string `json:"type"`
+		Path string `json:"path"`
+		Size int64  `json:"size"`
+		OID  string `json:"oid"`
+		LFS  *struct {
+			OID  string `json:"oid"`
+			Size int64  `json:"size"`
+		} `json:"lfs"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&entries); err != nil {
+		return nil, fmt.Errorf("listing %s: bad answer from %s: %w", o.RepoID, h.Endpoint, err)
+	}
+	var files []RepoFile
+	for _, e := range entries {
+		if e.Type != "file" {
+			continue
+		}
+		f := RepoFile{Path: e.Path, Size: e.Size, GitOID: e.OID}
+		if e.LFS != nil {
+			f.SHA256, f.Size = e.LFS.OID, e.LFS.Size
+		}
+		if len(o.Include) > 0 && !matchAny(o.Include, f.Path) {
+			continue
+		}
+		files = append(files, f)
+	}
+	return files, nil
+}
+
+func matchAny(globs []string, p string) bool {
+	for _, g := range globs {
+		if ok, _ := path.Match(g, p); ok {
+			return true
+		}
+		if ok, _ := path.Match(g, path.Base(p)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Download fetches the repository's files into LocalDir, several at once.
+// A file is written as PATH.incomplete and renamed when its size (and
+// sha256, for LFS files) check out; an interrupted download resumes with
+// a Range request. Files already complete are skipped.
+func (h *Hub) Download(ctx context.Context, o DownloadOptions) ([]RepoFile, error) {
+	if o.RepoID == "" || strings.Count(o.RepoID, "/") > 1 {
+		return nil, fmt.Errorf("repository id %q: use NAME or OWNER/NAME", o.RepoID)
+	}
+	if o.LocalDir == "" {
+		return nil, errors.New("--local_dir is required")
+	}
+	files, err := h.List(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("%s: no file matches --include %v", o.RepoID, o.Include)
+	}
+	workers := max(1, o.Workers)
+	jobs := make(chan RepoFile)
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range jobs {
+				if err := h.fetch(ctx, o, f); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, f := range files {
+		jobs <- f
+	}
+	close(jobs)
+	wg.Wait()
+	return files, firstErr
+}
+
+func (h *Hub) logf(format string, a ...any) {
+	if h.Log != nil {
+		fmt.Fprintf(h.Log, format, a...)
+	}
+}
+
+func (h *Hub) fetch(ctx context.Context, o DownloadOptions, f RepoFile) error {
+	if strings.Contains(f.Path, "..") || path.IsAbs(f.Path) {
+		return fmt.Errorf("refusing file path %q from the server", f.Path)
+	}
+	dst := filepath.Join(o.LocalDir, filepath.FromSlash(f.Path))
+	if st, err := os.Stat(dst); err == nil && st.Size() == f.Size {
+		return nil // done before
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	_, prefix, _ := o.apiKind()
+	rev := o.Revision
+	if rev == "" {
+		rev = "main"
+	}
+	u := fmt.Sprintf("%s/%s%s/resolve/%s/%s", h.Endpoint, prefix, o.RepoID, url.PathEscape(rev), escapePath(f.Path))
+	part := dst + ".incomplete"
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
+		err := h.fetchOnce(ctx, u, part, f)
+		if err == nil {
+			break
+		}
+		if attempt >= 4 || ctx.Err() != nil || errors.Is(err, errPermanent) {
+			return fmt.Errorf("%s: %w", f.Path, err)
+		}
+		h.logf("%s: %v; retrying\n", f.Path, err)
+		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+	}
+	if f.SHA256 != "" || f.GitOID != "" {
+		kind, want := "sha256", f.SHA256
+		if want == "" {
+			kind, want = "git blob id", f.GitOID
+		}
+		sum, err := fileDigest(part, f.SHA256 == "", f.Size)
+		if err != nil {
+			return err
+		}
+		if sum != want {
+			os.Remove(part)
+			return fmt.Errorf("%s: %s %s, the server lists %s; removed the download", f.Path, kind, sum, want)
+		}
+	}
+	if err := os.Rename(part, dst); err != nil {
+		return err
+	}
+	el := time.Since(start).Seconds()
+	h.logf("%s: %d bytes, %.1f MB/s\n", f.Path, f.Size, float64(f.Size)/1e6/max(el, 1e-3))
+	return nil
+}
+
+var errPermanent = errors.New("permanent")
+
+func escapePath(p string) string {
+	parts := strings.Split(p, "/")
+	for i, s := range parts {
+		parts[i] = url.PathEscape(s)
+	}
+	return strings.Join(parts, "/")
+}
+
+// fetchOnce appends to part what it lacks of the file, resuming with Range.
+func (h *Hub) fetchOnce(ctx context.Context, u, part string, f RepoFile) error {
+	have := int64(0)
+	if st, err := os.Stat(part); err == nil {
+		have = st.Size()
+	}
+	if have > f.Size {
+		os.Remove(part)
+		have = 0
+	}
+	if have == f.Size && f.Size > 0 {
+		return nil
+	}
+	hdr := map[string]string{}
+	if have > 0 {
+		hdr["Range"] = fmt.Sprintf("bytes=%d-", have)
+	}
+	resp, err := h.do(ctx, "GET", u, hdr)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	flags := os.O_CREATE | os.O_WRONLY
+	switch {
+	case resp.StatusCode == http.StatusPartialContent && have > 0:
+		flags |= os.O_APPEND
+	case resp.StatusCode == http.StatusOK:
+		flags |= os.O_TRUNC // the server ignored Range: start over
+		have = 0
+	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
+		os.Remove(part)
+		return errors.New("range not satisfiable; starting over")
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("%w: %s: set HF_TOKEN for private or gated repositories", errPermanent, resp.Status)
+	case resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("%w: %s", errPermanent, resp.Status)
+	default:
+		return errors.New(resp.Status)
+	}
+	out, err := os.OpenFile(part, flags, 0o644)
+	if err != nil {
+		return err
+	}
+	n, err := io.Copy(out, resp.Body)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if have+n != f.Size {
+		return fmt.Errorf("got %d of %d bytes", have+n, f.Size)
+	}
+	return nil
+}
+
+// fileDigest is a file's sha256, or its git blob id (sha1 of
+// "blob SIZE\x00" and the content) when gitBlob.
+func fileDigest(p string, gitBlob bool, size int64) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	var h hash.Hash
+	if gitBlob {
+		h = sha1.New()
+		fmt.Fprintf(h, "blob %d\x00", size)
+	} else {
+		h = sha256.New()
+	}
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
