@@ -2,4 +2,7 @@ module zhllama
 
 go 1.26.0
 
-require golang.org/x/text v0.44.0 // indirect
+require (
+	github.com/klauspost/compress v1.20.4
+	golang.org/x/text v0.44.0
+)

@@ -11,8 +11,12 @@ import (
 var textFields = []string{"text", "completion", "content"}
 
 // DocumentText returns the pretraining text of a record, or an error that
-// names the fields it has and what they look like.
+// names the fields it has and what they look like. BaiduBaike entries
+// (title, summary, sections of title and content) become one text.
 func DocumentText(rec Record) (string, error) {
+	if t, ok := baike(rec); ok {
+		return t, nil
+	}
 	for _, f := range textFields {
 		if v, ok := rec[f]; ok {
 			s, ok := v.(string)
@@ -53,4 +57,34 @@ func layoutHint(rec Record) string {
 		return " (multi-turn chat: data for SFT, not pretraining)"
 	}
 	return ""
+}
+
+// baike joins a BaiduBaike entry: the title, the summary, then each
+// section's title and content, a paragraph each.
+func baike(rec Record) (string, bool) {
+	title, ok1 := rec["title"].(string)
+	sections, ok2 := rec["sections"].([]any)
+	if !ok1 || !ok2 {
+		return "", false
+	}
+	parts := []string{title}
+	if s, ok := rec["summary"].(string); ok && s != "" {
+		parts = append(parts, s)
+	}
+	for _, sec := range sections {
+		m, ok := sec.(map[string]any)
+		if !ok {
+			continue
+		}
+		t, _ := m["title"].(string)
+		c, _ := m["content"].(string)
+		if c == "" {
+			continue
+		}
+		if t != "" {
+			c = t + "\n" + c
+		}
+		parts = append(parts, c)
+	}
+	return strings.Join(parts, "\n\n"), true
 }

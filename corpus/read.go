@@ -14,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // Location names a record's place in its file.
@@ -39,25 +41,40 @@ type ReadOptions struct {
 	Bad func(loc Location, err error)
 }
 
-// Open opens a file, decompressing .gz transparently.
+// Open opens a file, decompressing .gz and .zst transparently.
 func Open(path string) (io.ReadCloser, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	if !strings.HasSuffix(path, ".gz") {
-		return f, nil
+	switch {
+	case strings.HasSuffix(path, ".gz"):
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("%s: not a gzip file: %w", path, err)
+		}
+		return struct {
+			io.Reader
+			io.Closer
+		}{zr, f}, nil
+	case strings.HasSuffix(path, ".zst"):
+		zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("%s: not a zstd file: %w", path, err)
+		}
+		return struct {
+			io.Reader
+			io.Closer
+		}{zr, closerFunc(func() error { zr.Close(); return f.Close() })}, nil
 	}
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: not a gzip file: %w", path, err)
-	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{zr, f}, nil
+	return f, nil
 }
+
+type closerFunc func() error
+
+func (c closerFunc) Close() error { return c() }
 
 // Format is how a file's records are laid out.
 type Format int
@@ -72,7 +89,7 @@ const (
 // DetectFormat decides from the name (.txt, .json, .jsonl, .gz stripped)
 // and, when the name says nothing, from the first non-blank byte.
 func DetectFormat(path string, head []byte) Format {
-	name := strings.TrimSuffix(path, ".gz")
+	name := strings.TrimSuffix(strings.TrimSuffix(path, ".gz"), ".zst")
 	switch filepath.Ext(name) {
 	case ".jsonl", ".ndjson":
 		return FormatJSONL

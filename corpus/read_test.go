@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
+
 	"zhllama/internal/testdata"
 )
 
@@ -15,12 +17,16 @@ func write(t *testing.T, dir, name, content string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	data := []byte(content)
-	if strings.HasSuffix(name, ".gz") {
+	switch {
+	case strings.HasSuffix(name, ".gz"):
 		var b bytes.Buffer
 		zw := gzip.NewWriter(&b)
 		zw.Write(data)
 		zw.Close()
 		data = b.Bytes()
+	case strings.HasSuffix(name, ".zst"):
+		zw, _ := zstd.NewWriter(nil)
+		data = zw.EncodeAll(data, nil)
 	}
 	if err := os.WriteFile(p, data, 0o644); err != nil {
 		t.Fatal(err)
@@ -64,6 +70,11 @@ func TestReadFormats(t *testing.T) {
 	}
 	if _, _, err := readAll(t, jl, ReadOptions{Strict: true}); err == nil || !strings.Contains(err.Error(), jl+":3") {
 		t.Errorf("strict: %v", err)
+	}
+	zs := write(t, dir, "e.jsonl.zst", "{\"text\":\"zstd works\"}\n")
+	s, _, err = readAll(t, zs, ReadOptions{})
+	if err != nil || len(s.recs) != 1 || s.recs[0]["text"] != "zstd works" {
+		t.Errorf("zstd: %v %v", s.recs, err)
 	}
 	txt := write(t, dir, "c.txt", "line one\r\n\nline two\n  \npara end\n")
 	s, _, _ = readAll(t, txt, ReadOptions{})
@@ -120,6 +131,7 @@ func TestDocumentText(t *testing.T) {
 		{Record{"conversations": []any{}}, "", "multi-turn"},
 		{Record{"question": "q", "response_chosen": "a", "response_rejected": "b"}, "", "preference"},
 		{Record{"title": "t"}, "", "fields title"},
+		{Record{"title": "长城", "summary": "古代军事工程。", "sections": []any{map[string]any{"title": "历史", "content": "始建于春秋。"}, map[string]any{"title": "空", "content": ""}}}, "长城\n\n古代军事工程。\n\n历史\n始建于春秋。", ""},
 	} {
 		got, err := DocumentText(c.rec)
 		if got != c.text || (c.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.err)) {

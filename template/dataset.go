@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 )
@@ -77,6 +78,12 @@ func Lookup(registryPath, name string) (Dataset, string, error) {
 func Guess(rec map[string]any) (Dataset, error) {
 	has := func(f string) bool { _, ok := rec[f]; return ok }
 	switch {
+	case has("chat") && has("meta_instruction"):
+		return Dataset{Formatting: "moss"}, nil
+	case isHHText(rec["chosen"]) && isHHText(rec["rejected"]) && !has("conversations"):
+		return Dataset{Formatting: "hh_rlhf", Ranking: true}, nil
+	case has("instruction") && has("output") && isDialogText(rec["instruction"]):
+		return Dataset{Formatting: "belle_multiturn"}, nil
 	case has("conversations") || has("messages"):
 		d := Dataset{Formatting: "sharegpt", Columns: map[string]string{}, Tags: map[string]string{}}
 		msgs := "conversations"
@@ -167,8 +174,15 @@ func (d Dataset) Convert(rec map[string]any) (Example, error) {
 			ex.Tools = string(b)
 		}
 	}
-	if d.Formatting == "sharegpt" {
+	switch d.Formatting {
+	case "sharegpt":
 		return d.convertShareGPT(rec, ex)
+	case "moss":
+		return convertMOSS(rec, ex)
+	case "hh_rlhf":
+		return convertHH(rec, ex)
+	case "belle_multiturn":
+		return convertBelleMultiturn(rec, ex)
 	}
 	return d.convertAlpaca(rec, ex)
 }
@@ -293,6 +307,126 @@ func (d Dataset) convertShareGPT(rec map[string]any, ex Example) (Example, error
 	}
 	if len(msgs) == 0 || len(msgs)%2 != 0 {
 		return ex, fmt.Errorf("the conversation must alternate user and assistant turns and end with the assistant (%d messages)", len(msgs))
+	}
+	ex.Prompt, ex.Response = msgs[:len(msgs)-1], msgs[len(msgs)-1:]
+	return ex, nil
+}
+
+// isHHText reports text in HH-RLHF's layout: "\n\nHuman: ...\n\nAssistant: ...".
+func isHHText(v any) bool {
+	s, ok := v.(string)
+	return ok && strings.HasPrefix(strings.TrimLeft(s, " "), "\n\nHuman:") && strings.Contains(s, "\n\nAssistant:")
+}
+
+// splitDialog cuts text into turns at the given speaker markers.
+func splitDialog(text string, markers map[string]string) []Message {
+	var out []Message
+	for len(text) > 0 {
+		pos, role, mlen := -1, "", 0
+		for m, r := range markers {
+			if i := strings.Index(text, m); i >= 0 && (pos < 0 || i < pos) {
+				pos, role, mlen = i, r, len(m)
+			}
+		}
+		if pos < 0 {
+			if len(out) > 0 {
+				out[len(out)-1].Content += text
+			}
+			break
+		}
+		if len(out) > 0 {
+			out[len(out)-1].Content += text[:pos]
+		}
+		out = append(out, Message{Role: role})
+		text = text[pos+mlen:]
+	}
+	for i := range out {
+		out[i].Content = strings.TrimSpace(out[i].Content)
+	}
+	return out
+}
+
+// convertHH turns an HH-RLHF pair into the shared conversation and the two
+// final answers.
+func convertHH(rec map[string]any, ex Example) (Example, error) {
+	markers := map[string]string{"\n\nHuman:": User, "\n\nAssistant:": Assistant}
+	c := splitDialog(rec["chosen"].(string), markers)
+	r := splitDialog(rec["rejected"].(string), markers)
+	if len(c) < 2 || len(r) < 2 || c[len(c)-1].Role != Assistant || r[len(r)-1].Role != Assistant {
+		return ex, fmt.Errorf("an HH-RLHF pair must end with the assistant's answer")
+	}
+	prompt := c[:len(c)-1]
+	if len(r)-1 != len(prompt) {
+		return ex, fmt.Errorf("chosen and rejected do not share their conversation")
+	}
+	for i, m := range prompt {
+		if r[i] != m {
+			return ex, fmt.Errorf("chosen and rejected differ before the last answer (turn %d)", i)
+		}
+		if (i%2 == 0) != (m.Role == User) {
+			return ex, fmt.Errorf("wrong role order at turn %d", i)
+		}
+	}
+	ex.Prompt = prompt
+	ex.Response = []Message{c[len(c)-1], r[len(r)-1]}
+	return ex, nil
+}
+
+// isDialogText reports BELLE's multi-turn layout: the history in the
+// instruction as "Human: ...\nAssistant: ..." ending with "Assistant:".
+func isDialogText(v any) bool {
+	s, ok := v.(string)
+	return ok && strings.HasPrefix(strings.TrimSpace(s), "Human:") && strings.HasSuffix(strings.TrimSpace(s), "Assistant:")
+}
+
+func convertBelleMultiturn(rec map[string]any, ex Example) (Example, error) {
+	instr, _ := rec["instruction"].(string)
+	out, ok := rec["output"].(string)
+	if !ok {
+		return ex, fmt.Errorf("no output")
+	}
+	msgs := splitDialog("\n"+instr, map[string]string{"\nHuman:": User, "\nAssistant:": Assistant})
+	if len(msgs) == 0 || msgs[len(msgs)-1].Role != Assistant || msgs[len(msgs)-1].Content != "" {
+		return ex, fmt.Errorf("the instruction must end with an empty \"Assistant:\" turn")
+	}
+	msgs = msgs[:len(msgs)-1]
+	for i, m := range msgs {
+		if (i%2 == 0) != (m.Role == User) {
+			return ex, fmt.Errorf("wrong role order at turn %d", i)
+		}
+	}
+	if len(msgs)%2 != 1 {
+		return ex, fmt.Errorf("the dialog must end with the human's turn")
+	}
+	ex.Prompt, ex.Response = msgs, []Message{{Assistant, out}}
+	return ex, nil
+}
+
+var mossTag = regexp.MustCompile(`^\s*<\|(Human|MOSS)\|>:\s?|\s*<(eoh|eom)>\s*$`)
+
+// convertMOSS reads moss-003-sft: meta_instruction and chat.turn_N with
+// Human and MOSS texts wrapped in <|Human|>: ... <eoh> and <|MOSS|>: ... <eom>.
+func convertMOSS(rec map[string]any, ex Example) (Example, error) {
+	chat, ok := rec["chat"].(map[string]any)
+	if !ok {
+		return ex, fmt.Errorf("no chat object")
+	}
+	ex.System, _ = rec["meta_instruction"].(string)
+	var msgs []Message
+	for i := 1; ; i++ {
+		turn, ok := chat[fmt.Sprintf("turn_%d", i)].(map[string]any)
+		if !ok {
+			break
+		}
+		h, ok1 := turn["Human"].(string)
+		m, ok2 := turn["MOSS"].(string)
+		if !ok1 || !ok2 {
+			return ex, fmt.Errorf("turn_%d lacks Human or MOSS", i)
+		}
+		msgs = append(msgs, Message{User, mossTag.ReplaceAllString(h, "")}, Message{Assistant, mossTag.ReplaceAllString(m, "")})
+	}
+	if len(msgs) != 2*len(chat) || len(msgs) == 0 {
+		return ex, fmt.Errorf("chat turns are not turn_1..turn_%d", len(chat))
 	}
 	ex.Prompt, ex.Response = msgs[:len(msgs)-1], msgs[len(msgs)-1:]
 	return ex, nil

@@ -230,3 +230,40 @@ func TestConvertErrors(t *testing.T) {
 		t.Errorf("guess: %v", err)
 	}
 }
+
+func TestConvertOtherLayouts(t *testing.T) {
+	hh := map[string]any{
+		"chosen":   "\n\nHuman: 你好\n\nAssistant: 你好！\n\nHuman: 讲个笑话\n\nAssistant: 好的，这是一个笑话。",
+		"rejected": "\n\nHuman: 你好\n\nAssistant: 你好！\n\nHuman: 讲个笑话\n\nAssistant: 不。",
+	}
+	belle := map[string]any{"instruction": "Human: 你好\nAssistant: 你好，有什么事？\nHuman: 天气如何？\nAssistant:", "input": "", "output": "今天晴。"}
+	moss := map[string]any{"meta_instruction": "You are MOSS.", "chat": map[string]any{
+		"turn_1": map[string]any{"Human": "<|Human|>: 你好<eoh>\n", "MOSS": "<|MOSS|>: 你好！<eom>\n"},
+		"turn_2": map[string]any{"Human": "<|Human|>: 再见<eoh>\n", "MOSS": "<|MOSS|>: 再见！<eom>\n"}}}
+	for name, c := range map[string]struct {
+		rec      map[string]any
+		prompt   []Message
+		response []Message
+		system   string
+	}{
+		"hh_rlhf": {hh, []Message{{User, "你好"}, {Assistant, "你好！"}, {User, "讲个笑话"}}, []Message{{Assistant, "好的，这是一个笑话。"}, {Assistant, "不。"}}, ""},
+		"belle":   {belle, []Message{{User, "你好"}, {Assistant, "你好，有什么事？"}, {User, "天气如何？"}}, []Message{{Assistant, "今天晴。"}}, ""},
+		"moss":    {moss, []Message{{User, "你好"}, {Assistant, "你好！"}, {User, "再见"}}, []Message{{Assistant, "再见！"}}, "You are MOSS."},
+	} {
+		d, err := Guess(c.rec)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		ex, err := d.Convert(c.rec)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !slices.Equal(ex.Prompt, c.prompt) || !slices.Equal(ex.Response, c.response) || ex.System != c.system {
+			t.Errorf("%s: %+v", name, ex)
+		}
+	}
+	bad := map[string]any{"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: other\n\nAssistant: c"}
+	if _, err := (Dataset{Formatting: "hh_rlhf"}).Convert(bad); err == nil {
+		t.Error("HH pair with different prompts accepted")
+	}
+}
