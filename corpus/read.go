@@ -1,6 +1,6 @@
 // Package corpus reads the text and instruction data people train on —
-// plain text, JSON arrays and JSON Lines, gzipped or not — and turns it into
-// training-ready token blocks.
+// plain text, JSON arrays, JSON Lines (gzip or zstd compressed or not) and
+// Parquet — and turns it into training-ready token blocks.
 package corpus
 
 import (
@@ -113,6 +113,13 @@ var ErrStop = errors.New("stop")
 // not grow with the file. Malformed records are skipped (reported to
 // o.Bad) unless o.Strict. It returns the number of records skipped.
 func Read(path string, o ReadOptions, fn func(Record, Location) error) (skipped int, err error) {
+	if strings.HasSuffix(path, ".parquet") {
+		err := readParquet(path, fn)
+		if errors.Is(err, ErrStop) {
+			err = nil
+		}
+		return 0, err
+	}
 	rc, err := Open(path)
 	if err != nil {
 		return 0, err
