@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/longbridgeapp/opencc"
+
 	"zhllama/corpus"
 	"zhllama/spm"
 	"zhllama/template"
@@ -36,6 +38,9 @@ type Options struct {
 	// Instruction data.
 	MinAnswerChars int      // shorter answers are trivial
 	Refusals       []string // phrases of refusals and "as an AI language model" answers
+
+	// TraditionalToSimplified converts text with OpenCC's t2s tables.
+	TraditionalToSimplified bool
 
 	// Paragraphs makes a blank-line-separated paragraph of a plain-text
 	// file one document, instead of each line.
@@ -156,6 +161,13 @@ func Run(inputs []string, output string, o Options) (*Report, error) {
 	if o.Threads <= 0 {
 		o.Threads = runtime.GOMAXPROCS(0)
 	}
+	var t2s *opencc.OpenCC
+	if o.TraditionalToSimplified {
+		var err error
+		if t2s, err = opencc.New("t2s"); err != nil {
+			return nil, fmt.Errorf("loading the traditional-to-simplified tables: %w", err)
+		}
+	}
 	start := time.Now()
 	rep := &Report{Inputs: inputs, Output: output, Removed: map[string]int64{}, Examples: map[string][]Example{}, Options: o}
 	if err := os.MkdirAll(filepath.Dir(output), 0o755); err != nil {
@@ -216,7 +228,7 @@ func Run(inputs []string, output string, o Options) (*Report, error) {
 	}
 	work := func(_ int, batch []item) []item {
 		for i := range batch {
-			analyze(&batch[i], o)
+			analyze(&batch[i], o, t2s)
 		}
 		return batch
 	}
@@ -288,12 +300,12 @@ func detect(rec corpus.Record) *template.Dataset {
 }
 
 // analyze normalizes a record and applies every rule but dedup.
-func analyze(it *item, o Options) {
+func analyze(it *item, o Options, t2s *opencc.OpenCC) {
 	if it.rule != "" {
 		return // malformed
 	}
 	layout := it.layout
-	normalizeValues(it.rec)
+	normalizeValues(it.rec, t2s)
 	var err error
 	it.out, err = marshalRecord(it.rec)
 	if err != nil {
@@ -398,22 +410,29 @@ func answerRules(question string, answers []template.Message, ranking bool, o Op
 	return "", ""
 }
 
-// normalizeValues applies NormalizeText to every string in a record.
-func normalizeValues(v any) any {
+// normalizeValues applies NormalizeText (and t2s, if given) to every
+// string in a record.
+func normalizeValues(v any, t2s *opencc.OpenCC) any {
 	switch x := v.(type) {
 	case string:
-		return NormalizeText(x)
+		s := NormalizeText(x)
+		if t2s != nil {
+			if c, err := t2s.Convert(s); err == nil {
+				s = c
+			}
+		}
+		return s
 	case map[string]any:
 		for k, e := range x {
-			x[k] = normalizeValues(e)
+			x[k] = normalizeValues(e, t2s)
 		}
 	case corpus.Record:
 		for k, e := range x {
-			x[k] = normalizeValues(e)
+			x[k] = normalizeValues(e, t2s)
 		}
 	case []any:
 		for i, e := range x {
-			x[i] = normalizeValues(e)
+			x[i] = normalizeValues(e, t2s)
 		}
 	}
 	return v

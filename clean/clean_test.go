@@ -151,3 +151,18 @@ func TestCleanSharedData(t *testing.T) {
 		t.Error("unknown --dedup accepted")
 	}
 }
+
+func TestTraditionalToSimplified(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "t.txt")
+	os.WriteFile(in, []byte("床前明月光，疑是地上霜。舉頭望明月，低頭思故鄉。\n"), 0o644)
+	o := DefaultOptions()
+	o.TraditionalToSimplified = true
+	if _, err := Run([]string{in}, filepath.Join(dir, "o.jsonl"), o); err != nil {
+		t.Fatal(err)
+	}
+	got := readJSONL(t, filepath.Join(dir, "o.jsonl"))
+	if len(got) != 1 || got[0]["text"] != "床前明月光，疑是地上霜。举头望明月，低头思故乡。" {
+		t.Errorf("t2s gave %v", got)
+	}
+}

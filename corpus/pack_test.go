@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -75,6 +76,25 @@ func TestPackBlocksAreTheTokenStream(t *testing.T) {
 	if _, err := ReadBlock(dir, idx, idx.Blocks); err == nil {
 		t.Error("reading past the last block succeeded")
 	}
+	// The memory-mapped reader training uses gives the same blocks.
+	pk, err := OpenPacked(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pk.Close()
+	buf := make([]int32, 128)
+	for i := int64(0); i < pk.Blocks(); i++ {
+		b, err := pk.Block(i, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(b, want[i*128:(i+1)*128]) {
+			t.Fatalf("mapped block %d differs", i)
+		}
+	}
+	if _, err := pk.Block(pk.Blocks(), buf); err == nil {
+		t.Error("mapped read past the end succeeded")
+	}
 	if _, err := Pack(PackOptions{Tokenizer: tok, Inputs: inputs, OutputDir: dir, CutoffLen: 128}); err == nil || !strings.Contains(err.Error(), "complete") {
 		t.Errorf("packing into a complete directory: %v", err)
 	}
@@ -112,6 +132,9 @@ func TestPackResumesExactly(t *testing.T) {
 	idx, err := Pack(o)
 	if err != nil || idx.Complete || len(idx.Shards) != 2 {
 		t.Fatalf("interrupted run: %+v %v", idx, err)
+	}
+	if _, err := OpenPacked(cut); err == nil || !strings.Contains(err.Error(), "unfinished") {
+		t.Errorf("opening an unfinished pack: %v", err)
 	}
 	bad := o
 	bad.CutoffLen = 99

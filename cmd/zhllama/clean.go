@@ -28,6 +28,7 @@ func dataClean(args []string) error {
 	fs.IntVar(&o.MinAnswerChars, "min_answer_chars", d.MinAnswerChars, "SFT: drop answers shorter than this")
 	boiler := fs.String("boilerplate", "", "file of boilerplate phrases, one a line (default: a built-in list)")
 	refusals := fs.String("refusals", "", "file of refusal phrases, one a line (default: a built-in list)")
+	fs.BoolVar(&o.TraditionalToSimplified, "t2s", false, "convert traditional Chinese to simplified (OpenCC's t2s tables)")
 	fs.BoolVar(&o.Strict, "strict", false, "stop at the first malformed record")
 	fs.BoolVar(&o.Paragraphs, "paragraphs", false, "plain text: a blank-line-separated paragraph is one document (default: a line)")
 	fs.IntVar(&o.Threads, "num_threads", 0, "worker threads (0: all CPUs)")
