@@ -1,6 +1,7 @@
 package corpus
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -123,6 +124,11 @@ func Pack(o PackOptions) (*PackIndex, error) {
 		}
 		idx, resume = old, old.Resume
 		fmt.Fprintf(logOf(o), "resuming after %d documents, %d shards\n", resume.DocumentsDone, len(idx.Shards))
+		// A shard that was being written when the run stopped is redone.
+		stale, _ := filepath.Glob(filepath.Join(o.OutputDir, ".tokens-*.tmp"))
+		for _, f := range stale {
+			os.Remove(f)
+		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
@@ -136,7 +142,9 @@ func Pack(o PackOptions) (*PackIndex, error) {
 		width = 4
 	}
 	carry := slices.Clone(resume.Carry)
-	var shardBuf []byte
+	// The shard being written streams to a temporary file, renamed when
+	// full: memory does not grow with the shard size.
+	var shard *shardWriter
 	shardBlocks := 0
 	docsDone := resume.DocumentsDone
 	shardsWritten := 0
@@ -145,13 +153,14 @@ func Pack(o PackOptions) (*PackIndex, error) {
 			return nil
 		}
 		name := fmt.Sprintf("tokens-%05d.bin", len(idx.Shards))
-		if err := spm.WriteFileAtomic(filepath.Join(o.OutputDir, name), shardBuf); err != nil {
+		if err := shard.commit(filepath.Join(o.OutputDir, name)); err != nil {
 			return err
 		}
+		shard = nil
 		idx.Shards = append(idx.Shards, PackShard{File: name, Blocks: int64(shardBlocks)})
 		idx.Blocks += int64(shardBlocks)
 		idx.Tokens += int64(shardBlocks * o.CutoffLen)
-		shardBuf, shardBlocks = shardBuf[:0], 0
+		shardBlocks = 0
 		// The carry and the count of documents describe the stream after
 		// this shard: exactly where a resumed run starts.
 		idx.Documents = docsDone
@@ -159,16 +168,30 @@ func Pack(o PackOptions) (*PackIndex, error) {
 		shardsWritten++
 		return writeIndex(indexPath, idx)
 	}
-	addBlock := func(block []int32) {
+	var blockBuf []byte
+	addBlock := func(block []int32) error {
+		if shard == nil {
+			var err error
+			if shard, err = newShardWriter(o.OutputDir); err != nil {
+				return err
+			}
+		}
+		blockBuf = blockBuf[:0]
 		for _, id := range block {
 			if width == 2 {
-				shardBuf = binary.LittleEndian.AppendUint16(shardBuf, uint16(id))
+				blockBuf = binary.LittleEndian.AppendUint16(blockBuf, uint16(id))
 			} else {
-				shardBuf = binary.LittleEndian.AppendUint32(shardBuf, uint32(id))
+				blockBuf = binary.LittleEndian.AppendUint32(blockBuf, uint32(id))
 			}
 		}
 		shardBlocks++
+		return shard.write(blockBuf)
 	}
+	defer func() {
+		if shard != nil {
+			shard.abort()
+		}
+	}()
 	errStopped := errors.New("stopped")
 	prog := &packProgress{w: o.Log, start: time.Now(), last: time.Now()}
 	var skipped int64
@@ -176,7 +199,9 @@ func Pack(o PackOptions) (*PackIndex, error) {
 		carry = append(carry, doc...)
 		docsDone++
 		for len(carry) >= o.CutoffLen {
-			addBlock(carry[:o.CutoffLen])
+			if err := addBlock(carry[:o.CutoffLen]); err != nil {
+				return err
+			}
 			carry = carry[o.CutoffLen:]
 			if shardBlocks == blocksPerShard {
 				carry = slices.Clone(carry)
@@ -357,4 +382,50 @@ func forEachDocument(o PackOptions, p *spm.Processor, bos, eos int, skip int64, 
 		}
 		return nil
 	})
+}
+
+// shardWriter writes a shard to a temporary file in the output directory.
+type shardWriter struct {
+	f *os.File
+	w *bufio.Writer
+}
+
+func newShardWriter(dir string) (*shardWriter, error) {
+	f, err := os.CreateTemp(dir, ".tokens-*.tmp")
+	if err != nil {
+		return nil, err
+	}
+	return &shardWriter{f: f, w: bufio.NewWriterSize(f, 1<<20)}, nil
+}
+
+func (s *shardWriter) write(b []byte) error {
+	_, err := s.w.Write(b)
+	return err
+}
+
+// commit flushes, syncs and renames the shard into place.
+func (s *shardWriter) commit(path string) error {
+	err := s.w.Flush()
+	if err == nil {
+		err = s.f.Sync()
+	}
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(s.f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(s.f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(s.f.Name())
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+func (s *shardWriter) abort() {
+	s.f.Close()
+	os.Remove(s.f.Name())
 }
