@@ -143,22 +143,36 @@ func (t *Template) encodeSlots(tok Tokenizer, slots []slot, content string) ([]i
 }
 
 // EncodeMessages renders each message to ids. The first carries the
-// template's prefix and the system text (system, or the default when empty).
-func (t *Template) EncodeMessages(tok Tokenizer, msgs []Message, system string) ([][]int, error) {
+// template's prefix and the system text (system, or the default when empty,
+// followed by the tool descriptions when tools is not empty).
+func (t *Template) EncodeMessages(tok Tokenizer, msgs []Message, system, tools string) ([][]int, error) {
 	if system == "" {
 		system = t.DefaultSystem
+	}
+	if tools != "" {
+		toolText, err := formatTools(tools)
+		if err != nil {
+			return nil, err
+		}
+		system += toolText
 	}
 	out := make([][]int, 0, len(msgs))
 	for i, m := range msgs {
 		var ids []int
 		content := m.Content
+		if m.Role == Function {
+			var err error
+			if content, err = formatFunction(content); err != nil {
+				return nil, fmt.Errorf("message %d: %w", i, err)
+			}
+		}
 		if i == 0 {
 			pre, err := t.encodeSlots(tok, t.prefix, "")
 			if err != nil {
 				return nil, err
 			}
 			ids = append(ids, pre...)
-			if system != "" {
+			if system != "" || tools != "" {
 				if t.fuseSystem {
 					content = strings.ReplaceAll(t.system[0].text, "{{content}}", system) + content
 				} else {
@@ -219,11 +233,11 @@ type SupervisedOptions struct {
 // alternate user (or observation) and assistant (or function) turns, ending
 // with the assistant. Prompts get IgnoreIndex labels; turns are cut to
 // CutoffLen as LLaMA-Factory cuts them.
-func (t *Template) Supervised(tok Tokenizer, msgs []Message, system string, o SupervisedOptions) (ids, labels []int, err error) {
+func (t *Template) Supervised(tok Tokenizer, msgs []Message, system, tools string, o SupervisedOptions) (ids, labels []int, err error) {
 	if len(msgs) == 0 || len(msgs)%2 != 0 {
 		return nil, nil, fmt.Errorf("a supervised example needs prompt/response pairs, got %d messages", len(msgs))
 	}
-	enc, err := t.EncodeMessages(tok, msgs, system)
+	enc, err := t.EncodeMessages(tok, msgs, system, tools)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -279,12 +293,12 @@ type Pair struct {
 // Pairwise builds the chosen and rejected sequences for a prompt (ending
 // with a user turn): the prompt is shared, the longer answer decides how
 // much of it fits in cutoff.
-func (t *Template) Pairwise(tok Tokenizer, prompt []Message, chosen, rejected Message, system string, cutoff int) (Pair, error) {
+func (t *Template) Pairwise(tok Tokenizer, prompt []Message, chosen, rejected Message, system, tools string, cutoff int) (Pair, error) {
 	if len(prompt)%2 != 1 {
 		return Pair{}, fmt.Errorf("a pairwise prompt must end with a user turn, got %d messages", len(prompt))
 	}
 	oneTurn := func(answer Message) ([]int, []int, error) {
-		enc, err := t.EncodeMessages(tok, append(append([]Message(nil), prompt...), answer), system)
+		enc, err := t.EncodeMessages(tok, append(append([]Message(nil), prompt...), answer), system, tools)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -64,7 +64,7 @@ func TestLlama2Supervised(t *testing.T) {
 		t.Fatal(err)
 	}
 	msgs := []Message{{User, "你好"}, {Assistant, "你好！有什么可以帮你？"}, {User, "1+1=?"}, {Assistant, "2"}}
-	ids, labels, err := tpl.Supervised(tok, msgs, "Be brief.", SupervisedOptions{CutoffLen: 1024})
+	ids, labels, err := tpl.Supervised(tok, msgs, "Be brief.", "", SupervisedOptions{CutoffLen: 1024})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,17 +78,17 @@ func TestLlama2Supervised(t *testing.T) {
 	if want := cat(masked(len(p1)), a1, masked(len(p2)), a2); !slices.Equal(labels, want) {
 		t.Fatalf("labels\n got %v\nwant %v", labels, want)
 	}
-	_, labels, _ = tpl.Supervised(tok, msgs, "Be brief.", SupervisedOptions{CutoffLen: 1024, MaskHistory: true})
+	_, labels, _ = tpl.Supervised(tok, msgs, "Be brief.", "", SupervisedOptions{CutoffLen: 1024, MaskHistory: true})
 	if want := cat(masked(len(p1)+len(a1)+len(p2)), a2); !slices.Equal(labels, want) {
 		t.Errorf("mask_history labels %v", labels)
 	}
-	_, labels, _ = tpl.Supervised(tok, msgs, "Be brief.", SupervisedOptions{CutoffLen: 1024, TrainOnPrompt: true})
+	_, labels, _ = tpl.Supervised(tok, msgs, "Be brief.", "", SupervisedOptions{CutoffLen: 1024, TrainOnPrompt: true})
 	if !slices.Equal(labels, ids) {
 		t.Errorf("train_on_prompt labels differ from ids")
 	}
 	// llama2_zh brings Chinese-LLaMA-2's system prompt.
 	zh, _ := Get("llama2_zh")
-	ids, _, _ = zh.Supervised(tok, msgs[:2], "", SupervisedOptions{CutoffLen: 1024})
+	ids, _, _ = zh.Supervised(tok, msgs[:2], "", "", SupervisedOptions{CutoffLen: 1024})
 	if want := cat([]int{1}, tok.Encode("[INST] <<SYS>>\nYou are a helpful assistant. 你是一个乐于助人的助手。\n<</SYS>>\n\n你好 [/INST]"), a1); !slices.Equal(ids, want) {
 		t.Errorf("llama2_zh ids %v", ids)
 	}
@@ -110,7 +110,7 @@ func TestTemplatesRender(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids, _, err := tpl.Supervised(tok, msgs, "", SupervisedOptions{CutoffLen: 4096})
+		ids, _, err := tpl.Supervised(tok, msgs, "", "", SupervisedOptions{CutoffLen: 4096})
 		if err != nil || !slices.Equal(ids, w) {
 			t.Errorf("%s: %v %v, want %v", name, ids, err, w)
 		}
@@ -124,7 +124,7 @@ func TestTruncationKeepsTheAnswer(t *testing.T) {
 	tok := llamaTokenizer(t)
 	tpl, _ := Get("llama2")
 	long := strings.Repeat("很长的问题。", 300)
-	ids, labels, err := tpl.Supervised(tok, []Message{{User, long}, {Assistant, "短答"}}, "", SupervisedOptions{CutoffLen: 128})
+	ids, labels, err := tpl.Supervised(tok, []Message{{User, long}, {Assistant, "短答"}}, "", "", SupervisedOptions{CutoffLen: 128})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestTruncationKeepsTheAnswer(t *testing.T) {
 	if len(ids) != 128 || !slices.Equal(ids[128-len(ans):], ans) || !slices.Equal(labels[128-len(ans):], ans) {
 		t.Errorf("truncated to %d tokens, tail %v", len(ids), ids[len(ids)-len(ans):])
 	}
-	p, err := tpl.Pairwise(tok, []Message{{User, long}}, Message{Assistant, "好"}, Message{Assistant, "不好，很不好"}, "", 64)
+	p, err := tpl.Pairwise(tok, []Message{{User, long}}, Message{Assistant, "好"}, Message{Assistant, "不好，很不好"}, "", "", 64)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,5 +265,48 @@ func TestConvertOtherLayouts(t *testing.T) {
 	bad := map[string]any{"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: other\n\nAssistant: c"}
 	if _, err := (Dataset{Formatting: "hh_rlhf"}).Convert(bad); err == nil {
 		t.Error("HH pair with different prompts accepted")
+	}
+}
+
+func TestPythonJSONAndTools(t *testing.T) {
+	v, err := decodeOrdered(`{"b": 1, "a": [1.0, 2.50, 1e20, -0.0001, 0.00001, "中\n\"x\u0001"], "c": null, "d": true, "e": {}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"b": 1, "a": [1.0, 2.5, 1e+20, -0.0001, 1e-05, "中\n\"x\u0001"], "c": null, "d": true, "e": {}}`
+	if got := pyDumps(v); got != want {
+		t.Errorf("pyDumps:\n got %s\nwant %s", got, want)
+	}
+	tools := `[{"name": "get_weather", "description": "查询天气", "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "城市"}, "unit": {"type": "string", "enum": ["c", "f"]}, "days": {"type": "array", "items": {"type": "integer"}}}, "required": ["city"]}}]`
+	got, err := formatTools(tools)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantTools := "You have access to the following tools:\n> Tool Name: get_weather\nTool Description: 查询天气\nTool Args:\n" +
+		"  - city (string, required): 城市\n  - unit (string): , should be one of [c, f]\n  - days (array): , where each item should be integer\n\n" +
+		"Use the following format if using a tool:\n```\nAction: tool name (one of [get_weather])\nAction Input: the input to the tool, in a JSON format representing the kwargs (e.g. ```{\"input\": \"hello world\", \"num_beams\": 5}```)\n```\n"
+	if got != wantTools {
+		t.Errorf("formatTools:\n got %q\nwant %q", got, wantTools)
+	}
+	fn, err := formatFunction(`{"name": "get_weather", "arguments": {"unit": "c", "city": "北京"}}`)
+	if err != nil || fn != "Action: get_weather\nAction Input: {\"unit\": \"c\", \"city\": \"北京\"}" {
+		t.Errorf("formatFunction: %q %v", fn, err)
+	}
+	if _, err := formatFunction("not json"); err == nil {
+		t.Error("a bad function message was accepted")
+	}
+	// In a conversation: tools join the system text, the call is the assistant's turn.
+	tok := llamaTokenizer(t)
+	tpl, _ := Get("default")
+	msgs := []Message{{User, "北京天气？"}, {Function, `{"name": "get_weather", "arguments": {"city": "北京"}}`}, {Observation, `{"temp": 20}`}, {Assistant, "20度。"}}
+	ids, _, err := tpl.Supervised(tok, msgs, "", tools, SupervisedOptions{CutoffLen: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want2 := cat(tok.Encode("System: "+wantTools), []int{2}, tok.Encode("\n"), tok.Encode("Human: 北京天气？"), []int{2}, tok.Encode("\nAssistant:"),
+		tok.Encode("Action: get_weather\nAction Input: {\"city\": \"北京\"}"), []int{2}, tok.Encode("\n"),
+		tok.Encode("Human: {\"temp\": 20}"), []int{2}, tok.Encode("\nAssistant:"), tok.Encode("20度。"), []int{2}, tok.Encode("\n"))
+	if !slices.Equal(ids, want2) {
+		t.Errorf("tool conversation ids differ:\n got %v\nwant %v", ids, want2)
 	}
 }

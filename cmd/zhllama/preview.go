@@ -66,13 +66,13 @@ func dataPreview(args []string) error {
 		}
 		var seqs []seq
 		if layout.Ranking {
-			pair, err := tpl.Pairwise(p, ex.Prompt, ex.Response[0], ex.Response[1], ex.System, *cutoff)
+			pair, err := tpl.Pairwise(p, ex.Prompt, ex.Response[0], ex.Response[1], ex.System, ex.Tools, *cutoff)
 			if err != nil {
 				return fmt.Errorf("%s: %w", loc, err)
 			}
 			seqs = []seq{{"chosen", pair.ChosenIDs, pair.ChosenLabels}, {"rejected", pair.RejectedIDs, pair.RejectedLabels}}
 		} else {
-			ids, labels, err := tpl.Supervised(p, append(ex.Prompt, ex.Response...), ex.System, opts)
+			ids, labels, err := tpl.Supervised(p, append(ex.Prompt, ex.Response...), ex.System, ex.Tools, opts)
 			if err != nil {
 				return fmt.Errorf("%s: %w", loc, err)
 			}
