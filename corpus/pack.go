@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"zhllama/spm"
@@ -194,8 +195,13 @@ func Pack(o PackOptions) (*PackIndex, error) {
 	}()
 	errStopped := errors.New("stopped")
 	prog := &packProgress{w: o.Log, start: time.Now(), last: time.Now()}
+	for _, in := range o.Inputs {
+		if st, err := os.Stat(in); err == nil {
+			prog.total += st.Size()
+		}
+	}
 	var skipped int64
-	err = forEachDocument(o, p, bos, eos, resume.DocumentsDone, func(doc []int32) error {
+	err = forEachDocument(o, p, bos, eos, resume.DocumentsDone, &prog.read, func(doc []int32) error {
 		carry = append(carry, doc...)
 		docsDone++
 		for len(carry) >= o.CutoffLen {
@@ -308,6 +314,8 @@ type packProgress struct {
 	w     io.Writer
 	start time.Time
 	last  time.Time
+	read  atomic.Int64 // input bytes read
+	total int64        // input bytes in all
 }
 
 func (p *packProgress) update(docs, tokens int64, force bool) {
@@ -316,13 +324,19 @@ func (p *packProgress) update(docs, tokens int64, force bool) {
 	}
 	p.last = time.Now()
 	el := time.Since(p.start).Seconds()
-	fmt.Fprintf(p.w, "packed %d documents, %d tokens in blocks, %.0f tokens/s\n", docs, tokens, float64(tokens)/max(el, 1e-9))
+	line := fmt.Sprintf("packed %d documents, %d tokens in blocks, %.0f tokens/s", docs, tokens, float64(tokens)/max(el, 1e-9))
+	if read := p.read.Load(); p.total > 0 && read > 0 && !force {
+		frac := min(float64(read)/float64(p.total), 1)
+		eta := time.Duration(el * (1 - frac) / frac * float64(time.Second)).Round(time.Second)
+		line += fmt.Sprintf(", %.1f%% of the input, ETA %s", 100*frac, eta)
+	}
+	fmt.Fprintln(p.w, line)
 }
 
 // forEachDocument reads the inputs in order, skips the first skip
 // documents, tokenizes the rest on o.Threads goroutines and calls fn with
 // each one's [BOS] ids [EOS] in input order.
-func forEachDocument(o PackOptions, p *spm.Processor, bos, eos int, skip int64, fn func(doc []int32) error, skipped *int64) error {
+func forEachDocument(o PackOptions, p *spm.Processor, bos, eos int, skip int64, bytesRead *atomic.Int64, fn func(doc []int32) error, skipped *int64) error {
 	scratch := make([]spm.Scratch, o.Threads)
 	ids := make([][]int, o.Threads)
 	produce := func(emit func([]string) bool) error {
@@ -330,7 +344,7 @@ func forEachDocument(o PackOptions, p *spm.Processor, bos, eos int, skip int64, 
 		size := 0
 		seen := int64(0)
 		for _, in := range o.Inputs {
-			n, err := Read(in, ReadOptions{Paragraphs: o.Paragraphs, Strict: o.Strict, Bad: o.Bad}, func(rec Record, loc Location) error {
+			n, err := Read(in, ReadOptions{Paragraphs: o.Paragraphs, Strict: o.Strict, Bad: o.Bad, BytesRead: bytesRead}, func(rec Record, loc Location) error {
 				text, err := DocumentText(rec)
 				if err != nil {
 					return fmt.Errorf("%s: %w", loc, err)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -39,17 +40,40 @@ type ReadOptions struct {
 	Strict bool
 	// Bad, if set, is told about each skipped record.
 	Bad func(loc Location, err error)
+	// BytesRead, if set, counts the bytes read from the file (compressed
+	// bytes for compressed files), for progress reports.
+	BytesRead *atomic.Int64
+}
+
+// countingReader adds what it reads to n.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	k, err := c.r.Read(p)
+	c.n.Add(int64(k))
+	return k, err
 }
 
 // Open opens a file, decompressing .gz and .zst transparently.
 func Open(path string) (io.ReadCloser, error) {
+	return openCounted(path, nil)
+}
+
+func openCounted(path string, counter *atomic.Int64) (io.ReadCloser, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
+	var src io.Reader = f
+	if counter != nil {
+		src = countingReader{f, counter}
+	}
 	switch {
 	case strings.HasSuffix(path, ".gz"):
-		zr, err := gzip.NewReader(f)
+		zr, err := gzip.NewReader(src)
 		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("%s: not a gzip file: %w", path, err)
@@ -59,7 +83,7 @@ func Open(path string) (io.ReadCloser, error) {
 			io.Closer
 		}{zr, f}, nil
 	case strings.HasSuffix(path, ".zst"):
-		zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
+		zr, err := zstd.NewReader(src, zstd.WithDecoderConcurrency(1))
 		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("%s: not a zstd file: %w", path, err)
@@ -69,7 +93,10 @@ func Open(path string) (io.ReadCloser, error) {
 			io.Closer
 		}{zr, closerFunc(func() error { zr.Close(); return f.Close() })}, nil
 	}
-	return f, nil
+	return struct {
+		io.Reader
+		io.Closer
+	}{src, f}, nil
 }
 
 type closerFunc func() error
@@ -120,7 +147,7 @@ func Read(path string, o ReadOptions, fn func(Record, Location) error) (skipped 
 		}
 		return 0, err
 	}
-	rc, err := Open(path)
+	rc, err := openCounted(path, o.BytesRead)
 	if err != nil {
 		return 0, err
 	}
