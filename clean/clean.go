@@ -17,6 +17,7 @@ import (
 	"github.com/longbridgeapp/opencc"
 
 	"zhllama/corpus"
+	"zhllama/internal/pipeline"
 	"zhllama/spm"
 	"zhllama/template"
 )
@@ -266,7 +267,7 @@ func Run(inputs []string, output string, o Options) (*Report, error) {
 		}
 		return nil
 	}
-	if err := corpus.Ordered(o.Threads, produce, work, sink); err != nil {
+	if err := pipeline.Ordered(o.Threads, produce, work, sink); err != nil {
 		tmp.Close()
 		return nil, err
 	}

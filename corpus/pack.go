@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"zhllama/internal/pipeline"
 	"zhllama/spm"
 )
 
@@ -39,6 +40,9 @@ type PackIndex struct {
 	Complete        bool        `json:"complete"`
 	Resume          *packResume `json:"resume,omitempty"`
 }
+
+// errEnded is what a producer returns when emit reports the run is ending.
+var errEnded = errors.New("ended")
 
 // PackShard is one file of whole blocks.
 type PackShard struct {
@@ -388,7 +392,7 @@ func forEachDocument(o PackOptions, p *spm.Processor, bos, eos int, skip int64, 
 		}
 		return docs
 	}
-	return Ordered(o.Threads, produce, work, func(docs [][]int32) error {
+	return pipeline.Ordered(o.Threads, produce, work, func(docs [][]int32) error {
 		for _, d := range docs {
 			if err := fn(d); err != nil {
 				return err

@@ -191,24 +191,23 @@ func (s *Spec) SetString(num int, v string) {
 	s.f.set(field{num: num, wire: wireBytes, data: []byte(v)})
 }
 
-// SetStrings replaces repeated string field num by vs.
+// SetStrings replaces repeated string field num by vs, placed where the
+// field was or in field-number order.
 func (s *Spec) SetStrings(num int, vs []string) {
-	s.f.remove(num)
-	if len(vs) == 0 {
-		return
-	}
-	s.f.set(field{num: num, wire: wireBytes, data: []byte(vs[0])})
-	// Insert the rest right after the first.
+	at := len(s.f)
 	for i, f := range s.f {
-		if f.num == num {
-			rest := make(fields, 0, len(vs)-1)
-			for _, v := range vs[1:] {
-				rest = append(rest, field{num: num, wire: wireBytes, data: []byte(v)})
-			}
-			s.f = append(s.f[:i+1], append(rest, s.f[i+1:]...)...)
+		if f.num == num || f.num > num {
+			at = i
 			break
 		}
 	}
+	s.f.remove(num)
+	at = min(at, len(s.f))
+	add := make(fields, len(vs))
+	for i, v := range vs {
+		add[i] = field{num: num, wire: wireBytes, data: []byte(v)}
+	}
+	s.f = append(s.f[:at:at], append(add, s.f[at:]...)...)
 }
 
 // SetInt sets varint field num; negative values use ten bytes as int32 does.
@@ -346,11 +345,14 @@ func (p *Piece) appendTo(b []byte) []byte {
 // back byte for byte.
 func (m *Model) Marshal() []byte {
 	top := append(fields(nil), m.top...)
-	for num, s := range map[int]*Spec{mpTrainer: m.Trainer, mpNormalizer: m.Normalizer, mpDenormalizer: m.Denormalizer} {
-		if s == nil {
-			top.remove(num)
+	for _, sp := range []struct {
+		num  int
+		spec *Spec
+	}{{mpTrainer, m.Trainer}, {mpNormalizer, m.Normalizer}, {mpDenormalizer, m.Denormalizer}} {
+		if sp.spec == nil {
+			top.remove(sp.num)
 		} else {
-			top.set(field{num: num, wire: wireBytes, data: s.f.appendTo(nil)})
+			top.set(field{num: sp.num, wire: wireBytes, data: sp.spec.f.appendTo(nil)})
 		}
 	}
 	var b []byte

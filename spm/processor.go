@@ -97,9 +97,9 @@ func NewProcessor(m *Model) (*Processor, error) {
 		p.buildMerges()
 		p.wordSplit = p.canSplitWords()
 	case ModelUnigram:
-		p.minScore, p.maxScore = math.MaxFloat32, math.SmallestNonzeroFloat32
-		// FLT_MIN in C is the smallest normal float.
-		p.maxScore = 1.17549435e-38
+		// sentencepiece starts from FLT_MAX and FLT_MIN (the smallest normal
+		// float, not the lowest value), so maxScore is never below it.
+		p.minScore, p.maxScore = math.MaxFloat32, 1.17549435e-38
 		for _, pc := range m.Pieces {
 			if pc.Type == Normal {
 				p.minScore = min(p.minScore, pc.Score)
@@ -270,15 +270,8 @@ func (p *Processor) decode(pieces []string, ids []int) string {
 	bosWS, bosSeen := true, false
 	var bytes []byte
 	flush := func() {
-		for len(bytes) > 0 {
-			r, l := utf8.DecodeRune(bytes)
-			if r == utf8.RuneError && l == 1 {
-				sb.WriteString("\uFFFD")
-			} else {
-				sb.Write(bytes[:l])
-			}
-			bytes = bytes[l:]
-		}
+		WriteBytesText(&sb, bytes)
+		bytes = bytes[:0]
 	}
 	for i, id := range ids {
 		t := p.types[id]
@@ -314,4 +307,18 @@ func (p *Processor) decode(pieces []string, ids []int) string {
 	}
 	flush()
 	return sb.String()
+}
+
+// WriteBytesText writes the bytes of a run of byte pieces as text, as
+// sentencepiece decodes them: valid UTF-8 as it is, each invalid byte as U+FFFD.
+func WriteBytesText(sb *strings.Builder, b []byte) {
+	for len(b) > 0 {
+		r, l := utf8.DecodeRune(b)
+		if r == utf8.RuneError && l == 1 {
+			sb.WriteString("\uFFFD")
+		} else {
+			sb.Write(b[:l])
+		}
+		b = b[l:]
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"zhllama/internal/pipeline"
 )
 
 // LineOptions control EncodeLines and DecodeLines.
@@ -147,66 +149,32 @@ func threadCount(n int) int {
 // (worker is the goroutine's index) and hands the results to sink in input
 // order. Lines lose their trailing newline only.
 func batchLines(r io.Reader, threads int, work func(worker int, lines []string) []byte, sink func([]byte) error) error {
-	type job struct {
-		lines []string
-		out   chan []byte
-	}
-	jobs := make(chan job, threads*2)
-	order := make(chan chan []byte, threads*4)
-	var wg sync.WaitGroup
-	for i := range threads {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range jobs {
-				j.out <- work(i, j.lines)
-			}
-		}()
-	}
-	readErr := make(chan error, 1)
-	go func() {
-		defer close(order)
-		defer close(jobs)
+	produce := func(emit func([]string) bool) error {
 		br := bufio.NewReaderSize(r, 1<<20)
 		var lines []string
 		size := 0
-		send := func() {
-			ch := make(chan []byte, 1)
-			order <- ch
-			jobs <- job{lines, ch}
-			lines, size = nil, 0
-		}
 		for {
 			s, err := br.ReadString('\n')
 			if s != "" {
 				lines = append(lines, strings.TrimSuffix(s, "\n"))
 				size += len(s)
 				if len(lines) >= 512 || size >= 256<<10 {
-					send()
+					if !emit(lines) {
+						return nil
+					}
+					lines, size = nil, 0
 				}
+			}
+			if err == io.EOF {
+				if len(lines) > 0 {
+					emit(lines)
+				}
+				return nil
 			}
 			if err != nil {
-				if len(lines) > 0 {
-					send()
-				}
-				if err != io.EOF {
-					readErr <- err
-				}
-				close(readErr)
-				return
+				return err
 			}
 		}
-	}()
-	var serr error
-	for ch := range order {
-		b := <-ch
-		if serr == nil {
-			serr = sink(b)
-		}
 	}
-	wg.Wait()
-	if err := <-readErr; err != nil {
-		return err
-	}
-	return serr
+	return pipeline.Ordered(threads, produce, work, sink)
 }

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"unicode/utf8"
 
 	"zhllama/corpus"
 	"zhllama/spm"
@@ -116,15 +115,8 @@ func renderMasked(p *spm.Processor, ids, labels []int) string {
 	var b strings.Builder
 	var bytes []byte
 	flush := func() {
-		for len(bytes) > 0 {
-			r, l := utf8.DecodeRune(bytes)
-			if r == utf8.RuneError && l == 1 {
-				b.WriteString("\uFFFD")
-			} else {
-				b.Write(bytes[:l])
-			}
-			bytes = bytes[l:]
-		}
+		spm.WriteBytesText(&b, bytes)
+		bytes = bytes[:0]
 	}
 	inMask := false
 	for i, id := range ids {

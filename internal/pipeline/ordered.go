@@ -1,9 +1,9 @@
-package corpus
+// Package pipeline runs work on several goroutines while keeping results in
+// input order: the shape of every streaming job here (encode a file, pack a
+// corpus, clean a dataset).
+package pipeline
 
-import (
-	"errors"
-	"sync"
-)
+import "sync"
 
 // Ordered runs work on each item that produce emits, on threads
 // goroutines, and hands the results to sink in the order the items were
@@ -62,6 +62,3 @@ func Ordered[T, R any](threads int, produce func(emit func(T) bool) error, work 
 	}
 	return serr
 }
-
-// errEnded is what a producer returns when emit reports the run is ending.
-var errEnded = errors.New("ended")
