@@ -17,8 +17,8 @@ import (
 	"github.com/longbridgeapp/opencc"
 
 	"zhllama/corpus"
+	"zhllama/internal/atomicfile"
 	"zhllama/internal/pipeline"
-	"zhllama/spm"
 	"zhllama/template"
 )
 
@@ -495,5 +495,5 @@ func WriteReport(path string, r *Report) error {
 	if err != nil {
 		return err
 	}
-	return spm.WriteFileAtomic(path, append(b, '\n'))
+	return atomicfile.WriteFile(path, append(b, '\n'))
 }

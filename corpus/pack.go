@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"zhllama/internal/atomicfile"
 	"zhllama/internal/pipeline"
 	"zhllama/spm"
 )
@@ -137,7 +138,7 @@ func Pack(o PackOptions) (*PackIndex, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	if err := spm.WriteFileAtomic(filepath.Join(o.OutputDir, "tokenizer.model"), raw); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(o.OutputDir, "tokenizer.model"), raw); err != nil {
 		return nil, err
 	}
 
@@ -262,7 +263,7 @@ func writeIndex(path string, idx *PackIndex) error {
 	if err != nil {
 		return err
 	}
-	return spm.WriteFileAtomic(path, append(b, '\n'))
+	return atomicfile.WriteFile(path, append(b, '\n'))
 }
 
 // ReadPackIndex reads dir/index.json.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"zhllama/internal/atomicfile"
 	"zhllama/spm"
 )
 
@@ -98,5 +99,5 @@ func writeJSON(path string, v any) error {
 	if err := enc.Encode(v); err != nil {
 		return err
 	}
-	return spm.WriteFileAtomic(path, buf.Bytes())
+	return atomicfile.WriteFile(path, buf.Bytes())
 }

@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
+
+	"zhllama/internal/atomicfile"
 )
 
 // PieceType is ModelProto.SentencePiece.Type.
@@ -385,34 +386,7 @@ func Load(path string) (*Model, error) {
 // Save writes the model to path through a temporary file, so that a failed
 // write never leaves a partial model behind.
 func (m *Model) Save(path string) error {
-	return WriteFileAtomic(path, m.Marshal())
-}
-
-// WriteFileAtomic writes data to a temporary file beside path and renames it.
-func WriteFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	name := tmp.Name()
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(name, 0o644)
-	}
-	if err == nil {
-		err = os.Rename(name, path)
-	}
-	if err != nil {
-		os.Remove(name)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.WriteFile(path, m.Marshal())
 }
 
 // Validate checks what the encoders rely on: pieces present, non-empty and

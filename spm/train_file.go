@@ -1,5 +1,7 @@
 package spm
 
+import "zhllama/internal/atomicfile"
+
 // TrainFiles trains a model and writes PREFIX.model and PREFIX.vocab, each
 // through a temporary file, so an interrupted run leaves no partial output.
 func TrainFiles(c TrainConfig) (*Model, error) {
@@ -10,7 +12,7 @@ func TrainFiles(c TrainConfig) (*Model, error) {
 	if err := m.Save(c.ModelPrefix + ".model"); err != nil {
 		return nil, err
 	}
-	if err := WriteFileAtomic(c.ModelPrefix+".vocab", WriteVocab(m, c.VocabularyOutputPieceScore)); err != nil {
+	if err := atomicfile.WriteFile(c.ModelPrefix+".vocab", WriteVocab(m, c.VocabularyOutputPieceScore)); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -1,0 +1,302 @@
+// Package safetensors reads and writes the safetensors format of Hugging
+// Face checkpoints: an 8-byte little-endian header length, a JSON header
+// naming each tensor's dtype, shape and byte range, then the raw data.
+// Files are read through mmap and written as a stream; sharded checkpoints
+// are tied together by model.safetensors.index.json.
+package safetensors
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"syscall"
+)
+
+// Tensor is one tensor of a file; Data aliases the file's memory.
+type Tensor struct {
+	Name  string
+	DType DType
+	Shape []int
+	Data  []byte
+}
+
+// Elements is the number of elements.
+func (t *Tensor) Elements() int {
+	n := 1
+	for _, d := range t.Shape {
+		n *= d
+	}
+	return n
+}
+
+// Float32 converts an F32, F16 or BF16 tensor to float32, into dst when it
+// has room.
+func (t *Tensor) Float32(dst []float32) ([]float32, error) {
+	if err := checkFloat(t.DType); err != nil {
+		return nil, fmt.Errorf("tensor %s: %w", t.Name, err)
+	}
+	n := t.Elements()
+	if cap(dst) < n {
+		dst = make([]float32, n)
+	}
+	dst = dst[:n]
+	b := t.Data
+	switch t.DType {
+	case F32:
+		for i := range dst {
+			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		}
+	case F16:
+		for i := range dst {
+			dst[i] = F16ToF32(binary.LittleEndian.Uint16(b[2*i:]))
+		}
+	case BF16:
+		for i := range dst {
+			dst[i] = BF16ToF32(binary.LittleEndian.Uint16(b[2*i:]))
+		}
+	}
+	return dst, nil
+}
+
+// File is an open safetensors file.
+type File struct {
+	Path     string
+	Metadata map[string]string
+	Tensors  []Tensor // in file order
+	byName   map[string]int
+	mapped   []byte
+}
+
+// maxHeader bounds the JSON header, as the reference implementation does.
+const maxHeader = 100 << 20
+
+// Parse reads a safetensors file held in memory; tensors alias b. It checks
+// what the reference implementation checks: a well-formed header, known
+// dtypes, byte ranges that match the shapes, lie in the file, do not overlap
+// and leave no gaps.
+func Parse(b []byte) (*File, error) {
+	if len(b) < 8 {
+		return nil, fmt.Errorf("%d bytes: too short for a safetensors header", len(b))
+	}
+	n := binary.LittleEndian.Uint64(b)
+	if n > maxHeader || n > uint64(len(b)-8) {
+		return nil, fmt.Errorf("header length %d does not fit the %d-byte file (truncated, or not safetensors)", n, len(b))
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b[8:8+n], &raw); err != nil {
+		return nil, fmt.Errorf("header is not a JSON object: %v", err)
+	}
+	data := b[8+n:]
+	f := &File{byName: map[string]int{}}
+	type span struct {
+		begin, end uint64
+		t          Tensor
+	}
+	var spans []span
+	for name, msg := range raw {
+		if name == "__metadata__" {
+			if err := json.Unmarshal(msg, &f.Metadata); err != nil {
+				return nil, fmt.Errorf("__metadata__ must map strings to strings: %v", err)
+			}
+			continue
+		}
+		var h struct {
+			DType   DType    `json:"dtype"`
+			Shape   []int64  `json:"shape"`
+			Offsets []uint64 `json:"data_offsets"`
+		}
+		if err := json.Unmarshal(msg, &h); err != nil {
+			return nil, fmt.Errorf("tensor %q: %v", name, err)
+		}
+		if h.DType.Size() == 0 {
+			return nil, fmt.Errorf("tensor %q: unknown dtype %q", name, h.DType)
+		}
+		if len(h.Offsets) != 2 || h.Offsets[0] > h.Offsets[1] || h.Offsets[1] > uint64(len(data)) {
+			return nil, fmt.Errorf("tensor %q: data_offsets %v outside the %d data bytes", name, h.Offsets, len(data))
+		}
+		elems := uint64(1)
+		shape := make([]int, len(h.Shape))
+		for i, d := range h.Shape {
+			if d < 0 || d > 1<<40 {
+				return nil, fmt.Errorf("tensor %q: bad dimension %d", name, d)
+			}
+			shape[i] = int(d)
+			elems *= uint64(d)
+			if elems > 1<<46 {
+				return nil, fmt.Errorf("tensor %q: shape %v too large", name, h.Shape)
+			}
+		}
+		if want := elems * uint64(h.DType.Size()); want != h.Offsets[1]-h.Offsets[0] {
+			return nil, fmt.Errorf("tensor %q: shape %v of %s needs %d bytes, data_offsets give %d", name, h.Shape, h.DType, want, h.Offsets[1]-h.Offsets[0])
+		}
+		t := Tensor{Name: name, DType: h.DType, Shape: shape, Data: data[h.Offsets[0]:h.Offsets[1]:h.Offsets[1]]}
+		spans = append(spans, span{h.Offsets[0], h.Offsets[1], t})
+	}
+	sort.Slice(spans, func(i, j int) bool {
+		return spans[i].begin < spans[j].begin || spans[i].begin == spans[j].begin && spans[i].t.Name < spans[j].t.Name
+	})
+	end := uint64(0)
+	for _, s := range spans {
+		if s.begin != end {
+			return nil, fmt.Errorf("tensor %q starts at byte %d of the data, expected %d: tensors overlap or leave a gap", s.t.Name, s.begin, end)
+		}
+		end = s.end
+		f.byName[s.t.Name] = len(f.Tensors)
+		f.Tensors = append(f.Tensors, s.t)
+	}
+	if end != uint64(len(data)) {
+		return nil, fmt.Errorf("tensors cover %d of the %d data bytes", end, len(data))
+	}
+	return f, nil
+}
+
+// Open maps a safetensors file into memory and parses it.
+func Open(path string) (*File, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	st, err := fh.Stat()
+	if err != nil {
+		return nil, err
+	}
+	var b []byte
+	if st.Size() > 0 {
+		if b, err = syscall.Mmap(int(fh.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	f, err := Parse(b)
+	if err != nil {
+		if b != nil {
+			syscall.Munmap(b)
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	f.Path, f.mapped = path, b
+	return f, nil
+}
+
+// Tensor returns the named tensor.
+func (f *File) Tensor(name string) (*Tensor, bool) {
+	i, ok := f.byName[name]
+	if !ok {
+		return nil, false
+	}
+	return &f.Tensors[i], true
+}
+
+// Close unmaps the file; its tensors' data must not be used afterwards.
+func (f *File) Close() error {
+	if f.mapped == nil {
+		return nil
+	}
+	err := syscall.Munmap(f.mapped)
+	f.mapped = nil
+	return err
+}
+
+// Source is a tensor to write: its bytes come from Write, called once.
+type Source struct {
+	Name  string
+	DType DType
+	Shape []int
+	Write func(w io.Writer) error
+}
+
+// Bytes returns a Source of ready bytes.
+func Bytes(name string, dtype DType, shape []int, data []byte) Source {
+	return Source{Name: name, DType: dtype, Shape: shape, Write: func(w io.Writer) error { _, err := w.Write(data); return err }}
+}
+
+// Write streams tensors to path in the given order, through a temporary
+// file renamed at the end. The header is padded to 8 bytes, as the
+// reference writer does.
+func Write(path string, metadata map[string]string, tensors []Source) error {
+	header := map[string]any{}
+	if len(metadata) > 0 {
+		header["__metadata__"] = metadata
+	}
+	sizes := make([]int64, len(tensors))
+	var off int64
+	seen := map[string]bool{}
+	for i, t := range tensors {
+		if t.DType.Size() == 0 {
+			return fmt.Errorf("tensor %s: unknown dtype %q", t.Name, t.DType)
+		}
+		if seen[t.Name] || t.Name == "__metadata__" {
+			return fmt.Errorf("tensor name %q used twice", t.Name)
+		}
+		seen[t.Name] = true
+		n := int64(t.DType.Size())
+		for _, d := range t.Shape {
+			n *= int64(d)
+		}
+		sizes[i] = n
+		shape := t.Shape
+		if shape == nil {
+			shape = []int{}
+		}
+		header[t.Name] = map[string]any{"dtype": t.DType, "shape": shape, "data_offsets": []int64{off, off + n}}
+		off += n
+	}
+	hb, err := json.Marshal(header)
+	if err != nil {
+		return err
+	}
+	for len(hb)%8 != 0 {
+		hb = append(hb, ' ')
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	w := bufio.NewWriterSize(tmp, 1<<20)
+	binary.Write(w, binary.LittleEndian, uint64(len(hb)))
+	w.Write(hb)
+	for i, t := range tensors {
+		cw := &countWriter{w: w}
+		if err := t.Write(cw); err != nil {
+			tmp.Close()
+			return fmt.Errorf("tensor %s: %w", t.Name, err)
+		}
+		if cw.n != sizes[i] {
+			tmp.Close()
+			return fmt.Errorf("tensor %s: wrote %d bytes, its shape %v of %s needs %d", t.Name, cw.n, t.Shape, t.DType, sizes[i])
+		}
+	}
+	if err := w.Flush(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}

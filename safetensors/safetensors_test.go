@@ -1,0 +1,220 @@
+package safetensors
+
+import (
+	"encoding/binary"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func f32Bytes(v ...float32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return b
+}
+
+func u16Bytes(conv func(float32) uint16, v ...float32) []byte {
+	b := make([]byte, 2*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint16(b[2*i:], conv(x))
+	}
+	return b
+}
+
+func TestWriteThenRead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "model.safetensors")
+	vals := []float32{1, -2.5, 3.140625, 0, 65504, 1e-8}
+	srcs := []Source{
+		Bytes("a.weight", F32, []int{2, 3}, f32Bytes(vals...)),
+		Bytes("b.f16", F16, []int{6}, u16Bytes(F32ToF16, vals...)),
+		Bytes("c.bf16", BF16, []int{3, 2}, u16Bytes(F32ToBF16, vals...)),
+		Bytes("empty", F32, []int{0, 4}, nil),
+		Bytes("scalar", I64, nil, make([]byte, 8)),
+	}
+	if err := Write(path, map[string]string{"format": "pt"}, srcs); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(path)
+	if n := binary.LittleEndian.Uint64(raw); (8+n)%8 != 0 {
+		t.Errorf("header of %d bytes is not padded to 8", n)
+	}
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.Metadata["format"] != "pt" || len(f.Tensors) != 5 || f.Tensors[0].Name != "a.weight" {
+		t.Fatalf("metadata %v, tensors %d", f.Metadata, len(f.Tensors))
+	}
+	for name, tol := range map[string]float32{"a.weight": 0, "b.f16": 1e-3, "c.bf16": 1e-2} {
+		tn, ok := f.Tensor(name)
+		if !ok {
+			t.Fatalf("no %s", name)
+		}
+		got, err := tn.Float32(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range vals {
+			if d := float32(math.Abs(float64(got[i] - v))); d > tol*float32(math.Max(1, math.Abs(float64(v)))) {
+				t.Errorf("%s[%d] = %g, want %g", name, i, got[i], v)
+			}
+		}
+	}
+	if tn, _ := f.Tensor("scalar"); len(tn.Shape) != 0 || tn.Elements() != 1 {
+		t.Errorf("scalar shape %v", tn.Shape)
+	}
+	if tn, _ := f.Tensor("scalar"); func() error { _, err := tn.Float32(nil); return err }() == nil {
+		t.Error("I64 converted to float32")
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 1 {
+		t.Errorf("temporary files left: %v", entries)
+	}
+	bad := []Source{{Name: "x", DType: F32, Shape: []int{4}, Write: func(w io.Writer) error { _, err := w.Write(make([]byte, 12)); return err }}}
+	if err := Write(filepath.Join(t.TempDir(), "bad.safetensors"), nil, bad); err == nil || !strings.Contains(err.Error(), "needs 16") {
+		t.Errorf("short tensor: %v", err)
+	}
+}
+
+func TestHalfConversions(t *testing.T) {
+	for h := 0; h < 1<<16; h++ {
+		f := F16ToF32(uint16(h))
+		if f != f {
+			if back := F32ToF16(f); back&0x7c00 != 0x7c00 || back&0x3ff == 0 {
+				t.Fatalf("NaN %04x came back as %04x", h, back)
+			}
+			continue
+		}
+		if back := F32ToF16(f); back != uint16(h) {
+			t.Fatalf("f16 %04x -> %g -> %04x", h, f, back)
+		}
+		if b := BF16ToF32(uint16(h)); b == b && F32ToBF16(b) != uint16(h) {
+			t.Fatalf("bf16 %04x -> %g -> %04x", h, b, F32ToBF16(b))
+		}
+	}
+	for _, c := range []struct {
+		in   float32
+		f16  uint16
+		bf16 uint16
+	}{
+		{1, 0x3c00, 0x3f80},
+		{65520, 0x7c00, 0x4780}, // ties to even: past the largest half
+		{65519, 0x7bff, 0x4780},
+		{1.0009765625 / 2 * 2, 0x3c01, 0x3f80},   // exactly one f16 ulp above 1
+		{1 + 1.0/2048, 0x3c00, 0x3f80},           // halfway between 1 and the next f16: ties to even
+		{1 + 3.0/2048, 0x3c02, 0x3f80},           // halfway, rounds up to even
+		{5.960464477539063e-08, 0x0001, 0x3380},  // smallest f16 subnormal
+		{2.9802322387695312e-08, 0x0000, 0x3300}, // half of it: ties to even zero
+		{1.00390625, 0x3c04, 0x3f80},             // bf16 halfway between 0x3f80 and 0x3f81: to even
+		{float32(math.Copysign(0, -1)), 0x8000, 0x8000},
+	} {
+		if got := F32ToF16(c.in); got != c.f16 {
+			t.Errorf("F32ToF16(%g) = %04x, want %04x", c.in, got, c.f16)
+		}
+		if got := F32ToBF16(c.in); got != c.bf16 {
+			t.Errorf("F32ToBF16(%g) = %04x, want %04x", c.in, got, c.bf16)
+		}
+	}
+}
+
+// header builds a file from a literal JSON header and n data bytes.
+func header(h string, n int) []byte {
+	b := binary.LittleEndian.AppendUint64(nil, uint64(len(h)))
+	return append(append(b, h...), make([]byte, n)...)
+}
+
+func TestParseRejectsBadFiles(t *testing.T) {
+	for name, c := range map[string]struct {
+		data []byte
+		want string
+	}{
+		"short":    {[]byte{1, 2}, "too short"},
+		"huge":     {binary.LittleEndian.AppendUint64(nil, 1<<40), "does not fit"},
+		"not json": {header("{nope", 0), "not a JSON object"},
+		"dtype":    {header(`{"a":{"dtype":"Q4","shape":[1],"data_offsets":[0,1]}}`, 1), "unknown dtype"},
+		"size":     {header(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}`, 4), "needs 8 bytes"},
+		"outside":  {header(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, 2), "outside"},
+		"overlap":  {header(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[2,6]}}`, 6), "overlap"},
+		"gap":      {header(`{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}`, 2), "cover 1 of the 2"},
+		"negative": {header(`{"a":{"dtype":"U8","shape":[-1],"data_offsets":[0,0]}}`, 0), "bad dimension"},
+		"metadata": {header(`{"__metadata__":{"a":1}}`, 0), "__metadata__"},
+	} {
+		if _, err := Parse(c.data); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", name, err, c.want)
+		}
+	}
+	if _, err := Open(filepath.Join(t.TempDir(), "missing.safetensors")); err == nil {
+		t.Error("opened a missing file")
+	}
+}
+
+func TestShardedCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	var srcs []Source
+	for i := 0; i < 5; i++ {
+		srcs = append(srcs, Bytes("layers."+string(rune('0'+i))+".weight", F32, []int{8, 8}, f32Bytes(make([]float32, 64)...)))
+	}
+	if err := WriteDir(dir, map[string]string{"format": "pt"}, srcs, 600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "model-00001-of-00003.safetensors")); err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if len(c.Names()) != 5 {
+		t.Errorf("names %v", c.Names())
+	}
+	if _, err := c.Expect("layers.3.weight", 8, 8); err != nil {
+		t.Error(err)
+	}
+	if _, err := c.Expect("layers.3.weight", 16, 8); err == nil || !strings.Contains(err.Error(), "has shape [8 8], expected [16 8]") {
+		t.Errorf("shape mismatch: %v", err)
+	}
+	if _, err := c.Tensor("nope"); err == nil || !strings.Contains(err.Error(), "no tensor nope") {
+		t.Errorf("missing tensor: %v", err)
+	}
+	// One file when it fits.
+	dir2 := t.TempDir()
+	if err := WriteDir(dir2, nil, srcs, 0); err != nil {
+		t.Fatal(err)
+	}
+	if c2, err := OpenDir(dir2); err != nil || len(c2.Names()) != 5 {
+		t.Errorf("single file: %v", err)
+	}
+	if _, err := OpenDir(t.TempDir()); err == nil || !strings.Contains(err.Error(), "neither") {
+		t.Errorf("empty dir: %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(header(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, 4))
+	f.Add(header(`{"__metadata__":{"format":"pt"},"b":{"dtype":"BF16","shape":[2,1],"data_offsets":[0,4]}}`, 4))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		file, err := Parse(data)
+		if err != nil {
+			return
+		}
+		for i := range file.Tensors {
+			tn := &file.Tensors[i]
+			if len(tn.Data) != tn.Elements()*tn.DType.Size() {
+				t.Fatalf("tensor %s: %d bytes for %v", tn.Name, len(tn.Data), tn.Shape)
+			}
+			if checkFloat(tn.DType) == nil {
+				if _, err := tn.Float32(nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	})
+}
