@@ -37,6 +37,7 @@ func commands() *command {
 		sub: []*command{
 			tokenizerCommand(),
 			dataCommand(),
+			modelCommand(),
 			downloadCommand(),
 			benchCommand(),
 			{name: "version", summary: "print the version", run: func([]string) error {

@@ -275,3 +275,19 @@ func TestDataClean(t *testing.T) {
 		t.Errorf("bad --dedup: code %d, %q", code, errs)
 	}
 }
+
+func TestModelInitAndInspect(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tiny")
+	out, errs, code := zhllama(t, "", "model", "init", "--preset", "tiny", "--tokenizer", testdata.Path(t, "tokenizers/llama2/tokenizer.model"), "--output_dir", dir, "--dtype", "float16")
+	if code != 0 || !strings.Contains(out, "vocab 32000") || !strings.Contains(out, "F16") {
+		t.Fatalf("init: code %d\n%s\n%s", code, out, errs)
+	}
+	out, _, code = zhllama(t, "", "model", "inspect", dir)
+	if code != 0 || !strings.Contains(out, "2 layers, hidden 64") {
+		t.Errorf("inspect: code %d\n%s", code, out)
+	}
+	_, errs, code = zhllama(t, "", "model", "init", "--preset", "nope", "--tokenizer", testdata.Path(t, "tokenizers/llama2/tokenizer.model"), "--output_dir", dir)
+	if code != 1 || !strings.Contains(errs, "no preset") {
+		t.Errorf("bad preset: code %d %q", code, errs)
+	}
+}

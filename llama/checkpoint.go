@@ -1,0 +1,203 @@
+package llama
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"zhllama/hf"
+	"zhllama/internal/atomicfile"
+	"zhllama/safetensors"
+	"zhllama/spm"
+)
+
+// dtypes maps torch_dtype names to safetensors element types.
+var dtypes = map[string]safetensors.DType{"float32": safetensors.F32, "float16": safetensors.F16, "bfloat16": safetensors.BF16}
+
+// InitOptions control Init.
+type InitOptions struct {
+	Seed     uint64
+	DType    string // float32, float16 or bfloat16; default the config's torch_dtype
+	MaxShard int64  // bytes per safetensors shard; 0 means 5 GB
+}
+
+// Init writes a randomly initialized model directory as transformers
+// initializes LlamaForCausalLM: linear and embedding weights from
+// N(0, initializer_range), norm weights 1. The vocabulary size and the
+// special ids come from the tokenizer, whose files are written beside.
+func Init(c Config, tok *spm.Model, dir string, o InitOptions) error {
+	p, err := spm.NewProcessor(tok)
+	if err != nil {
+		return err
+	}
+	c.VocabSize = p.Size()
+	if id := p.SpecialID("bos"); id >= 0 {
+		c.BOSTokenID = id
+	}
+	if id := p.SpecialID("eos"); id >= 0 {
+		c.EOSTokenID = id
+	}
+	if o.DType != "" {
+		c.TorchDType = o.DType
+	}
+	dt, ok := dtypes[c.TorchDType]
+	if !ok {
+		return fmt.Errorf("dtype %q: use float32, float16 or bfloat16", c.TorchDType)
+	}
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if o.MaxShard == 0 {
+		o.MaxShard = 5e9
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var srcs []safetensors.Source
+	for i, prm := range c.Params() {
+		prm := prm
+		seed := o.Seed*1_000_003 + uint64(i)
+		isNorm := strings.HasSuffix(prm.Name, "norm.weight")
+		isBias := strings.HasSuffix(prm.Name, ".bias")
+		srcs = append(srcs, safetensors.Source{Name: prm.Name, DType: dt, Shape: prm.Shape, Write: func(w io.Writer) error {
+			rng := rand.New(rand.NewPCG(seed, 0x11a3a))
+			n := 1
+			for _, d := range prm.Shape {
+				n *= d
+			}
+			buf := make([]byte, 0, 1<<16)
+			for k := 0; k < n; k++ {
+				var v float32
+				switch {
+				case isNorm:
+					v = 1
+				case isBias:
+					v = 0
+				default:
+					v = float32(rng.NormFloat64() * c.InitializerRange)
+				}
+				buf = appendValue(buf, dt, v)
+				if len(buf) >= 1<<16-8 {
+					if _, err := w.Write(buf); err != nil {
+						return err
+					}
+					buf = buf[:0]
+				}
+			}
+			_, err := w.Write(buf)
+			return err
+		}})
+	}
+	if err := safetensors.WriteDir(dir, map[string]string{"format": "pt"}, srcs, o.MaxShard); err != nil {
+		return err
+	}
+	if err := writeJSON(filepath.Join(dir, "config.json"), c); err != nil {
+		return err
+	}
+	gen := map[string]any{"bos_token_id": c.BOSTokenID, "eos_token_id": c.EOSTokenID}
+	if c.PadTokenID != nil {
+		gen["pad_token_id"] = *c.PadTokenID
+	}
+	if err := writeJSON(filepath.Join(dir, "generation_config.json"), gen); err != nil {
+		return err
+	}
+	pad := ""
+	if id := p.SpecialID("pad"); id >= 0 {
+		pad = p.IDToPiece(id)
+	}
+	return hf.WriteTokenizer(dir, tok, pad)
+}
+
+func appendValue(b []byte, dt safetensors.DType, v float32) []byte {
+	switch dt {
+	case safetensors.F16:
+		return binary.LittleEndian.AppendUint16(b, safetensors.F32ToF16(v))
+	case safetensors.BF16:
+		return binary.LittleEndian.AppendUint16(b, safetensors.F32ToBF16(v))
+	}
+	return binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, append(b, '\n'))
+}
+
+// Summary describes a model directory.
+type Summary struct {
+	Config  Config
+	Params  int64
+	DTypes  map[string]int64 // elements per dtype
+	Bytes   int64            // of the weight files
+	Ignored []string         // tensors checkpoints carry but the model does not use
+}
+
+// legacy reports tensors old checkpoints carry that the model recomputes.
+func legacy(name string) bool { return strings.HasSuffix(name, "rotary_emb.inv_freq") }
+
+// Inspect reads a model directory's config and checks every tensor the
+// config implies against the checkpoint, with errors that say what to do.
+func Inspect(dir string) (*Summary, error) {
+	c, err := LoadConfig(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	ck, err := safetensors.OpenDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer ck.Close()
+	s := &Summary{Config: c, Params: c.NumParams(), DTypes: map[string]int64{}}
+	want := map[string]bool{}
+	for _, p := range c.Params() {
+		want[p.Name] = true
+		t, err := ck.Expect(p.Name, p.Shape...)
+		if err != nil {
+			if p.Name == "model.embed_tokens.weight" || p.Name == "lm_head.weight" {
+				if t2, e2 := ck.Tensor(p.Name); e2 == nil && len(t2.Shape) == 2 && t2.Shape[1] == c.HiddenSize && t2.Shape[0] != c.VocabSize {
+					return nil, fmt.Errorf("%s: tensor %s has %d rows but config.json says vocab_size %d: after expanding the vocabulary the embeddings must be resized to the new tokenizer (or vocab_size corrected)", dir, p.Name, t2.Shape[0], c.VocabSize)
+				}
+			}
+			return nil, fmt.Errorf("%s: %w", dir, err)
+		}
+		s.DTypes[string(t.DType)] += int64(t.Elements())
+		s.Bytes += int64(len(t.Data))
+	}
+	for _, n := range ck.Names() {
+		if !want[n] {
+			if legacy(n) {
+				s.Ignored = append(s.Ignored, n)
+				continue
+			}
+			return nil, fmt.Errorf("%s: tensor %s is not part of a llama model with this config.json", dir, n)
+		}
+	}
+	return s, nil
+}
+
+// String prints the summary.
+func (s *Summary) String() string {
+	c := s.Config
+	var b strings.Builder
+	fmt.Fprintf(&b, "llama: %d layers, hidden %d, intermediate %d, heads %d (kv %d, head_dim %d), vocab %d, context %d\n",
+		c.NumHiddenLayers, c.HiddenSize, c.IntermediateSize, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, c.VocabSize, c.MaxPositionEmbeddings)
+	fmt.Fprintf(&b, "rope_theta %g, rms_norm_eps %g, tied embeddings %v, torch_dtype %s\n", c.RopeTheta, c.RMSNormEps, c.TieWordEmbeddings, c.TorchDType)
+	fmt.Fprintf(&b, "parameters: %d (%.2fM), weights %.1f MB", s.Params, float64(s.Params)/1e6, float64(s.Bytes)/1e6)
+	for dt, n := range s.DTypes {
+		fmt.Fprintf(&b, ", %s %d", dt, n)
+	}
+	b.WriteByte('\n')
+	if len(s.Ignored) > 0 {
+		fmt.Fprintf(&b, "ignored %d legacy tensors (%s, ...)\n", len(s.Ignored), s.Ignored[0])
+	}
+	return b.String()
+}

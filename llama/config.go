@@ -1,0 +1,216 @@
+// Package llama is the LLaMA-2 model: its Hugging Face configuration, its
+// parameters and checkpoints.
+package llama
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+)
+
+// RopeScaling is config.json's rope_scaling.
+type RopeScaling struct {
+	Type   string  `json:"type"` // linear or dynamic
+	Factor float64 `json:"factor"`
+}
+
+// Config is LlamaForCausalLM's config.json. Load fills absent fields with
+// the defaults transformers' LlamaConfig uses.
+type Config struct {
+	Architectures         []string     `json:"architectures"`
+	ModelType             string       `json:"model_type"`
+	VocabSize             int          `json:"vocab_size"`
+	HiddenSize            int          `json:"hidden_size"`
+	IntermediateSize      int          `json:"intermediate_size"`
+	NumHiddenLayers       int          `json:"num_hidden_layers"`
+	NumAttentionHeads     int          `json:"num_attention_heads"`
+	NumKeyValueHeads      int          `json:"num_key_value_heads"`
+	HeadDim               int          `json:"head_dim"`
+	HiddenAct             string       `json:"hidden_act"`
+	MaxPositionEmbeddings int          `json:"max_position_embeddings"`
+	InitializerRange      float64      `json:"initializer_range"`
+	RMSNormEps            float64      `json:"rms_norm_eps"`
+	UseCache              bool         `json:"use_cache"`
+	PadTokenID            *int         `json:"pad_token_id"`
+	BOSTokenID            int          `json:"bos_token_id"`
+	EOSTokenID            int          `json:"eos_token_id"`
+	PretrainingTP         int          `json:"pretraining_tp"`
+	TieWordEmbeddings     bool         `json:"tie_word_embeddings"`
+	RopeTheta             float64      `json:"rope_theta"`
+	RopeScaling           *RopeScaling `json:"rope_scaling"`
+	AttentionBias         bool         `json:"attention_bias"`
+	AttentionDropout      float64      `json:"attention_dropout"`
+	MLPBias               bool         `json:"mlp_bias"`
+	TorchDType            string       `json:"torch_dtype"`
+}
+
+// DefaultConfig is transformers' LlamaConfig() (the LLaMA-7B shape).
+func DefaultConfig() Config {
+	return Config{
+		Architectures: []string{"LlamaForCausalLM"}, ModelType: "llama",
+		VocabSize: 32000, HiddenSize: 4096, IntermediateSize: 11008, NumHiddenLayers: 32, NumAttentionHeads: 32,
+		HiddenAct: "silu", MaxPositionEmbeddings: 2048, InitializerRange: 0.02, RMSNormEps: 1e-6, UseCache: true,
+		BOSTokenID: 1, EOSTokenID: 2, PretrainingTP: 1, RopeTheta: 10000, TorchDType: "float32",
+	}
+}
+
+// ParseConfig reads config.json's bytes over the defaults, fills derived
+// fields (num_key_value_heads, head_dim) and validates the shape.
+func ParseConfig(b []byte) (Config, error) {
+	c := DefaultConfig()
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, err
+	}
+	var raw map[string]any
+	json.Unmarshal(b, &raw)
+	if mt, _ := raw["model_type"].(string); mt != "" && mt != "llama" {
+		return c, fmt.Errorf("model_type is %q; zhllama runs llama models", mt)
+	}
+	if _, ok := raw["num_key_value_heads"]; !ok || c.NumKeyValueHeads == 0 {
+		c.NumKeyValueHeads = c.NumAttentionHeads
+	}
+	if c.HeadDim == 0 && c.NumAttentionHeads > 0 {
+		c.HeadDim = c.HiddenSize / c.NumAttentionHeads
+	}
+	return c, c.Validate()
+}
+
+// LoadConfig reads dir's config.json.
+func LoadConfig(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, err
+	}
+	c, err := ParseConfig(b)
+	if err != nil {
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Validate checks that the shapes fit together.
+func (c *Config) Validate() error {
+	switch {
+	case c.VocabSize <= 0 || c.HiddenSize <= 0 || c.IntermediateSize <= 0 || c.NumHiddenLayers <= 0 || c.NumAttentionHeads <= 0:
+		return fmt.Errorf("vocab_size, hidden_size, intermediate_size, num_hidden_layers and num_attention_heads must be positive")
+	case c.NumKeyValueHeads <= 0 || c.NumAttentionHeads%c.NumKeyValueHeads != 0:
+		return fmt.Errorf("num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)", c.NumAttentionHeads, c.NumKeyValueHeads)
+	case c.HeadDim <= 0 || c.HeadDim%2 != 0:
+		return fmt.Errorf("head_dim %d must be positive and even (rotary embeddings pair dimensions)", c.HeadDim)
+	case c.HiddenAct != "silu":
+		return fmt.Errorf("hidden_act %q: zhllama implements silu (LLaMA's)", c.HiddenAct)
+	case c.PretrainingTP != 1:
+		return fmt.Errorf("pretraining_tp %d: only 1 is supported (the weights are the same; set it to 1)", c.PretrainingTP)
+	}
+	if c.RopeScaling != nil && c.RopeScaling.Type != "linear" && c.RopeScaling.Type != "dynamic" {
+		return fmt.Errorf("rope_scaling type %q: use linear or dynamic", c.RopeScaling.Type)
+	}
+	return nil
+}
+
+// Param is one named parameter and its shape.
+type Param struct {
+	Name  string
+	Shape []int
+}
+
+// Params lists the parameters of LlamaForCausalLM with this config, named
+// as in Hugging Face checkpoints.
+func (c *Config) Params() []Param {
+	h, kv := c.HiddenSize, c.NumKeyValueHeads*c.HeadDim
+	q := c.NumAttentionHeads * c.HeadDim
+	ps := []Param{{"model.embed_tokens.weight", []int{c.VocabSize, h}}}
+	for i := 0; i < c.NumHiddenLayers; i++ {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		ps = append(ps,
+			Param{p + "self_attn.q_proj.weight", []int{q, h}},
+			Param{p + "self_attn.k_proj.weight", []int{kv, h}},
+			Param{p + "self_attn.v_proj.weight", []int{kv, h}},
+			Param{p + "self_attn.o_proj.weight", []int{h, q}},
+			Param{p + "mlp.gate_proj.weight", []int{c.IntermediateSize, h}},
+			Param{p + "mlp.up_proj.weight", []int{c.IntermediateSize, h}},
+			Param{p + "mlp.down_proj.weight", []int{h, c.IntermediateSize}},
+			Param{p + "input_layernorm.weight", []int{h}},
+			Param{p + "post_attention_layernorm.weight", []int{h}},
+		)
+		if c.AttentionBias {
+			ps = append(ps, Param{p + "self_attn.q_proj.bias", []int{q}}, Param{p + "self_attn.k_proj.bias", []int{kv}},
+				Param{p + "self_attn.v_proj.bias", []int{kv}}, Param{p + "self_attn.o_proj.bias", []int{h}})
+		}
+	}
+	ps = append(ps, Param{"model.norm.weight", []int{h}})
+	if !c.TieWordEmbeddings {
+		ps = append(ps, Param{"lm_head.weight", []int{c.VocabSize, h}})
+	}
+	return ps
+}
+
+// NumParams counts the parameters.
+func (c *Config) NumParams() int64 {
+	var n int64
+	for _, p := range c.Params() {
+		k := int64(1)
+		for _, d := range p.Shape {
+			k *= int64(d)
+		}
+		n += k
+	}
+	return n
+}
+
+// Presets are model shapes by name.
+var Presets = map[string]func() Config{
+	"tiny": func() Config {
+		c := DefaultConfig()
+		c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads = 64, 172, 2, 4, 2
+		c.MaxPositionEmbeddings, c.RMSNormEps = 256, 1e-5
+		return c
+	},
+	"stories15M": func() Config {
+		c := DefaultConfig()
+		c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads = 288, 768, 6, 6, 6
+		c.MaxPositionEmbeddings, c.RMSNormEps, c.TieWordEmbeddings = 256, 1e-5, true
+		return c
+	},
+	"stories110M": func() Config {
+		c := DefaultConfig()
+		c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads = 768, 2048, 12, 12, 12
+		c.MaxPositionEmbeddings, c.RMSNormEps, c.TieWordEmbeddings = 1024, 1e-5, true
+		return c
+	},
+	"llama2-7b": func() Config {
+		c := DefaultConfig()
+		c.NumKeyValueHeads, c.MaxPositionEmbeddings, c.RMSNormEps, c.TorchDType = 32, 4096, 1e-5, "float16"
+		return c
+	},
+	"llama2-13b": func() Config {
+		c := DefaultConfig()
+		c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads = 5120, 13824, 40, 40, 40
+		c.MaxPositionEmbeddings, c.RMSNormEps, c.TorchDType = 4096, 1e-5, "float16"
+		return c
+	},
+	"llama2-70b": func() Config {
+		c := DefaultConfig()
+		c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads = 8192, 28672, 80, 64, 8
+		c.MaxPositionEmbeddings, c.RMSNormEps, c.TorchDType = 4096, 1e-5, "float16"
+		return c
+	},
+}
+
+// Preset returns a named preset with derived fields filled.
+func Preset(name string) (Config, error) {
+	f, ok := Presets[name]
+	if !ok {
+		var names []string
+		for n := range Presets {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return Config{}, fmt.Errorf("no preset %q; presets: %s", name, strings.Join(names, ", "))
+	}
+	c := f()
+	c.HeadDim = c.HiddenSize / c.NumAttentionHeads
+	return c, c.Validate()
+}

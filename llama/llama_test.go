@@ -1,0 +1,146 @@
+package llama
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"zhllama/internal/testdata"
+	"zhllama/safetensors"
+	"zhllama/spm"
+)
+
+func TestConfigDefaults(t *testing.T) {
+	c, err := ParseConfig([]byte(`{"hidden_size": 512, "num_attention_heads": 8, "num_hidden_layers": 2, "intermediate_size": 1376, "unknown_field": 3}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.VocabSize != 32000 || c.NumKeyValueHeads != 8 || c.HeadDim != 64 || c.RopeTheta != 10000 || c.RMSNormEps != 1e-6 || c.MaxPositionEmbeddings != 2048 || c.TieWordEmbeddings {
+		t.Errorf("defaults: %+v", c)
+	}
+	for cfg, want := range map[string]string{
+		`{"num_attention_heads": 32, "num_key_value_heads": 5}`: "multiple of num_key_value_heads",
+		`{"hidden_act": "gelu"}`:                                "silu",
+		`{"model_type": "mistral"}`:                             "llama models",
+		`{"rope_scaling": {"type": "yarn", "factor": 2}}`:       "linear or dynamic",
+		`{"vocab_size": "big"}`:                                 "cannot unmarshal",
+	} {
+		if _, err := ParseConfig([]byte(cfg)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", cfg, err, want)
+		}
+	}
+}
+
+// Parameter counts of the known shapes, as published.
+func TestPresetParameterCounts(t *testing.T) {
+	for name, want := range map[string]int64{
+		"stories15M": 15191712,
+		"llama2-7b":  6738415616,
+		"llama2-13b": 13015864320,
+		"llama2-70b": 68976648192,
+	} {
+		c, err := Preset(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.NumParams(); got != want {
+			t.Errorf("%s: %d parameters, want %d", name, got, want)
+		}
+	}
+	if _, err := Preset("gpt5"); err == nil || !strings.Contains(err.Error(), "stories15M") {
+		t.Errorf("unknown preset: %v", err)
+	}
+}
+
+func TestInitAndInspect(t *testing.T) {
+	tok, err := spm.Load(testdata.Path(t, "tokenizers/chinese-llama2/tokenizer.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := Preset("tiny")
+	dir := t.TempDir()
+	if err := Init(c, tok, dir, InitOptions{Seed: 7, DType: "bfloat16", MaxShard: 4 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Inspect(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Config.VocabSize != 55296 || s.DTypes["BF16"] != s.Params || !strings.Contains(s.String(), "vocab 55296") {
+		t.Errorf("summary %+v\n%s", s, s)
+	}
+	for _, f := range []string{"config.json", "generation_config.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", safetensors.IndexName} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("missing %s", f)
+		}
+	}
+	// The weights are N(0, 0.02) and the norms 1.
+	ck, err := safetensors.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb, _ := ck.Tensor("model.embed_tokens.weight")
+	v, _ := emb.Float32(nil)
+	var sum, sq float64
+	for _, x := range v {
+		sum += float64(x)
+		sq += float64(x) * float64(x)
+	}
+	mean, std := sum/float64(len(v)), (sq / float64(len(v)))
+	if mean > 1e-3 || mean < -1e-3 || std < 0.0003 || std > 0.0005 { // std² ≈ 0.0004
+		t.Errorf("embedding mean %g, var %g", mean, std)
+	}
+	norm, _ := ck.Tensor("model.norm.weight")
+	if nv, _ := norm.Float32(nil); nv[0] != 1 {
+		t.Errorf("norm weight %g", nv[0])
+	}
+	ck.Close()
+
+	// vocab_size that disagrees with the embeddings: the message says what to do.
+	var raw map[string]any
+	b, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+	json.Unmarshal(b, &raw)
+	raw["vocab_size"] = 32000
+	b, _ = json.Marshal(raw)
+	os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
+	if _, err := Inspect(dir); err == nil || !strings.Contains(err.Error(), "55296 rows but config.json says vocab_size 32000") {
+		t.Errorf("vocab mismatch: %v", err)
+	}
+}
+
+func TestInspectIgnoresLegacyTensors(t *testing.T) {
+	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := Preset("tiny")
+	c.NumHiddenLayers = 1
+	dir := t.TempDir()
+	if err := Init(c, tok, dir, InitOptions{Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := safetensors.Open(filepath.Join(dir, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var srcs []safetensors.Source
+	for _, tn := range f.Tensors {
+		srcs = append(srcs, safetensors.Bytes(tn.Name, tn.DType, tn.Shape, append([]byte(nil), tn.Data...)))
+	}
+	f.Close()
+	srcs = append(srcs, safetensors.Bytes("model.layers.0.self_attn.rotary_emb.inv_freq", safetensors.F32, []int{8}, make([]byte, 32)))
+	if err := safetensors.Write(filepath.Join(dir, "model.safetensors"), nil, srcs); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Inspect(dir)
+	if err != nil || len(s.Ignored) != 1 {
+		t.Errorf("legacy tensor: %v %+v", err, s)
+	}
+	srcs = append(srcs, safetensors.Bytes("model.extra.weight", safetensors.F32, []int{1}, make([]byte, 4)))
+	safetensors.Write(filepath.Join(dir, "model.safetensors"), nil, srcs)
+	if _, err := Inspect(dir); err == nil || !strings.Contains(err.Error(), "model.extra.weight") {
+		t.Errorf("unexpected tensor: %v", err)
+	}
+}
