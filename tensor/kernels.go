@@ -1,0 +1,197 @@
+package tensor
+
+import "math"
+
+// RMSNorm: y = x / sqrt(mean(x²) + eps) · w, per row of length d. rstd
+// keeps 1/sqrt(mean(x²)+eps) of each row for the backward pass.
+func RMSNorm(y, rstd, x, w []float32, rows, d int, eps float32) {
+	Parallel(rows, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			xr := x[r*d : (r+1)*d]
+			var ss float64
+			for _, v := range xr {
+				ss += float64(v) * float64(v)
+			}
+			s := float32(1 / math.Sqrt(ss/float64(d)+float64(eps)))
+			rstd[r] = s
+			yr := y[r*d : (r+1)*d]
+			for i, v := range xr {
+				yr[i] = v * s * w[i]
+			}
+		}
+	})
+}
+
+// RMSNormBackward adds to dx and dw the gradients of RMSNorm given dy.
+// dw is reduced in row order on one goroutine, so it is deterministic.
+func RMSNormBackward(dx, dw, dy, x, w, rstd []float32, rows, d int) {
+	Parallel(rows, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			xr, dyr, dxr := x[r*d:(r+1)*d], dy[r*d:(r+1)*d], dx[r*d:(r+1)*d]
+			s := rstd[r]
+			var dot float64 // Σ dy·w·x
+			for i := range xr {
+				dot += float64(dyr[i]) * float64(w[i]) * float64(xr[i])
+			}
+			c := float32(dot/float64(d)) * s * s * s
+			for i := range xr {
+				dxr[i] += dyr[i]*w[i]*s - xr[i]*c
+			}
+		}
+	})
+	for r := 0; r < rows; r++ {
+		xr, dyr := x[r*d:(r+1)*d], dy[r*d:(r+1)*d]
+		s := rstd[r]
+		for i := range xr {
+			dw[i] += dyr[i] * xr[i] * s
+		}
+	}
+}
+
+// RopeTables returns cos and sin, [positions × headDim/2], for rotary
+// embeddings with base theta. scaling is "" , "linear" or "dynamic" with
+// factor; dynamic NTK scaling grows the base once seqLen passes maxPos,
+// as transformers does.
+func RopeTables(positions, headDim int, theta float64, scaling string, factor float64, maxPos, seqLen int) (cos, sin []float32) {
+	half := headDim / 2
+	base := theta
+	if scaling == "dynamic" && seqLen > maxPos {
+		base = theta * math.Pow(factor*float64(seqLen)/float64(maxPos)-(factor-1), float64(headDim)/float64(headDim-2))
+	}
+	cos, sin = make([]float32, positions*half), make([]float32, positions*half)
+	for i := 0; i < half; i++ {
+		// transformers computes inv_freq in float32.
+		invFreq := float32(1 / math.Pow(base, float64(2*i)/float64(headDim)))
+		for p := 0; p < positions; p++ {
+			t := float32(p)
+			if scaling == "linear" {
+				t /= float32(factor)
+			}
+			a := float64(t * invFreq)
+			cos[p*half+i], sin[p*half+i] = float32(math.Cos(a)), float32(math.Sin(a))
+		}
+	}
+	return cos, sin
+}
+
+// Rope rotates x [T × heads × headDim] in place, rotate-half style:
+// x1' = x1·cos − x2·sin, x2' = x2·cos + x1·sin for the two halves.
+// pos gives each row's position.
+func Rope(x []float32, pos []int, heads, headDim int, cos, sin []float32) {
+	rope(x, pos, heads, headDim, cos, sin, 1)
+}
+
+// RopeBackward turns the gradient of the rotated x into the gradient of x
+// in place (the inverse rotation).
+func RopeBackward(dx []float32, pos []int, heads, headDim int, cos, sin []float32) {
+	rope(dx, pos, heads, headDim, cos, sin, -1)
+}
+
+func rope(x []float32, pos []int, heads, headDim int, cos, sin []float32, dir float32) {
+	half := headDim / 2
+	Parallel(len(pos), func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			c, s := cos[pos[t]*half:(pos[t]+1)*half], sin[pos[t]*half:(pos[t]+1)*half]
+			for h := 0; h < heads; h++ {
+				v := x[(t*heads+h)*headDim : (t*heads+h+1)*headDim]
+				for i := 0; i < half; i++ {
+					x1, x2 := v[i], v[i+half]
+					v[i] = x1*c[i] - dir*x2*s[i]
+					v[i+half] = x2*c[i] + dir*x1*s[i]
+				}
+			}
+		}
+	})
+}
+
+func silu(x float32) float32 { return x / (1 + float32(math.Exp(float64(-x)))) }
+
+// SwiGLU: h = silu(g) · u elementwise.
+func SwiGLU(h, g, u []float32) {
+	Parallel(len(h), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			h[i] = silu(g[i]) * u[i]
+		}
+	})
+}
+
+// SwiGLUBackward sets dg and du from dh.
+func SwiGLUBackward(dg, du, dh, g, u []float32) {
+	Parallel(len(dh), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			sg := 1 / (1 + float32(math.Exp(float64(-g[i]))))
+			du[i] = dh[i] * g[i] * sg
+			dg[i] = dh[i] * u[i] * sg * (1 + g[i]*(1-sg))
+		}
+	})
+}
+
+// Embedding copies rows of table [V × d] for ids into out.
+func Embedding(out, table []float32, ids []int32, d int) {
+	for t, id := range ids {
+		copy(out[t*d:(t+1)*d], table[int(id)*d:(int(id)+1)*d])
+	}
+}
+
+// EmbeddingBackward adds each row of dout to the gradient row of its id,
+// in token order.
+func EmbeddingBackward(dtable, dout []float32, ids []int32, d int) {
+	for t, id := range ids {
+		row := dtable[int(id)*d : (int(id)+1)*d]
+		for i, v := range dout[t*d : (t+1)*d] {
+			row[i] += v
+		}
+	}
+}
+
+// IgnoreIndex marks targets that do not count in the loss.
+const IgnoreIndex = -100
+
+// CrossEntropy computes the mean negative log-likelihood of targets under
+// softmax(logits) over the rows whose target is not IgnoreIndex, and
+// overwrites logits with dLoss/dlogits (softmax − one-hot, over the count).
+// It returns the loss and the number of counted rows.
+func CrossEntropy(logits []float32, targets []int32, rows, v int) (float64, int) {
+	count := 0
+	for _, t := range targets {
+		if t != IgnoreIndex {
+			count++
+		}
+	}
+	losses := make([]float64, rows)
+	scale := float32(0)
+	if count > 0 {
+		scale = 1 / float32(count)
+	}
+	Parallel(rows, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			l := logits[r*v : (r+1)*v]
+			if targets[r] == IgnoreIndex {
+				clear(l)
+				continue
+			}
+			mx := l[0]
+			for _, x := range l {
+				mx = max(mx, x)
+			}
+			var sum float64
+			for _, x := range l {
+				sum += math.Exp(float64(x - mx))
+			}
+			lse := float64(mx) + math.Log(sum)
+			losses[r] = lse - float64(l[targets[r]])
+			for i, x := range l {
+				l[i] = float32(math.Exp(float64(x)-lse)) * scale
+			}
+			l[targets[r]] -= scale
+		}
+	})
+	var total float64
+	for _, x := range losses {
+		total += x
+	}
+	if count == 0 {
+		return 0, 0
+	}
+	return total / float64(count), count
+}

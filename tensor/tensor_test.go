@@ -1,0 +1,238 @@
+package tensor
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func randn(rng *rand.Rand, n int) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	return x
+}
+
+func dot64(a, b []float32) float64 {
+	var s float64
+	for i := range a {
+		s += float64(a[i]) * float64(b[i])
+	}
+	return s
+}
+
+// checkGrad compares analytic gradients of a scalar loss with central
+// differences at a sample of the entries of x.
+func checkGrad(t *testing.T, name string, x, analytic []float32, loss func() float64) {
+	t.Helper()
+	const h = 1e-2
+	rng := rand.New(rand.NewPCG(9, uint64(len(x))))
+	for n := 0; n < min(len(x), 24); n++ {
+		i := rng.IntN(len(x))
+		orig := x[i]
+		x[i] = orig + h
+		lp := loss()
+		x[i] = orig - h
+		lm := loss()
+		x[i] = orig
+		num := (lp - lm) / (2 * h)
+		if d := math.Abs(num - float64(analytic[i])); d > 2e-2*math.Max(1, math.Abs(num)) {
+			t.Errorf("%s[%d]: analytic %g, numeric %g", name, i, analytic[i], num)
+		}
+	}
+}
+
+func TestGemmTranspositions(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	m, n, k := 7, 9, 5
+	a, b := randn(rng, m*k), randn(rng, k*n)
+	at, bt := make([]float32, k*m), make([]float32, n*k)
+	for i := 0; i < m; i++ {
+		for p := 0; p < k; p++ {
+			at[p*m+i] = a[i*k+p]
+		}
+	}
+	for p := 0; p < k; p++ {
+		for j := 0; j < n; j++ {
+			bt[j*k+p] = b[p*n+j]
+		}
+	}
+	want := make([]float32, m*n)
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s float64
+			for p := 0; p < k; p++ {
+				s += float64(a[i*k+p]) * float64(b[p*n+j])
+			}
+			want[i*n+j] = float32(2*s + 0.5)
+		}
+	}
+	for _, c := range []struct {
+		ta, tb bool
+		a, b   []float32
+		lda    int
+		ldb    int
+	}{{false, false, a, b, k, n}, {true, false, at, b, m, n}, {false, true, a, bt, k, k}, {true, true, at, bt, m, k}} {
+		got := make([]float32, m*n)
+		for i := range got {
+			got[i] = 1
+		}
+		Gemm(c.ta, c.tb, m, n, k, 2, c.a, c.lda, c.b, c.ldb, 0.5, got, n)
+		for i := range got {
+			if math.Abs(float64(got[i]-want[i])) > 1e-4 {
+				t.Fatalf("transA %v transB %v: C[%d] = %g, want %g", c.ta, c.tb, i, got[i], want[i])
+			}
+		}
+	}
+}
+
+func TestLinearGradients(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	tt, in, out := 5, 6, 4
+	x, w, r := randn(rng, tt*in), randn(rng, out*in), randn(rng, tt*out)
+	y := make([]float32, tt*out)
+	loss := func() float64 { Linear(y, x, w, tt, in, out); return dot64(y, r) }
+	dx, dw := make([]float32, tt*in), make([]float32, out*in)
+	LinearBackward(dx, dw, r, x, w, tt, in, out)
+	checkGrad(t, "dx", x, dx, loss)
+	checkGrad(t, "dw", w, dw, loss)
+}
+
+func TestRMSNormGradients(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	rows, d := 4, 8
+	x, w, r := randn(rng, rows*d), randn(rng, d), randn(rng, rows*d)
+	y, rstd := make([]float32, rows*d), make([]float32, rows)
+	loss := func() float64 { RMSNorm(y, rstd, x, w, rows, d, 1e-5); return dot64(y, r) }
+	loss()
+	dx, dw := make([]float32, rows*d), make([]float32, d)
+	RMSNormBackward(dx, dw, r, x, w, rstd, rows, d)
+	checkGrad(t, "dx", x, dx, loss)
+	checkGrad(t, "dw", w, dw, loss)
+}
+
+func TestRope(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	tt, heads, hd := 5, 2, 8
+	pos := []int{0, 1, 2, 3, 7}
+	for _, sc := range []struct {
+		kind   string
+		factor float64
+		seq    int
+	}{{"", 1, 8}, {"linear", 2, 8}, {"dynamic", 2, 16}} {
+		cos, sin := RopeTables(8, hd, 10000, sc.kind, sc.factor, 8, sc.seq)
+		x := randn(rng, tt*heads*hd)
+		orig := append([]float32(nil), x...)
+		Rope(x, pos, heads, hd, cos, sin)
+		if pos[0] == 0 && x[0] != orig[0] {
+			t.Errorf("%s: position 0 must not rotate", sc.kind)
+		}
+		RopeBackward(x, pos, heads, hd, cos, sin)
+		for i := range x {
+			if math.Abs(float64(x[i]-orig[i])) > 1e-5 {
+				t.Fatalf("%s: backward is not the inverse rotation at %d", sc.kind, i)
+			}
+		}
+		r := randn(rng, len(x))
+		y := make([]float32, len(x))
+		loss := func() float64 { copy(y, x); Rope(y, pos, heads, hd, cos, sin); return dot64(y, r) }
+		g := append([]float32(nil), r...)
+		RopeBackward(g, pos, heads, hd, cos, sin)
+		checkGrad(t, sc.kind+" dx", x, g, loss)
+	}
+	// The rotate-half convention: for position 1, head_dim 2, angle 1 radian.
+	cos, sin := RopeTables(2, 2, 10000, "", 1, 2, 2)
+	v := []float32{1, 0}
+	Rope(v, []int{1}, 1, 2, cos, sin)
+	if math.Abs(float64(v[0])-math.Cos(1)) > 1e-6 || math.Abs(float64(v[1])-math.Sin(1)) > 1e-6 {
+		t.Errorf("rotation of (1, 0) by 1 rad = %v", v)
+	}
+}
+
+func TestSwiGLUGradients(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	n := 20
+	g, u, r := randn(rng, n), randn(rng, n), randn(rng, n)
+	h := make([]float32, n)
+	loss := func() float64 { SwiGLU(h, g, u); return dot64(h, r) }
+	dg, du := make([]float32, n), make([]float32, n)
+	SwiGLUBackward(dg, du, r, g, u)
+	checkGrad(t, "dg", g, dg, loss)
+	checkGrad(t, "du", u, du, loss)
+}
+
+func TestEmbedding(t *testing.T) {
+	table := []float32{0, 1, 10, 11, 20, 21}
+	out := make([]float32, 6)
+	ids := []int32{2, 0, 2}
+	Embedding(out, table, ids, 2)
+	if out[0] != 20 || out[2] != 0 || out[5] != 21 {
+		t.Errorf("embedding %v", out)
+	}
+	d := make([]float32, 6)
+	EmbeddingBackward(d, []float32{1, 1, 2, 2, 3, 3}, ids, 2)
+	if d[4] != 4 || d[0] != 2 || d[2] != 0 {
+		t.Errorf("embedding backward %v", d)
+	}
+}
+
+func TestCrossEntropy(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	rows, v := 4, 7
+	logits := randn(rng, rows*v)
+	targets := []int32{3, IgnoreIndex, 0, 6}
+	var want float64
+	for r, tg := range targets {
+		if tg == IgnoreIndex {
+			continue
+		}
+		var s float64
+		for i := 0; i < v; i++ {
+			s += math.Exp(float64(logits[r*v+i]))
+		}
+		want += math.Log(s) - float64(logits[r*v+int(tg)])
+	}
+	want /= 3
+	work := append([]float32(nil), logits...)
+	loss, n := CrossEntropy(work, targets, rows, v)
+	if n != 3 || math.Abs(loss-want) > 1e-5 {
+		t.Fatalf("loss %g over %d, want %g over 3", loss, n, want)
+	}
+	buf := make([]float32, len(logits))
+	lossOf := func() float64 { copy(buf, logits); l, _ := CrossEntropy(buf, targets, rows, v); return l }
+	checkGrad(t, "dlogits", logits, work, lossOf)
+	for i := v; i < 2*v; i++ {
+		if work[i] != 0 {
+			t.Fatal("an ignored row has a gradient")
+		}
+	}
+}
+
+func TestAttentionGradients(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	tt, heads, kvHeads, hd := 5, 4, 2, 6
+	q, k, v := randn(rng, tt*heads*hd), randn(rng, tt*kvHeads*hd), randn(rng, tt*kvHeads*hd)
+	for _, valid := range [][]bool{nil, {true, true, true, false, false}} {
+		r := randn(rng, tt*heads*hd)
+		if valid != nil {
+			for i := 3 * heads * hd; i < len(r); i++ {
+				r[i] = 0 // padded queries do not count
+			}
+		}
+		out, probs := make([]float32, tt*heads*hd), make([]float32, heads*tt*tt)
+		loss := func() float64 { Attention(out, probs, q, k, v, valid, tt, heads, kvHeads, hd); return dot64(out, r) }
+		loss()
+		dq, dk, dv := make([]float32, len(q)), make([]float32, len(k)), make([]float32, len(v))
+		AttentionBackward(dq, dk, dv, r, probs, q, k, v, tt, heads, kvHeads, hd)
+		checkGrad(t, "dq", q, dq, loss)
+		checkGrad(t, "dk", k, dk, loss)
+		checkGrad(t, "dv", v, dv, loss)
+		// Causality: the first query attends to itself only.
+		for h := 0; h < heads; h++ {
+			if probs[h*tt*tt] != 1 {
+				t.Errorf("head %d: first position's weight on itself is %g", h, probs[h*tt*tt])
+			}
+		}
+	}
+}
