@@ -1,0 +1,134 @@
+package llama
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"zhllama/internal/testdata"
+	"zhllama/safetensors"
+	"zhllama/spm"
+)
+
+// torchTool finds /usr/bin/python3 with Debian's python3-torch, or skips
+// (fails under CI).
+func torchTool(t *testing.T) string {
+	t.Helper()
+	py := testdata.Tool(t, "/usr/bin/python3", "python3")
+	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("python3-torch is not installed: CI must install it")
+		}
+		t.Skip("install Debian's python3-torch (apt-get install python3-torch) to run the PyTorch parity tests")
+	}
+	return py
+}
+
+// maxRelDiff is max|a−b| / max|b|.
+func maxRelDiff(a, b []float32) float64 {
+	var d, m float64
+	for i := range a {
+		d = math.Max(d, math.Abs(float64(a[i]-b[i])))
+		m = math.Max(m, math.Abs(float64(b[i])))
+	}
+	return d / math.Max(m, 1e-30)
+}
+
+// Logits, loss and every gradient agree with PyTorch on the same
+// safetensors weights, for MHA and GQA, tied and untied, F32/F16/BF16 files,
+// on a right-padded batch.
+func TestParityWithPyTorch(t *testing.T) {
+	py := torchTool(t)
+	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, _ := filepath.Abs("testdata/torch_reference.py")
+	for _, c := range []struct {
+		name    string
+		kvHeads int
+		tied    bool
+		dtype   string
+	}{{"gqa-f32", 2, false, "float32"}, {"mha-tied-bf16", 4, true, "bfloat16"}, {"mqa-f16", 1, false, "float16"}} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, _ := Preset("tiny")
+			cfg.NumKeyValueHeads, cfg.TieWordEmbeddings = c.kvHeads, c.tied
+			dir := t.TempDir()
+			if err := Init(cfg, tok, dir, InitOptions{Seed: 3, DType: c.dtype, MaxShard: 1 << 40}); err != nil {
+				t.Fatal(err)
+			}
+			m, err := Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, _ := spm.NewProcessor(tok)
+			b, tt := 2, 12
+			ids := make([]int32, b*tt)
+			valid := make([]bool, b*tt)
+			labels := make([]int32, b*tt)
+			for s, text := range []string{"The quick brown fox jumps over the lazy dog again", "你好，世界"} {
+				enc := append([]int{1}, p.Encode(text)...)
+				for i := 0; i < tt; i++ {
+					labels[s*tt+i] = -100
+					if i < len(enc) {
+						ids[s*tt+i], valid[s*tt+i], labels[s*tt+i] = int32(enc[i]), true, int32(enc[i])
+					}
+				}
+			}
+			in := map[string]any{"ids": [][]int32{ids[:tt], ids[tt:]}, "valid": [][]bool{valid[:tt], valid[tt:]}, "labels": [][]int32{labels[:tt], labels[tt:]}}
+			inPath, outPath := filepath.Join(dir, "in.json"), filepath.Join(dir, "ref.safetensors")
+			jb, _ := json.Marshal(in)
+			os.WriteFile(inPath, jb, 0o644)
+			if out, err := exec.Command(py, script, dir, inPath, outPath).CombinedOutput(); err != nil {
+				t.Fatalf("reference: %v\n%s", err, out)
+			}
+			ref, err := safetensors.Open(outPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ref.Close()
+			get := func(name string) []float32 {
+				tn, ok := ref.Tensor(name)
+				if !ok {
+					t.Fatalf("reference lacks %s", name)
+				}
+				v, _ := tn.Float32(nil)
+				return v
+			}
+			a := m.NewActs(b, tt)
+			grads := NewModel(m.Config)
+			logits := make([]float32, b*tt*m.Config.VocabSize)
+			m.Forward(a, ids, valid)
+			loss, _, dHidden := m.LMLoss(a, labels, grads, logits)
+			m.Backward(a, dHidden, grads)
+			// Padded positions' logits are not compared: no loss reads them.
+			var gotL, refL []float32
+			refLogits := get("logits")
+			for i, ok := range valid {
+				if ok {
+					v := m.Config.VocabSize
+					gotL = append(gotL, logits[i*v:(i+1)*v]...)
+					refL = append(refL, refLogits[i*v:(i+1)*v]...)
+				}
+			}
+			if d := maxRelDiff(gotL, refL); d > 1e-4 {
+				t.Errorf("logits differ by %.2e relative", d)
+			}
+			if rl := float64(get("loss")[0]); math.Abs(loss-rl) > 1e-4*math.Abs(rl) {
+				t.Errorf("loss %v, PyTorch %v", loss, rl)
+			}
+			worst := 0.0
+			for _, prm := range grads.Named() {
+				d := maxRelDiff(prm.Data, get("grad."+prm.Name))
+				worst = math.Max(worst, d)
+				if d > 1e-4 {
+					t.Errorf("gradient of %s differs by %.2e relative", prm.Name, d)
+				}
+			}
+			t.Logf("loss %.6f; worst gradient difference %.2e relative", loss, worst)
+		})
+	}
+}

@@ -1,0 +1,120 @@
+"""PyTorch reference for zhllama's LLaMA parity tests.
+
+Usage: torch_reference.py MODEL_DIR INPUT.json OUTPUT.safetensors
+
+Reads config.json and model.safetensors (F32, F16 or BF16), runs
+LlamaForCausalLM's computation in float32 on the batch in INPUT.json
+({"ids", "valid", "labels"}: lists of rows), and writes the logits, the
+loss and the gradient of every parameter ("grad." + name) as F32.
+"""
+import json
+import math
+import struct
+import sys
+
+import torch
+
+DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+
+
+def load(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8 : 8 + n])
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        b, e = info["data_offsets"]
+        buf = bytearray(data[8 + n + b : 8 + n + e])
+        out[name] = torch.frombuffer(buf, dtype=DTYPES[info["dtype"]]).reshape(info["shape"]).float()
+    return out
+
+
+def save(path, tensors):
+    header, blobs, off = {}, [], 0
+    for name, t in tensors.items():
+        b = t.detach().float().contiguous().numpy().tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def rms_norm(x, w, eps):
+    var = x.pow(2).mean(-1, keepdim=True)
+    return w * (x * torch.rsqrt(var + eps))
+
+
+def rotate_half(x):
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def main():
+    model_dir, inp_path, out_path = sys.argv[1:4]
+    cfg = json.load(open(model_dir + "/config.json"))
+    w = {k: v.clone().requires_grad_(True) for k, v in load(model_dir + "/model.safetensors").items()}
+    inp = json.load(open(inp_path))
+    ids = torch.tensor(inp["ids"])
+    valid = torch.tensor(inp["valid"])
+    labels = torch.tensor(inp["labels"])
+    B, T = ids.shape
+    H, nh = cfg["hidden_size"], cfg["num_attention_heads"]
+    nkv = cfg.get("num_key_value_heads") or nh
+    hd = cfg.get("head_dim") or H // nh
+    eps = cfg["rms_norm_eps"]
+    base = cfg.get("rope_theta", 10000.0)
+
+    inv_freq = 1.0 / (base ** (torch.arange(0, hd, 2).float() / hd))
+    t = torch.arange(T).float()
+    freqs = torch.outer(t, inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    cos, sin = emb.cos(), emb.sin()
+
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    allowed = causal[None, :, :] & valid[:, None, :].bool()  # [B, Tq, Tk]
+    mask = torch.zeros(B, 1, T, T).masked_fill(~allowed[:, None], float("-inf"))
+
+    x = w["model.embed_tokens.weight"][ids]
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        n = rms_norm(x, w[p + "input_layernorm.weight"], eps)
+        q = (n @ w[p + "self_attn.q_proj.weight"].T).view(B, T, nh, hd).transpose(1, 2)
+        k = (n @ w[p + "self_attn.k_proj.weight"].T).view(B, T, nkv, hd).transpose(1, 2)
+        v = (n @ w[p + "self_attn.v_proj.weight"].T).view(B, T, nkv, hd).transpose(1, 2)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        rep = nh // nkv
+        k = k[:, :, None].expand(B, nkv, rep, T, hd).reshape(B, nh, T, hd)
+        v = v[:, :, None].expand(B, nkv, rep, T, hd).reshape(B, nh, T, hd)
+        att = torch.softmax(q @ k.transpose(2, 3) / math.sqrt(hd) + mask, dim=-1) @ v
+        att = att.transpose(1, 2).reshape(B, T, nh * hd)
+        h = x + att @ w[p + "self_attn.o_proj.weight"].T
+        n2 = rms_norm(h, w[p + "post_attention_layernorm.weight"], eps)
+        g = n2 @ w[p + "mlp.gate_proj.weight"].T
+        u = n2 @ w[p + "mlp.up_proj.weight"].T
+        x = h + (torch.nn.functional.silu(g) * u) @ w[p + "mlp.down_proj.weight"].T
+    x = rms_norm(x, w["model.norm.weight"], eps)
+    head = w["lm_head.weight"] if "lm_head.weight" in w else w["model.embed_tokens.weight"]
+    logits = x @ head.T
+    loss = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
+    )
+    loss.backward()
+    out = {"logits": logits, "loss": loss.reshape(1)}
+    for k, v in w.items():
+        out["grad." + k] = v.grad
+    save(out_path, out)
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main()
