@@ -5,7 +5,10 @@ Usage: torch_reference.py MODEL_DIR INPUT.json OUTPUT.safetensors
 Reads config.json and model.safetensors (F32, F16 or BF16), runs
 LlamaForCausalLM's computation in float32 on the batch in INPUT.json
 ({"ids", "valid", "labels"}: lists of rows), and writes the logits, the
-loss and the gradient of every parameter ("grad." + name) as F32.
+loss and the gradient of every parameter ("grad." + name) as F32. With
+"adamw": {"lr", "weight_decay", "max_grad_norm", "steps"} it then trains
+that many steps on the batch (clip_grad_norm_, torch.optim.AdamW) and also
+writes the parameters ("param." + name).
 """
 import json
 import math
@@ -83,35 +86,52 @@ def main():
     allowed = causal[None, :, :] & valid[:, None, :].bool()  # [B, Tq, Tk]
     mask = torch.zeros(B, 1, T, T).masked_fill(~allowed[:, None], float("-inf"))
 
-    x = w["model.embed_tokens.weight"][ids]
-    for l in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{l}."
-        n = rms_norm(x, w[p + "input_layernorm.weight"], eps)
-        q = (n @ w[p + "self_attn.q_proj.weight"].T).view(B, T, nh, hd).transpose(1, 2)
-        k = (n @ w[p + "self_attn.k_proj.weight"].T).view(B, T, nkv, hd).transpose(1, 2)
-        v = (n @ w[p + "self_attn.v_proj.weight"].T).view(B, T, nkv, hd).transpose(1, 2)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
-        rep = nh // nkv
-        k = k[:, :, None].expand(B, nkv, rep, T, hd).reshape(B, nh, T, hd)
-        v = v[:, :, None].expand(B, nkv, rep, T, hd).reshape(B, nh, T, hd)
-        att = torch.softmax(q @ k.transpose(2, 3) / math.sqrt(hd) + mask, dim=-1) @ v
-        att = att.transpose(1, 2).reshape(B, T, nh * hd)
-        h = x + att @ w[p + "self_attn.o_proj.weight"].T
-        n2 = rms_norm(h, w[p + "post_attention_layernorm.weight"], eps)
-        g = n2 @ w[p + "mlp.gate_proj.weight"].T
-        u = n2 @ w[p + "mlp.up_proj.weight"].T
-        x = h + (torch.nn.functional.silu(g) * u) @ w[p + "mlp.down_proj.weight"].T
-    x = rms_norm(x, w["model.norm.weight"], eps)
-    head = w["lm_head.weight"] if "lm_head.weight" in w else w["model.embed_tokens.weight"]
-    logits = x @ head.T
-    loss = torch.nn.functional.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
-    )
+    def forward():
+        x = w["model.embed_tokens.weight"][ids]
+        for l in range(cfg["num_hidden_layers"]):
+            p = f"model.layers.{l}."
+            n = rms_norm(x, w[p + "input_layernorm.weight"], eps)
+            q = (n @ w[p + "self_attn.q_proj.weight"].T).view(B, T, nh, hd).transpose(1, 2)
+            k = (n @ w[p + "self_attn.k_proj.weight"].T).view(B, T, nkv, hd).transpose(1, 2)
+            v = (n @ w[p + "self_attn.v_proj.weight"].T).view(B, T, nkv, hd).transpose(1, 2)
+            q = q * cos + rotate_half(q) * sin
+            k = k * cos + rotate_half(k) * sin
+            rep = nh // nkv
+            k = k[:, :, None].expand(B, nkv, rep, T, hd).reshape(B, nh, T, hd)
+            v = v[:, :, None].expand(B, nkv, rep, T, hd).reshape(B, nh, T, hd)
+            att = torch.softmax(q @ k.transpose(2, 3) / math.sqrt(hd) + mask, dim=-1) @ v
+            att = att.transpose(1, 2).reshape(B, T, nh * hd)
+            h = x + att @ w[p + "self_attn.o_proj.weight"].T
+            n2 = rms_norm(h, w[p + "post_attention_layernorm.weight"], eps)
+            g = n2 @ w[p + "mlp.gate_proj.weight"].T
+            u = n2 @ w[p + "mlp.up_proj.weight"].T
+            x = h + (torch.nn.functional.silu(g) * u) @ w[p + "mlp.down_proj.weight"].T
+        x = rms_norm(x, w["model.norm.weight"], eps)
+        head = w["lm_head.weight"] if "lm_head.weight" in w else w["model.embed_tokens.weight"]
+        logits = x @ head.T
+        loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
+        )
+        return logits, loss
+
+    logits, loss = forward()
     loss.backward()
     out = {"logits": logits, "loss": loss.reshape(1)}
     for k, v in w.items():
-        out["grad." + k] = v.grad
+        out["grad." + k] = v.grad.clone()
+    if "adamw" in inp:
+        cfg_opt = inp["adamw"]
+        params = list(w.values())
+        opt = torch.optim.AdamW(params, lr=cfg_opt["lr"], weight_decay=cfg_opt["weight_decay"])
+        for step in range(cfg_opt["steps"]):
+            if step > 0:
+                opt.zero_grad()
+                _, loss = forward()
+                loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg_opt["max_grad_norm"])
+            opt.step()
+        for k, v in w.items():
+            out["param." + k] = v
     save(out_path, out)
 
 
