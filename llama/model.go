@@ -223,7 +223,8 @@ func (a *Acts) seqValid(b int) []bool {
 // mean cross-entropy of each position predicting the next label (labels
 // shifted as LlamaForCausalLM shifts them; IgnoreIndex skips). It returns
 // the loss, the counted tokens, and dLoss/dHidden, adding the head's
-// gradient to grads.LMHead. logits, if not nil, receives the logits.
+// gradient to grads.LMHead (with grads nil, only the loss is computed).
+// logits, if not nil, receives the logits.
 func (m *Model) LMLoss(a *Acts, labels []int32, grads *Model, logits []float32) (float64, int, []float32) {
 	c := &m.Config
 	bt, h, v := a.B*a.T, c.HiddenSize, c.VocabSize
@@ -242,6 +243,9 @@ func (m *Model) LMLoss(a *Acts, labels []int32, grads *Model, logits []float32) 
 		}
 	}
 	loss, n := tensor.CrossEntropy(lg, targets, bt, v)
+	if grads == nil {
+		return loss, n, nil // evaluation only
+	}
 	dHidden := make([]float32, bt*h)
 	tensor.LinearBackward(dHidden, grads.LMHead, lg, a.Hidden, m.LMHead, bt, h, v)
 	return loss, n, dHidden

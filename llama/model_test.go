@@ -3,7 +3,11 @@ package llama
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
+
+	"zhllama/internal/testdata"
+	"zhllama/spm"
 )
 
 func tinyModel(t *testing.T, tied bool, kvHeads int) *Model {
@@ -69,5 +73,96 @@ func TestModelGradients(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// Decoding with the KV cache gives the full forward pass's logits at every
+// position, fed all at once or token by token.
+func TestCacheMatchesForward(t *testing.T) {
+	m := tinyModel(t, false, 2)
+	ids := []int32{3, 7, 11, 2, 9, 4, 20}
+	a := m.NewActs(1, len(ids))
+	m.Forward(a, ids, nil)
+	full := make([]float32, len(ids)*m.Config.VocabSize)
+	labels := append([]int32(nil), ids...)
+	m.LMLoss(a, labels, nil, full)
+	v := m.Config.VocabSize
+	ca := m.NewCache(len(ids))
+	got := m.Step(ca, ids[:3])
+	check := func(pos int, got []float32) {
+		for i := 0; i < v; i++ {
+			if d := math.Abs(float64(got[i] - full[pos*v+i])); d > 1e-4 {
+				t.Fatalf("position %d logit %d: cache %g, forward %g", pos, i, got[i], full[pos*v+i])
+			}
+		}
+	}
+	check(2, got)
+	for p := 3; p < len(ids); p++ {
+		check(p, m.Step(ca, ids[p:p+1]))
+	}
+}
+
+func TestSampling(t *testing.T) {
+	m := tinyModel(t, true, 4)
+	prompt := []int32{1, 5, 9}
+	greedy := m.Generate(prompt, Sampling{MaxNewTokens: 8}, nil)
+	if k1 := m.Generate(prompt, Sampling{MaxNewTokens: 8, Temperature: 0.7, TopK: 1, Seed: 3}, nil); !equalInts(k1, greedy) {
+		t.Errorf("top_k 1 %v differs from greedy %v", k1, greedy)
+	}
+	s := Sampling{MaxNewTokens: 8, Temperature: 1, TopP: 0.9, RepetitionPenalty: 1.3, Seed: 11}
+	if a, b := m.Generate(prompt, s, nil), m.Generate(prompt, s, nil); !equalInts(a, b) {
+		t.Errorf("the same seed gave %v and %v", a, b)
+	}
+	stop := greedy[2]
+	got := m.Generate(prompt, Sampling{MaxNewTokens: 8, StopIDs: []int{stop}}, nil)
+	if got[len(got)-1] != stop || len(got) > 3 {
+		t.Errorf("did not stop at %d: %v", stop, got)
+	}
+	n := 0
+	m.Generate(prompt, Sampling{MaxNewTokens: 8}, func(int) bool { n++; return n < 2 })
+	if n != 2 {
+		t.Errorf("emit was called %d times after asking to stop at 2", n)
+	}
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Batching and padding do not change the perplexity.
+func TestEvalPPLIsBatchInvariant(t *testing.T) {
+	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := spm.NewProcessor(tok)
+	c, _ := Preset("tiny")
+	dir := t.TempDir()
+	if err := Init(c, tok, dir, InitOptions{Seed: 2}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := "A short line.\n\nA somewhat longer line of English text here.\n中文的一行。\n"
+	one, err := m.EvalPPL(strings.NewReader(text), p, 64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	three, _ := m.EvalPPL(strings.NewReader(text), p, 64, 3)
+	if one.Documents != 3 || one.Tokens != three.Tokens || math.Abs(one.NLL-three.NLL) > 1e-5 || math.Abs(one.PPL-math.Exp(one.NLL)) > 1e-9 {
+		t.Errorf("batch 1 %+v, batch 3 %+v", one, three)
+	}
+	if _, err := m.EvalPPL(strings.NewReader("\n\n"), p, 64, 2); err == nil {
+		t.Error("an empty input gave a perplexity")
 	}
 }

@@ -82,6 +82,9 @@ func TestParityWithPyTorch(t *testing.T) {
 			in := map[string]any{"ids": [][]int32{ids[:tt], ids[tt:]}, "valid": [][]bool{valid[:tt], valid[tt:]}, "labels": [][]int32{labels[:tt], labels[tt:]}}
 			const lr, wd, clip = 1e-3, 0.1, 1.0
 			in["adamw"] = map[string]any{"lr": lr, "weight_decay": wd, "max_grad_norm": clip, "steps": 1}
+			prompt := []int32{1, 450, 4996, 17354}
+			const newTokens = 12
+			in["generate"] = map[string]any{"prompt": prompt, "max_new_tokens": newTokens}
 			inPath, outPath := filepath.Join(dir, "in.json"), filepath.Join(dir, "ref.safetensors")
 			jb, _ := json.Marshal(in)
 			os.WriteFile(inPath, jb, 0o644)
@@ -132,6 +135,14 @@ func TestParityWithPyTorch(t *testing.T) {
 				}
 			}
 			t.Logf("loss %.6f; worst gradient difference %.2e relative", loss, worst)
+
+			// Greedy generation with the KV cache gives PyTorch's ids.
+			gen := m.Generate(prompt, Sampling{MaxNewTokens: newTokens}, nil)
+			for i, id := range get("generated") {
+				if i >= len(gen) || gen[i] != int(id) {
+					t.Fatalf("greedy ids %v, PyTorch %v", gen, get("generated"))
+				}
+			}
 
 			// One AdamW step with gradient clipping, from PyTorch's own
 			// gradients, so that the optimizer alone is compared (AdamW

@@ -38,6 +38,8 @@ func commands() *command {
 			tokenizerCommand(),
 			dataCommand(),
 			modelCommand(),
+			generateCommand(),
+			evalCommand(),
 			downloadCommand(),
 			benchCommand(),
 			{name: "version", summary: "print the version", run: func([]string) error {

@@ -291,3 +291,23 @@ func TestModelInitAndInspect(t *testing.T) {
 		t.Errorf("bad preset: code %d %q", code, errs)
 	}
 }
+
+func TestGenerateAndEval(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "m")
+	if _, errs, code := zhllama(t, "", "model", "init", "--preset", "tiny", "--tokenizer", testdata.Path(t, "tokenizers/llama2/tokenizer.model"), "--output_dir", dir); code != 0 {
+		t.Fatal(errs)
+	}
+	a, _, code := zhllama(t, "", "generate", "--model", dir, "--prompt", "Once upon a time", "--max_new_tokens", "8")
+	b, _, _ := zhllama(t, "", "generate", "--model", dir, "--prompt", "Once upon a time", "--max_new_tokens", "8")
+	if code != 0 || a != b || len(a) < 2 {
+		t.Errorf("greedy generation: code %d, %q then %q", code, a, b)
+	}
+	out, errs, code := zhllama(t, "", "eval", "ppl", "--model", dir, "--input", testdata.Path(t, "pretrain/en_article_tail500.txt"), "--cutoff_len", "64")
+	var res struct {
+		Documents, Tokens int
+		NLL, PPL          float64
+	}
+	if code != 0 || json.Unmarshal([]byte(strings.TrimSpace(out)), &res) != nil || res.Documents == 0 || res.PPL < 1 {
+		t.Errorf("eval ppl: code %d %q %q", code, out, errs)
+	}
+}

@@ -8,7 +8,9 @@ LlamaForCausalLM's computation in float32 on the batch in INPUT.json
 loss and the gradient of every parameter ("grad." + name) as F32. With
 "adamw": {"lr", "weight_decay", "max_grad_norm", "steps"} it then trains
 that many steps on the batch (clip_grad_norm_, torch.optim.AdamW) and also
-writes the parameters ("param." + name).
+writes the parameters ("param." + name). With "generate": {"prompt",
+"max_new_tokens"} it continues the prompt greedily (no cache: the whole
+sequence is run for each token) and writes the ids as "generated".
 """
 import json
 import math
@@ -61,6 +63,45 @@ def rotate_half(x):
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+def run(cfg, w, ids, valid):
+    """LlamaForCausalLM's logits for ids [B, T], valid marking real tokens."""
+    B, T = ids.shape
+    H, nh = cfg["hidden_size"], cfg["num_attention_heads"]
+    nkv = cfg.get("num_key_value_heads") or nh
+    hd = cfg.get("head_dim") or H // nh
+    eps = cfg["rms_norm_eps"]
+    base = cfg.get("rope_theta", 10000.0)
+    inv_freq = 1.0 / (base ** (torch.arange(0, hd, 2).float() / hd))
+    freqs = torch.outer(torch.arange(T).float(), inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    cos, sin = emb.cos(), emb.sin()
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    allowed = causal[None, :, :] & valid[:, None, :].bool()  # [B, Tq, Tk]
+    mask = torch.zeros(B, 1, T, T).masked_fill(~allowed[:, None], float("-inf"))
+    x = w["model.embed_tokens.weight"][ids]
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        n = rms_norm(x, w[p + "input_layernorm.weight"], eps)
+        q = (n @ w[p + "self_attn.q_proj.weight"].T).view(B, T, nh, hd).transpose(1, 2)
+        k = (n @ w[p + "self_attn.k_proj.weight"].T).view(B, T, nkv, hd).transpose(1, 2)
+        v = (n @ w[p + "self_attn.v_proj.weight"].T).view(B, T, nkv, hd).transpose(1, 2)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        rep = nh // nkv
+        k = k[:, :, None].expand(B, nkv, rep, T, hd).reshape(B, nh, T, hd)
+        v = v[:, :, None].expand(B, nkv, rep, T, hd).reshape(B, nh, T, hd)
+        att = torch.softmax(q @ k.transpose(2, 3) / math.sqrt(hd) + mask, dim=-1) @ v
+        att = att.transpose(1, 2).reshape(B, T, nh * hd)
+        h = x + att @ w[p + "self_attn.o_proj.weight"].T
+        n2 = rms_norm(h, w[p + "post_attention_layernorm.weight"], eps)
+        g = n2 @ w[p + "mlp.gate_proj.weight"].T
+        u = n2 @ w[p + "mlp.up_proj.weight"].T
+        x = h + (torch.nn.functional.silu(g) * u) @ w[p + "mlp.down_proj.weight"].T
+    x = rms_norm(x, w["model.norm.weight"], eps)
+    head = w["lm_head.weight"] if "lm_head.weight" in w else w["model.embed_tokens.weight"]
+    return x @ head.T
+
+
 def main():
     model_dir, inp_path, out_path = sys.argv[1:4]
     cfg = json.load(open(model_dir + "/config.json"))
@@ -69,46 +110,9 @@ def main():
     ids = torch.tensor(inp["ids"])
     valid = torch.tensor(inp["valid"])
     labels = torch.tensor(inp["labels"])
-    B, T = ids.shape
-    H, nh = cfg["hidden_size"], cfg["num_attention_heads"]
-    nkv = cfg.get("num_key_value_heads") or nh
-    hd = cfg.get("head_dim") or H // nh
-    eps = cfg["rms_norm_eps"]
-    base = cfg.get("rope_theta", 10000.0)
-
-    inv_freq = 1.0 / (base ** (torch.arange(0, hd, 2).float() / hd))
-    t = torch.arange(T).float()
-    freqs = torch.outer(t, inv_freq)
-    emb = torch.cat((freqs, freqs), dim=-1)
-    cos, sin = emb.cos(), emb.sin()
-
-    causal = torch.ones(T, T, dtype=torch.bool).tril()
-    allowed = causal[None, :, :] & valid[:, None, :].bool()  # [B, Tq, Tk]
-    mask = torch.zeros(B, 1, T, T).masked_fill(~allowed[:, None], float("-inf"))
 
     def forward():
-        x = w["model.embed_tokens.weight"][ids]
-        for l in range(cfg["num_hidden_layers"]):
-            p = f"model.layers.{l}."
-            n = rms_norm(x, w[p + "input_layernorm.weight"], eps)
-            q = (n @ w[p + "self_attn.q_proj.weight"].T).view(B, T, nh, hd).transpose(1, 2)
-            k = (n @ w[p + "self_attn.k_proj.weight"].T).view(B, T, nkv, hd).transpose(1, 2)
-            v = (n @ w[p + "self_attn.v_proj.weight"].T).view(B, T, nkv, hd).transpose(1, 2)
-            q = q * cos + rotate_half(q) * sin
-            k = k * cos + rotate_half(k) * sin
-            rep = nh // nkv
-            k = k[:, :, None].expand(B, nkv, rep, T, hd).reshape(B, nh, T, hd)
-            v = v[:, :, None].expand(B, nkv, rep, T, hd).reshape(B, nh, T, hd)
-            att = torch.softmax(q @ k.transpose(2, 3) / math.sqrt(hd) + mask, dim=-1) @ v
-            att = att.transpose(1, 2).reshape(B, T, nh * hd)
-            h = x + att @ w[p + "self_attn.o_proj.weight"].T
-            n2 = rms_norm(h, w[p + "post_attention_layernorm.weight"], eps)
-            g = n2 @ w[p + "mlp.gate_proj.weight"].T
-            u = n2 @ w[p + "mlp.up_proj.weight"].T
-            x = h + (torch.nn.functional.silu(g) * u) @ w[p + "mlp.down_proj.weight"].T
-        x = rms_norm(x, w["model.norm.weight"], eps)
-        head = w["lm_head.weight"] if "lm_head.weight" in w else w["model.embed_tokens.weight"]
-        logits = x @ head.T
+        logits = run(cfg, w, ids, valid)
         loss = torch.nn.functional.cross_entropy(
             logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
         )
@@ -119,6 +123,14 @@ def main():
     out = {"logits": logits, "loss": loss.reshape(1)}
     for k, v in w.items():
         out["grad." + k] = v.grad.clone()
+    if "generate" in inp:
+        seq = list(inp["generate"]["prompt"])
+        with torch.no_grad():
+            for _ in range(inp["generate"]["max_new_tokens"]):
+                x = torch.tensor([seq])
+                logits = run(cfg, w, x, torch.ones_like(x, dtype=torch.bool))
+                seq.append(int(logits[0, -1].argmax()))
+        out["generated"] = torch.tensor(seq[len(inp["generate"]["prompt"]):], dtype=torch.float32)
     if "adamw" in inp:
         cfg_opt = inp["adamw"]
         params = list(w.values())
