@@ -1,44 +1,166 @@
 package tensor
 
-// Gemm computes C = alpha * op(A) * op(B) + beta * C, where op transposes
-// when asked; op(A) is M×K, op(B) is K×N and C is M×N with leading
-// dimension ldc. This is the portable Go version; rows of C are split
-// among the workers.
+import (
+	"os"
+	"sync"
+)
+
+// GEMM is Goto-style: B is packed into panels of 16 columns and A into
+// panels of 4 rows, KC deep, and a 4×16 micro-kernel (assembly where the
+// CPU has it, else Go) computes each tile of C. Tiles are spread over the
+// workers, each tile written by one, so results do not depend on timing.
+
+const (
+	mr = 4   // rows of a micro-tile
+	nr = 16  // columns of a micro-tile
+	kc = 256 // depth of a packed block
+)
+
+// KernelName says which micro-kernel runs.
+var KernelName = "go 4x16"
+
+// microKernel adds alpha·A·B to the 4×16 tile at c (row stride ldc).
+var microKernel = kernelGo
+
+// noAsm reports ZHLLAMA_NOASM=1, which forces the portable kernel.
+func noAsm() bool { return os.Getenv("ZHLLAMA_NOASM") == "1" }
+
+func kernelGo(k int, a, b, c []float32, ldc int, alpha float32) {
+	var acc [mr][nr]float32
+	for p := 0; p < k; p++ {
+		ap, bp := a[p*mr:p*mr+mr], b[p*nr:p*nr+nr]
+		for i := 0; i < mr; i++ {
+			av := ap[i]
+			row := &acc[i]
+			for j := 0; j < nr; j++ {
+				row[j] += av * bp[j]
+			}
+		}
+	}
+	for i := 0; i < mr; i++ {
+		cr := c[i*ldc : i*ldc+nr]
+		for j := range cr {
+			cr[j] += alpha * acc[i][j]
+		}
+	}
+}
+
+var packPool = sync.Pool{New: func() any { return new([]float32) }}
+
+func getBuf(n int) *[]float32 {
+	p := packPool.Get().(*[]float32)
+	if cap(*p) < n {
+		*p = make([]float32, n)
+	}
+	*p = (*p)[:n]
+	return p
+}
+
+// Gemm computes C = alpha·op(A)·op(B) + beta·C, where op transposes when
+// asked; op(A) is M×K, op(B) is K×N and C is M×N with row stride ldc.
 func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	Parallel(m, func(lo, hi int) {
-		row := make([]float32, n)
-		for i := lo; i < hi; i++ {
-			clear(row)
-			for p := 0; p < k; p++ {
-				var av float32
-				if transA {
-					av = a[p*lda+i]
+	if m == 0 || n == 0 {
+		return
+	}
+	if beta != 1 {
+		Parallel(m, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				row := c[i*ldc : i*ldc+n]
+				if beta == 0 {
+					clear(row)
 				} else {
-					av = a[i*lda+p]
-				}
-				if av == 0 {
-					continue
-				}
-				if transB {
-					for j := 0; j < n; j++ {
-						row[j] += av * b[j*ldb+p]
-					}
-				} else {
-					br := b[p*ldb : p*ldb+n]
-					for j, bv := range br {
-						row[j] += av * bv
+					for j := range row {
+						row[j] *= beta
 					}
 				}
 			}
-			cr := c[i*ldc : i*ldc+n]
-			if beta == 0 {
-				for j := range cr {
-					cr[j] = alpha * row[j]
+		})
+	}
+	if k == 0 || alpha == 0 {
+		return
+	}
+	mp, np := (m+mr-1)/mr, (n+nr-1)/nr
+	abuf, bbuf := getBuf(mp*mr*kc), getBuf(np*nr*kc)
+	defer packPool.Put(abuf)
+	defer packPool.Put(bbuf)
+	ap, bp := *abuf, *bbuf
+	for p0 := 0; p0 < k; p0 += kc {
+		kk := min(kc, k-p0)
+		packA(ap, a, lda, transA, m, p0, kk)
+		packB(bp, b, ldb, transB, n, p0, kk)
+		tiles := mp * np
+		Parallel(tiles, func(lo, hi int) {
+			var edge [mr * nr]float32
+			for t := lo; t < hi; t++ {
+				ti, tj := t/np, t%np
+				i0, j0 := ti*mr, tj*nr
+				at, bt := ap[ti*mr*kk:(ti+1)*mr*kk], bp[tj*nr*kk:(tj+1)*nr*kk]
+				if i0+mr <= m && j0+nr <= n {
+					microKernel(kk, at, bt, c[i0*ldc+j0:], ldc, alpha)
+					continue
 				}
-			} else {
-				for j := range cr {
-					cr[j] = alpha*row[j] + beta*cr[j]
+				// A partial tile at the edge: compute into a full scratch tile.
+				clear(edge[:])
+				microKernel(kk, at, bt, edge[:], nr, alpha)
+				for i := i0; i < min(i0+mr, m); i++ {
+					for j := j0; j < min(j0+nr, n); j++ {
+						c[i*ldc+j] += edge[(i-i0)*nr+j-j0]
+					}
 				}
+			}
+		})
+	}
+}
+
+// packA lays rows of op(A)[:, p0:p0+kk] out as panels of 4 rows, each as
+// kk groups of 4 values; rows past m are zero.
+func packA(dst, a []float32, lda int, trans bool, m, p0, kk int) {
+	mp := (m + mr - 1) / mr
+	Parallel(mp, func(lo, hi int) {
+		for pi := lo; pi < hi; pi++ {
+			panel := dst[pi*mr*kk : (pi+1)*mr*kk]
+			for r := 0; r < mr; r++ {
+				i := pi*mr + r
+				if i >= m {
+					for p := 0; p < kk; p++ {
+						panel[p*mr+r] = 0
+					}
+					continue
+				}
+				if trans {
+					for p := 0; p < kk; p++ {
+						panel[p*mr+r] = a[(p0+p)*lda+i]
+					}
+				} else {
+					row := a[i*lda+p0 : i*lda+p0+kk]
+					for p, v := range row {
+						panel[p*mr+r] = v
+					}
+				}
+			}
+		}
+	})
+}
+
+// packB lays columns of op(B)[p0:p0+kk, :] out as panels of 16 columns,
+// each as kk rows of 16; columns past n are zero.
+func packB(dst, b []float32, ldb int, trans bool, n, p0, kk int) {
+	np := (n + nr - 1) / nr
+	Parallel(np, func(lo, hi int) {
+		for pj := lo; pj < hi; pj++ {
+			panel := dst[pj*nr*kk : (pj+1)*nr*kk]
+			j0 := pj * nr
+			w := min(nr, n-j0)
+			for p := 0; p < kk; p++ {
+				out := panel[p*nr : p*nr+nr]
+				if trans {
+					for j := 0; j < w; j++ {
+						out[j] = b[(j0+j)*ldb+p0+p]
+					}
+				} else {
+					copy(out[:w], b[(p0+p)*ldb+j0:(p0+p)*ldb+j0+w])
+				}
+				clear(out[w:])
 			}
 		}
 	})
@@ -49,7 +171,7 @@ func Linear(y, x, w []float32, t, in, out int) {
 	Gemm(false, true, t, out, in, 1, x, in, w, in, 0, y, out)
 }
 
-// LinearBackward adds to dx (if not nil) dy·W and to dw dyᵀ·x.
+// LinearBackward adds to dx (if not nil) dy·W and to dw (if not nil) dyᵀ·x.
 func LinearBackward(dx, dw, dy, x, w []float32, t, in, out int) {
 	if dx != nil {
 		Gemm(false, false, t, in, out, 1, dy, out, w, in, 1, dx, in)

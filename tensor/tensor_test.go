@@ -236,3 +236,84 @@ func TestAttentionGradients(t *testing.T) {
 		}
 	}
 }
+
+func naiveGemm(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int) []float64 {
+	out := make([]float64, m*n)
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s float64
+			for p := 0; p < k; p++ {
+				var av, bv float32
+				if transA {
+					av = a[p*lda+i]
+				} else {
+					av = a[i*lda+p]
+				}
+				if transB {
+					bv = b[j*ldb+p]
+				} else {
+					bv = b[p*ldb+j]
+				}
+				s += float64(av) * float64(bv)
+			}
+			out[i*n+j] = s
+		}
+	}
+	return out
+}
+
+// Full and edge tiles, several K blocks, every transposition, with the
+// assembly kernel (where the CPU has one) and the portable one.
+func TestGemmShapesAndKernels(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	kernels := map[string]func(int, []float32, []float32, []float32, int, float32){"go": kernelGo, KernelName: microKernel}
+	defer func(k func(int, []float32, []float32, []float32, int, float32)) { microKernel = k }(microKernel)
+	for name, kern := range kernels {
+		microKernel = kern
+		for _, s := range [][3]int{{1, 1, 1}, {4, 16, 8}, {37, 50, 300}, {64, 33, 513}, {3, 100, 17}} {
+			m, n, k := s[0], s[1], s[2]
+			for _, ta := range []bool{false, true} {
+				for _, tb := range []bool{false, true} {
+					a, b := randn(rng, m*k), randn(rng, k*n)
+					lda, ldb := k, n
+					if ta {
+						lda = m
+					}
+					if tb {
+						ldb = k
+					}
+					want := naiveGemm(ta, tb, m, n, k, a, lda, b, ldb)
+					c := randn(rng, m*n)
+					c0 := append([]float32(nil), c...)
+					Gemm(ta, tb, m, n, k, 0.5, a, lda, b, ldb, 2, c, n)
+					for i := range c {
+						w := 0.5*want[i] + 2*float64(c0[i])
+						if math.Abs(float64(c[i])-w) > 1e-4*math.Max(1, math.Abs(w))*math.Sqrt(float64(k)) {
+							t.Fatalf("%s kernel, %v ta %v tb %v: C[%d] = %g, want %g", name, s, ta, tb, i, c[i], w)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+func BenchmarkGemm(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	n := 256
+	x, w, y := randn(rng, n*n), randn(rng, n*n), make([]float32, n*n)
+	b.SetBytes(int64(2 * n * n * n)) // reported MB/s reads as MFLOP/s
+	for b.Loop() {
+		Gemm(false, true, n, n, n, 1, x, n, w, n, 0, y, n)
+	}
+}
+
+func BenchmarkGemm1024(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	n := 1024
+	x, w, y := randn(rng, n*n), randn(rng, n*n), make([]float32, n*n)
+	b.SetBytes(int64(2 * n * n * n))
+	for b.Loop() {
+		Gemm(false, true, n, n, n, 1, x, n, w, n, 0, y, n)
+	}
+}
