@@ -147,15 +147,33 @@ func legacy(name string) bool { return strings.HasSuffix(name, "rotary_emb.inv_f
 // Inspect reads a model directory's config and checks every tensor the
 // config implies against the checkpoint, with errors that say what to do.
 func Inspect(dir string) (*Summary, error) {
-	c, err := LoadConfig(filepath.Join(dir, "config.json"))
+	s, ck, err := openChecked(dir)
 	if err != nil {
 		return nil, err
+	}
+	ck.Close()
+	return s, nil
+}
+
+// openChecked is Inspect that leaves the checkpoint open for reading.
+func openChecked(dir string) (*Summary, *safetensors.Checkpoint, error) {
+	c, err := LoadConfig(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, nil, err
 	}
 	ck, err := safetensors.OpenDir(dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer ck.Close()
+	s, err := check(dir, c, ck)
+	if err != nil {
+		ck.Close()
+		return nil, nil, err
+	}
+	return s, ck, nil
+}
+
+func check(dir string, c Config, ck *safetensors.Checkpoint) (*Summary, error) {
 	s := &Summary{Config: c, Params: c.NumParams(), DTypes: map[string]int64{}}
 	want := map[string]bool{}
 	for _, p := range c.Params() {

@@ -55,7 +55,6 @@ func (m *Model) Step(ca *Cache, ids []int32) []float32 {
 	nrm, rstd := make([]float32, n*h), make([]float32, n)
 	q, att, o := make([]float32, n*qd), make([]float32, n*qd), make([]float32, n*h)
 	g, u, act := make([]float32, n*in), make([]float32, n*in), make([]float32, n*in)
-	scale := float32(1 / math.Sqrt(float64(hd)))
 	for l := range m.Layers {
 		w := &m.Layers[l]
 		tensor.RMSNorm(nrm, rstd, x, w.AttnNorm, n, h, eps)
@@ -65,41 +64,7 @@ func (m *Model) Step(ca *Cache, ids []int32) []float32 {
 		tensor.Linear(vNew, nrm, w.V, n, h, kv)
 		tensor.Rope(q, ca.pos, nh, hd, ca.cos, ca.sin)
 		tensor.Rope(kNew, ca.pos, nkv, hd, ca.cos, ca.sin)
-		keys, vals := ca.k[l], ca.v[l]
-		tensor.Parallel(nh, func(lo, hi int) {
-			scores := make([]float32, ca.Len+n)
-			for head := lo; head < hi; head++ {
-				kh := head / (nh / nkv)
-				for i := 0; i < n; i++ {
-					p := ca.Len + i
-					qi := q[(i*nh+head)*hd : (i*nh+head+1)*hd]
-					mx := float32(math.Inf(-1))
-					for j := 0; j <= p; j++ {
-						kj := keys[(j*nkv+kh)*hd : (j*nkv+kh+1)*hd]
-						var s float32
-						for d := range qi {
-							s += qi[d] * kj[d]
-						}
-						scores[j] = s * scale
-						mx = max(mx, scores[j])
-					}
-					var sum float32
-					for j := 0; j <= p; j++ {
-						scores[j] = float32(math.Exp(float64(scores[j] - mx)))
-						sum += scores[j]
-					}
-					oi := att[(i*nh+head)*hd : (i*nh+head+1)*hd]
-					clear(oi)
-					for j := 0; j <= p; j++ {
-						wgt := scores[j] / sum
-						vj := vals[(j*nkv+kh)*hd : (j*nkv+kh+1)*hd]
-						for d := range oi {
-							oi[d] += wgt * vj[d]
-						}
-					}
-				}
-			}
-		})
+		tensor.CachedAttention(att, q, ca.k[l], ca.v[l], ca.Len, n, nh, nkv, hd)
 		tensor.Linear(o, att, w.O, n, qd, h)
 		for i := range x {
 			x[i] += o[i]

@@ -3,9 +3,6 @@ package llama
 import (
 	"fmt"
 
-	"path/filepath"
-
-	"zhllama/safetensors"
 	"zhllama/tensor"
 )
 
@@ -99,21 +96,15 @@ func (m *Model) Named() []struct {
 	return out
 }
 
-// Load reads a model directory (config.json and safetensors) into float32.
+// Load reads a model directory (config.json and safetensors) into float32,
+// after checking every tensor's shape against the config.
 func Load(dir string) (*Model, error) {
-	if _, err := Inspect(dir); err != nil {
-		return nil, err
-	}
-	c, err := LoadConfig(filepath.Join(dir, "config.json"))
-	if err != nil {
-		return nil, err
-	}
-	ck, err := safetensors.OpenDir(dir)
+	s, ck, err := openChecked(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer ck.Close()
-	m := NewModel(c)
+	m := NewModel(s.Config)
 	for _, p := range m.params() {
 		t, err := ck.Tensor(p.name)
 		if err != nil {

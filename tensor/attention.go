@@ -106,3 +106,45 @@ func AttentionBackward(dq, dk, dv, dout, probs, q, k, v []float32, t, heads, kvH
 		}
 	})
 }
+
+// CachedAttention is Attention for n new queries at positions start,
+// start+1, ... over cached keys and values holding positions 0..start+n-1
+// ([positions × kvHeads × hd]); nothing is kept for a backward pass.
+func CachedAttention(out, q, keys, vals []float32, start, n, heads, kvHeads, hd int) {
+	group := heads / kvHeads
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	Parallel(heads, func(lo, hi int) {
+		scores := make([]float32, start+n)
+		for h := lo; h < hi; h++ {
+			kh := h / group
+			for i := 0; i < n; i++ {
+				p := start + i
+				qi := q[(i*heads+h)*hd : (i*heads+h+1)*hd]
+				mx := float32(math.Inf(-1))
+				for j := 0; j <= p; j++ {
+					kj := keys[(j*kvHeads+kh)*hd : (j*kvHeads+kh+1)*hd]
+					var s float32
+					for d := range qi {
+						s += qi[d] * kj[d]
+					}
+					scores[j] = s * scale
+					mx = max(mx, scores[j])
+				}
+				var sum float32
+				for j := 0; j <= p; j++ {
+					scores[j] = float32(math.Exp(float64(scores[j] - mx)))
+					sum += scores[j]
+				}
+				oi := out[(i*heads+h)*hd : (i*heads+h+1)*hd]
+				clear(oi)
+				for j := 0; j <= p; j++ {
+					w := scores[j] / sum
+					vj := vals[(j*kvHeads+kh)*hd : (j*kvHeads+kh+1)*hd]
+					for d := range oi {
+						oi[d] += w * vj[d]
+					}
+				}
+			}
+		}
+	})
+}
