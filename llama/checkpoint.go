@@ -217,5 +217,8 @@ func (s *Summary) String() string {
 	if len(s.Ignored) > 0 {
 		fmt.Fprintf(&b, "ignored %d legacy tensors (%s, ...)\n", len(s.Ignored), s.Ignored[0])
 	}
+	pm, am := c.MemoryEstimate(8, min(512, c.MaxPositionEmbeddings))
+	fmt.Fprintf(&b, "training memory estimate, batch 8 × %d: %.2f GB weights+gradients+AdamW, %.2f GB activations\n",
+		min(512, c.MaxPositionEmbeddings), float64(pm)/1e9, float64(am)/1e9)
 	return b.String()
 }

@@ -289,13 +289,15 @@ func (m *Model) Backward(a *Acts, dHidden []float32, grads *Model) {
 	tensor.EmbeddingBackward(grads.Embed, dx, a.ids, h)
 }
 
-// MemoryEstimate is the float32 bytes of parameters, gradients, AdamW
-// state and activations for batches of b × t.
+// MemoryEstimate is the float32 bytes a training step needs for batches of
+// b × t: parameters, gradients and AdamW's two moments (16 bytes per
+// parameter), and the activations kept for the backward pass (with the
+// logits).
 func (c *Config) MemoryEstimate(b, t int) (params, acts int64) {
-	params = 4 * c.NumParams()
+	params = 16 * c.NumParams()
 	bt := int64(b * t)
 	h, q, kv, in := int64(c.HiddenSize), int64(c.NumAttentionHeads*c.HeadDim), int64(c.NumKeyValueHeads*c.HeadDim), int64(c.IntermediateSize)
-	perLayer := bt*(2+4*h+2*q+2*kv+3*in) + int64(b*c.NumAttentionHeads)*int64(t)*int64(t)
+	perLayer := bt*(2+3*h+2*q+2*kv+3*in) + int64(b*c.NumAttentionHeads)*int64(t)*int64(t)
 	acts = 4 * (int64(c.NumHiddenLayers)*perLayer + bt*(2*h+int64(c.VocabSize)))
 	return params, acts
 }

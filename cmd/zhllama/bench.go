@@ -21,6 +21,7 @@ func benchCommand() *command {
 		summary: "measure zhllama side by side with the reference tools",
 		sub: []*command{
 			{name: "tokenizer", summary: "encoding speed against spm_encode on the same model and file", usage: "--model M --input F [--threads 1,2] [--runs 5]", run: benchTokenizer},
+			{name: "gemm", summary: "matrix multiplication GFLOP/s against PyTorch's torch.mm on the same threads", usage: "[--sizes 256,512,1024] [--runs 7]", run: benchGemm},
 			{name: "train", summary: "BPE training speed and compression against spm_train with the same flags", usage: "--input F --eval G [--runs 3] [spm_train flags...]", run: benchTrain},
 		},
 	}
