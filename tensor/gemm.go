@@ -5,42 +5,60 @@ import (
 	"sync"
 )
 
-// GEMM is Goto-style: B is packed into panels of 16 columns and A into
-// panels of 4 rows, KC deep, and a 4×16 micro-kernel (assembly where the
-// CPU has it, else Go) computes each tile of C. Tiles are spread over the
+// GEMM is Goto-style: B is packed into panels of nr columns and A into
+// panels of mr rows, KC deep, and an mr×nr micro-kernel (assembly where the
+// CPU has it: 8×32 with AVX-512, 4×16 with AVX2+FMA; else Go) computes each
+// tile of C. Tiles are spread over the
 // workers, each tile written by one, so results do not depend on timing.
 
+// Tile shape of the micro-kernel in use (set with it at start-up), and the
+// depth of a packed block.
+var (
+	mr = 4
+	nr = 16
+)
+
 const (
-	mr = 4   // rows of a micro-tile
-	nr = 16  // columns of a micro-tile
-	kc = 256 // depth of a packed block
+	kc    = 256
+	maxMR = 8
+	maxNR = 32
 )
 
 // KernelName says which micro-kernel runs.
 var KernelName = "go 4x16"
 
-// microKernel adds alpha·A·B to the 4×16 tile at c (row stride ldc).
+// microKernel adds alpha·A·B to the mr×nr tile at c (row stride ldc).
 var microKernel = kernelGo
+
+// kernelInfo describes a micro-kernel this CPU can run, for tests.
+type kernelInfo struct {
+	name   string
+	mr, nr int
+	fn     func(k int, a, b, c []float32, ldc int, alpha float32)
+}
+
+// asmKernels lists the assembly kernels usable on this CPU.
+var asmKernels []kernelInfo
 
 // noAsm reports ZHLLAMA_NOASM=1, which forces the portable kernel.
 func noAsm() bool { return os.Getenv("ZHLLAMA_NOASM") == "1" }
 
+// kernelGo is the portable micro-kernel, for any tile shape.
 func kernelGo(k int, a, b, c []float32, ldc int, alpha float32) {
-	var acc [mr][nr]float32
+	var acc [maxMR * maxNR]float32
 	for p := 0; p < k; p++ {
 		ap, bp := a[p*mr:p*mr+mr], b[p*nr:p*nr+nr]
-		for i := 0; i < mr; i++ {
-			av := ap[i]
-			row := &acc[i]
-			for j := 0; j < nr; j++ {
-				row[j] += av * bp[j]
+		for i, av := range ap {
+			row := acc[i*nr : i*nr+nr]
+			for j, bv := range bp {
+				row[j] += av * bv
 			}
 		}
 	}
 	for i := 0; i < mr; i++ {
 		cr := c[i*ldc : i*ldc+nr]
 		for j := range cr {
-			cr[j] += alpha * acc[i][j]
+			cr[j] += alpha * acc[i*nr+j]
 		}
 	}
 }
@@ -90,7 +108,8 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 		packB(bp, b, ldb, transB, n, p0, kk)
 		tiles := mp * np
 		Parallel(tiles, func(lo, hi int) {
-			var edge [mr * nr]float32
+			var edgeBuf [maxMR * maxNR]float32
+			edge := edgeBuf[:mr*nr]
 			for t := lo; t < hi; t++ {
 				ti, tj := t/np, t%np
 				i0, j0 := ti*mr, tj*nr
@@ -100,8 +119,8 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 					continue
 				}
 				// A partial tile at the edge: compute into a full scratch tile.
-				clear(edge[:])
-				microKernel(kk, at, bt, edge[:], nr, alpha)
+				clear(edge)
+				microKernel(kk, at, bt, edge, nr, alpha)
 				for i := i0; i < min(i0+mr, m); i++ {
 					for j := j0; j < min(j0+nr, n); j++ {
 						c[i*ldc+j] += edge[(i-i0)*nr+j-j0]
@@ -112,8 +131,8 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 	}
 }
 
-// packA lays rows of op(A)[:, p0:p0+kk] out as panels of 4 rows, each as
-// kk groups of 4 values; rows past m are zero.
+// packA lays rows of op(A)[:, p0:p0+kk] out as panels of mr rows, each as
+// kk groups of mr values; rows past m are zero.
 func packA(dst, a []float32, lda int, trans bool, m, p0, kk int) {
 	mp := (m + mr - 1) / mr
 	Parallel(mp, func(lo, hi int) {
@@ -142,8 +161,8 @@ func packA(dst, a []float32, lda int, trans bool, m, p0, kk int) {
 	})
 }
 
-// packB lays columns of op(B)[p0:p0+kk, :] out as panels of 16 columns,
-// each as kk rows of 16; columns past n are zero.
+// packB lays columns of op(B)[p0:p0+kk, :] out as panels of nr columns,
+// each as kk rows of nr; columns past n are zero.
 func packB(dst, b []float32, ldb int, trans bool, n, p0, kk int) {
 	np := (n + nr - 1) / nr
 	Parallel(np, func(lo, hi int) {

@@ -1,15 +1,35 @@
 package tensor
 
-import "golang.org/x/sys/cpu"
+import (
+	"os"
+
+	"golang.org/x/sys/cpu"
+)
 
 //go:noescape
 func kernel4x16AVX2(k int, a, b, c *float32, ldc int, alpha float32)
 
+//go:noescape
+func kernel8x32AVX512(k int, a, b, c *float32, ldc int, alpha float32)
+
 func init() {
-	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && !noAsm() {
-		microKernel = func(k int, a, b, c []float32, ldc int, alpha float32) {
-			kernel4x16AVX2(k, &a[0], &b[0], &c[0], ldc, alpha)
-		}
-		KernelName = "avx2+fma 4x16"
+	avx2 := func(k int, a, b, c []float32, ldc int, alpha float32) {
+		kernel4x16AVX2(k, &a[0], &b[0], &c[0], ldc, alpha)
+	}
+	avx512 := func(k int, a, b, c []float32, ldc int, alpha float32) {
+		kernel8x32AVX512(k, &a[0], &b[0], &c[0], ldc, alpha)
+	}
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+		asmKernels = append(asmKernels, kernelInfo{"avx2+fma 4x16", 4, 16, avx2})
+	}
+	if cpu.X86.HasAVX512F {
+		asmKernels = append(asmKernels, kernelInfo{"avx512 8x32", 8, 32, avx512})
+	}
+	switch {
+	case noAsm():
+	case cpu.X86.HasAVX512F && os.Getenv("ZHLLAMA_NOAVX512") != "1":
+		mr, nr, microKernel, KernelName = 8, 32, avx512, "avx512 8x32"
+	case cpu.X86.HasAVX2 && cpu.X86.HasFMA:
+		microKernel, KernelName = avx2, "avx2+fma 4x16"
 	}
 }

@@ -266,10 +266,13 @@ func naiveGemm(transA, transB bool, m, n, k int, a []float32, lda int, b []float
 // assembly kernel (where the CPU has one) and the portable one.
 func TestGemmShapesAndKernels(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 22))
-	kernels := map[string]func(int, []float32, []float32, []float32, int, float32){"go": kernelGo, KernelName: microKernel}
-	defer func(k func(int, []float32, []float32, []float32, int, float32)) { microKernel = k }(microKernel)
-	for name, kern := range kernels {
-		microKernel = kern
+	kernels := append([]kernelInfo{{"go 4x16", 4, 16, kernelGo}, {"go 8x32", 8, 32, kernelGo}}, asmKernels...)
+	defer func(k func(int, []float32, []float32, []float32, int, float32), m, n int) {
+		microKernel, mr, nr = k, m, n
+	}(microKernel, mr, nr)
+	for _, kern := range kernels {
+		name := kern.name
+		microKernel, mr, nr = kern.fn, kern.mr, kern.nr
 		for _, s := range [][3]int{{1, 1, 1}, {4, 16, 8}, {37, 50, 300}, {64, 33, 513}, {3, 100, 17}} {
 			m, n, k := s[0], s[1], s[2]
 			for _, ta := range []bool{false, true} {
