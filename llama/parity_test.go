@@ -4,28 +4,26 @@ import (
 	"encoding/json"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"zhllama/internal/testdata"
+	"zhllama/llama/torchref"
 	"zhllama/safetensors"
 	"zhllama/spm"
 	"zhllama/train"
 )
 
-// torchTool finds /usr/bin/python3 with Debian's python3-torch, or skips
-// (fails under CI).
-func torchTool(t *testing.T) string {
+// needTorch skips without Debian's python3-torch (and fails under CI).
+func needTorch(t *testing.T) {
 	t.Helper()
-	py := testdata.Tool(t, "/usr/bin/python3", "python3")
-	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {
+	testdata.Tool(t, torchref.Python, "python3")
+	if !torchref.Available() {
 		if os.Getenv("CI") != "" {
 			t.Fatal("python3-torch is not installed: CI must install it")
 		}
 		t.Skip("install Debian's python3-torch (apt-get install python3-torch) to run the PyTorch parity tests")
 	}
-	return py
 }
 
 // maxRelDiff is max|a−b| / max|b|.
@@ -42,12 +40,11 @@ func maxRelDiff(a, b []float32) float64 {
 // safetensors weights, for MHA and GQA, tied and untied, F32/F16/BF16 files,
 // on a right-padded batch.
 func TestParityWithPyTorch(t *testing.T) {
-	py := torchTool(t)
+	needTorch(t)
 	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	script, _ := filepath.Abs("testdata/torch_reference.py")
 	for _, c := range []struct {
 		name    string
 		kvHeads int
@@ -88,8 +85,8 @@ func TestParityWithPyTorch(t *testing.T) {
 			inPath, outPath := filepath.Join(dir, "in.json"), filepath.Join(dir, "ref.safetensors")
 			jb, _ := json.Marshal(in)
 			os.WriteFile(inPath, jb, 0o644)
-			if out, err := exec.Command(py, script, dir, inPath, outPath).CombinedOutput(); err != nil {
-				t.Fatalf("reference: %v\n%s", err, out)
+			if _, err := torchref.Run(dir, dir, inPath, outPath); err != nil {
+				t.Fatal(err)
 			}
 			ref, err := safetensors.Open(outPath)
 			if err != nil {

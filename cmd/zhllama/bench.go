@@ -22,7 +22,8 @@ func benchCommand() *command {
 		sub: []*command{
 			{name: "tokenizer", summary: "encoding speed against spm_encode on the same model and file", usage: "--model M --input F [--threads 1,2] [--runs 5]", run: benchTokenizer},
 			{name: "gemm", summary: "matrix multiplication GFLOP/s against PyTorch's torch.mm on the same threads", usage: "[--sizes 256,512,1024] [--runs 7]", run: benchGemm},
-			{name: "train", summary: "BPE training speed and compression against spm_train with the same flags", usage: "--input F --eval G [--runs 3] [spm_train flags...]", run: benchTrain},
+			{name: "tokenizer-train", summary: "BPE training speed and compression against spm_train with the same flags", usage: "--input F --eval G [--runs 3] [-- spm_train flags...]", run: benchTrain},
+			{name: "train", summary: "model training steps (forward, backward, clipping, AdamW) against PyTorch eager", usage: "[--preset stories15M] [--batch 8] [--seq_len 256] [--steps 5]", run: benchModelTrain},
 		},
 	}
 }
@@ -136,7 +137,7 @@ func plural(n int) string {
 }
 
 func benchTrain(args []string) error {
-	fs := flagSet("bench train")
+	fs := flagSet("bench tokenizer-train")
 	input := fs.String("input", "", "training text")
 	eval := fs.String("eval", "", "held-out text to compare compression on")
 	runs := fs.Int("runs", 3, "runs of each; the median is reported")

@@ -1,6 +1,7 @@
 """PyTorch reference for zhllama's LLaMA parity tests.
 
 Usage: torch_reference.py MODEL_DIR INPUT.json OUTPUT.safetensors
+       torch_reference.py bench CONFIG.json BATCH SEQ_LEN STEPS THREADS
 
 Reads config.json and model.safetensors (F32, F16 or BF16), runs
 LlamaForCausalLM's computation in float32 on the batch in INPUT.json
@@ -147,6 +148,52 @@ def main():
     save(out_path, out)
 
 
+def bench():
+    """Times training steps (forward, backward, clipping, AdamW) of a random
+    float32 model; prints JSON with the median tokens/s and the peak RSS."""
+    import resource
+    import time
+
+    cfg = json.load(open(sys.argv[2]))
+    b, t, steps, threads = (int(x) for x in sys.argv[3:7])
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    H, V, I = cfg["hidden_size"], cfg["vocab_size"], cfg["intermediate_size"]
+    nh = cfg["num_attention_heads"]
+    nkv = cfg.get("num_key_value_heads") or nh
+    hd = cfg.get("head_dim") or H // nh
+    shapes = {"model.embed_tokens.weight": (V, H), "model.norm.weight": (H,)}
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        shapes.update({p + "self_attn.q_proj.weight": (nh * hd, H), p + "self_attn.k_proj.weight": (nkv * hd, H),
+                       p + "self_attn.v_proj.weight": (nkv * hd, H), p + "self_attn.o_proj.weight": (H, nh * hd),
+                       p + "mlp.gate_proj.weight": (I, H), p + "mlp.up_proj.weight": (I, H),
+                       p + "mlp.down_proj.weight": (H, I), p + "input_layernorm.weight": (H,),
+                       p + "post_attention_layernorm.weight": (H,)})
+    if not cfg.get("tie_word_embeddings"):
+        shapes["lm_head.weight"] = (V, H)
+    w = {k: (torch.randn(s) * 0.02).requires_grad_(True) for k, s in shapes.items()}
+    opt = torch.optim.AdamW(list(w.values()), lr=1e-4, weight_decay=0.01)
+    ids = torch.randint(0, V, (b, t))
+    valid = torch.ones(b, t, dtype=torch.bool)
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        opt.zero_grad()
+        logits = run(cfg, w, ids, valid)
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, V), ids[:, 1:].reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(w.values()), 1.0)
+        opt.step()
+        times.append(time.perf_counter() - start)
+    times = sorted(times[1:])
+    print(json.dumps({"tokens_per_s": b * t / times[len(times) // 2],
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
 if __name__ == "__main__":
-    torch.set_num_threads(1)
-    main()
+    if sys.argv[1] == "bench":
+        bench()
+    else:
+        torch.set_num_threads(1)
+        main()

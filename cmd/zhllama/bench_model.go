@@ -1,0 +1,120 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"zhllama/llama"
+	"zhllama/llama/torchref"
+	"zhllama/tensor"
+	"zhllama/train"
+)
+
+// peakRSS reads the process's peak resident memory from /proc, in MB.
+func peakRSS() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func benchModelTrain(args []string) error {
+	fs := flagSet("bench train")
+	preset := fs.String("preset", "stories15M", "model shape")
+	batch := fs.Int("batch", 8, "sequences per step")
+	seq := fs.Int("seq_len", 256, "tokens per sequence")
+	steps := fs.Int("steps", 5, "timed steps (after one warm-up); the median is reported")
+	withTorch := fs.Bool("torch", true, "also run PyTorch eager on the same shapes and threads")
+	if err := parseFlags(fs, args, "[flags]"); err != nil {
+		return err
+	}
+	c, err := llama.Preset(*preset)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	pb, ab := c.MemoryEstimate(*batch, *seq)
+	fmt.Printf("%s: %.1fM parameters; estimated %.2f GB for weights, gradients and AdamW, %.2f GB activations\n",
+		*preset, float64(c.NumParams())/1e6, float64(pb)/1e9, float64(ab)/1e9)
+	m, grads := llama.NewModel(c), llama.NewModel(c)
+	rng := rand.New(rand.NewPCG(1, 2))
+	var params, gs [][]float32
+	for i, p := range m.Named() {
+		for k := range p.Data {
+			if strings.HasSuffix(p.Name, "norm.weight") {
+				p.Data[k] = 1
+			} else {
+				p.Data[k] = float32(rng.NormFloat64() * c.InitializerRange)
+			}
+		}
+		params = append(params, p.Data)
+		gs = append(gs, grads.Named()[i].Data)
+	}
+	opt := train.NewAdamW(params, 1e-4, 0.01)
+	ids := make([]int32, *batch**seq)
+	for i := range ids {
+		ids[i] = int32(rng.IntN(c.VocabSize))
+	}
+	acts := m.NewActs(*batch, *seq)
+	times := make([]time.Duration, 0, *steps)
+	var loss float64
+	for s := 0; s <= *steps; s++ {
+		start := time.Now()
+		for _, g := range gs {
+			clear(g)
+		}
+		m.Forward(acts, ids, nil)
+		l, _, dHidden := m.LMLoss(acts, ids, grads, nil)
+		m.Backward(acts, dHidden, grads)
+		train.ClipGradNorm(gs, 1)
+		opt.Step(params, gs)
+		if s > 0 {
+			times = append(times, time.Since(start))
+		}
+		loss = l
+	}
+	tokens := float64(*batch * *seq)
+	ours := tokens / median(times).Seconds()
+	res := map[string]any{"bench": "train", "preset": *preset, "batch": *batch, "seq_len": *seq, "threads": runtime.GOMAXPROCS(0),
+		"kernel": tensor.KernelName, "tokens_per_s": ours, "peak_rss_mb": peakRSS(), "loss": loss}
+	fmt.Printf("zhllama: %.0f tokens/s (median of %d steps), peak RSS %.0f MB, kernel %s\n", ours, *steps, peakRSS(), tensor.KernelName)
+	if *withTorch && torchref.Available() {
+		dir, err := os.MkdirTemp("", "zhllama-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		cb, _ := json.Marshal(c)
+		cfgPath := filepath.Join(dir, "config.json")
+		os.WriteFile(cfgPath, cb, 0o644)
+		out, err := torchref.Run(dir, "bench", cfgPath, strconv.Itoa(*batch), strconv.Itoa(*seq), strconv.Itoa(*steps), strconv.Itoa(runtime.GOMAXPROCS(0)))
+		if err != nil {
+			return err
+		}
+		var t struct {
+			TokensPerS float64 `json:"tokens_per_s"`
+			PeakRSSMB  float64 `json:"peak_rss_mb"`
+		}
+		if err := json.Unmarshal(out, &t); err != nil {
+			return fmt.Errorf("PyTorch benchmark output %q: %w", out, err)
+		}
+		fmt.Printf("PyTorch eager: %.0f tokens/s, peak RSS %.0f MB -> zhllama %.2fx\n", t.TokensPerS, t.PeakRSSMB, ours/t.TokensPerS)
+		res["torch_tokens_per_s"], res["torch_peak_rss_mb"], res["ratio"] = t.TokensPerS, t.PeakRSSMB, ours/t.TokensPerS
+	}
+	b, _ := json.Marshal(res)
+	fmt.Println(string(b))
+	return nil
+}

@@ -1,0 +1,38 @@
+// Package torchref carries the PyTorch reference implementation of LLaMA
+// that parity tests and benchmarks run with /usr/bin/python3 and Debian's
+// python3-torch.
+package torchref
+
+import (
+	_ "embed"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+)
+
+//go:embed torch_reference.py
+var script string
+
+// Python is the interpreter that has Debian's python3-torch.
+const Python = "/usr/bin/python3"
+
+// Available reports whether python3-torch can be imported.
+func Available() bool {
+	return exec.Command(Python, "-c", "import torch").Run() == nil
+}
+
+// Run runs the reference script with args in dir (where it is written)
+// and returns its standard output.
+func Run(dir string, args ...string) ([]byte, error) {
+	path := filepath.Join(dir, "torch_reference.py")
+	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(Python, append([]string{path}, args...)...)
+	out, err := cmd.Output()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return out, fmt.Errorf("torch reference: %v\n%s", err, ee.Stderr)
+	}
+	return out, err
+}
