@@ -128,6 +128,16 @@ type Acts struct {
 	layers   []layerActs
 	rstdF    []float32
 	Hidden   []float32 // final normed hidden states [B·T × hidden]
+
+	// Buffers reused by every step, so that training does not allocate.
+	logits, dHidden []float32
+	targets         []int32
+	back            backBufs
+}
+
+// backBufs are the backward pass's scratch gradients.
+type backBufs struct {
+	dx, dn, dh, dact, dg, du, datt, dq, dk, dv []float32
 }
 
 type layerActs struct {
@@ -151,6 +161,12 @@ func (m *Model) NewActs(b, t int) *Acts {
 	a.cos, a.sin = tensor.RopeTables(t, c.HeadDim, c.RopeTheta, scaling, factor, c.MaxPositionEmbeddings, t)
 	for l := 0; l <= c.NumHiddenLayers; l++ {
 		a.x = append(a.x, make([]float32, bt*h))
+	}
+	a.logits, a.dHidden, a.targets = make([]float32, bt*c.VocabSize), make([]float32, bt*h), make([]int32, bt)
+	a.back = backBufs{
+		dx: make([]float32, bt*h), dn: make([]float32, bt*h), dh: make([]float32, bt*h),
+		dact: make([]float32, bt*in), dg: make([]float32, bt*in), du: make([]float32, bt*in),
+		datt: make([]float32, bt*q), dq: make([]float32, bt*q), dk: make([]float32, bt*kv), dv: make([]float32, bt*kv),
 	}
 	for range c.NumHiddenLayers {
 		a.layers = append(a.layers, layerActs{
@@ -219,12 +235,12 @@ func (a *Acts) seqValid(b int) []bool {
 func (m *Model) LMLoss(a *Acts, labels []int32, grads *Model, logits []float32) (float64, int, []float32) {
 	c := &m.Config
 	bt, h, v := a.B*a.T, c.HiddenSize, c.VocabSize
-	lg := make([]float32, bt*v)
+	lg := a.logits
 	tensor.Linear(lg, a.Hidden, m.LMHead, bt, h, v)
 	if logits != nil {
 		copy(logits, lg)
 	}
-	targets := make([]int32, bt)
+	targets := a.targets
 	for b := 0; b < a.B; b++ {
 		for t := 0; t < a.T; t++ {
 			targets[b*a.T+t] = tensor.IgnoreIndex
@@ -237,7 +253,8 @@ func (m *Model) LMLoss(a *Acts, labels []int32, grads *Model, logits []float32) 
 	if grads == nil {
 		return loss, n, nil // evaluation only
 	}
-	dHidden := make([]float32, bt*h)
+	dHidden := a.dHidden
+	clear(dHidden)
 	tensor.LinearBackward(dHidden, grads.LMHead, lg, a.Hidden, m.LMHead, bt, h, v)
 	return loss, n, dHidden
 }
@@ -249,12 +266,12 @@ func (m *Model) Backward(a *Acts, dHidden []float32, grads *Model) {
 	bt, h := a.B*a.T, c.HiddenSize
 	nh, nkv, hd := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim
 	q, kv, in := nh*hd, nkv*hd, c.IntermediateSize
-	dx := make([]float32, bt*h)
+	bb := &a.back
+	dx, dn, dh := bb.dx, bb.dn, bb.dh
+	dact, dg, du := bb.dact, bb.dg, bb.du
+	datt, dq, dk, dv := bb.datt, bb.dq, bb.dk, bb.dv
+	clear(dx)
 	tensor.RMSNormBackward(dx, grads.Norm, dHidden, a.x[len(m.Layers)], m.Norm, a.rstdF, bt, h)
-	dn := make([]float32, bt*h)
-	dh := make([]float32, bt*h)
-	dact, dg, du := make([]float32, bt*in), make([]float32, bt*in), make([]float32, bt*in)
-	datt, dq, dk, dv := make([]float32, bt*q), make([]float32, bt*q), make([]float32, bt*kv), make([]float32, bt*kv)
 	for l := len(m.Layers) - 1; l >= 0; l-- {
 		w, g, la := &m.Layers[l], &grads.Layers[l], &a.layers[l]
 		// MLP: next = h + Down(SwiGLU(Gate n2, Up n2)), n2 = RMSNorm(h).

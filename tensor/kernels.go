@@ -174,14 +174,17 @@ func CrossEntropy(logits []float32, targets []int32, rows, v int) (float64, int)
 			for _, x := range l {
 				mx = max(mx, x)
 			}
+			target := l[targets[r]]
 			var sum float64
-			for _, x := range l {
-				sum += math.Exp(float64(x - mx))
-			}
-			lse := float64(mx) + math.Log(sum)
-			losses[r] = lse - float64(l[targets[r]])
 			for i, x := range l {
-				l[i] = float32(math.Exp(float64(x)-lse)) * scale
+				e := float32(math.Exp(float64(x - mx)))
+				l[i] = e
+				sum += float64(e)
+			}
+			losses[r] = float64(mx) + math.Log(sum) - float64(target)
+			inv := scale / float32(sum)
+			for i := range l {
+				l[i] *= inv
 			}
 			l[targets[r]] -= scale
 		}
