@@ -7,104 +7,76 @@ import "math"
 // and query head h reads key/value head h / (heads/kvHeads). valid, when
 // not nil, marks which positions may be attended to (padding is false).
 // probs [heads × T × T] keeps the attention weights for the backward pass.
+// Per head, scores and outputs are GEMMs over the interleaved rows.
 func Attention(out, probs, q, k, v []float32, valid []bool, t, heads, kvHeads, hd int) {
 	group := heads / kvHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	Parallel(heads, func(lo, hi int) {
-		for h := lo; h < hi; h++ {
-			kh := h / group
-			for i := 0; i < t; i++ {
-				p := probs[(h*t+i)*t : (h*t+i+1)*t]
-				qi := q[(i*heads+h)*hd : (i*heads+h+1)*hd]
+	qs, ks := heads*hd, kvHeads*hd // row strides
+	for h := 0; h < heads; h++ {
+		kh := h / group
+		p := probs[h*t*t : (h+1)*t*t]
+		Gemm(false, true, t, t, hd, scale, q[h*hd:], qs, k[kh*hd:], ks, 0, p, t)
+		Parallel(t, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				row := p[i*t : (i+1)*t]
 				mx := float32(math.Inf(-1))
-				for j := 0; j < t; j++ {
-					if j > i || valid != nil && !valid[j] {
-						p[j] = float32(math.Inf(-1))
+				for j := 0; j <= i; j++ {
+					if valid != nil && !valid[j] {
 						continue
 					}
-					kj := k[(j*kvHeads+kh)*hd : (j*kvHeads+kh+1)*hd]
-					var s float32
-					for d := range qi {
-						s += qi[d] * kj[d]
-					}
-					p[j] = s * scale
-					mx = max(mx, p[j])
+					mx = max(mx, row[j])
+				}
+				if math.IsInf(float64(mx), -1) {
+					clear(row) // a query that may see nothing
+					continue
 				}
 				var sum float32
-				for j := 0; j < t; j++ {
-					if math.IsInf(float64(p[j]), -1) {
-						p[j] = 0
+				for j := range row {
+					if j > i || valid != nil && !valid[j] {
+						row[j] = 0
 						continue
 					}
-					p[j] = float32(math.Exp(float64(p[j] - mx)))
-					sum += p[j]
+					row[j] = float32(math.Exp(float64(row[j] - mx)))
+					sum += row[j]
 				}
-				oi := out[(i*heads+h)*hd : (i*heads+h+1)*hd]
-				clear(oi)
-				if sum == 0 {
-					continue // a padded query sees nothing
-				}
-				for j := 0; j < t; j++ {
-					p[j] /= sum
-					if p[j] == 0 {
-						continue
-					}
-					vj := v[(j*kvHeads+kh)*hd : (j*kvHeads+kh+1)*hd]
-					for d := range oi {
-						oi[d] += p[j] * vj[d]
-					}
+				inv := 1 / sum
+				for j := 0; j <= i; j++ {
+					row[j] *= inv
 				}
 			}
-		}
-	})
+		})
+		Gemm(false, false, t, hd, t, 1, p, t, v[kh*hd:], ks, 0, out[h*hd:], qs)
+	}
 }
 
-// AttentionBackward adds to dq, dk and dv the gradients given dout. Work is
-// split by key/value head, so each gradient element has one writer.
+// AttentionBackward adds to dq, dk and dv the gradients given dout:
+// dV += Pᵀ·dO, dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(P ⊙ dP)), dQ += dS·K·scale,
+// dK += dSᵀ·Q·scale, head by head in a fixed order.
 func AttentionBackward(dq, dk, dv, dout, probs, q, k, v []float32, t, heads, kvHeads, hd int) {
 	group := heads / kvHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	Parallel(kvHeads, func(lo, hi int) {
-		dp := make([]float32, t)
-		for kh := lo; kh < hi; kh++ {
-			for h := kh * group; h < (kh+1)*group; h++ {
-				for i := 0; i < t; i++ {
-					p := probs[(h*t+i)*t : (h*t+i+1)*t]
-					doi := dout[(i*heads+h)*hd : (i*heads+h+1)*hd]
-					var dot float32 // Σ_j p_j · dp_j
-					for j := 0; j <= i; j++ {
-						if p[j] == 0 {
-							dp[j] = 0
-							continue
-						}
-						vj := v[(j*kvHeads+kh)*hd : (j*kvHeads+kh+1)*hd]
-						dvj := dv[(j*kvHeads+kh)*hd : (j*kvHeads+kh+1)*hd]
-						var s float32
-						for d := range doi {
-							s += doi[d] * vj[d]
-							dvj[d] += p[j] * doi[d]
-						}
-						dp[j] = s
-						dot += p[j] * s
-					}
-					qi := q[(i*heads+h)*hd : (i*heads+h+1)*hd]
-					dqi := dq[(i*heads+h)*hd : (i*heads+h+1)*hd]
-					for j := 0; j <= i; j++ {
-						if p[j] == 0 {
-							continue
-						}
-						ds := p[j] * (dp[j] - dot) * scale
-						kj := k[(j*kvHeads+kh)*hd : (j*kvHeads+kh+1)*hd]
-						dkj := dk[(j*kvHeads+kh)*hd : (j*kvHeads+kh+1)*hd]
-						for d := range qi {
-							dqi[d] += ds * kj[d]
-							dkj[d] += ds * qi[d]
-						}
-					}
+	qs, ks := heads*hd, kvHeads*hd
+	ds := make([]float32, t*t)
+	for h := 0; h < heads; h++ {
+		kh := h / group
+		p := probs[h*t*t : (h+1)*t*t]
+		Gemm(true, false, t, hd, t, 1, p, t, dout[h*hd:], qs, 1, dv[kh*hd:], ks)
+		Gemm(false, true, t, t, hd, 1, dout[h*hd:], qs, v[kh*hd:], ks, 0, ds, t)
+		Parallel(t, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				pr, dr := p[i*t:(i+1)*t], ds[i*t:(i+1)*t]
+				var dot float32
+				for j := 0; j <= i; j++ {
+					dot += pr[j] * dr[j]
+				}
+				for j := range dr {
+					dr[j] = pr[j] * (dr[j] - dot)
 				}
 			}
-		}
-	})
+		})
+		Gemm(false, false, t, hd, t, scale, ds, t, k[kh*hd:], ks, 1, dq[h*hd:], qs)
+		Gemm(true, false, t, hd, t, scale, ds, t, q[h*hd:], qs, 1, dk[kh*hd:], ks)
+	}
 }
 
 // CachedAttention is Attention for n new queries at positions start,
