@@ -1,7 +1,6 @@
 package clean
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
@@ -174,12 +173,11 @@ func Run(inputs []string, output string, o Options) (*Report, error) {
 	if err := os.MkdirAll(filepath.Dir(output), 0o755); err != nil {
 		return nil, err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(output), "."+filepath.Base(output)+".tmp*")
+	w, err := atomicfile.Create(output)
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(tmp.Name())
-	w := bufio.NewWriterSize(tmp, 1<<20)
+	defer w.Abort()
 
 	var near *nearDup
 	if o.Dedup == "minhash" {
@@ -268,20 +266,12 @@ func Run(inputs []string, output string, o Options) (*Report, error) {
 		return nil
 	}
 	if err := pipeline.Ordered(o.Threads, produce, work, sink); err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	if err := w.Flush(); err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	if err := tmp.Close(); err != nil {
 		return nil, err
 	}
 	if rep.Kept == 0 {
 		return rep, fmt.Errorf("no record survived cleaning (%d read): the rules removed everything; see the report", rep.Read)
 	}
-	if err := os.Rename(tmp.Name(), output); err != nil {
+	if err := w.Commit(); err != nil {
 		return nil, err
 	}
 	rep.Seconds = time.Since(start).Seconds()
@@ -491,9 +481,5 @@ func marshalNoEscape(v any) ([]byte, error) {
 
 // WriteReport writes the report as indented JSON through a temporary file.
 func WriteReport(path string, r *Report) error {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(path, append(b, '\n'))
+	return atomicfile.WriteJSON(path, r)
 }

@@ -1,7 +1,6 @@
 package corpus
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -131,7 +130,7 @@ func Pack(o PackOptions) (*PackIndex, error) {
 		idx, resume = old, old.Resume
 		fmt.Fprintf(logOf(o), "resuming after %d documents, %d shards\n", resume.DocumentsDone, len(idx.Shards))
 		// A shard that was being written when the run stopped is redone.
-		stale, _ := filepath.Glob(filepath.Join(o.OutputDir, ".tokens-*.tmp"))
+		stale, _ := filepath.Glob(filepath.Join(o.OutputDir, ".tokens-*.tmp*"))
 		for _, f := range stale {
 			os.Remove(f)
 		}
@@ -150,7 +149,7 @@ func Pack(o PackOptions) (*PackIndex, error) {
 	carry := slices.Clone(resume.Carry)
 	// The shard being written streams to a temporary file, renamed when
 	// full: memory does not grow with the shard size.
-	var shard *shardWriter
+	var shard *atomicfile.File
 	shardBlocks := 0
 	docsDone := resume.DocumentsDone
 	shardsWritten := 0
@@ -159,7 +158,7 @@ func Pack(o PackOptions) (*PackIndex, error) {
 			return nil
 		}
 		name := fmt.Sprintf("tokens-%05d.bin", len(idx.Shards))
-		if err := shard.commit(filepath.Join(o.OutputDir, name)); err != nil {
+		if err := shard.Commit(); err != nil {
 			return err
 		}
 		shard = nil
@@ -178,7 +177,8 @@ func Pack(o PackOptions) (*PackIndex, error) {
 	addBlock := func(block []int32) error {
 		if shard == nil {
 			var err error
-			if shard, err = newShardWriter(o.OutputDir); err != nil {
+			name := fmt.Sprintf("tokens-%05d.bin", len(idx.Shards))
+			if shard, err = atomicfile.Create(filepath.Join(o.OutputDir, name)); err != nil {
 				return err
 			}
 		}
@@ -191,11 +191,12 @@ func Pack(o PackOptions) (*PackIndex, error) {
 			}
 		}
 		shardBlocks++
-		return shard.write(blockBuf)
+		_, err := shard.Write(blockBuf)
+		return err
 	}
 	defer func() {
 		if shard != nil {
-			shard.abort()
+			shard.Abort()
 		}
 	}()
 	errStopped := errors.New("stopped")
@@ -258,13 +259,7 @@ func logOf(o PackOptions) io.Writer {
 	return o.Log
 }
 
-func writeIndex(path string, idx *PackIndex) error {
-	b, err := json.MarshalIndent(idx, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(path, append(b, '\n'))
-}
+func writeIndex(path string, idx *PackIndex) error { return atomicfile.WriteJSON(path, idx) }
 
 // ReadPackIndex reads dir/index.json.
 func ReadPackIndex(dir string) (*PackIndex, error) {
@@ -401,50 +396,4 @@ func forEachDocument(o PackOptions, p *spm.Processor, bos, eos int, skip int64, 
 		}
 		return nil
 	})
-}
-
-// shardWriter writes a shard to a temporary file in the output directory.
-type shardWriter struct {
-	f *os.File
-	w *bufio.Writer
-}
-
-func newShardWriter(dir string) (*shardWriter, error) {
-	f, err := os.CreateTemp(dir, ".tokens-*.tmp")
-	if err != nil {
-		return nil, err
-	}
-	return &shardWriter{f: f, w: bufio.NewWriterSize(f, 1<<20)}, nil
-}
-
-func (s *shardWriter) write(b []byte) error {
-	_, err := s.w.Write(b)
-	return err
-}
-
-// commit flushes, syncs and renames the shard into place.
-func (s *shardWriter) commit(path string) error {
-	err := s.w.Flush()
-	if err == nil {
-		err = s.f.Sync()
-	}
-	if cerr := s.f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(s.f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(s.f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(s.f.Name())
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
-}
-
-func (s *shardWriter) abort() {
-	s.f.Close()
-	os.Remove(s.f.Name())
 }

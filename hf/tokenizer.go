@@ -3,7 +3,6 @@
 package hf
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -84,20 +83,9 @@ func WriteTokenizer(dir string, m *spm.Model, pad string) error {
 		return err
 	}
 	for name, v := range map[string]any{"tokenizer_config.json": cfg, "special_tokens_map.json": stm} {
-		if err := writeJSON(filepath.Join(dir, name), v); err != nil {
+		if err := atomicfile.WriteJSON(filepath.Join(dir, name), v); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func writeJSON(path string, v any) error {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(path, buf.Bytes())
 }

@@ -2,7 +2,6 @@ package llama
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -97,14 +96,14 @@ func Init(c Config, tok *spm.Model, dir string, o InitOptions) error {
 	if err := safetensors.WriteDir(dir, map[string]string{"format": "pt"}, srcs, o.MaxShard); err != nil {
 		return err
 	}
-	if err := writeJSON(filepath.Join(dir, "config.json"), c); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(dir, "config.json"), c); err != nil {
 		return err
 	}
 	gen := map[string]any{"bos_token_id": c.BOSTokenID, "eos_token_id": c.EOSTokenID}
 	if c.PadTokenID != nil {
 		gen["pad_token_id"] = *c.PadTokenID
 	}
-	if err := writeJSON(filepath.Join(dir, "generation_config.json"), gen); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(dir, "generation_config.json"), gen); err != nil {
 		return err
 	}
 	pad := ""
@@ -122,14 +121,6 @@ func appendValue(b []byte, dt safetensors.DType, v float32) []byte {
 		return binary.LittleEndian.AppendUint16(b, safetensors.F32ToBF16(v))
 	}
 	return binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(path, append(b, '\n'))
 }
 
 // Summary describes a model directory.

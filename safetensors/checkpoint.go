@@ -170,11 +170,7 @@ func WriteDir(dir string, metadata map[string]string, tensors []Source, maxShard
 			idx.WeightMap[t.Name] = name
 		}
 	}
-	b, err := json.MarshalIndent(idx, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(filepath.Join(dir, IndexName), append(b, '\n'))
+	return atomicfile.WriteJSON(filepath.Join(dir, IndexName), idx)
 }
 
 func pad5(n int) string {

@@ -6,16 +6,16 @@
 package safetensors
 
 import (
-	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
 	"syscall"
+
+	"zhllama/internal/atomicfile"
 )
 
 // Tensor is one tensor of a file; Data aliases the file's memory.
@@ -254,40 +254,24 @@ func Write(path string, metadata map[string]string, tensors []Source) error {
 	for len(hb)%8 != 0 {
 		hb = append(hb, ' ')
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	out, err := atomicfile.Create(path)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	w := bufio.NewWriterSize(tmp, 1<<20)
-	binary.Write(w, binary.LittleEndian, uint64(len(hb)))
-	w.Write(hb)
+	binary.Write(out, binary.LittleEndian, uint64(len(hb)))
+	out.Write(hb)
 	for i, t := range tensors {
-		cw := &countWriter{w: w}
+		cw := &countWriter{w: out}
 		if err := t.Write(cw); err != nil {
-			tmp.Close()
+			out.Abort()
 			return fmt.Errorf("tensor %s: %w", t.Name, err)
 		}
 		if cw.n != sizes[i] {
-			tmp.Close()
+			out.Abort()
 			return fmt.Errorf("tensor %s: wrote %d bytes, its shape %v of %s needs %d", t.Name, cw.n, t.Shape, t.DType, sizes[i])
 		}
 	}
-	if err := w.Flush(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return out.Commit()
 }
 
 type countWriter struct {

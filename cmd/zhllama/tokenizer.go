@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"zhllama/hf"
+	"zhllama/internal/atomicfile"
 	"zhllama/spm"
 )
 
@@ -126,26 +127,21 @@ func (j *joinedFiles) Read(p []byte) (int, error) {
 }
 
 // createOutput opens the output file (stdout when empty). The returned
-// commit renames the temporary file into place.
+// commit moves the file into place if err is nil, else drops it.
 func createOutput(name string) (io.Writer, func(error) error, error) {
 	if name == "" || name == "-" {
 		return os.Stdout, func(err error) error { return err }, nil
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp*")
+	f, err := atomicfile.Create(name)
 	if err != nil {
 		return nil, nil, err
 	}
-	return tmp, func(err error) error {
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Rename(tmp.Name(), name)
-		}
+	return f, func(err error) error {
 		if err != nil {
-			os.Remove(tmp.Name())
+			f.Abort()
+			return err
 		}
-		return err
+		return f.Commit()
 	}, nil
 }
 

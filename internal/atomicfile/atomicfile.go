@@ -3,35 +3,81 @@
 package atomicfile
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 )
 
-// WriteFile writes data to a temporary file beside path, syncs it and
-// renames it to path.
-func WriteFile(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+// File is a file being written under a temporary name. Write to it, then
+// Commit to move it into place, or Abort to drop it.
+type File struct {
+	*bufio.Writer
+	f    *os.File
+	path string
+}
+
+// Create starts writing path through a temporary file in the same directory.
+func Create(path string) (*File, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	name := tmp.Name()
-	_, err = tmp.Write(data)
+	return &File{Writer: bufio.NewWriterSize(f, 1<<20), f: f, path: path}, nil
+}
+
+// Commit flushes, syncs and renames the file into place; on failure the
+// temporary file is removed.
+func (a *File) Commit() error {
+	err := a.Flush()
 	if err == nil {
-		err = tmp.Sync()
+		err = a.f.Sync()
 	}
-	if cerr := tmp.Close(); err == nil {
+	if cerr := a.f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Chmod(name, 0o644)
+		err = os.Chmod(a.f.Name(), 0o644)
 	}
 	if err == nil {
-		err = os.Rename(name, path)
+		err = os.Rename(a.f.Name(), a.path)
 	}
 	if err != nil {
-		os.Remove(name)
-		return fmt.Errorf("writing %s: %w", path, err)
+		os.Remove(a.f.Name())
+		return fmt.Errorf("writing %s: %w", a.path, err)
 	}
 	return nil
+}
+
+// Abort drops the temporary file. It is safe after Commit.
+func (a *File) Abort() {
+	a.f.Close()
+	os.Remove(a.f.Name())
+}
+
+// WriteFile writes data to path through a temporary file.
+func WriteFile(path string, data []byte) error {
+	f, err := Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Abort()
+		return err
+	}
+	return f.Commit()
+}
+
+// WriteJSON writes v as indented JSON (HTML characters unescaped) to path.
+func WriteJSON(path string, v any) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	return WriteFile(path, buf.Bytes())
 }
