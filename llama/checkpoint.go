@@ -60,28 +60,15 @@ func Init(c Config, tok *spm.Model, dir string, o InitOptions) error {
 	}
 	var srcs []safetensors.Source
 	for i, prm := range c.Params() {
-		prm := prm
-		seed := o.Seed*1_000_003 + uint64(i)
-		isNorm := strings.HasSuffix(prm.Name, "norm.weight")
-		isBias := strings.HasSuffix(prm.Name, ".bias")
 		srcs = append(srcs, safetensors.Source{Name: prm.Name, DType: dt, Shape: prm.Shape, Write: func(w io.Writer) error {
-			rng := rand.New(rand.NewPCG(seed, 0x11a3a))
+			next := initValues(&c, o.Seed, i, prm.Name)
 			n := 1
 			for _, d := range prm.Shape {
 				n *= d
 			}
 			buf := make([]byte, 0, 1<<16)
 			for k := 0; k < n; k++ {
-				var v float32
-				switch {
-				case isNorm:
-					v = 1
-				case isBias:
-					v = 0
-				default:
-					v = float32(rng.NormFloat64() * c.InitializerRange)
-				}
-				buf = appendValue(buf, dt, v)
+				buf = appendValue(buf, dt, next())
 				if len(buf) >= 1<<16-8 {
 					if _, err := w.Write(buf); err != nil {
 						return err
@@ -111,6 +98,20 @@ func Init(c Config, tok *spm.Model, dir string, o InitOptions) error {
 		pad = p.IDToPiece(id)
 	}
 	return hf.WriteTokenizer(dir, tok, pad)
+}
+
+// initValues generates parameter i's initial values as transformers
+// initializes LlamaForCausalLM: norm weights 1, biases 0, the rest
+// N(0, initializer_range), from a stream seeded by seed and i.
+func initValues(c *Config, seed uint64, i int, name string) func() float32 {
+	switch {
+	case strings.HasSuffix(name, "norm.weight"):
+		return func() float32 { return 1 }
+	case strings.HasSuffix(name, ".bias"):
+		return func() float32 { return 0 }
+	}
+	rng := rand.New(rand.NewPCG(seed*1_000_003+uint64(i), 0x11a3a))
+	return func() float32 { return float32(rng.NormFloat64() * c.InitializerRange) }
 }
 
 func appendValue(b []byte, dt safetensors.DType, v float32) []byte {

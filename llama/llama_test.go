@@ -144,3 +144,30 @@ func TestInspectIgnoresLegacyTensors(t *testing.T) {
 		t.Errorf("unexpected tensor: %v", err)
 	}
 }
+
+// Randomize in memory gives the weights Init writes for the same seed.
+func TestRandomizeMatchesInit(t *testing.T) {
+	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := Preset("tiny")
+	dir := t.TempDir()
+	if err := Init(c, tok, dir, InitOptions{Seed: 7}); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewModel(loaded.Config)
+	m.Randomize(7)
+	want := loaded.Named()
+	for i, p := range m.Named() {
+		for k := range p.Data {
+			if p.Data[k] != want[i].Data[k] {
+				t.Fatalf("%s[%d] = %g, Init wrote %g", p.Name, k, p.Data[k], want[i].Data[k])
+			}
+		}
+	}
+}

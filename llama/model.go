@@ -78,22 +78,29 @@ func (m *Model) slot(name string) *[]float32 {
 	}[rest]
 }
 
-// Named lists the parameters with their checkpoint names.
-func (m *Model) Named() []struct {
+// NamedParam is a parameter (or its gradient) and its checkpoint name.
+type NamedParam struct {
 	Name string
 	Data []float32
-} {
-	var out []struct {
-		Name string
-		Data []float32
-	}
+}
+
+// Named lists the parameters with their checkpoint names.
+func (m *Model) Named() []NamedParam {
+	var out []NamedParam
 	for _, p := range m.params() {
-		out = append(out, struct {
-			Name string
-			Data []float32
-		}{p.name, *p.dst})
+		out = append(out, NamedParam{p.name, *p.dst})
 	}
 	return out
+}
+
+// Randomize sets the parameters as Init writes them for the same seed.
+func (m *Model) Randomize(seed uint64) {
+	for i, p := range m.Named() {
+		next := initValues(&m.Config, seed, i, p.Name)
+		for k := range p.Data {
+			p.Data[k] = next()
+		}
+	}
 }
 
 // Load reads a model directory (config.json and safetensors) into float32,

@@ -50,16 +50,10 @@ func benchModelTrain(args []string) error {
 	fmt.Printf("%s: %.1fM parameters; estimated %.2f GB for weights, gradients and AdamW, %.2f GB activations\n",
 		*preset, float64(c.NumParams())/1e6, float64(pb)/1e9, float64(ab)/1e9)
 	m, grads := llama.NewModel(c), llama.NewModel(c)
+	m.Randomize(1)
 	rng := rand.New(rand.NewPCG(1, 2))
 	var params, gs [][]float32
 	for i, p := range m.Named() {
-		for k := range p.Data {
-			if strings.HasSuffix(p.Name, "norm.weight") {
-				p.Data[k] = 1
-			} else {
-				p.Data[k] = float32(rng.NormFloat64() * c.InitializerRange)
-			}
-		}
 		params = append(params, p.Data)
 		gs = append(gs, grads.Named()[i].Data)
 	}
