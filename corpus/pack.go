@@ -297,15 +297,7 @@ func ReadBlock(dir string, idx *PackIndex, i int64) ([]int32, error) {
 		if _, err := f.ReadAt(buf, i*int64(len(buf))); err != nil {
 			return nil, fmt.Errorf("%s: block %d: %w", sh.File, i, err)
 		}
-		out := make([]int32, idx.CutoffLen)
-		for k := range out {
-			if width == 2 {
-				out[k] = int32(binary.LittleEndian.Uint16(buf[2*k:]))
-			} else {
-				out[k] = int32(binary.LittleEndian.Uint32(buf[4*k:]))
-			}
-		}
-		return out, nil
+		return decodeBlock(make([]int32, idx.CutoffLen), buf, int(width)), nil
 	}
 	return nil, fmt.Errorf("block %d is past the last of %d blocks", i, idx.Blocks)
 }
@@ -396,4 +388,16 @@ func forEachDocument(o PackOptions, p *spm.Processor, bos, eos int, skip int64, 
 		}
 		return nil
 	})
+}
+
+// decodeBlock reads little-endian ids of width bytes from b into dst.
+func decodeBlock(dst []int32, b []byte, width int) []int32 {
+	for k := range dst {
+		if width == 2 {
+			dst[k] = int32(binary.LittleEndian.Uint16(b[2*k:]))
+		} else {
+			dst[k] = int32(binary.LittleEndian.Uint32(b[4*k:]))
+		}
+	}
+	return dst
 }

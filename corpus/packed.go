@@ -1,7 +1,6 @@
 package corpus
 
 import (
-	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -74,15 +73,7 @@ func (p *Packed) Block(i int64, dst []int32) ([]int32, error) {
 	n := p.Index.CutoffLen
 	off := (i - p.starts[s]) * int64(n*p.width)
 	b := p.shards[s][off : off+int64(n*p.width)]
-	dst = dst[:n]
-	for k := range dst {
-		if p.width == 2 {
-			dst[k] = int32(binary.LittleEndian.Uint16(b[2*k:]))
-		} else {
-			dst[k] = int32(binary.LittleEndian.Uint32(b[4*k:]))
-		}
-	}
-	return dst, nil
+	return decodeBlock(dst[:n], b, p.width), nil
 }
 
 // Close unmaps the shards.
