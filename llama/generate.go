@@ -3,29 +3,44 @@ package llama
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 
 	"zhllama/tensor"
 )
 
-// Cache holds the keys and values of the tokens seen so far, so that each
-// new token costs one step instead of a pass over the whole sequence.
+// Cache holds the keys and values of the tokens seen so far by each
+// sequence of a batch, so that each new token costs one step instead of a
+// pass over the whole sequence.
 type Cache struct {
-	k, v     [][]float32 // per layer [maxT × kvHeads·headDim], after RoPE for k
-	Len      int
+	seqs     []seqCache
 	maxT     int
 	cos, sin []float32
-	pos      []int
+	scratch  stepBufs
 }
 
-// NewCache makes a cache for sequences of up to maxT tokens.
-func (m *Model) NewCache(maxT int) *Cache {
+type seqCache struct {
+	k, v [][]float32 // per layer [maxT × kvHeads·headDim], after RoPE for k
+	len  int
+}
+
+// stepBufs are Step's activations, grown to the most rows seen.
+type stepBufs struct {
+	x, nrm, rstd, q, att, o, k, v, g, u, act, last, head, logits []float32
+	pos                                                           []int
+	ids                                                           []int32
+}
+
+// NewCache makes a cache for batch sequences of up to maxT tokens each.
+func (m *Model) NewCache(batch, maxT int) *Cache {
 	c := &m.Config
 	kv := c.NumKeyValueHeads * c.HeadDim
-	ca := &Cache{maxT: maxT}
-	for range c.NumHiddenLayers {
-		ca.k = append(ca.k, make([]float32, maxT*kv))
-		ca.v = append(ca.v, make([]float32, maxT*kv))
+	ca := &Cache{maxT: maxT, seqs: make([]seqCache, batch)}
+	for b := range ca.seqs {
+		for range c.NumHiddenLayers {
+			ca.seqs[b].k = append(ca.seqs[b].k, make([]float32, maxT*kv))
+			ca.seqs[b].v = append(ca.seqs[b].v, make([]float32, maxT*kv))
+		}
 	}
 	scaling, factor := "", 1.0
 	if c.RopeScaling != nil {
@@ -35,54 +50,101 @@ func (m *Model) NewCache(maxT int) *Cache {
 	return ca
 }
 
-// Step feeds ids at the next positions and returns the logits of the last
-// one. It panics if the cache is full; callers size it for prompt + output.
-func (m *Model) Step(ca *Cache, ids []int32) []float32 {
+// Len is the number of tokens sequence b has seen.
+func (ca *Cache) Len(b int) int { return ca.seqs[b].len }
+
+func grow(buf *[]float32, n int) []float32 {
+	if cap(*buf) < n {
+		*buf = make([]float32, n)
+	}
+	*buf = (*buf)[:n]
+	return *buf
+}
+
+// Step feeds ids[b] (any number of tokens, none included) to sequence b at
+// its next positions, all sequences in one pass, and returns the logits of
+// the last token of each sequence fed ([batch × vocab]; rows of sequences
+// fed nothing are left as they were). The slice is reused by the next
+// Step. It panics if a sequence passes the cache's length; callers size
+// it for prompt + output.
+func (m *Model) Step(ca *Cache, ids [][]int32) []float32 {
 	c := &m.Config
-	n, h := len(ids), c.HiddenSize
+	h := c.HiddenSize
 	nh, nkv, hd := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim
 	qd, kv, in := nh*hd, nkv*hd, c.IntermediateSize
 	eps := float32(c.RMSNormEps)
-	if ca.Len+n > ca.maxT {
-		panic("llama: KV cache overflow")
+	n := 0
+	for b, s := range ids {
+		if ca.seqs[b].len+len(s) > ca.maxT {
+			panic("llama: KV cache overflow")
+		}
+		n += len(s)
 	}
-	ca.pos = ca.pos[:0]
-	for i := 0; i < n; i++ {
-		ca.pos = append(ca.pos, ca.Len+i)
+	sb := &ca.scratch
+	sb.pos, sb.ids = sb.pos[:0], sb.ids[:0]
+	for b, s := range ids {
+		for i := range s {
+			sb.pos = append(sb.pos, ca.seqs[b].len+i)
+		}
+		sb.ids = append(sb.ids, s...)
 	}
-	x := make([]float32, n*h)
-	tensor.Embedding(x, m.Embed, ids, h)
-	nrm, rstd := make([]float32, n*h), make([]float32, n)
-	q, att, o := make([]float32, n*qd), make([]float32, n*qd), make([]float32, n*h)
-	g, u, act := make([]float32, n*in), make([]float32, n*in), make([]float32, n*in)
+	x, nrm, rstd := grow(&sb.x, n*h), grow(&sb.nrm, n*h), grow(&sb.rstd, n)
+	q, att, o := grow(&sb.q, n*qd), grow(&sb.att, n*qd), grow(&sb.o, n*h)
+	kNew, vNew := grow(&sb.k, n*kv), grow(&sb.v, n*kv)
+	g, u, act := grow(&sb.g, n*in), grow(&sb.u, n*in), grow(&sb.act, n*in)
+	m.embed(x, sb.ids)
 	for l := range m.Layers {
 		w := &m.Layers[l]
 		tensor.RMSNorm(nrm, rstd, x, w.AttnNorm, n, h, eps)
-		tensor.Linear(q, nrm, w.Q, n, h, qd)
-		kNew, vNew := ca.k[l][ca.Len*kv:(ca.Len+n)*kv], ca.v[l][ca.Len*kv:(ca.Len+n)*kv]
-		tensor.Linear(kNew, nrm, w.K, n, h, kv)
-		tensor.Linear(vNew, nrm, w.V, n, h, kv)
-		tensor.Rope(q, ca.pos, nh, hd, ca.cos, ca.sin)
-		tensor.Rope(kNew, ca.pos, nkv, hd, ca.cos, ca.sin)
-		tensor.CachedAttention(att, q, ca.k[l], ca.v[l], ca.Len, n, nh, nkv, hd)
-		tensor.Linear(o, att, w.O, n, qd, h)
+		w.Q.forward(q, nrm, n, h, qd)
+		w.K.forward(kNew, nrm, n, h, kv)
+		w.V.forward(vNew, nrm, n, h, kv)
+		tensor.Rope(q, sb.pos, nh, hd, ca.cos, ca.sin)
+		tensor.Rope(kNew, sb.pos, nkv, hd, ca.cos, ca.sin)
+		r := 0
+		for b, s := range ids {
+			if len(s) == 0 {
+				continue
+			}
+			sc, t := &ca.seqs[b], len(s)
+			copy(sc.k[l][sc.len*kv:], kNew[r*kv:(r+t)*kv])
+			copy(sc.v[l][sc.len*kv:], vNew[r*kv:(r+t)*kv])
+			tensor.CachedAttention(att[r*qd:(r+t)*qd], q[r*qd:(r+t)*qd], sc.k[l], sc.v[l], sc.len, t, nh, nkv, hd)
+			r += t
+		}
+		w.O.forward(o, att, n, qd, h)
 		for i := range x {
 			x[i] += o[i]
 		}
 		tensor.RMSNorm(nrm, rstd, x, w.MLPNorm, n, h, eps)
-		tensor.Linear(g, nrm, w.Gate, n, h, in)
-		tensor.Linear(u, nrm, w.Up, n, h, in)
+		w.Gate.forward(g, nrm, n, h, in)
+		w.Up.forward(u, nrm, n, h, in)
 		tensor.SwiGLU(act, g, u)
-		tensor.Linear(o, act, w.Down, n, in, h)
+		w.Down.forward(o, act, n, in, h)
 		for i := range x {
 			x[i] += o[i]
 		}
 	}
-	ca.Len += n
-	last := x[(n-1)*h:]
-	tensor.RMSNorm(nrm[:h], rstd[:1], last, m.Norm, 1, h, eps)
-	logits := make([]float32, c.VocabSize)
-	tensor.Linear(logits, nrm[:h], m.LMHead, 1, h, c.VocabSize)
+	// Only the last token of each sequence needs logits.
+	last := grow(&sb.last, len(ids)*h)
+	logits := grow(&sb.logits, len(ids)*c.VocabSize)
+	var rows []int
+	r := 0
+	for b, s := range ids {
+		ca.seqs[b].len += len(s)
+		if len(s) > 0 {
+			r += len(s)
+			copy(last[len(rows)*h:], x[(r-1)*h:r*h])
+			rows = append(rows, b)
+		}
+	}
+	k := len(rows)
+	tensor.RMSNorm(nrm[:k*h], rstd[:k], last[:k*h], m.Norm, k, h, eps)
+	out := grow(&sb.head, k*c.VocabSize)
+	m.LMHead.forward(out, nrm[:k*h], k, h, c.VocabSize)
+	for i, b := range rows {
+		copy(logits[b*c.VocabSize:(b+1)*c.VocabSize], out[i*c.VocabSize:(i+1)*c.VocabSize])
+	}
 	return logits
 }
 
@@ -100,28 +162,64 @@ type Sampling struct {
 // Generate continues prompt, calling emit with each new token as it comes
 // (emit returns false to stop, e.g. at a stop string). It returns the new ids.
 func (m *Model) Generate(prompt []int32, s Sampling, emit func(id int) bool) []int {
-	ca := m.NewCache(len(prompt) + s.MaxNewTokens)
-	rng := rand.New(rand.NewPCG(s.Seed, 0x9e11))
-	seen := map[int]bool{}
-	for _, id := range prompt {
-		seen[int(id)] = true
+	var e func(int, int) bool
+	if emit != nil {
+		e = func(_, id int) bool { return emit(id) }
 	}
-	logits := m.Step(ca, prompt)
-	var out []int
-	for len(out) < s.MaxNewTokens {
-		id := sample(logits, s, seen, rng)
-		out = append(out, id)
-		seen[id] = true
-		stop := false
-		for _, e := range s.StopIDs {
-			stop = stop || id == e
-		}
-		if (emit != nil && !emit(id)) || stop || len(out) == s.MaxNewTokens {
-			break
-		}
-		logits = m.Step(ca, []int32{int32(id)})
+	return m.GenerateBatch([][]int32{prompt}, s, e)[0]
+}
+
+// GenerateBatch continues each prompt, all of them decoded together: one
+// step feeds every unfinished sequence its last token. emit(b, id) is
+// called with each new token of sequence b; returning false ends that
+// sequence. Sequence b samples from its own stream (seed s.Seed+b), so
+// its output does not depend on the rest of the batch.
+func (m *Model) GenerateBatch(prompts [][]int32, s Sampling, emit func(b, id int) bool) [][]int {
+	maxT := 0
+	for _, p := range prompts {
+		maxT = max(maxT, len(p))
 	}
-	return out
+	ca := m.NewCache(len(prompts), maxT+s.MaxNewTokens)
+	v := m.Config.VocabSize
+	out := make([][]int, len(prompts))
+	rngs := make([]*rand.Rand, len(prompts))
+	seen := make([]map[int]bool, len(prompts))
+	done := make([]bool, len(prompts))
+	feed, last := make([][]int32, len(prompts)), make([]int32, len(prompts))
+	for b, p := range prompts {
+		rngs[b] = rand.New(rand.NewPCG(s.Seed+uint64(b), 0x9e11))
+		seen[b] = map[int]bool{}
+		for _, id := range p {
+			seen[b][int(id)] = true
+		}
+		feed[b] = p
+		done[b] = s.MaxNewTokens <= 0 || len(p) == 0
+	}
+	for {
+		logits := m.Step(ca, feed)
+		active := false
+		for b := range feed {
+			if done[b] {
+				feed[b] = nil
+				continue
+			}
+			id := sample(logits[b*v:(b+1)*v], s, seen[b], rngs[b])
+			out[b] = append(out[b], id)
+			seen[b][id] = true
+			stop := slices.Contains(s.StopIDs, id)
+			if (emit != nil && !emit(b, id)) || stop || len(out[b]) == s.MaxNewTokens {
+				done[b] = true
+				feed[b] = nil
+				continue
+			}
+			last[b] = int32(id)
+			feed[b] = last[b : b+1]
+			active = true
+		}
+		if !active {
+			return out
+		}
+	}
 }
 
 // sample picks the next token: repetition penalty, then greedy, or

@@ -2,6 +2,7 @@ package llama
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -167,6 +168,43 @@ func TestRandomizeMatchesInit(t *testing.T) {
 		for k := range p.Data {
 			if p.Data[k] != want[i].Data[k] {
 				t.Fatalf("%s[%d] = %g, Init wrote %g", p.Name, k, p.Data[k], want[i].Data[k])
+			}
+		}
+	}
+}
+
+// A bfloat16 checkpoint kept in bfloat16 gives the logits of the same
+// checkpoint widened to float32, in half the memory.
+func TestKeepBF16(t *testing.T) {
+	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := Preset("tiny")
+	c.TieWordEmbeddings = false
+	dir := t.TempDir()
+	if err := Init(c, tok, dir, InitOptions{Seed: 3, DType: "bfloat16"}); err != nil {
+		t.Fatal(err)
+	}
+	wide, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	low, err := LoadWith(dir, LoadOptions{KeepBF16: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if low.Layers[0].Q.Low == nil || low.LMHead.Low == nil || low.Bytes() > wide.Bytes()/2+int64(8*c.HiddenSize*c.NumHiddenLayers) {
+		t.Fatalf("bf16 model holds %d bytes, float32 %d", low.Bytes(), wide.Bytes())
+	}
+	prompt := []int32{1, 450, 4996, 17354, 1701, 29916}
+	for _, batch := range [][]int32{prompt, prompt[:1]} { // GEMM and GEMV paths
+		cw, cl := wide.NewCache(1, 8), low.NewCache(1, 8)
+		lw := append([]float32(nil), wide.Step(cw, [][]int32{batch})...)
+		ll := low.Step(cl, [][]int32{batch})
+		for i := range lw {
+			if d := math.Abs(float64(lw[i] - ll[i])); d > 1e-4*math.Max(1, math.Abs(float64(lw[i]))) {
+				t.Fatalf("logit %d: bf16 %g, float32 %g", i, ll[i], lw[i])
 			}
 		}
 	}

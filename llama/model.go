@@ -1,26 +1,70 @@
 package llama
 
 import (
+	"encoding/binary"
 	"fmt"
 
+	"zhllama/safetensors"
 	"zhllama/tensor"
 )
 
 // Layer holds one decoder layer's weights, [out × in] as in checkpoints.
 type Layer struct {
-	Q, K, V, O        []float32
-	Gate, Up, Down    []float32
+	Q, K, V, O        Weight
+	Gate, Up, Down    Weight
 	AttnNorm, MLPNorm []float32
 }
 
-// Model is LlamaForCausalLM's parameters in float32. The same type holds
-// gradients.
+// Weight is a weight matrix [out × in]: float32 values in W, or, for a
+// frozen weight kept compact in memory (bfloat16, quantized), Low with W
+// nil.
+type Weight struct {
+	W   []float32
+	Low tensor.Matrix
+}
+
+// forward computes y[t×out] = x[t×in] · Wᵀ.
+func (w *Weight) forward(y, x []float32, t, in, out int) {
+	if w.Low != nil {
+		tensor.LinearMatrix(y, x, w.Low, t, in, out)
+		return
+	}
+	tensor.Linear(y, x, w.W, t, in, out)
+}
+
+// backward adds dy·W to dx and, unless g is nil or holds no values (a
+// frozen weight), dyᵀ·x to g.
+func (w *Weight) backward(dx []float32, g *Weight, dy, x []float32, t, in, out int) {
+	var dw []float32
+	if g != nil {
+		dw = g.W
+	}
+	if w.Low != nil {
+		tensor.LinearMatrixBackward(dx, dy, w.Low, t, in, out)
+		if dw != nil {
+			tensor.LinearBackward(nil, dw, dy, x, nil, t, in, out)
+		}
+		return
+	}
+	tensor.LinearBackward(dx, dw, dy, x, w.W, t, in, out)
+}
+
+// row widens row r into dst.
+func (w *Weight) row(dst []float32, r int) {
+	if w.Low != nil {
+		w.Low.Widen(dst, r, 0)
+		return
+	}
+	copy(dst, w.W[r*len(dst):(r+1)*len(dst)])
+}
+
+// Model is LlamaForCausalLM's parameters. The same type holds gradients.
 type Model struct {
 	Config Config
-	Embed  []float32 // [vocab × hidden]
+	Embed  Weight // [vocab × hidden]
 	Layers []Layer
 	Norm   []float32 // [hidden]
-	LMHead []float32 // [vocab × hidden]; the same slice as Embed when tied
+	LMHead Weight    // [vocab × hidden]; the same as Embed when tied
 }
 
 // NewModel allocates zeroed parameters (or gradients) for c.
@@ -33,6 +77,18 @@ func NewModel(c Config) *Model {
 		m.LMHead = m.Embed
 	}
 	return m
+}
+
+// embed looks up the rows of ids.
+func (m *Model) embed(x []float32, ids []int32) {
+	h := m.Config.HiddenSize
+	if m.Embed.Low == nil {
+		tensor.Embedding(x, m.Embed.W, ids, h)
+		return
+	}
+	for i, id := range ids {
+		m.Embed.row(x[i*h:(i+1)*h], int(id))
+	}
 }
 
 type paramRef struct {
@@ -59,23 +115,43 @@ func (m *Model) params() []paramRef {
 }
 
 func (m *Model) slot(name string) *[]float32 {
+	if w := m.weight(name); w != nil {
+		return &w.W
+	}
+	if name == "model.norm.weight" {
+		return &m.Norm
+	}
+	l, rest := m.layer(name)
+	if rest == "input_layernorm.weight" {
+		return &l.AttnNorm
+	}
+	return &l.MLPNorm
+}
+
+// weight is the matrix a checkpoint name refers to, nil for the norms.
+func (m *Model) weight(name string) *Weight {
 	switch name {
 	case "model.embed_tokens.weight":
 		return &m.Embed
-	case "model.norm.weight":
-		return &m.Norm
 	case "lm_head.weight":
 		return &m.LMHead
+	case "model.norm.weight":
+		return nil
 	}
+	l, rest := m.layer(name)
+	return map[string]*Weight{
+		"self_attn.q_proj.weight": &l.Q, "self_attn.k_proj.weight": &l.K, "self_attn.v_proj.weight": &l.V,
+		"self_attn.o_proj.weight": &l.O, "mlp.gate_proj.weight": &l.Gate, "mlp.up_proj.weight": &l.Up,
+		"mlp.down_proj.weight": &l.Down,
+	}[rest]
+}
+
+// layer splits "model.layers.N.rest" into layer N and rest.
+func (m *Model) layer(name string) (*Layer, string) {
 	var i int
 	var rest string
 	fmt.Sscanf(name, "model.layers.%d.%s", &i, &rest)
-	l := &m.Layers[i]
-	return map[string]*[]float32{
-		"self_attn.q_proj.weight": &l.Q, "self_attn.k_proj.weight": &l.K, "self_attn.v_proj.weight": &l.V,
-		"self_attn.o_proj.weight": &l.O, "mlp.gate_proj.weight": &l.Gate, "mlp.up_proj.weight": &l.Up,
-		"mlp.down_proj.weight": &l.Down, "input_layernorm.weight": &l.AttnNorm, "post_attention_layernorm.weight": &l.MLPNorm,
-	}[rest]
+	return &m.Layers[i], rest
 }
 
 // NamedParam is a parameter (or its gradient) and its checkpoint name.
@@ -105,23 +181,71 @@ func (m *Model) Randomize(seed uint64) {
 
 // Load reads a model directory (config.json and safetensors) into float32,
 // after checking every tensor's shape against the config.
-func Load(dir string) (*Model, error) {
+func Load(dir string) (*Model, error) { return LoadWith(dir, LoadOptions{}) }
+
+// LoadOptions control LoadWith.
+type LoadOptions struct {
+	// KeepBF16 keeps bfloat16 weight matrices in bfloat16, read-only, for
+	// inference: half the memory, and the same results, since widening
+	// bfloat16 to float32 is exact.
+	KeepBF16 bool
+}
+
+// LoadWith is Load with options.
+func LoadWith(dir string, o LoadOptions) (*Model, error) {
 	s, ck, err := openChecked(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer ck.Close()
-	m := NewModel(s.Config)
+	m := &Model{Config: s.Config}
 	for _, p := range m.params() {
 		t, err := ck.Tensor(p.name)
 		if err != nil {
 			return nil, err
 		}
-		if _, err := t.Float32(*p.dst); err != nil {
+		if w := m.weight(p.name); w != nil && o.KeepBF16 && t.DType == safetensors.BF16 {
+			data := make([]uint16, t.Elements())
+			for i := range data {
+				data[i] = binary.LittleEndian.Uint16(t.Data[2*i:])
+			}
+			w.Low = &tensor.BF16{Rows: t.Shape[0], Cols: t.Shape[1], Data: data}
+			continue
+		}
+		if *p.dst, err = t.Float32(nil); err != nil {
 			return nil, err
 		}
 	}
+	if m.Config.TieWordEmbeddings {
+		m.LMHead = m.Embed
+	}
 	return m, nil
+}
+
+// CompactBF16 rounds every weight matrix to bfloat16 and keeps it so,
+// read-only: for inference with half the memory.
+func (m *Model) CompactBF16() {
+	for _, p := range m.Config.Params() {
+		if w := m.weight(p.Name); w != nil && w.W != nil {
+			w.Low, w.W = tensor.NewBF16(w.W, p.Shape[0], p.Shape[1]), nil
+		}
+	}
+	if m.Config.TieWordEmbeddings {
+		m.LMHead = m.Embed
+	}
+}
+
+// Bytes is the memory the parameters hold.
+func (m *Model) Bytes() int64 {
+	var n int64
+	for _, p := range m.params() {
+		if w := m.weight(p.name); w != nil && w.Low != nil {
+			n += w.Low.Bytes()
+			continue
+		}
+		n += 4 * int64(len(*p.dst))
+	}
+	return n
 }
 
 // Acts holds a batch's activations, kept for the backward pass.
@@ -194,14 +318,14 @@ func (m *Model) Forward(a *Acts, ids []int32, valid []bool) {
 	nh, nkv, hd := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim
 	q, kv, in := nh*hd, nkv*hd, c.IntermediateSize
 	a.ids, a.valid = ids, valid
-	tensor.Embedding(a.x[0], m.Embed, ids, h)
+	m.embed(a.x[0], ids)
 	eps := float32(c.RMSNormEps)
 	for l := range m.Layers {
 		w, la, x := &m.Layers[l], &a.layers[l], a.x[l]
 		tensor.RMSNorm(la.n1, la.rstd1, x, w.AttnNorm, bt, h, eps)
-		tensor.Linear(la.q, la.n1, w.Q, bt, h, q)
-		tensor.Linear(la.k, la.n1, w.K, bt, h, kv)
-		tensor.Linear(la.v, la.n1, w.V, bt, h, kv)
+		w.Q.forward(la.q, la.n1, bt, h, q)
+		w.K.forward(la.k, la.n1, bt, h, kv)
+		w.V.forward(la.v, la.n1, bt, h, kv)
 		for b := 0; b < a.B; b++ {
 			sq, sk := la.q[b*a.T*q:(b+1)*a.T*q], la.k[b*a.T*kv:(b+1)*a.T*kv]
 			tensor.Rope(sq, a.pos, nh, hd, a.cos, a.sin)
@@ -209,16 +333,16 @@ func (m *Model) Forward(a *Acts, ids []int32, valid []bool) {
 			tensor.Attention(la.att[b*a.T*q:(b+1)*a.T*q], la.probs[b*nh*a.T*a.T:(b+1)*nh*a.T*a.T], sq, sk,
 				la.v[b*a.T*kv:(b+1)*a.T*kv], a.seqValid(b), a.T, nh, nkv, hd)
 		}
-		tensor.Linear(la.h, la.att, w.O, bt, q, h)
+		w.O.forward(la.h, la.att, bt, q, h)
 		for i := range la.h {
 			la.h[i] += x[i]
 		}
 		tensor.RMSNorm(la.n2, la.rstd2, la.h, w.MLPNorm, bt, h, eps)
-		tensor.Linear(la.g, la.n2, w.Gate, bt, h, in)
-		tensor.Linear(la.u, la.n2, w.Up, bt, h, in)
+		w.Gate.forward(la.g, la.n2, bt, h, in)
+		w.Up.forward(la.u, la.n2, bt, h, in)
 		tensor.SwiGLU(la.act, la.g, la.u)
 		next := a.x[l+1]
-		tensor.Linear(next, la.act, w.Down, bt, in, h)
+		w.Down.forward(next, la.act, bt, in, h)
 		for i := range next {
 			next[i] += la.h[i]
 		}
@@ -243,7 +367,7 @@ func (m *Model) LMLoss(a *Acts, labels []int32, grads *Model, logits []float32) 
 	c := &m.Config
 	bt, h, v := a.B*a.T, c.HiddenSize, c.VocabSize
 	lg := a.logits
-	tensor.Linear(lg, a.Hidden, m.LMHead, bt, h, v)
+	m.LMHead.forward(lg, a.Hidden, bt, h, v)
 	if logits != nil {
 		copy(logits, lg)
 	}
@@ -262,7 +386,7 @@ func (m *Model) LMLoss(a *Acts, labels []int32, grads *Model, logits []float32) 
 	}
 	dHidden := a.dHidden
 	clear(dHidden)
-	tensor.LinearBackward(dHidden, grads.LMHead, lg, a.Hidden, m.LMHead, bt, h, v)
+	m.LMHead.backward(dHidden, &grads.LMHead, lg, a.Hidden, bt, h, v)
 	return loss, n, dHidden
 }
 
@@ -284,16 +408,16 @@ func (m *Model) Backward(a *Acts, dHidden []float32, grads *Model) {
 		// MLP: next = h + Down(SwiGLU(Gate n2, Up n2)), n2 = RMSNorm(h).
 		copy(dh, dx)
 		clear(dact)
-		tensor.LinearBackward(dact, g.Down, dx, la.act, w.Down, bt, in, h)
+		w.Down.backward(dact, &g.Down, dx, la.act, bt, in, h)
 		tensor.SwiGLUBackward(dg, du, dact, la.g, la.u)
 		clear(dn)
-		tensor.LinearBackward(dn, g.Gate, dg, la.n2, w.Gate, bt, h, in)
-		tensor.LinearBackward(dn, g.Up, du, la.n2, w.Up, bt, h, in)
+		w.Gate.backward(dn, &g.Gate, dg, la.n2, bt, h, in)
+		w.Up.backward(dn, &g.Up, du, la.n2, bt, h, in)
 		tensor.RMSNormBackward(dh, g.MLPNorm, dn, la.h, w.MLPNorm, la.rstd2, bt, h)
 		// Attention: h = x + O(Attn(Rope(Q n1), Rope(K n1), V n1)), n1 = RMSNorm(x).
 		copy(dx, dh)
 		clear(datt)
-		tensor.LinearBackward(datt, g.O, dh, la.att, w.O, bt, q, h)
+		w.O.backward(datt, &g.O, dh, la.att, bt, q, h)
 		clear(dq)
 		clear(dk)
 		clear(dv)
@@ -305,12 +429,14 @@ func (m *Model) Backward(a *Acts, dHidden []float32, grads *Model) {
 			tensor.RopeBackward(bk, a.pos, nkv, hd, a.cos, a.sin)
 		}
 		clear(dn)
-		tensor.LinearBackward(dn, g.Q, dq, la.n1, w.Q, bt, h, q)
-		tensor.LinearBackward(dn, g.K, dk, la.n1, w.K, bt, h, kv)
-		tensor.LinearBackward(dn, g.V, dv, la.n1, w.V, bt, h, kv)
+		w.Q.backward(dn, &g.Q, dq, la.n1, bt, h, q)
+		w.K.backward(dn, &g.K, dk, la.n1, bt, h, kv)
+		w.V.backward(dn, &g.V, dv, la.n1, bt, h, kv)
 		tensor.RMSNormBackward(dx, g.AttnNorm, dn, a.x[l], w.AttnNorm, la.rstd1, bt, h)
 	}
-	tensor.EmbeddingBackward(grads.Embed, dx, a.ids, h)
+	if grads.Embed.W != nil {
+		tensor.EmbeddingBackward(grads.Embed.W, dx, a.ids, h)
+	}
 }
 
 // MemoryEstimate is the float32 bytes a training step needs for batches of

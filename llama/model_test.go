@@ -87,8 +87,8 @@ func TestCacheMatchesForward(t *testing.T) {
 	labels := append([]int32(nil), ids...)
 	m.LMLoss(a, labels, nil, full)
 	v := m.Config.VocabSize
-	ca := m.NewCache(len(ids))
-	got := m.Step(ca, ids[:3])
+	ca := m.NewCache(1, len(ids))
+	got := m.Step(ca, [][]int32{ids[:3]})
 	check := func(pos int, got []float32) {
 		for i := 0; i < v; i++ {
 			if d := math.Abs(float64(got[i] - full[pos*v+i])); d > 1e-4 {
@@ -98,7 +98,29 @@ func TestCacheMatchesForward(t *testing.T) {
 	}
 	check(2, got)
 	for p := 3; p < len(ids); p++ {
-		check(p, m.Step(ca, ids[p:p+1]))
+		check(p, m.Step(ca, [][]int32{ids[p : p+1]}))
+	}
+}
+
+// Decoding a batch of prompts of different lengths together gives each
+// the tokens it gets alone.
+func TestGenerateBatch(t *testing.T) {
+	m := tinyModel(t, false, 2)
+	prompts := [][]int32{{1, 5, 9}, {2}, {7, 7, 3, 12, 30, 4, 8, 1, 6, 2}}
+	for _, s := range []Sampling{{MaxNewTokens: 6}, {MaxNewTokens: 5, Temperature: 0.8, TopP: 0.9, Seed: 4}} {
+		batch := m.GenerateBatch(prompts, s, nil)
+		for b, p := range prompts {
+			one := s
+			one.Seed += uint64(b)
+			if alone := m.Generate(p, one, nil); !equalInts(alone, batch[b]) {
+				t.Errorf("prompt %d: batched %v, alone %v", b, batch[b], alone)
+			}
+		}
+	}
+	stop := m.Generate(prompts[0], Sampling{MaxNewTokens: 6}, nil)[1]
+	got := m.GenerateBatch(prompts, Sampling{MaxNewTokens: 6, StopIDs: []int{stop}}, nil)
+	if len(got[0]) != 2 {
+		t.Errorf("sequence 0 did not stop at %d: %v", stop, got[0])
 	}
 }
 

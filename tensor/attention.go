@@ -94,12 +94,7 @@ func CachedAttention(out, q, keys, vals []float32, start, n, heads, kvHeads, hd 
 				qi := q[(i*heads+h)*hd : (i*heads+h+1)*hd]
 				mx := float32(math.Inf(-1))
 				for j := 0; j <= p; j++ {
-					kj := keys[(j*kvHeads+kh)*hd : (j*kvHeads+kh+1)*hd]
-					var s float32
-					for d := range qi {
-						s += qi[d] * kj[d]
-					}
-					scores[j] = s * scale
+					scores[j] = dot(qi, keys[(j*kvHeads+kh)*hd:(j*kvHeads+kh+1)*hd]) * scale
 					mx = max(mx, scores[j])
 				}
 				var sum float32
@@ -110,11 +105,7 @@ func CachedAttention(out, q, keys, vals []float32, start, n, heads, kvHeads, hd 
 				oi := out[(i*heads+h)*hd : (i*heads+h+1)*hd]
 				clear(oi)
 				for j := 0; j <= p; j++ {
-					w := scores[j] / sum
-					vj := vals[(j*kvHeads+kh)*hd : (j*kvHeads+kh+1)*hd]
-					for d := range oi {
-						oi[d] += w * vj[d]
-					}
+					axpy(scores[j]/sum, vals[(j*kvHeads+kh)*hd:(j*kvHeads+kh+1)*hd], oi)
 				}
 			}
 		}

@@ -77,6 +77,19 @@ func getBuf(n int) *[]float32 {
 // Gemm computes C = alpha·op(A)·op(B) + beta·C, where op transposes when
 // asked; op(A) is M×K, op(B) is K×N and C is M×N with row stride ldc.
 func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	gemm(transA, m, n, k, alpha, a, lda, operand{f: b, ld: ldb, trans: transB}, beta, c, ldc)
+}
+
+// operand is GEMM's B: float32 values f with row stride ld, or a compact
+// Matrix m; trans says op(B) is its transpose.
+type operand struct {
+	f     []float32
+	ld    int
+	m     Matrix
+	trans bool
+}
+
+func gemm(transA bool, m, n, k int, alpha float32, a []float32, lda int, b operand, beta float32, c []float32, ldc int) {
 	if m == 0 || n == 0 {
 		return
 	}
@@ -105,7 +118,7 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 	for p0 := 0; p0 < k; p0 += kc {
 		kk := min(kc, k-p0)
 		packA(ap, a, lda, transA, m, p0, kk)
-		packB(bp, b, ldb, transB, n, p0, kk)
+		packB(bp, b, n, p0, kk)
 		tiles := mp * np
 		Parallel(tiles, func(lo, hi int) {
 			var edgeBuf [maxMR * maxNR]float32
@@ -163,21 +176,41 @@ func packA(dst, a []float32, lda int, trans bool, m, p0, kk int) {
 
 // packB lays columns of op(B)[p0:p0+kk, :] out as panels of nr columns,
 // each as kk rows of nr; columns past n are zero.
-func packB(dst, b []float32, ldb int, trans bool, n, p0, kk int) {
+func packB(dst []float32, b operand, n, p0, kk int) {
 	np := (n + nr - 1) / nr
 	Parallel(np, func(lo, hi int) {
+		var row []float32
+		if b.m != nil && b.trans {
+			row = make([]float32, kk)
+		}
 		for pj := lo; pj < hi; pj++ {
 			panel := dst[pj*nr*kk : (pj+1)*nr*kk]
 			j0 := pj * nr
 			w := min(nr, n-j0)
+			if b.m != nil && b.trans {
+				// Column j of op(B) is row j of the matrix: widen it once.
+				for j := 0; j < w; j++ {
+					b.m.Widen(row, j0+j, p0)
+					for p, v := range row {
+						panel[p*nr+j] = v
+					}
+				}
+				for p := 0; p < kk; p++ {
+					clear(panel[p*nr+w : p*nr+nr])
+				}
+				continue
+			}
 			for p := 0; p < kk; p++ {
 				out := panel[p*nr : p*nr+nr]
-				if trans {
+				switch {
+				case b.m != nil:
+					b.m.Widen(out[:w], p0+p, j0)
+				case b.trans:
 					for j := 0; j < w; j++ {
-						out[j] = b[(j0+j)*ldb+p0+p]
+						out[j] = b.f[(j0+j)*b.ld+p0+p]
 					}
-				} else {
-					copy(out[:w], b[(p0+p)*ldb+j0:(p0+p)*ldb+j0+w])
+				default:
+					copy(out[:w], b.f[(p0+p)*b.ld+j0:(p0+p)*b.ld+j0+w])
 				}
 				clear(out[w:])
 			}
@@ -187,6 +220,10 @@ func packB(dst, b []float32, ldb int, trans bool, n, p0, kk int) {
 
 // Linear computes y[T×out] = x[T×in] · Wᵀ for W[out×in], as nn.Linear does.
 func Linear(y, x, w []float32, t, in, out int) {
+	if t <= gemvRows {
+		gemv(y, x, t, in, out, func(j int, xr []float32) float32 { return dot(xr, w[j*in:(j+1)*in]) })
+		return
+	}
 	Gemm(false, true, t, out, in, 1, x, in, w, in, 0, y, out)
 }
 

@@ -12,6 +12,15 @@ func kernel4x16AVX2(k int, a, b, c *float32, ldc int, alpha float32)
 //go:noescape
 func kernel8x32AVX512(k int, a, b, c *float32, ldc int, alpha float32)
 
+//go:noescape
+func dotAVX2(n int, a, b *float32) float32
+
+//go:noescape
+func dotBF16AVX2(n int, a *float32, b *uint16) float32
+
+//go:noescape
+func axpyAVX2(n int, alpha float32, x, y *float32)
+
 func init() {
 	avx2 := func(k int, a, b, c []float32, ldc int, alpha float32) {
 		kernel4x16AVX2(k, &a[0], &b[0], &c[0], ldc, alpha)
@@ -24,6 +33,29 @@ func init() {
 	}
 	if cpu.X86.HasAVX512F {
 		asmKernels = append(asmKernels, kernelInfo{"avx512 8x32", 8, 32, avx512})
+	}
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && !noAsm() {
+		dot = func(a, b []float32) float32 {
+			n := len(a) &^ 7
+			if n == 0 {
+				return dotGo(a, b)
+			}
+			return dotAVX2(n, &a[0], &b[0]) + dotGo(a[n:], b[n:len(a)])
+		}
+		axpy = func(alpha float32, x, y []float32) {
+			n := len(x) &^ 7
+			if n > 0 {
+				axpyAVX2(n, alpha, &x[0], &y[0])
+			}
+			axpyGo(alpha, x[n:], y[n:len(x)])
+		}
+		dotBF16 = func(a []float32, b []uint16) float32 {
+			n := len(b) &^ 7
+			if n == 0 {
+				return dotBF16Go(a, b)
+			}
+			return dotBF16AVX2(n, &a[0], &b[0]) + dotBF16Go(a[n:], b[n:])
+		}
 	}
 	switch {
 	case noAsm():

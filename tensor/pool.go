@@ -21,7 +21,8 @@ func Parallel(n int, f func(lo, hi int)) {
 	}
 	var wg sync.WaitGroup
 	chunk := (n + workers - 1) / workers
-	for lo := 0; lo < n; lo += chunk {
+	// The caller works the first chunk itself: one goroutine fewer to wake.
+	for lo := chunk; lo < n; lo += chunk {
 		hi := min(lo+chunk, n)
 		wg.Add(1)
 		go func() {
@@ -29,5 +30,6 @@ func Parallel(n int, f func(lo, hi int)) {
 			f(lo, hi)
 		}()
 	}
+	f(0, min(chunk, n))
 	wg.Wait()
 }

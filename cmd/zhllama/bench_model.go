@@ -86,27 +86,98 @@ func benchModelTrain(args []string) error {
 		"kernel": tensor.KernelName, "tokens_per_s": ours, "peak_rss_mb": peakRSS(), "loss": loss}
 	fmt.Printf("zhllama: %.0f tokens/s (median of %d steps), peak RSS %.0f MB, kernel %s\n", ours, *steps, peakRSS(), tensor.KernelName)
 	if *withTorch && torchref.Available() {
-		dir, err := os.MkdirTemp("", "zhllama-bench-")
+		t, err := torchBench(c, "bench", strconv.Itoa(*batch), strconv.Itoa(*seq), strconv.Itoa(*steps), strconv.Itoa(runtime.GOMAXPROCS(0)))
 		if err != nil {
 			return err
-		}
-		defer os.RemoveAll(dir)
-		cb, _ := json.Marshal(c)
-		cfgPath := filepath.Join(dir, "config.json")
-		os.WriteFile(cfgPath, cb, 0o644)
-		out, err := torchref.Run(dir, "bench", cfgPath, strconv.Itoa(*batch), strconv.Itoa(*seq), strconv.Itoa(*steps), strconv.Itoa(runtime.GOMAXPROCS(0)))
-		if err != nil {
-			return err
-		}
-		var t struct {
-			TokensPerS float64 `json:"tokens_per_s"`
-			PeakRSSMB  float64 `json:"peak_rss_mb"`
-		}
-		if err := json.Unmarshal(out, &t); err != nil {
-			return fmt.Errorf("PyTorch benchmark output %q: %w", out, err)
 		}
 		fmt.Printf("PyTorch eager: %.0f tokens/s, peak RSS %.0f MB -> zhllama %.2fx\n", t.TokensPerS, t.PeakRSSMB, ours/t.TokensPerS)
 		res["torch_tokens_per_s"], res["torch_peak_rss_mb"], res["ratio"] = t.TokensPerS, t.PeakRSSMB, ours/t.TokensPerS
+	}
+	b, _ := json.Marshal(res)
+	fmt.Println(string(b))
+	return nil
+}
+
+// torchResult is what the reference's benchmark modes print.
+type torchResult struct {
+	TokensPerS float64 `json:"tokens_per_s"`
+	PeakRSSMB  float64 `json:"peak_rss_mb"`
+}
+
+// torchBench runs one of the PyTorch reference's benchmark modes on a
+// model of config c.
+func torchBench(c llama.Config, mode string, args ...string) (*torchResult, error) {
+	dir, err := os.MkdirTemp("", "zhllama-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	cb, _ := json.Marshal(c)
+	cfgPath := filepath.Join(dir, "config.json")
+	if err := os.WriteFile(cfgPath, cb, 0o644); err != nil {
+		return nil, err
+	}
+	out, err := torchref.Run(dir, append([]string{mode, cfgPath}, args...)...)
+	if err != nil {
+		return nil, err
+	}
+	var t torchResult
+	if err := json.Unmarshal(out, &t); err != nil {
+		return nil, fmt.Errorf("PyTorch benchmark output %q: %w", out, err)
+	}
+	return &t, nil
+}
+
+func benchModelGenerate(args []string) error {
+	fs := flagSet("bench generate")
+	preset := fs.String("preset", "stories15M", "model shape")
+	batch := fs.Int("batch", 1, "sequences decoded together")
+	maxNew := fs.Int("max_new_tokens", 256, "tokens generated per sequence (greedy, no early stop)")
+	dtype := fs.String("dtype", "float32", "weights in memory: float32, or bfloat16 (widened as the kernels read them)")
+	withTorch := fs.Bool("torch", true, "also run PyTorch eager (KV cache, float32) on the same shapes and threads")
+	if err := parseFlags(fs, args, "[flags]"); err != nil {
+		return err
+	}
+	c, err := llama.Preset(*preset)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	if *dtype != "float32" && *dtype != "bfloat16" {
+		return usagef("--dtype %q: use float32 or bfloat16", *dtype)
+	}
+	m := llama.NewModel(c)
+	m.Randomize(1)
+	if *dtype == "bfloat16" {
+		m.CompactBF16()
+	}
+	fmt.Printf("%s: %.1fM parameters, %.0f MB of weights in memory (%s)\n", *preset, float64(c.NumParams())/1e6, float64(m.Bytes())/1e6, *dtype)
+	prompts := make([][]int32, *batch)
+	for b := range prompts {
+		prompts[b] = []int32{int32(c.BOSTokenID)}
+	}
+	var steps []time.Duration
+	last := time.Now()
+	start := last
+	m.GenerateBatch(prompts, llama.Sampling{MaxNewTokens: *maxNew}, func(b, id int) bool {
+		if b == *batch-1 {
+			now := time.Now()
+			steps = append(steps, now.Sub(last))
+			last = now
+		}
+		return true
+	})
+	total := time.Since(start)
+	ours := float64(*batch) / median(steps[1:]).Seconds()
+	res := map[string]any{"bench": "generate", "preset": *preset, "batch": *batch, "max_new_tokens": *maxNew, "dtype": *dtype,
+		"threads": runtime.GOMAXPROCS(0), "tokens_per_s": ours, "total_s": total.Seconds(), "weights_mb": float64(m.Bytes()) / 1e6, "peak_rss_mb": peakRSS()}
+	fmt.Printf("zhllama: %.0f tokens/s (median step), %d tokens in %.2fs\n", ours, *batch**maxNew, total.Seconds())
+	if *withTorch && torchref.Available() {
+		t, err := torchBench(c, "bench-generate", strconv.Itoa(*batch), strconv.Itoa(*maxNew), strconv.Itoa(runtime.GOMAXPROCS(0)))
+		if err != nil {
+			return err
+		}
+		fmt.Printf("PyTorch eager: %.0f tokens/s -> zhllama %.2fx\n", t.TokensPerS, ours/t.TokensPerS)
+		res["torch_tokens_per_s"], res["ratio"] = t.TokensPerS, ours/t.TokensPerS
 	}
 	b, _ := json.Marshal(res)
 	fmt.Println(string(b))

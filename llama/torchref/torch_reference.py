@@ -2,6 +2,7 @@
 
 Usage: torch_reference.py MODEL_DIR INPUT.json OUTPUT.safetensors
        torch_reference.py bench CONFIG.json BATCH SEQ_LEN STEPS THREADS
+       torch_reference.py bench-generate CONFIG.json BATCH NEW_TOKENS THREADS
 
 Reads config.json and model.safetensors (F32, F16 or BF16), runs
 LlamaForCausalLM's computation in float32 on the batch in INPUT.json
@@ -148,16 +149,8 @@ def main():
     save(out_path, out)
 
 
-def bench():
-    """Times training steps (forward, backward, clipping, AdamW) of a random
-    float32 model; prints JSON with the median tokens/s and the peak RSS."""
-    import resource
-    import time
-
-    cfg = json.load(open(sys.argv[2]))
-    b, t, steps, threads = (int(x) for x in sys.argv[3:7])
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
+def random_weights(cfg):
+    """A random float32 model of cfg's shapes, as a name -> tensor dict."""
     H, V, I = cfg["hidden_size"], cfg["vocab_size"], cfg["intermediate_size"]
     nh = cfg["num_attention_heads"]
     nkv = cfg.get("num_key_value_heads") or nh
@@ -172,7 +165,73 @@ def bench():
                        p + "post_attention_layernorm.weight": (H,)})
     if not cfg.get("tie_word_embeddings"):
         shapes["lm_head.weight"] = (V, H)
-    w = {k: (torch.randn(s) * 0.02).requires_grad_(True) for k, s in shapes.items()}
+    return {k: torch.randn(s) * 0.02 for k, s in shapes.items()}
+
+
+def bench_generate():
+    """Times greedy decoding with a KV cache (the prompt is one token per
+    sequence); prints JSON with tokens/s from the median step."""
+    import time
+
+    cfg = json.load(open(sys.argv[2]))
+    b, new, threads = (int(x) for x in sys.argv[3:6])
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    w = random_weights(cfg)
+    H, nh, L = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_hidden_layers"]
+    nkv = cfg.get("num_key_value_heads") or nh
+    hd = cfg.get("head_dim") or H // nh
+    eps = cfg["rms_norm_eps"]
+    inv_freq = 1.0 / (cfg.get("rope_theta", 10000.0) ** (torch.arange(0, hd, 2).float() / hd))
+    emb = torch.cat((torch.outer(torch.arange(new + 1).float(), inv_freq),) * 2, dim=-1)
+    cos, sin = emb.cos(), emb.sin()
+    head = w.get("lm_head.weight", w["model.embed_tokens.weight"])
+    kc = [torch.zeros(b, nkv, new + 1, hd) for _ in range(L)]
+    vc = [torch.zeros(b, nkv, new + 1, hd) for _ in range(L)]
+    tok = torch.ones(b, dtype=torch.long)
+    times = []
+    with torch.no_grad():
+        for pos in range(new):
+            start = time.perf_counter()
+            x = w["model.embed_tokens.weight"][tok].view(b, 1, H)
+            for l in range(L):
+                p = f"model.layers.{l}."
+                n = rms_norm(x, w[p + "input_layernorm.weight"], eps)
+                q = (n @ w[p + "self_attn.q_proj.weight"].T).view(b, 1, nh, hd).transpose(1, 2)
+                k = (n @ w[p + "self_attn.k_proj.weight"].T).view(b, 1, nkv, hd).transpose(1, 2)
+                v = (n @ w[p + "self_attn.v_proj.weight"].T).view(b, 1, nkv, hd).transpose(1, 2)
+                q = q * cos[pos] + rotate_half(q) * sin[pos]
+                k = k * cos[pos] + rotate_half(k) * sin[pos]
+                kc[l][:, :, pos : pos + 1] = k
+                vc[l][:, :, pos : pos + 1] = v
+                rep = nh // nkv
+                keys = kc[l][:, :, None, : pos + 1].expand(b, nkv, rep, pos + 1, hd).reshape(b, nh, pos + 1, hd)
+                vals = vc[l][:, :, None, : pos + 1].expand(b, nkv, rep, pos + 1, hd).reshape(b, nh, pos + 1, hd)
+                att = torch.softmax(q @ keys.transpose(2, 3) / math.sqrt(hd), dim=-1) @ vals
+                h = x + att.transpose(1, 2).reshape(b, 1, nh * hd) @ w[p + "self_attn.o_proj.weight"].T
+                n2 = rms_norm(h, w[p + "post_attention_layernorm.weight"], eps)
+                g = n2 @ w[p + "mlp.gate_proj.weight"].T
+                u = n2 @ w[p + "mlp.up_proj.weight"].T
+                x = h + (torch.nn.functional.silu(g) * u) @ w[p + "mlp.down_proj.weight"].T
+            logits = rms_norm(x, w["model.norm.weight"], eps) @ head.T
+            tok = logits[:, -1].argmax(-1)
+            times.append(time.perf_counter() - start)
+    times = sorted(times)
+    print(json.dumps({"tokens_per_s": b / times[len(times) // 2], "total_s": sum(times)}))
+
+
+def bench():
+    """Times training steps (forward, backward, clipping, AdamW) of a random
+    float32 model; prints JSON with the median tokens/s and the peak RSS."""
+    import resource
+    import time
+
+    cfg = json.load(open(sys.argv[2]))
+    b, t, steps, threads = (int(x) for x in sys.argv[3:7])
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    V = cfg["vocab_size"]
+    w = {k: v.requires_grad_(True) for k, v in random_weights(cfg).items()}
     opt = torch.optim.AdamW(list(w.values()), lr=1e-4, weight_decay=0.01)
     ids = torch.randint(0, V, (b, t))
     valid = torch.ones(b, t, dtype=torch.bool)
@@ -194,6 +253,8 @@ def bench():
 if __name__ == "__main__":
     if sys.argv[1] == "bench":
         bench()
+    elif sys.argv[1] == "bench-generate":
+        bench_generate()
     else:
         torch.set_num_threads(1)
         main()

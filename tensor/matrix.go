@@ -1,0 +1,110 @@
+package tensor
+
+import "zhllama/safetensors"
+
+// Matrix is a read-only weight matrix [rows × cols] held compactly
+// (bfloat16, or quantized), widened to float32 as the kernels read it, so
+// that frozen weights of a big model need not be float32 in memory.
+type Matrix interface {
+	Dims() (rows, cols int)
+	// Widen writes row r, columns [c0, c0+len(dst)), into dst.
+	Widen(dst []float32, r, c0 int)
+	// Bytes is the memory the matrix holds.
+	Bytes() int64
+}
+
+// BF16 is a Matrix of bfloat16 values, row-major.
+type BF16 struct {
+	Rows, Cols int
+	Data       []uint16
+}
+
+// NewBF16 rounds w [rows × cols] to bfloat16.
+func NewBF16(w []float32, rows, cols int) *BF16 {
+	m := &BF16{rows, cols, make([]uint16, len(w))}
+	for i, v := range w {
+		m.Data[i] = safetensors.F32ToBF16(v)
+	}
+	return m
+}
+
+func (m *BF16) Dims() (int, int) { return m.Rows, m.Cols }
+func (m *BF16) Bytes() int64     { return 2 * int64(len(m.Data)) }
+
+func (m *BF16) Widen(dst []float32, r, c0 int) {
+	src := m.Data[r*m.Cols+c0 : r*m.Cols+c0+len(dst)]
+	for i, h := range src {
+		dst[i] = safetensors.BF16ToF32(h)
+	}
+}
+
+// dot is Σ a[i]·b[i]; dotBF16 the same with b in bfloat16; axpy adds
+// alpha·x to y. Assembly replaces them where the CPU has AVX2 and FMA.
+var (
+	dot     = dotGo
+	dotBF16 = dotBF16Go
+	axpy    = axpyGo
+)
+
+func axpyGo(alpha float32, x, y []float32) {
+	for i, v := range x {
+		y[i] += alpha * v
+	}
+}
+
+func dotGo(a, b []float32) float32 {
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+func dotBF16Go(a []float32, b []uint16) float32 {
+	var s float32
+	for i, h := range b {
+		s += a[i] * safetensors.BF16ToF32(h)
+	}
+	return s
+}
+
+// gemvRows is the most rows of x for which Linear computes dot products
+// straight from the weight rows instead of packing them for the GEMM: in
+// decoding the weights are read once per token, and packing would read
+// them twice and write them once more.
+const gemvRows = 8
+
+// gemv computes y[t×out] = x[t×in] · Wᵀ one weight row at a time; row
+// widens W's row j into buf (nil for float32 weights, which are read in
+// place).
+func gemv(y, x []float32, t, in, out int, rowDot func(j int, x []float32) float32) {
+	Parallel(out, func(lo, hi int) {
+		for j := lo; j < hi; j++ {
+			for i := 0; i < t; i++ {
+				y[i*out+j] = rowDot(j, x[i*in:(i+1)*in])
+			}
+		}
+	})
+}
+
+// LinearMatrix is Linear for a compact weight matrix w [out × in].
+func LinearMatrix(y, x []float32, w Matrix, t, in, out int) {
+	if bf, ok := w.(*BF16); ok && t <= gemvRows {
+		gemv(y, x, t, in, out, func(j int, xr []float32) float32 { return dotBF16(xr, bf.Data[j*in:(j+1)*in]) })
+		return
+	}
+	gemm(false, t, out, in, 1, x, in, operand{m: w, trans: true}, 0, y, out)
+}
+
+// LinearMatrixBackward adds dy·W to dx: the input gradient through a
+// frozen compact weight.
+func LinearMatrixBackward(dx, dy []float32, w Matrix, t, in, out int) {
+	gemm(false, t, in, out, 1, dy, out, operand{m: w}, 1, dx, in)
+}

@@ -1,0 +1,68 @@
+package tensor
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func TestDot(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{0, 1, 7, 8, 9, 31, 32, 33, 100, 288, 4096} {
+		a, b := randn(rng, n), randn(rng, n)
+		bf := NewBF16(b, 1, n)
+		wide := make([]float32, n)
+		bf.Widen(wide, 0, 0)
+		want, wantBF := dot64(a, b), dot64(a, wide)
+		tol := 1e-5 * (1 + math.Sqrt(float64(n)))
+		if got := float64(dot(a, b)); math.Abs(got-want) > tol*math.Max(1, math.Abs(want)) {
+			t.Errorf("dot n=%d: %g, want %g", n, got, want)
+		}
+		y, yw := randn(rng, n), make([]float32, n)
+		for i := range y {
+			yw[i] = y[i] + 0.5*a[i]
+		}
+		axpy(0.5, a, y)
+		assertClose(t, "axpy", y, yw, 1e-6)
+		if got := float64(dotBF16(a, bf.Data)); math.Abs(got-wantBF) > tol*math.Max(1, math.Abs(wantBF)) {
+			t.Errorf("dotBF16 n=%d: %g, want %g", n, got, wantBF)
+		}
+	}
+}
+
+// TestLinearMatrix checks the compact-weight paths (GEMV for few rows, the
+// widening GEMM for many, and the input gradient) against float32 kernels
+// on the same widened values.
+func TestLinearMatrix(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	in, out := 300, 70
+	w := NewBF16(randn(rng, out*in), out, in)
+	wide := make([]float32, out*in)
+	for r := 0; r < out; r++ {
+		w.Widen(wide[r*in:(r+1)*in], r, 0)
+	}
+	for _, rows := range []int{1, 3, 8, 9, 40} {
+		x := randn(rng, rows*in)
+		got, want := make([]float32, rows*out), make([]float32, rows*out)
+		LinearMatrix(got, x, w, rows, in, out)
+		Gemm(false, true, rows, out, in, 1, x, in, wide, in, 0, want, out)
+		assertClose(t, "LinearMatrix", got, want, 1e-4)
+		Linear(got, x, wide, rows, in, out)
+		assertClose(t, "Linear", got, want, 1e-4)
+		dy := randn(rng, rows*out)
+		gdx, wdx := randn(rng, rows*in), make([]float32, rows*in)
+		copy(wdx, gdx)
+		LinearMatrixBackward(gdx, dy, w, rows, in, out)
+		LinearBackward(wdx, nil, dy, x, wide, rows, in, out)
+		assertClose(t, "LinearMatrixBackward", gdx, wdx, 1e-4)
+	}
+}
+
+func assertClose(t *testing.T, name string, got, want []float32, tol float64) {
+	t.Helper()
+	for i := range want {
+		if d := math.Abs(float64(got[i] - want[i])); d > tol*math.Max(1, math.Abs(float64(want[i]))) {
+			t.Fatalf("%s[%d] = %g, want %g", name, i, got[i], want[i])
+		}
+	}
+}
