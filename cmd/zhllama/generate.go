@@ -11,14 +11,22 @@ import (
 	"zhllama/spm"
 )
 
-// loadModel loads a model directory and its tokenizer.
-func loadModel(dir string) (*llama.Model, *spm.Processor, error) {
+// loadModel loads a model directory and its tokenizer. dtype says how the
+// weights are held: float32; bfloat16 (rounded if the checkpoint is wider);
+// or auto, bfloat16 when the checkpoint is, float32 otherwise.
+func loadModel(dir, dtype string) (*llama.Model, *spm.Processor, error) {
 	if dir == "" {
 		return nil, nil, usagef("--model is required")
 	}
-	m, err := llama.Load(dir)
+	if dtype != "auto" && dtype != "float32" && dtype != "bfloat16" {
+		return nil, nil, usagef("--dtype %q: use auto, float32 or bfloat16", dtype)
+	}
+	m, err := llama.LoadWith(dir, llama.LoadOptions{KeepBF16: dtype != "float32"})
 	if err != nil {
 		return nil, nil, err
+	}
+	if dtype == "bfloat16" {
+		m.CompactBF16()
 	}
 	p, err := loadProcessor(filepath.Join(dir, "tokenizer.model"))
 	if err != nil {
@@ -29,7 +37,7 @@ func loadModel(dir string) (*llama.Model, *spm.Processor, error) {
 
 func generateCommand() *command {
 	return &command{name: "generate", summary: "continue a prompt with a model (KV cache; greedy or sampled)",
-		usage: "--model D --prompt TEXT [--max_new_tokens N --temperature T --top_p P --top_k K --repetition_penalty R --seed S --stop S]", run: generate}
+		usage: "--model D (--prompt TEXT | --input FILE [--batch N]) [--max_new_tokens N --temperature T --top_p P --top_k K --repetition_penalty R --seed S --stop S --dtype auto|float32|bfloat16]", run: generate}
 }
 
 func generate(args []string) error {
@@ -42,29 +50,29 @@ func generate(args []string) error {
 	topK := fs.Int("top_k", 0, "sample among the K most likely (0: all)")
 	rep := fs.Float64("repetition_penalty", 1, "divide the logits of seen tokens (1: off)")
 	seed := fs.Uint64("seed", 0, "sampling seed")
+	dtype := fs.String("dtype", "auto", "weights in memory: auto (bfloat16 if the checkpoint is), float32 or bfloat16")
+	input := fs.String("input", "", "file of prompts, one a line, decoded together; writes JSON lines {\"prompt\", \"output\"}")
+	batch := fs.Int("batch", 8, "with --input: prompts decoded together")
 	var stops listFlag
 	fs.Var(&stops, "stop", "stop when the output ends with this text (repeatable)")
 	if err := parseFlags(fs, args, "--model D --prompt TEXT [flags]"); err != nil {
 		return err
 	}
-	m, p, err := loadModel(*dir)
+	if *batch < 1 {
+		return usagef("--batch must be at least 1")
+	}
+	m, p, err := loadModel(*dir, *dtype)
 	if err != nil {
 		return err
-	}
-	ids := []int32{}
-	if bos := p.SpecialID("bos"); bos >= 0 {
-		ids = append(ids, int32(bos))
-	}
-	for _, id := range p.Encode(*prompt) {
-		ids = append(ids, int32(id))
-	}
-	if len(ids)+*maxNew > m.Config.MaxPositionEmbeddings {
-		fmt.Fprintf(os.Stderr, "note: %d prompt + %d new tokens pass max_position_embeddings %d\n", len(ids), *maxNew, m.Config.MaxPositionEmbeddings)
 	}
 	s := llama.Sampling{MaxNewTokens: *maxNew, Temperature: *temp, TopP: *topP, TopK: *topK, RepetitionPenalty: *rep, Seed: *seed}
 	if eos := p.SpecialID("eos"); eos >= 0 {
 		s.StopIDs = []int{eos}
 	}
+	if *input != "" {
+		return generateFile(m, p, *input, *batch, s, stops)
+	}
+	ids := promptIDs(m, p, *prompt, *maxNew)
 	var out []int
 	printed := ""
 	m.Generate(ids, s, func(id int) bool {
@@ -75,14 +83,70 @@ func generate(args []string) error {
 			fmt.Print(text[len(printed):])
 			printed = text
 		}
-		for _, st := range stops {
-			if st != "" && strings.HasSuffix(text, st) {
-				return false
-			}
-		}
-		return true
+		return !endsWithStop(text, stops)
 	})
 	fmt.Println()
+	return nil
+}
+
+func endsWithStop(text string, stops []string) bool {
+	for _, st := range stops {
+		if st != "" && strings.HasSuffix(text, st) {
+			return true
+		}
+	}
+	return false
+}
+
+// promptIDs is [BOS] + the prompt's ids.
+func promptIDs(m *llama.Model, p *spm.Processor, prompt string, maxNew int) []int32 {
+	ids := []int32{}
+	if bos := p.SpecialID("bos"); bos >= 0 {
+		ids = append(ids, int32(bos))
+	}
+	for _, id := range p.Encode(prompt) {
+		ids = append(ids, int32(id))
+	}
+	if len(ids)+maxNew > m.Config.MaxPositionEmbeddings {
+		fmt.Fprintf(os.Stderr, "note: %d prompt + %d new tokens pass max_position_embeddings %d\n", len(ids), maxNew, m.Config.MaxPositionEmbeddings)
+	}
+	return ids
+}
+
+// generateFile continues every non-empty line of path, batch lines decoded
+// together, and prints a JSON line for each, in order.
+func generateFile(m *llama.Model, p *spm.Processor, path string, batch int, s llama.Sampling, stops []string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var prompts []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimRight(l, "\r"); strings.TrimSpace(l) != "" {
+			prompts = append(prompts, l)
+		}
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetEscapeHTML(false)
+	for lo := 0; lo < len(prompts); lo += batch {
+		group := prompts[lo:min(lo+batch, len(prompts))]
+		ids := make([][]int32, len(group))
+		for i, pr := range group {
+			ids[i] = promptIDs(m, p, pr, s.MaxNewTokens)
+		}
+		outs := make([][]int, len(group))
+		m.GenerateBatch(ids, s, func(i, id int) bool {
+			outs[i] = append(outs[i], id)
+			text, _ := p.Decode(outs[i])
+			return !endsWithStop(text, stops)
+		})
+		for i, pr := range group {
+			text, _ := p.Decode(outs[i])
+			if err := enc.Encode(map[string]string{"prompt": pr, "output": text}); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
@@ -97,13 +161,14 @@ func evalPPL(args []string) error {
 	input := fs.String("input", "", "text file: every non-empty line is a document")
 	cutoff := fs.Int("cutoff_len", 1024, "tokens per document at most ([BOS] included)")
 	batch := fs.Int("batch", 8, "documents per forward pass")
+	dtype := fs.String("dtype", "auto", "weights in memory: auto (bfloat16 if the checkpoint is), float32 or bfloat16")
 	if err := parseFlags(fs, args, "--model D --input FILE [flags]"); err != nil {
 		return err
 	}
 	if *input == "" {
 		return usagef("--input is required")
 	}
-	m, p, err := loadModel(*dir)
+	m, p, err := loadModel(*dir, *dtype)
 	if err != nil {
 		return err
 	}

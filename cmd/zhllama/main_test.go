@@ -302,7 +302,16 @@ func TestGenerateAndEval(t *testing.T) {
 	if code != 0 || a != b || len(a) < 2 {
 		t.Errorf("greedy generation: code %d, %q then %q", code, a, b)
 	}
-	out, errs, code := zhllama(t, "", "eval", "ppl", "--model", dir, "--input", testdata.Path(t, "pretrain/en_article_tail500.txt"), "--cutoff_len", "64")
+	// A file of prompts decoded as one batch gives each the greedy output it gets alone.
+	prompts := filepath.Join(t.TempDir(), "prompts.txt")
+	os.WriteFile(prompts, []byte("Once upon a time\n\n从前有座山\nThe\n"), 0o644)
+	out, errs, code := zhllama(t, "", "generate", "--model", dir, "--input", prompts, "--max_new_tokens", "8", "--dtype", "bfloat16")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var first struct{ Prompt, Output string }
+	if code != 0 || len(lines) != 3 || json.Unmarshal([]byte(lines[0]), &first) != nil || first.Prompt != "Once upon a time" || first.Output != strings.TrimSpace(a) {
+		t.Errorf("generate --input: code %d %q %q (alone: %q)", code, out, errs, a)
+	}
+	out, errs, code = zhllama(t, "", "eval", "ppl", "--model", dir, "--input", testdata.Path(t, "pretrain/en_article_tail500.txt"), "--cutoff_len", "64")
 	var res struct {
 		Documents, Tokens int
 		NLL, PPL          float64
