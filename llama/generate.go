@@ -27,8 +27,8 @@ type seqCache struct {
 // stepBufs are Step's activations, grown to the most rows seen.
 type stepBufs struct {
 	x, nrm, rstd, q, att, o, k, v, g, u, act, last, head, logits []float32
-	pos                                                           []int
-	ids                                                           []int32
+	pos                                                          []int
+	ids                                                          []int32
 }
 
 // NewCache makes a cache for batch sequences of up to maxT tokens each.
