@@ -83,14 +83,7 @@ func Init(c Config, tok *spm.Model, dir string, o InitOptions) error {
 	if err := safetensors.WriteDir(dir, map[string]string{"format": "pt"}, srcs, o.MaxShard); err != nil {
 		return err
 	}
-	if err := atomicfile.WriteJSON(filepath.Join(dir, "config.json"), c); err != nil {
-		return err
-	}
-	gen := map[string]any{"bos_token_id": c.BOSTokenID, "eos_token_id": c.EOSTokenID}
-	if c.PadTokenID != nil {
-		gen["pad_token_id"] = *c.PadTokenID
-	}
-	if err := atomicfile.WriteJSON(filepath.Join(dir, "generation_config.json"), gen); err != nil {
+	if err := writeConfigs(dir, c); err != nil {
 		return err
 	}
 	pad := ""
@@ -213,4 +206,46 @@ func (s *Summary) String() string {
 	fmt.Fprintf(&b, "training memory estimate, batch 8 × %d: %.2f GB weights+gradients+AdamW, %.2f GB activations\n",
 		min(512, c.MaxPositionEmbeddings), float64(pm)/1e9, float64(am)/1e9)
 	return b.String()
+}
+
+// Save writes the model as a Hugging Face directory: config.json,
+// generation_config.json and safetensors in dtype (float32, float16 or
+// bfloat16), sharded past maxShard bytes (0: 5 GB). Weights held compactly
+// are an error: save the model they were loaded from.
+func (m *Model) Save(dir, dtype string, maxShard int64) error {
+	dt, ok := dtypes[dtype]
+	if !ok {
+		return fmt.Errorf("dtype %q: use float32, float16 or bfloat16", dtype)
+	}
+	if maxShard == 0 {
+		maxShard = 5e9
+	}
+	c := m.Config
+	c.TorchDType = dtype
+	var srcs []safetensors.Source
+	for _, p := range c.Params() {
+		if w := m.weight(p.Name); w != nil && w.Low != nil {
+			return fmt.Errorf("tensor %s is held compactly and cannot be saved", p.Name)
+		}
+		srcs = append(srcs, safetensors.FromFloat32(p.Name, dt, p.Shape, *m.Slot(p.Name)))
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := safetensors.WriteDir(dir, map[string]string{"format": "pt"}, srcs, maxShard); err != nil {
+		return err
+	}
+	return writeConfigs(dir, c)
+}
+
+// writeConfigs writes config.json and generation_config.json.
+func writeConfigs(dir string, c Config) error {
+	if err := atomicfile.WriteJSON(filepath.Join(dir, "config.json"), c); err != nil {
+		return err
+	}
+	gen := map[string]any{"bos_token_id": c.BOSTokenID, "eos_token_id": c.EOSTokenID}
+	if c.PadTokenID != nil {
+		gen["pad_token_id"] = *c.PadTokenID
+	}
+	return atomicfile.WriteJSON(filepath.Join(dir, "generation_config.json"), gen)
 }

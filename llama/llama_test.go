@@ -194,6 +194,7 @@ func TestKeepBF16(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer low.Close()
 	if low.Layers[0].Q.Low == nil || low.LMHead.Low == nil || low.Bytes() > wide.Bytes()/2+int64(8*c.HiddenSize*c.NumHiddenLayers) {
 		t.Fatalf("bf16 model holds %d bytes, float32 %d", low.Bytes(), wide.Bytes())
 	}

@@ -3,6 +3,8 @@ package llama
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
+	"unsafe"
 
 	"zhllama/safetensors"
 	"zhllama/tensor"
@@ -65,6 +67,8 @@ type Model struct {
 	Layers []Layer
 	Norm   []float32 // [hidden]
 	LMHead Weight    // [vocab × hidden]; the same as Embed when tied
+
+	mapped io.Closer // the checkpoint that compact weights alias, if any
 }
 
 // NewModel allocates zeroed parameters (or gradients) for c.
@@ -109,12 +113,14 @@ func (m *Model) params() []paramRef {
 		for _, d := range p.Shape {
 			n *= d
 		}
-		refs = append(refs, paramRef{p.Name, m.slot(p.Name), n})
+		refs = append(refs, paramRef{p.Name, m.Slot(p.Name), n})
 	}
 	return refs
 }
 
-func (m *Model) slot(name string) *[]float32 {
+// Slot is the slice a checkpoint name refers to, in m (whose Layers must
+// be allocated).
+func (m *Model) Slot(name string) *[]float32 {
 	if w := m.weight(name); w != nil {
 		return &w.W
 	}
@@ -197,29 +203,61 @@ func LoadWith(dir string, o LoadOptions) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer ck.Close()
 	m := &Model{Config: s.Config}
+	mapped := false
 	for _, p := range m.params() {
 		t, err := ck.Tensor(p.name)
 		if err != nil {
+			ck.Close()
 			return nil, err
 		}
 		if w := m.weight(p.name); w != nil && o.KeepBF16 && t.DType == safetensors.BF16 {
-			data := make([]uint16, t.Elements())
-			for i := range data {
-				data[i] = binary.LittleEndian.Uint16(t.Data[2*i:])
-			}
-			w.Low = &tensor.BF16{Rows: t.Shape[0], Cols: t.Shape[1], Data: data}
+			w.Low = &tensor.BF16{Rows: t.Shape[0], Cols: t.Shape[1], Data: bf16View(t.Data)}
+			mapped = true
 			continue
 		}
 		if *p.dst, err = t.Float32(nil); err != nil {
+			ck.Close()
 			return nil, err
 		}
 	}
 	if m.Config.TieWordEmbeddings {
 		m.LMHead = m.Embed
 	}
+	if mapped {
+		m.mapped = ck // the bfloat16 weights are the file's pages
+	} else {
+		ck.Close()
+	}
 	return m, nil
+}
+
+// bf16View is b as little-endian uint16s: the mapped file itself where
+// the alignment allows (no copy, and pages the kernel can drop and reread
+// under memory pressure), else a copy.
+func bf16View(b []byte) []uint16 {
+	if len(b) == 0 {
+		return nil
+	}
+	if uintptr(unsafe.Pointer(&b[0]))%2 == 0 {
+		return unsafe.Slice((*uint16)(unsafe.Pointer(&b[0])), len(b)/2)
+	}
+	out := make([]uint16, len(b)/2)
+	for i := range out {
+		out[i] = binary.LittleEndian.Uint16(b[2*i:])
+	}
+	return out
+}
+
+// Close releases the checkpoint files a model loaded with KeepBF16 reads
+// its weights from; the model is unusable after.
+func (m *Model) Close() error {
+	if m.mapped == nil {
+		return nil
+	}
+	err := m.mapped.Close()
+	m.mapped = nil
+	return err
 }
 
 // CompactBF16 rounds every weight matrix to bfloat16 and keeps it so,
@@ -251,6 +289,7 @@ func (m *Model) Bytes() int64 {
 // Acts holds a batch's activations, kept for the backward pass.
 type Acts struct {
 	B, T     int
+	maxT     int // the sequence length it was made for
 	ids      []int32
 	valid    []bool
 	pos      []int
@@ -259,6 +298,11 @@ type Acts struct {
 	layers   []layerActs
 	rstdF    []float32
 	Hidden   []float32 // final normed hidden states [B·T × hidden]
+
+	// LossDenom, when not 0, is the token count LMLoss's gradient is
+	// averaged over instead of the batch's own: the tokens of all the
+	// micro-batches of an optimizer step.
+	LossDenom int
 
 	// Buffers reused by every step, so that training does not allocate.
 	logits, dHidden []float32
@@ -278,10 +322,33 @@ type layerActs struct {
 
 // NewActs allocates activations for batches of b sequences of t tokens.
 func (m *Model) NewActs(b, t int) *Acts {
-	c := &m.Config
+	a := &Acts{}
+	a.layout(&m.Config, b, t, func(buf *[]float32, n int) { *buf = make([]float32, n) })
+	return a
+}
+
+// Reshape makes a hold batches of b × t, reusing its buffers; b·t must not
+// pass what it was made for.
+func (a *Acts) Reshape(c *Config, b, t int) {
+	if b*t > cap(a.rstdF) || t > a.maxT {
+		panic("llama: Reshape past the activations' size")
+	}
+	if b == a.B && t == a.T {
+		return
+	}
+	a.layout(c, b, t, func(buf *[]float32, n int) { *buf = (*buf)[:n] })
+}
+
+// layout sizes every buffer for b × t with take, which allocates or
+// reslices.
+func (a *Acts) layout(c *Config, b, t int, take func(*[]float32, int)) {
 	bt, h := b*t, c.HiddenSize
 	q, kv, in := c.NumAttentionHeads*c.HeadDim, c.NumKeyValueHeads*c.HeadDim, c.IntermediateSize
-	a := &Acts{B: b, T: t, pos: make([]int, t), rstdF: make([]float32, bt), Hidden: make([]float32, bt*h)}
+	a.B, a.T = b, t
+	if a.maxT == 0 {
+		a.maxT = t
+	}
+	a.pos = make([]int, t)
 	for i := range a.pos {
 		a.pos[i] = i
 	}
@@ -290,24 +357,40 @@ func (m *Model) NewActs(b, t int) *Acts {
 		scaling, factor = c.RopeScaling.Type, c.RopeScaling.Factor
 	}
 	a.cos, a.sin = tensor.RopeTables(t, c.HeadDim, c.RopeTheta, scaling, factor, c.MaxPositionEmbeddings, t)
-	for l := 0; l <= c.NumHiddenLayers; l++ {
-		a.x = append(a.x, make([]float32, bt*h))
+	take(&a.rstdF, bt)
+	take(&a.Hidden, bt*h)
+	if a.x == nil {
+		a.x = make([][]float32, c.NumHiddenLayers+1)
+		a.layers = make([]layerActs, c.NumHiddenLayers)
 	}
-	a.logits, a.dHidden, a.targets = make([]float32, bt*c.VocabSize), make([]float32, bt*h), make([]int32, bt)
-	a.back = backBufs{
-		dx: make([]float32, bt*h), dn: make([]float32, bt*h), dh: make([]float32, bt*h),
-		dact: make([]float32, bt*in), dg: make([]float32, bt*in), du: make([]float32, bt*in),
-		datt: make([]float32, bt*q), dq: make([]float32, bt*q), dk: make([]float32, bt*kv), dv: make([]float32, bt*kv),
+	for l := range a.x {
+		take(&a.x[l], bt*h)
 	}
-	for range c.NumHiddenLayers {
-		a.layers = append(a.layers, layerActs{
-			rstd1: make([]float32, bt), n1: make([]float32, bt*h), q: make([]float32, bt*q), k: make([]float32, bt*kv),
-			v: make([]float32, bt*kv), probs: make([]float32, b*c.NumAttentionHeads*t*t), att: make([]float32, bt*q),
-			h: make([]float32, bt*h), rstd2: make([]float32, bt), n2: make([]float32, bt*h),
-			g: make([]float32, bt*in), u: make([]float32, bt*in), act: make([]float32, bt*in),
-		})
+	take(&a.logits, bt*c.VocabSize)
+	take(&a.dHidden, bt*h)
+	if a.targets == nil || cap(a.targets) < bt {
+		a.targets = make([]int32, bt)
 	}
-	return a
+	a.targets = a.targets[:bt]
+	bb := &a.back
+	for _, p := range []struct {
+		buf *[]float32
+		n   int
+	}{{&bb.dx, bt * h}, {&bb.dn, bt * h}, {&bb.dh, bt * h}, {&bb.dact, bt * in}, {&bb.dg, bt * in}, {&bb.du, bt * in},
+		{&bb.datt, bt * q}, {&bb.dq, bt * q}, {&bb.dk, bt * kv}, {&bb.dv, bt * kv}} {
+		take(p.buf, p.n)
+	}
+	for l := range a.layers {
+		la := &a.layers[l]
+		for _, p := range []struct {
+			buf *[]float32
+			n   int
+		}{{&la.rstd1, bt}, {&la.n1, bt * h}, {&la.q, bt * q}, {&la.k, bt * kv}, {&la.v, bt * kv},
+			{&la.probs, b * c.NumAttentionHeads * t * t}, {&la.att, bt * q}, {&la.h, bt * h}, {&la.rstd2, bt},
+			{&la.n2, bt * h}, {&la.g, bt * in}, {&la.u, bt * in}, {&la.act, bt * in}} {
+			take(p.buf, p.n)
+		}
+	}
 }
 
 // Forward runs the trunk on ids [B × T]; valid marks real tokens (nil: all),
@@ -380,7 +463,7 @@ func (m *Model) LMLoss(a *Acts, labels []int32, grads *Model, logits []float32) 
 			}
 		}
 	}
-	loss, n := tensor.CrossEntropy(lg, targets, bt, v)
+	loss, n := tensor.CrossEntropy(lg, targets, bt, v, a.LossDenom)
 	if grads == nil {
 		return loss, n, nil // evaluation only
 	}

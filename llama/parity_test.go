@@ -1,4 +1,4 @@
-package llama
+package llama_test
 
 import (
 	"encoding/json"
@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"zhllama/internal/testdata"
+	"zhllama/llama"
 	"zhllama/llama/torchref"
 	"zhllama/safetensors"
 	"zhllama/spm"
@@ -52,13 +53,13 @@ func TestParityWithPyTorch(t *testing.T) {
 		dtype   string
 	}{{"gqa-f32", 2, false, "float32"}, {"mha-tied-bf16", 4, true, "bfloat16"}, {"mqa-f16", 1, false, "float16"}} {
 		t.Run(c.name, func(t *testing.T) {
-			cfg, _ := Preset("tiny")
+			cfg, _ := llama.Preset("tiny")
 			cfg.NumKeyValueHeads, cfg.TieWordEmbeddings = c.kvHeads, c.tied
 			dir := t.TempDir()
-			if err := Init(cfg, tok, dir, InitOptions{Seed: 3, DType: c.dtype, MaxShard: 1 << 40}); err != nil {
+			if err := llama.Init(cfg, tok, dir, llama.InitOptions{Seed: 3, DType: c.dtype, MaxShard: 1 << 40}); err != nil {
 				t.Fatal(err)
 			}
-			m, err := Load(dir)
+			m, err := llama.Load(dir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -102,7 +103,7 @@ func TestParityWithPyTorch(t *testing.T) {
 				return v
 			}
 			a := m.NewActs(b, tt)
-			grads := NewModel(m.Config)
+			grads := llama.NewModel(m.Config)
 			logits := make([]float32, b*tt*m.Config.VocabSize)
 			m.Forward(a, ids, valid)
 			loss, _, dHidden := m.LMLoss(a, labels, grads, logits)
@@ -134,7 +135,7 @@ func TestParityWithPyTorch(t *testing.T) {
 			t.Logf("loss %.6f; worst gradient difference %.2e relative", loss, worst)
 
 			// Greedy generation with the KV cache gives PyTorch's ids.
-			gen := m.Generate(prompt, Sampling{MaxNewTokens: newTokens}, nil)
+			gen := m.Generate(prompt, llama.Sampling{MaxNewTokens: newTokens}, nil)
 			for i, id := range get("generated") {
 				if i >= len(gen) || gen[i] != int(id) {
 					t.Fatalf("greedy ids %v, PyTorch %v", gen, get("generated"))
@@ -150,9 +151,9 @@ func TestParityWithPyTorch(t *testing.T) {
 				params = append(params, prm.Data)
 				gs = append(gs, get("grad."+prm.Name))
 			}
-			opt := train.NewAdamW(params, lr, wd)
+			opt := train.NewAdamW(params, wd)
 			train.ClipGradNorm(gs, clip)
-			opt.Step(params, gs)
+			opt.Step(params, gs, lr)
 			worst = 0
 			for _, prm := range m.Named() {
 				d := maxRelDiff(prm.Data, get("param."+prm.Name))

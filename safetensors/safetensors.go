@@ -284,3 +284,28 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	c.n += int64(n)
 	return n, err
 }
+
+// FromFloat32 is a Source that writes float32 data as dtype (F32, F16 or
+// BF16), converting as it streams.
+func FromFloat32(name string, dtype DType, shape []int, data []float32) Source {
+	return Source{Name: name, DType: dtype, Shape: shape, Write: func(w io.Writer) error {
+		buf := make([]byte, 0, 1<<16)
+		for i, v := range data {
+			switch dtype {
+			case F16:
+				buf = binary.LittleEndian.AppendUint16(buf, F32ToF16(v))
+			case BF16:
+				buf = binary.LittleEndian.AppendUint16(buf, F32ToBF16(v))
+			default:
+				buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+			}
+			if len(buf) >= 1<<16-8 || i == len(data)-1 {
+				if _, err := w.Write(buf); err != nil {
+					return err
+				}
+				buf = buf[:0]
+			}
+		}
+		return nil
+	}}
+}

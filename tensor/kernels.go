@@ -22,7 +22,8 @@ func RMSNorm(y, rstd, x, w []float32, rows, d int, eps float32) {
 	})
 }
 
-// RMSNormBackward adds to dx and dw the gradients of RMSNorm given dy.
+// RMSNormBackward adds to dx and dw (unless nil) the gradients of RMSNorm
+// given dy.
 // dw is reduced in row order on one goroutine, so it is deterministic.
 func RMSNormBackward(dx, dw, dy, x, w, rstd []float32, rows, d int) {
 	Parallel(rows, func(lo, hi int) {
@@ -39,6 +40,9 @@ func RMSNormBackward(dx, dw, dy, x, w, rstd []float32, rows, d int) {
 			}
 		}
 	})
+	if dw == nil {
+		return // a frozen norm
+	}
 	for r := 0; r < rows; r++ {
 		xr, dyr := x[r*d:(r+1)*d], dy[r*d:(r+1)*d]
 		s := rstd[r]
@@ -149,9 +153,11 @@ const IgnoreIndex = -100
 
 // CrossEntropy computes the mean negative log-likelihood of targets under
 // softmax(logits) over the rows whose target is not IgnoreIndex, and
-// overwrites logits with dLoss/dlogits (softmax − one-hot, over the count).
-// It returns the loss and the number of counted rows.
-func CrossEntropy(logits []float32, targets []int32, rows, v int) (float64, int) {
+// overwrites logits with the gradient of the summed loss divided by denom
+// (softmax − one-hot, over denom), or by the count when denom is 0: with
+// gradient accumulation the mean runs over every micro-batch's tokens.
+// It returns the mean loss and the number of counted rows.
+func CrossEntropy(logits []float32, targets []int32, rows, v, denom int) (float64, int) {
 	count := 0
 	for _, t := range targets {
 		if t != IgnoreIndex {
@@ -159,9 +165,12 @@ func CrossEntropy(logits []float32, targets []int32, rows, v int) (float64, int)
 		}
 	}
 	losses := make([]float64, rows)
+	if denom <= 0 {
+		denom = count
+	}
 	scale := float32(0)
-	if count > 0 {
-		scale = 1 / float32(count)
+	if denom > 0 {
+		scale = 1 / float32(denom)
 	}
 	Parallel(rows, func(lo, hi int) {
 		for r := lo; r < hi; r++ {

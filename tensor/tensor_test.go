@@ -195,12 +195,12 @@ func TestCrossEntropy(t *testing.T) {
 	}
 	want /= 3
 	work := append([]float32(nil), logits...)
-	loss, n := CrossEntropy(work, targets, rows, v)
+	loss, n := CrossEntropy(work, targets, rows, v, 0)
 	if n != 3 || math.Abs(loss-want) > 1e-5 {
 		t.Fatalf("loss %g over %d, want %g over 3", loss, n, want)
 	}
 	buf := make([]float32, len(logits))
-	lossOf := func() float64 { copy(buf, logits); l, _ := CrossEntropy(buf, targets, rows, v); return l }
+	lossOf := func() float64 { copy(buf, logits); l, _ := CrossEntropy(buf, targets, rows, v, 0); return l }
 	checkGrad(t, "dlogits", logits, work, lossOf)
 	for i := v; i < 2*v; i++ {
 		if work[i] != 0 {

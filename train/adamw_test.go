@@ -8,8 +8,8 @@ import (
 func TestAdamWFirstStep(t *testing.T) {
 	p := []float32{1, -2, 0.5}
 	g := []float32{0.1, -0.3, 0}
-	o := NewAdamW([][]float32{p}, 0.01, 0.1)
-	o.Step([][]float32{p}, [][]float32{g})
+	o := NewAdamW([][]float32{p}, 0.1)
+	o.Step([][]float32{p}, [][]float32{g}, 0.01)
 	// Step 1: m̂ = g, v̂ = g², so the update is lr·g/(|g|+eps) after decay.
 	want := []float64{1*(1-0.001) - 0.01, -2*(1-0.001) + 0.01, 0.5 * (1 - 0.001)}
 	for i := range p {

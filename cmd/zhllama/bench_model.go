@@ -57,7 +57,7 @@ func benchModelTrain(args []string) error {
 		params = append(params, p.Data)
 		gs = append(gs, grads.Named()[i].Data)
 	}
-	opt := train.NewAdamW(params, 1e-4, 0.01)
+	opt := train.NewAdamW(params, 0.01)
 	ids := make([]int32, *batch**seq)
 	for i := range ids {
 		ids[i] = int32(rng.IntN(c.VocabSize))
@@ -74,7 +74,7 @@ func benchModelTrain(args []string) error {
 		l, _, dHidden := m.LMLoss(acts, ids, grads, nil)
 		m.Backward(acts, dHidden, grads)
 		train.ClipGradNorm(gs, 1)
-		opt.Step(params, gs)
+		opt.Step(params, gs, 1e-4)
 		if s > 0 {
 			times = append(times, time.Since(start))
 		}

@@ -38,6 +38,7 @@ func commands() *command {
 			tokenizerCommand(),
 			dataCommand(),
 			modelCommand(),
+			trainCommand(),
 			generateCommand(),
 			evalCommand(),
 			downloadCommand(),

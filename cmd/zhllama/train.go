@@ -1,0 +1,53 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"zhllama/train"
+)
+
+func trainCommand() *command {
+	return &command{name: "train", summary: "continued pretraining (pt) or supervised fine-tuning (sft), full or freeze, with LLaMA-Factory's keys",
+		usage: "[CONFIG.yaml] [--key value ...]",
+		help:  "Keys (in the YAML file, or as flags that override it):\n  " + strings.Join(train.Keys(), "\n  ") + "\n",
+		run:   trainRun}
+}
+
+func trainRun(args []string) error {
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Printf("usage: zhllama train [CONFIG.yaml] [--key value ...]\n\nkeys:\n  %s\n", strings.Join(train.Keys(), "\n  "))
+		return nil
+	}
+	path := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "--") {
+		path, args = args[0], args[1:]
+	}
+	c, ignored, err := train.Parse(path, args)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	if len(ignored) > 0 {
+		fmt.Fprintf(os.Stderr, "note: keys with no effect here (training runs in float32 on the CPU): %s\n", strings.Join(ignored, ", "))
+	}
+	t, err := train.New(c, os.Stderr)
+	if err != nil {
+		return err
+	}
+	if c.ResumeFromCheckpoint != "" && c.ResumeFromCheckpoint != "false" {
+		if err := t.Resume(c.ResumeFromCheckpoint); err != nil {
+			return err
+		}
+	}
+	err = t.Run()
+	if errors.Is(err, train.ErrInterrupted) {
+		fmt.Fprintln(os.Stderr, err)
+		return nil
+	}
+	if err == nil {
+		fmt.Fprintf(os.Stderr, "wrote %s (metrics.jsonl, training_loss.svg)\n", c.OutputDir)
+	}
+	return err
+}

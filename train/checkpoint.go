@@ -1,0 +1,162 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"zhllama/internal/atomicfile"
+	"zhllama/safetensors"
+)
+
+// trainerState is checkpoint-N/trainer_state.json. Every random choice of a
+// run (data order, dropout) is drawn from streams seeded by the seed and
+// the epoch or step, so the step and the seed are the whole RNG state.
+type trainerState struct {
+	GlobalStep int     `json:"global_step"`
+	Epoch      float64 `json:"epoch"`
+	MaxSteps   int     `json:"max_steps"`
+	Seed       uint64  `json:"seed"`
+	Optimizer  string  `json:"optimizer"`
+	Trained    int     `json:"trained_tensors"`
+}
+
+const optimizerFile = "optimizer.safetensors"
+
+// SaveCheckpoint writes output_dir/checkpoint-N (N the step) through a
+// temporary directory renamed at the end, and removes the oldest beyond
+// save_total_limit.
+func (t *Trainer) SaveCheckpoint() error {
+	c := &t.Cfg
+	final := filepath.Join(c.OutputDir, "checkpoint-"+strconv.Itoa(t.Step))
+	tmp := final + ".tmp"
+	os.RemoveAll(tmp)
+	if err := t.SaveModel(tmp); err != nil {
+		return err
+	}
+	var srcs []safetensors.Source
+	st := t.Opt.State()
+	names := make([]string, 0, len(st))
+	for n := range st {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		srcs = append(srcs, safetensors.FromFloat32(n, safetensors.F32, []int{len(st[n])}, st[n]))
+	}
+	meta := map[string]string{"step": strconv.Itoa(t.Opt.Steps())}
+	if err := safetensors.Write(filepath.Join(tmp, optimizerFile), meta, srcs); err != nil {
+		return err
+	}
+	ts := trainerState{GlobalStep: t.Step, Epoch: t.epoch(), MaxSteps: t.Total, Seed: c.Seed, Optimizer: c.Optim, Trained: len(t.Params)}
+	if err := atomicfile.WriteJSON(filepath.Join(tmp, "trainer_state.json"), ts); err != nil {
+		return err
+	}
+	os.RemoveAll(final)
+	if err := os.Rename(tmp, final); err != nil {
+		return err
+	}
+	fmt.Fprintf(t.Log, "saved %s\n", final)
+	if c.SaveTotalLimit > 0 {
+		cks, err := checkpoints(c.OutputDir)
+		if err != nil {
+			return err
+		}
+		for len(cks) > c.SaveTotalLimit {
+			if err := os.RemoveAll(cks[0].dir); err != nil {
+				return err
+			}
+			cks = cks[1:]
+		}
+	}
+	return nil
+}
+
+type checkpointDir struct {
+	dir  string
+	step int
+}
+
+// checkpoints lists output_dir's complete checkpoints, oldest first.
+func checkpoints(dir string) ([]checkpointDir, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []checkpointDir
+	for _, e := range entries {
+		s, ok := strings.CutPrefix(e.Name(), "checkpoint-")
+		n, err := strconv.Atoi(s)
+		if !ok || err != nil || !e.IsDir() {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(dir, e.Name(), "trainer_state.json")); err == nil {
+			out = append(out, checkpointDir{filepath.Join(dir, e.Name()), n})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].step < out[j].step })
+	return out, nil
+}
+
+// Resume loads a checkpoint: a path, or "true" for output_dir's latest.
+func (t *Trainer) Resume(which string) error {
+	dir := which
+	if which == "true" || which == "True" {
+		cks, err := checkpoints(t.Cfg.OutputDir)
+		if err != nil || len(cks) == 0 {
+			return fmt.Errorf("resume_from_checkpoint: no checkpoint-N in %s", t.Cfg.OutputDir)
+		}
+		dir = cks[len(cks)-1].dir
+	}
+	var ts trainerState
+	b, err := os.ReadFile(filepath.Join(dir, "trainer_state.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &ts)
+	}
+	if err != nil {
+		return fmt.Errorf("resume_from_checkpoint %s: %w", dir, err)
+	}
+	if ts.Trained != len(t.Params) || ts.Optimizer != t.Cfg.Optim {
+		return fmt.Errorf("resume_from_checkpoint %s: it trained %d tensors with %s, this run %d with %s: resume with the settings it was made with", dir, ts.Trained, ts.Optimizer, len(t.Params), t.Cfg.Optim)
+	}
+	ck, err := safetensors.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	defer ck.Close()
+	for _, p := range t.Params {
+		tn, err := ck.Tensor(p.Name)
+		if err != nil {
+			return fmt.Errorf("resume_from_checkpoint %s: %w", dir, err)
+		}
+		if tn.Elements() != len(p.Data) {
+			return fmt.Errorf("resume_from_checkpoint %s: tensor %s has %d values, the model %d", dir, p.Name, tn.Elements(), len(p.Data))
+		}
+		if _, err := tn.Float32(p.Data); err != nil {
+			return err
+		}
+	}
+	of, err := safetensors.Open(filepath.Join(dir, optimizerFile))
+	if err != nil {
+		return err
+	}
+	defer of.Close()
+	for name, dst := range t.Opt.State() {
+		tn, ok := of.Tensor(name)
+		if !ok || tn.Elements() != len(dst) {
+			return fmt.Errorf("resume_from_checkpoint %s: optimizer state %s is missing or the wrong size", dir, name)
+		}
+		if _, err := tn.Float32(dst); err != nil {
+			return err
+		}
+	}
+	steps, _ := strconv.Atoi(of.Metadata["step"])
+	t.Opt.SetSteps(steps)
+	t.Step = ts.GlobalStep
+	fmt.Fprintf(t.Log, "resumed from %s at step %d\n", dir, t.Step)
+	return nil
+}

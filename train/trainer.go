@@ -1,0 +1,455 @@
+package train
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"zhllama/hf"
+	"zhllama/llama"
+	"zhllama/spm"
+	"zhllama/template"
+)
+
+// Param is a trained tensor: its values, its gradient and its name in the
+// files it is saved to.
+type Param struct {
+	Name    string
+	Data    []float32
+	Grad    []float32
+	NoDecay bool
+}
+
+// Trainer runs a training job from a Config.
+type Trainer struct {
+	Cfg    Config
+	Model  *llama.Model
+	Grads  *llama.Model
+	Params []Param
+	Opt    Optimizer
+	Tok    *spm.Processor
+	Train  []Example
+	Val    []Example
+	Log    io.Writer
+
+	// Total optimizer steps, warmup steps and micro-batches per epoch.
+	Total, Warmup, perEpoch int
+	Step                    int // optimizer steps done
+	acts                    *llama.Acts
+	maxT                    int
+	interrupted             chan os.Signal
+	metrics                 *metricsLog
+	nanRun                  int
+	order                   []int // this epoch's example order
+	orderEpoch              int
+}
+
+// New prepares a run: the tokenizer, the model (resized to the tokenizer),
+// the trained parameters, the data and the optimizer.
+func New(c Config, log io.Writer) (*Trainer, error) {
+	t := &Trainer{Cfg: c, Log: log}
+	tokPath := c.TokenizerNameOrPath
+	if tokPath == "" {
+		tokPath = c.ModelNameOrPath
+	}
+	if st, err := os.Stat(tokPath); err == nil && st.IsDir() {
+		tokPath = filepath.Join(tokPath, "tokenizer.model")
+	}
+	sm, err := spm.Load(tokPath)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	if t.Tok, err = spm.NewProcessor(sm); err != nil {
+		return nil, fmt.Errorf("%s: %w", tokPath, err)
+	}
+	if t.Model, err = llama.Load(c.ModelNameOrPath); err != nil {
+		return nil, err
+	}
+	if err := t.resizeVocab(); err != nil {
+		return nil, err
+	}
+	if err := t.selectParams(); err != nil {
+		return nil, err
+	}
+	if t.Train, t.Val, err = LoadData(&t.Cfg, t.Tok); err != nil {
+		return nil, err
+	}
+	for _, e := range append(t.Train, t.Val...) {
+		t.maxT = max(t.maxT, len(e.IDs))
+	}
+	t.perEpoch = (len(t.Train) + c.BatchSize - 1) / c.BatchSize
+	t.Total = c.MaxSteps
+	if t.Total <= 0 {
+		t.Total = max(1, int(math.Ceil(c.NumTrainEpochs*float64(t.perEpoch)/float64(c.GradAccum))))
+	}
+	t.Warmup = c.WarmupSteps
+	if t.Warmup == 0 {
+		t.Warmup = int(math.Ceil(c.WarmupRatio * float64(t.Total)))
+	}
+	var ps, gs [][]float32
+	for _, p := range t.Params {
+		ps, gs = append(ps, p.Data), append(gs, p.Grad)
+	}
+	noDecay := make([]bool, len(t.Params))
+	for i, p := range t.Params {
+		noDecay[i] = p.NoDecay
+	}
+	if c.Optim == "sgd" {
+		t.Opt = &SGD{WeightDecay: c.WeightDecay, NoDecay: noDecay}
+	} else {
+		o := NewAdamW(ps, c.WeightDecay)
+		o.Beta1, o.Beta2, o.Eps, o.NoDecay = c.AdamBeta1, c.AdamBeta2, c.AdamEpsilon, noDecay
+		t.Opt = o
+	}
+	t.acts = t.Model.NewActs(c.BatchSize, roundUp(t.maxT))
+	return t, nil
+}
+
+func roundUp(t int) int { return (t + 7) / 8 * 8 }
+
+// resizeVocab grows the embeddings (and an untied head) to a tokenizer
+// with more pieces than the model has rows, keeping the old rows exactly.
+func (t *Trainer) resizeVocab() error {
+	m, c := t.Model, &t.Model.Config
+	old, n := c.VocabSize, t.Tok.Size()
+	if n == old {
+		return nil
+	}
+	if n < old {
+		return fmt.Errorf("the tokenizer has %d pieces but the model %s has vocab_size %d: use the tokenizer the model was trained with", n, t.Cfg.ModelNameOrPath, old)
+	}
+	h := c.HiddenSize
+	rng := rand.New(rand.NewPCG(t.Cfg.Seed, 0xe3b))
+	grow := func(w []float32) []float32 {
+		out := make([]float32, n*h)
+		copy(out, w)
+		mean := make([]float64, h)
+		for r := 0; r < old; r++ {
+			for i := 0; i < h; i++ {
+				mean[i] += float64(w[r*h+i])
+			}
+		}
+		for r := old; r < n; r++ {
+			for i := 0; i < h; i++ {
+				switch t.Cfg.NewEmbeddingInit {
+				case "mean":
+					out[r*h+i] = float32(mean[i] / float64(old))
+				case "noisy_mean":
+					out[r*h+i] = float32(mean[i]/float64(old) + rng.NormFloat64()/math.Sqrt(float64(h)))
+				default: // normal
+					out[r*h+i] = float32(rng.NormFloat64() * c.InitializerRange)
+				}
+			}
+		}
+		return out
+	}
+	m.Embed.W = grow(m.Embed.W)
+	if c.TieWordEmbeddings {
+		m.LMHead = m.Embed
+	} else {
+		m.LMHead.W = grow(m.LMHead.W)
+	}
+	c.VocabSize = n
+	fmt.Fprintf(t.Log, "resized the embeddings from %d to %d rows for the tokenizer (%s initialization of the new rows)\n", old, n, t.Cfg.NewEmbeddingInit)
+	return nil
+}
+
+// selectParams picks what is trained, and allocates gradients for it only.
+func (t *Trainer) selectParams() error {
+	m, c := t.Model, &t.Cfg
+	nl := m.Config.NumHiddenLayers
+	trainable := func(name string) bool { return true }
+	switch c.FinetuningType {
+	case "freeze":
+		n := c.FreezeTrainableLayer
+		if n == 0 || abs(n) > nl {
+			return fmt.Errorf("key freeze_trainable_layers: %d; use 1..%d (the last layers) or -1..-%d (the first)", n, nl, nl)
+		}
+		layers := map[int]bool{}
+		for i := 0; i < abs(n); i++ {
+			if n > 0 {
+				layers[nl-1-i] = true
+			} else {
+				layers[i] = true
+			}
+		}
+		mods := c.FreezeTrainableMods
+		trainable = func(name string) bool {
+			var l int
+			var rest string
+			if _, err := fmt.Sscanf(name, "model.layers.%d.%s", &l, &rest); err != nil || !layers[l] {
+				return false
+			}
+			for _, mod := range mods {
+				if mod == "all" || strings.HasPrefix(rest, mod+".") || strings.Contains(rest, "."+mod+".") {
+					return true
+				}
+			}
+			return false
+		}
+	case "lora":
+		return fmt.Errorf("finetuning_type lora is not available yet: use full or freeze")
+	}
+	g := &llama.Model{Config: m.Config}
+	g.Layers = make([]llama.Layer, nl)
+	for _, p := range m.Named() {
+		if !trainable(p.Name) {
+			continue
+		}
+		grad := g.Slot(p.Name)
+		*grad = make([]float32, len(p.Data))
+		t.Params = append(t.Params, Param{Name: p.Name, Data: p.Data, Grad: *grad, NoDecay: strings.HasSuffix(p.Name, "norm.weight")})
+	}
+	if m.Config.TieWordEmbeddings {
+		g.LMHead = g.Embed
+	}
+	if len(t.Params) == 0 {
+		return fmt.Errorf("nothing to train: check freeze_trainable_modules %v", c.FreezeTrainableMods)
+	}
+	t.Grads = g
+	return nil
+}
+
+func abs(x int) int { return max(x, -x) }
+
+// microBatch returns the examples of global micro-batch g: epoch g/perEpoch
+// in an order shuffled by the seed and the epoch, so that a resumed run
+// sees exactly what an uninterrupted one would.
+func (t *Trainer) microBatch(g int) []Example {
+	epoch, pos := g/t.perEpoch, g%t.perEpoch
+	if t.order == nil || t.orderEpoch != epoch {
+		t.order = make([]int, len(t.Train))
+		for i := range t.order {
+			t.order[i] = i
+		}
+		rng := rand.New(rand.NewPCG(t.Cfg.Seed, uint64(epoch)))
+		rng.Shuffle(len(t.order), func(i, j int) { t.order[i], t.order[j] = t.order[j], t.order[i] })
+		t.orderEpoch = epoch
+	}
+	order := t.order
+	lo, hi := pos*t.Cfg.BatchSize, min((pos+1)*t.Cfg.BatchSize, len(order))
+	exs := make([]Example, 0, hi-lo)
+	for _, i := range order[lo:hi] {
+		exs = append(exs, t.Train[i])
+	}
+	return exs
+}
+
+func (t *Trainer) pad() int32 {
+	if id := t.Tok.SpecialID("pad"); id >= 0 {
+		return int32(id)
+	}
+	return 0
+}
+
+// StepResult is what one optimizer step measured.
+type StepResult struct {
+	Loss, GradNorm, LR float64
+	Tokens             int
+	Skipped            bool
+}
+
+// TrainStep runs one optimizer step: forward and backward over the
+// gradient-accumulation micro-batches, the loss averaged over all their
+// learned tokens, clipping, then the update.
+func (t *Trainer) TrainStep() StepResult {
+	c := &t.Cfg
+	batches := make([]Batch, c.GradAccum)
+	denom := 0
+	for i := range batches {
+		exs := t.microBatch(t.Step*c.GradAccum + i)
+		batches[i] = MakeBatch(exs, t.pad())
+		for _, e := range exs {
+			denom += e.Tokens()
+		}
+	}
+	for _, p := range t.Params {
+		clear(p.Grad)
+	}
+	var loss float64
+	for _, b := range batches {
+		bt := roundUp(b.T)
+		b = padTo(b, bt, t.pad())
+		t.acts.Reshape(&t.Model.Config, b.B, bt)
+		t.acts.LossDenom = denom
+		t.Model.Forward(t.acts, b.IDs, b.Valid)
+		l, n, dHidden := t.Model.LMLoss(t.acts, b.Labels, t.Grads, nil)
+		t.Model.Backward(t.acts, dHidden, t.Grads)
+		loss += l * float64(n) / float64(max(1, denom))
+	}
+	grads := make([][]float32, len(t.Params))
+	params := make([][]float32, len(t.Params))
+	for i, p := range t.Params {
+		grads[i], params[i] = p.Grad, p.Data
+	}
+	r := StepResult{Loss: loss, Tokens: denom, LR: LR(c.LRSchedulerType, c.LearningRate, t.Step, t.Warmup, t.Total)}
+	if c.MaxGradNorm > 0 {
+		r.GradNorm = ClipGradNorm(grads, c.MaxGradNorm)
+	} else {
+		r.GradNorm = ClipGradNorm(grads, math.Inf(1))
+	}
+	if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(r.GradNorm) || math.IsInf(r.GradNorm, 0) {
+		r.Skipped = true
+	} else {
+		t.Opt.Step(params, grads, r.LR)
+	}
+	t.Step++
+	return r
+}
+
+// padTo widens a batch to t tokens a row.
+func padTo(b Batch, t int, pad int32) Batch {
+	if t == b.T {
+		return b
+	}
+	out := Batch{B: b.B, T: t, IDs: make([]int32, b.B*t), Labels: make([]int32, b.B*t), Valid: make([]bool, b.B*t)}
+	for i := 0; i < b.B; i++ {
+		for j := 0; j < t; j++ {
+			k := i*t + j
+			if j < b.T {
+				out.IDs[k], out.Labels[k], out.Valid[k] = b.IDs[i*b.T+j], b.Labels[i*b.T+j], b.Valid[i*b.T+j]
+			} else {
+				out.IDs[k], out.Labels[k] = pad, template.IgnoreIndex
+			}
+		}
+	}
+	return out
+}
+
+// Evaluate is the mean loss over the validation set's learned tokens.
+func (t *Trainer) Evaluate() (loss float64, tokens int) {
+	var sum float64
+	for lo := 0; lo < len(t.Val); lo += t.Cfg.BatchSize {
+		b := MakeBatch(t.Val[lo:min(lo+t.Cfg.BatchSize, len(t.Val))], t.pad())
+		b = padTo(b, roundUp(b.T), t.pad())
+		t.acts.Reshape(&t.Model.Config, b.B, b.T)
+		t.acts.LossDenom = 0
+		t.Model.Forward(t.acts, b.IDs, b.Valid)
+		l, n, _ := t.Model.LMLoss(t.acts, b.Labels, nil, nil)
+		sum += l * float64(n)
+		tokens += n
+	}
+	if tokens == 0 {
+		return math.NaN(), 0
+	}
+	return sum / float64(tokens), tokens
+}
+
+// ErrInterrupted reports a run stopped by a signal after saving.
+var ErrInterrupted = errors.New("interrupted: saved a checkpoint; run again with resume_from_checkpoint: true to continue")
+
+// Run trains to the end, logging, evaluating and saving as configured,
+// and writes the final model to output_dir.
+func (t *Trainer) Run() error {
+	c := &t.Cfg
+	if err := t.prepareOutput(); err != nil {
+		return err
+	}
+	t.interrupted = make(chan os.Signal, 1)
+	signal.Notify(t.interrupted, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(t.interrupted)
+	var err error
+	if t.metrics, err = openMetrics(c.OutputDir, t.Step); err != nil {
+		return err
+	}
+	defer t.metrics.Close()
+	fmt.Fprintf(t.Log, "training %d of %d parameter tensors (%.2fM values), %d examples (%d validation), %d steps of %d × %d sequences, warmup %d\n",
+		len(t.Params), len(t.Model.Named()), float64(t.numTrained())/1e6, len(t.Train), len(t.Val), t.Total, c.BatchSize, c.GradAccum, t.Warmup)
+	start, startStep := time.Now(), t.Step
+	var winLoss, winTokens float64
+	var winN int
+	var winStart = time.Now()
+	for t.Step < t.Total {
+		r := t.TrainStep()
+		if r.Skipped {
+			t.nanRun++
+			fmt.Fprintf(t.Log, "step %d: loss %g, grad norm %g: not finite, step skipped\n", t.Step, r.Loss, r.GradNorm)
+			if t.nanRun >= 5 {
+				return fmt.Errorf("step %d: 5 steps in a row had a non-finite loss or gradient; lower learning_rate or check the data", t.Step)
+			}
+		} else {
+			t.nanRun = 0
+			winLoss += r.Loss
+			winN++
+		}
+		winTokens += float64(r.Tokens)
+		if t.Step%max(1, c.LoggingSteps) == 0 || t.Step == t.Total {
+			el := time.Since(winStart).Seconds()
+			rate := winTokens / el
+			eta := time.Duration(float64(time.Since(start)) / float64(t.Step-startStep) * float64(t.Total-t.Step))
+			rec := map[string]any{"step": t.Step, "epoch": t.epoch(), "loss": winLoss / float64(max(1, winN)), "lr": r.LR, "grad_norm": r.GradNorm, "tokens_per_s": rate}
+			fmt.Fprintf(t.Log, "step %d/%d  epoch %.2f  loss %.4f  lr %.3g  grad norm %.3f  %.0f tokens/s  ETA %s\n",
+				t.Step, t.Total, t.epoch(), rec["loss"], r.LR, r.GradNorm, rate, eta.Round(time.Second))
+			if err := t.metrics.Write(rec); err != nil {
+				return err
+			}
+			winLoss, winTokens, winN, winStart = 0, 0, 0, time.Now()
+		}
+		if len(t.Val) > 0 && (t.Step%max(1, c.EvalSteps) == 0 || t.Step == t.Total) {
+			l, n := t.Evaluate()
+			fmt.Fprintf(t.Log, "step %d: eval loss %.4f, perplexity %.2f over %d tokens\n", t.Step, l, math.Exp(l), n)
+			if err := t.metrics.Write(map[string]any{"step": t.Step, "epoch": t.epoch(), "eval_loss": l, "eval_ppl": math.Exp(l)}); err != nil {
+				return err
+			}
+		}
+		stop := false
+		select {
+		case <-t.interrupted:
+			stop = true
+		default:
+		}
+		if stop || (c.SaveSteps > 0 && t.Step%c.SaveSteps == 0 && t.Step < t.Total) {
+			if err := t.SaveCheckpoint(); err != nil {
+				return err
+			}
+		}
+		if stop {
+			return ErrInterrupted
+		}
+	}
+	if err := t.SaveModel(c.OutputDir); err != nil {
+		return err
+	}
+	return t.metrics.Plot(filepath.Join(c.OutputDir, "training_loss.svg"))
+}
+
+func (t *Trainer) epoch() float64 {
+	return float64(t.Step*t.Cfg.GradAccum) / float64(t.perEpoch)
+}
+
+func (t *Trainer) numTrained() int {
+	n := 0
+	for _, p := range t.Params {
+		n += len(p.Data)
+	}
+	return n
+}
+
+// prepareOutput refuses to write over an earlier run's output unless told.
+func (t *Trainer) prepareOutput() error {
+	c := &t.Cfg
+	if entries, err := os.ReadDir(c.OutputDir); err == nil && len(entries) > 0 && !c.OverwriteOutputDir && t.Step == 0 {
+		return fmt.Errorf("output_dir %s is not empty: set overwrite_output_dir: true, or resume_from_checkpoint: true to continue it", c.OutputDir)
+	}
+	return os.MkdirAll(c.OutputDir, 0o755)
+}
+
+// SaveModel writes the model as a Hugging Face directory with the tokenizer.
+func (t *Trainer) SaveModel(dir string) error {
+	if err := t.Model.Save(dir, "float32", 0); err != nil {
+		return err
+	}
+	pad := ""
+	if id := t.Tok.SpecialID("pad"); id >= 0 {
+		pad = t.Tok.IDToPiece(id)
+	}
+	return hf.WriteTokenizer(dir, t.Tok.Model(), pad)
+}
