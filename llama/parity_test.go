@@ -15,17 +15,7 @@ import (
 	"zhllama/train"
 )
 
-// needTorch skips without Debian's python3-torch (and fails under CI).
-func needTorch(t *testing.T) {
-	t.Helper()
-	testdata.Tool(t, torchref.Python, "python3")
-	if !torchref.Available() {
-		if os.Getenv("CI") != "" {
-			t.Fatal("python3-torch is not installed: CI must install it")
-		}
-		t.Skip("install Debian's python3-torch (apt-get install python3-torch) to run the PyTorch parity tests")
-	}
-}
+func needTorch(t *testing.T) { torchref.Require(t) }
 
 // maxRelDiff is max|a−b| / max|b|.
 func maxRelDiff(a, b []float32) float64 {

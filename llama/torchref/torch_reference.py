@@ -3,6 +3,7 @@
 Usage: torch_reference.py MODEL_DIR INPUT.json OUTPUT.safetensors
        torch_reference.py bench CONFIG.json BATCH SEQ_LEN STEPS THREADS
        torch_reference.py bench-generate CONFIG.json BATCH NEW_TOKENS THREADS
+       torch_reference.py train MODEL_DIR INPUT.json OUTPUT.safetensors
 
 Reads config.json and model.safetensors (F32, F16 or BF16), runs
 LlamaForCausalLM's computation in float32 on the batch in INPUT.json
@@ -220,6 +221,62 @@ def bench_generate():
     print(json.dumps({"tokens_per_s": b / times[len(times) // 2], "total_s": sum(times)}))
 
 
+def schedule(kind, warmup, total):
+    """transformers' learning-rate multipliers by optimizer step."""
+    def f(step):
+        if step < warmup and kind != "constant":
+            return step / max(1, warmup)
+        if kind == "linear":
+            return max(0.0, (total - step) / max(1, total - warmup))
+        if kind == "cosine":
+            progress = (step - warmup) / max(1, total - warmup)
+            return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+        return 1.0
+    return f
+
+
+def train():
+    """Optimizer steps as transformers' Trainer takes them: per step, the
+    micro-batches' summed token losses over the step's token count,
+    clip_grad_norm_, the optimizer (weight decay off for no_decay names),
+    then the scheduler. Writes "param." + name for the trained tensors."""
+    model_dir, inp_path, out_path = sys.argv[2:5]
+    cfg = json.load(open(model_dir + "/config.json"))
+    w = load(model_dir + "/model.safetensors")
+    inp = json.load(open(inp_path))
+    names = inp.get("trainable") or list(w)
+    for n in names:
+        w[n].requires_grad_(True)
+    decay = [w[n] for n in names if n not in inp["no_decay"]]
+    no_decay = [w[n] for n in names if n in inp["no_decay"]]
+    groups = [{"params": decay, "weight_decay": inp["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
+    if inp["optim"] == "sgd":
+        opt = torch.optim.SGD(groups, lr=inp["lr"])
+    else:
+        opt = torch.optim.AdamW(groups, lr=inp["lr"], betas=tuple(inp["betas"]), eps=inp["eps"])
+    sch = torch.optim.lr_scheduler.LambdaLR(opt, schedule(inp["scheduler"], inp["warmup"], inp["total"]))
+    for micro in inp["steps"]:
+        opt.zero_grad()
+        denom = sum(int((torch.tensor(b["labels"])[:, 1:] != -100).sum()) for b in micro)
+        for b in micro:
+            ids, valid, labels = torch.tensor(b["ids"]), torch.tensor(b["valid"]), torch.tensor(b["labels"])
+            logits = run(cfg, w, ids, valid)
+            loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                                                     ignore_index=-100, reduction="sum") / denom
+            loss.backward()
+        if inp["max_grad_norm"] > 0:
+            # clip_grad_norm_'s rule, with the norm summed in float64: torch's
+            # float32 reduction over millions of values is off by ~1e-4.
+            total = math.sqrt(sum(float(w[n].grad.double().pow(2).sum()) for n in names))
+            coef = inp["max_grad_norm"] / (total + 1e-6)
+            if coef < 1:
+                for n in names:
+                    w[n].grad.mul_(coef)
+        opt.step()
+        sch.step()
+    save(out_path, {"param." + n: w[n] for n in names})
+
+
 def bench():
     """Times training steps (forward, backward, clipping, AdamW) of a random
     float32 model; prints JSON with the median tokens/s and the peak RSS."""
@@ -255,6 +312,9 @@ if __name__ == "__main__":
         bench()
     elif sys.argv[1] == "bench-generate":
         bench_generate()
+    elif sys.argv[1] == "train":
+        torch.set_num_threads(1)
+        train()
     else:
         torch.set_num_threads(1)
         main()

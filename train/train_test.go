@@ -1,0 +1,288 @@
+package train
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"zhllama/internal/testdata"
+	"zhllama/llama"
+	"zhllama/llama/torchref"
+	"zhllama/safetensors"
+	"zhllama/spm"
+)
+
+// tinyModel writes a small random model with LLaMA-2's tokenizer.
+func tinyModel(t *testing.T) string {
+	t.Helper()
+	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := llama.Preset("tiny")
+	c.TieWordEmbeddings = false
+	dir := filepath.Join(t.TempDir(), "base")
+	if err := llama.Init(c, tok, dir, llama.InitOptions{Seed: 5, DType: "float32"}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func sftConfig(t *testing.T, model string, extra ...string) Config {
+	t.Helper()
+	args := append([]string{"--model_name_or_path", model, "--dataset", testdata.Path(t, "sft/alpaca_zh_demo.json"),
+		"--template", "llama2", "--cutoff_len", "48", "--max_samples", "16", "--finetuning_type", "full",
+		"--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "2", "--output_dir", filepath.Join(t.TempDir(), "out"),
+		"--learning_rate", "1e-3", "--logging_steps", "1"}, extra...)
+	c, _, err := Parse("", args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func newTrainer(t *testing.T, c Config) *Trainer {
+	t.Helper()
+	tr, err := New(c, io_discard{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+type io_discard struct{}
+
+func (io_discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// One SGD step and three AdamW steps (with accumulation, clipping, weight
+// decay off for the norms, and a warmup-cosine schedule) move every
+// parameter as PyTorch moves it on the same micro-batches.
+func TestTrainParityWithPyTorch(t *testing.T) {
+	torchref.Require(t)
+	model := tinyModel(t)
+	for _, tc := range []struct {
+		name  string
+		steps int
+		extra []string
+	}{
+		{"sgd", 1, []string{"--optim", "sgd", "--weight_decay", "0.1", "--lr_scheduler_type", "constant", "--learning_rate", "0.5"}},
+		{"adamw", 3, []string{"--weight_decay", "0.01", "--lr_scheduler_type", "cosine", "--warmup_steps", "1", "--max_steps", "4", "--max_grad_norm", "0.5"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := sftConfig(t, model, tc.extra...)
+			tr := newTrainer(t, c)
+			before := map[string][]float32{}
+			var noDecay, names []string
+			for _, p := range tr.Params {
+				before[p.Name] = append([]float32(nil), p.Data...)
+				names = append(names, p.Name)
+				if p.NoDecay {
+					noDecay = append(noDecay, p.Name)
+				}
+			}
+			var steps [][]map[string]any
+			for s := 0; s < tc.steps; s++ {
+				var micro []map[string]any
+				for i := 0; i < c.GradAccum; i++ {
+					b := MakeBatch(tr.microBatch(s*c.GradAccum+i), 0)
+					ids, valid, labels := make([][]int32, b.B), make([][]bool, b.B), make([][]int32, b.B)
+					for r := 0; r < b.B; r++ {
+						ids[r], valid[r], labels[r] = b.IDs[r*b.T:(r+1)*b.T], b.Valid[r*b.T:(r+1)*b.T], b.Labels[r*b.T:(r+1)*b.T]
+					}
+					micro = append(micro, map[string]any{"ids": ids, "valid": valid, "labels": labels})
+				}
+				steps = append(steps, micro)
+			}
+			for s := 0; s < tc.steps; s++ {
+				if r := tr.TrainStep(); r.Skipped {
+					t.Fatalf("step %d skipped: %+v", s, r)
+				}
+			}
+			in := map[string]any{"steps": steps, "optim": map[bool]string{true: "sgd", false: "adamw"}[c.Optim == "sgd"],
+				"lr": c.LearningRate, "weight_decay": c.WeightDecay, "betas": []float64{c.AdamBeta1, c.AdamBeta2}, "eps": c.AdamEpsilon,
+				"max_grad_norm": c.MaxGradNorm, "scheduler": c.LRSchedulerType, "warmup": tr.Warmup, "total": tr.Total,
+				"no_decay": noDecay, "trainable": names}
+			dir := t.TempDir()
+			b, _ := json.Marshal(in)
+			os.WriteFile(filepath.Join(dir, "in.json"), b, 0o644)
+			if _, err := torchref.Run(dir, "train", model, filepath.Join(dir, "in.json"), filepath.Join(dir, "out.safetensors")); err != nil {
+				t.Fatal(err)
+			}
+			ref, err := safetensors.Open(filepath.Join(dir, "out.safetensors"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ref.Close()
+			worst := 0.0
+			for _, p := range tr.Params {
+				rt, ok := ref.Tensor("param." + p.Name)
+				if !ok {
+					t.Fatalf("reference lacks %s", p.Name)
+				}
+				want, _ := rt.Float32(nil)
+				d := updateDiff(before[p.Name], p.Data, want)
+				worst = math.Max(worst, d)
+				if d > 1e-4 {
+					t.Errorf("%s: update differs from PyTorch's by %.2g relative", p.Name, d)
+				}
+			}
+			t.Logf("%s: %d steps, worst relative update difference %.2g", tc.name, tc.steps, worst)
+		})
+	}
+}
+
+// updateDiff is ‖got−want‖ / ‖want−before‖: the error relative to the
+// size of the update, in the L2 norm. (A max-norm ratio would be ruled by
+// entries whose gradient nearly cancels over the batch: Adam scales those
+// up to a full-size step, and their float32 rounding with them.)
+func updateDiff(before, got, want []float32) float64 {
+	var d, u float64
+	for i := range got {
+		d += math.Pow(float64(got[i]-want[i]), 2)
+		u += math.Pow(float64(want[i]-before[i]), 2)
+	}
+	return math.Sqrt(d / math.Max(u, 1e-60))
+}
+
+
+// Twenty steps straight and ten, a checkpoint, and ten resumed from it
+// give the same weights bit for bit.
+func TestResumeIsExact(t *testing.T) {
+	model := tinyModel(t)
+	extra := []string{"--max_steps", "20", "--lr_scheduler_type", "cosine", "--warmup_ratio", "0.1", "--save_steps", "10", "--weight_decay", "0.01"}
+	straight := sftConfig(t, model, extra...)
+	a := newTrainer(t, straight)
+	if err := a.Run(); err != nil {
+		t.Fatal(err)
+	}
+	split := sftConfig(t, model, extra...)
+	b := newTrainer(t, split)
+	if err := b.prepareOutput(); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		b.TrainStep()
+	}
+	if err := b.SaveCheckpoint(); err != nil {
+		t.Fatal(err)
+	}
+	c := newTrainer(t, split)
+	if err := c.Resume("true"); err != nil {
+		t.Fatal(err)
+	}
+	if c.Step != 10 {
+		t.Fatalf("resumed at step %d", c.Step)
+	}
+	if err := c.Run(); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range a.Params {
+		q := c.Params[i]
+		for j := range p.Data {
+			if p.Data[j] != q.Data[j] {
+				t.Fatalf("%s[%d]: straight %g, resumed %g", p.Name, j, p.Data[j], q.Data[j])
+			}
+		}
+	}
+	// The final directory is a model that loads, with the tokenizer beside it.
+	m, err := llama.Load(split.OutputDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Named()[0].Data[0]; got != a.Params[0].Data[0] {
+		t.Errorf("saved model differs: %g", got)
+	}
+	for _, f := range []string{"tokenizer.model", "metrics.jsonl", "training_loss.svg", "checkpoint-10/optimizer.safetensors"} {
+		if _, err := os.Stat(filepath.Join(split.OutputDir, f)); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// Two micro-batches of 2 accumulate to the step one batch of 4 takes.
+func TestAccumulationMatchesBigBatch(t *testing.T) {
+	model := tinyModel(t)
+	big := newTrainer(t, sftConfig(t, model, "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1", "--optim", "sgd"))
+	small := newTrainer(t, sftConfig(t, model, "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "2", "--optim", "sgd"))
+	// Both see the same four examples: the epoch's order does not depend on the batch size.
+	rb, rs := big.TrainStep(), small.TrainStep()
+	if math.Abs(rb.Loss-rs.Loss) > 1e-5*rb.Loss || rb.Tokens != rs.Tokens {
+		t.Fatalf("loss %g over %d tokens, accumulated %g over %d", rb.Loss, rb.Tokens, rs.Loss, rs.Tokens)
+	}
+	for i, p := range big.Params {
+		if d := updateDiff(make([]float32, len(p.Grad)), p.Grad, small.Params[i].Grad); d > 1e-5 {
+			t.Errorf("%s: gradients differ by %.2g", p.Name, d)
+		}
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	os.WriteFile(path, []byte("# comment\nmodel_name_or_path: m\ndataset: a, b\nlora_target:\n  - q_proj\n  - v_proj\noutput_dir: o\nlearning_rate: 1.0e-4\nbf16: true\npacking: false\n"), 0o644)
+	c, ignored, err := Parse(path, []string{"--learning_rate", "2e-5", "--overwrite_output_dir", "--stage=pt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LearningRate != 2e-5 || !c.OverwriteOutputDir || c.Stage != "pt" || len(c.Dataset) != 2 || c.Dataset[1] != "b" ||
+		len(c.LoraTarget) != 2 || *c.Packing || c.LoraAlpha != 16 || len(ignored) != 1 {
+		t.Errorf("parsed %+v, ignored %v", c, ignored)
+	}
+	os.WriteFile(path, []byte("model_name_or_path: m\nlearning_rte: 1\n"), 0o644)
+	if _, _, err := Parse(path, nil); err == nil || !strings.Contains(err.Error(), "line 2") || !strings.Contains(err.Error(), "did you mean learning_rate") {
+		t.Errorf("unknown key: %v", err)
+	}
+	for _, bad := range [][]string{{"--finetuning_type", "qlora"}, {"--cutoff_len", "1.5"}, {"--packing", "maybe"}, {"--max_stepz", "3"}} {
+		if _, _, err := Parse("", append([]string{"--model_name_or_path", "m", "--dataset", "d", "--output_dir", "o"}, bad...)); err == nil {
+			t.Errorf("%v: no error", bad)
+		}
+	}
+}
+
+// A tokenizer with more pieces grows the embeddings; old rows are kept.
+func TestResizeVocab(t *testing.T) {
+	model := tinyModel(t)
+	c := sftConfig(t, model, "--tokenizer_name_or_path", testdata.Path(t, "tokenizers/chinese-llama2/tokenizer.model"), "--max_steps", "1")
+	tr := newTrainer(t, c)
+	base, err := llama.Load(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Model.Config.VocabSize != 55296 || len(tr.Model.Embed.W) != 55296*64 || len(tr.Model.LMHead.W) != 55296*64 {
+		t.Fatalf("vocab %d, embed %d", tr.Model.Config.VocabSize, len(tr.Model.Embed.W))
+	}
+	for i, v := range base.Embed.W {
+		if tr.Model.Embed.W[i] != v {
+			t.Fatalf("old row value %d changed", i)
+		}
+	}
+	// And the other way is an error.
+	c2 := sftConfig(t, model, "--tokenizer_name_or_path", testdata.Path(t, "tokenizers/chinese_sp/chinese_sp.model"))
+	if _, err := New(c2, io_discard{}); err == nil || !strings.Contains(err.Error(), "vocab_size 32000") {
+		t.Errorf("smaller tokenizer: %v", err)
+	}
+}
+
+// Freeze trains the chosen modules of the last layers only.
+func TestFreeze(t *testing.T) {
+	model := tinyModel(t)
+	tr := newTrainer(t, sftConfig(t, model, "--finetuning_type", "freeze", "--freeze_trainable_layers", "1", "--freeze_trainable_modules", "mlp", "--max_steps", "1"))
+	for _, p := range tr.Params {
+		if !strings.HasPrefix(p.Name, "model.layers.1.mlp.") {
+			t.Errorf("trains %s", p.Name)
+		}
+	}
+	if len(tr.Params) != 3 {
+		t.Errorf("%d tensors trained", len(tr.Params))
+	}
+	before := append([]float32(nil), tr.Model.Layers[0].Q.W...)
+	up := append([]float32(nil), tr.Model.Layers[1].Up.W...)
+	tr.TrainStep()
+	tr.TrainStep()
+	if updateDiff(before, tr.Model.Layers[0].Q.W, before) != 0 || updateDiff(up, tr.Model.Layers[1].Up.W, up) == 0 {
+		t.Error("freeze changed a frozen weight or left a trained one")
+	}
+}
