@@ -147,7 +147,6 @@ func updateDiff(before, got, want []float32) float64 {
 	return math.Sqrt(d / math.Max(u, 1e-60))
 }
 
-
 // Twenty steps straight and ten, a checkpoint, and ten resumed from it
 // give the same weights bit for bit.
 func TestResumeIsExact(t *testing.T) {
