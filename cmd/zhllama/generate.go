@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"zhllama/llama"
 	"zhllama/spm"
@@ -75,7 +76,12 @@ func generate(args []string) error {
 	ids := promptIDs(m, p, *prompt, *maxNew)
 	var out []int
 	printed := ""
+	start := time.Now()
+	var first time.Duration
 	m.Generate(ids, s, func(id int) bool {
+		if len(out) == 0 {
+			first = time.Since(start)
+		}
 		out = append(out, id)
 		// Decode the whole output each time so that multi-token characters print whole.
 		text, _ := p.Decode(out)
@@ -86,6 +92,11 @@ func generate(args []string) error {
 		return !endsWithStop(text, stops)
 	})
 	fmt.Println()
+	if n := len(out); n > 1 {
+		rest := time.Since(start) - first
+		fmt.Fprintf(os.Stderr, "%d prompt tokens in %.2fs, %d new tokens at %.2f tokens/s, weights %.0f MB\n",
+			len(ids), first.Seconds(), n, float64(n-1)/rest.Seconds(), float64(m.Bytes())/1e6)
+	}
 	return nil
 }
 
