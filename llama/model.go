@@ -21,17 +21,21 @@ type Layer struct {
 // frozen weight kept compact in memory (bfloat16, quantized), Low with W
 // nil.
 type Weight struct {
-	W   []float32
-	Low tensor.Matrix
+	W    []float32
+	Low  tensor.Matrix
+	LoRA *LoRA // a trained low-rank update on top, if any
 }
 
 // forward computes y[t×out] = x[t×in] · Wᵀ.
 func (w *Weight) forward(y, x []float32, t, in, out int) {
 	if w.Low != nil {
 		tensor.LinearMatrix(y, x, w.Low, t, in, out)
-		return
+	} else {
+		tensor.Linear(y, x, w.W, t, in, out)
 	}
-	tensor.Linear(y, x, w.W, t, in, out)
+	if w.LoRA != nil {
+		w.LoRA.forward(y, x, t, in, out)
+	}
 }
 
 // backward adds dy·W to dx and, unless g is nil or holds no values (a
@@ -40,6 +44,13 @@ func (w *Weight) backward(dx []float32, g *Weight, dy, x []float32, t, in, out i
 	var dw []float32
 	if g != nil {
 		dw = g.W
+	}
+	if w.LoRA != nil {
+		var gl *LoRA
+		if g != nil {
+			gl = g.LoRA
+		}
+		w.LoRA.backward(dx, gl, dy, t, in, out)
 	}
 	if w.Low != nil {
 		tensor.LinearMatrixBackward(dx, dy, w.Low, t, in, out)
@@ -134,7 +145,9 @@ func (m *Model) Slot(name string) *[]float32 {
 	return &l.MLPNorm
 }
 
-// weight is the matrix a checkpoint name refers to, nil for the norms.
+// Weight is the matrix a checkpoint name refers to, nil for the norms.
+func (m *Model) Weight(name string) *Weight { return m.weight(name) }
+
 func (m *Model) weight(name string) *Weight {
 	switch name {
 	case "model.embed_tokens.weight":

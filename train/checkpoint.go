@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"zhllama/internal/atomicfile"
+	"zhllama/llama"
 	"zhllama/safetensors"
 )
 
@@ -123,13 +124,13 @@ func (t *Trainer) Resume(which string) error {
 	if ts.Trained != len(t.Params) || ts.Optimizer != t.Cfg.Optim {
 		return fmt.Errorf("resume_from_checkpoint %s: it trained %d tensors with %s, this run %d with %s: resume with the settings it was made with", dir, ts.Trained, ts.Optimizer, len(t.Params), t.Cfg.Optim)
 	}
-	ck, err := safetensors.OpenDir(dir)
+	lookup, closeFn, err := openWeights(dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("resume_from_checkpoint %s: %w", dir, err)
 	}
-	defer ck.Close()
+	defer closeFn()
 	for _, p := range t.Params {
-		tn, err := ck.Tensor(p.Name)
+		tn, err := lookup(p.Name)
 		if err != nil {
 			return fmt.Errorf("resume_from_checkpoint %s: %w", dir, err)
 		}
@@ -159,4 +160,28 @@ func (t *Trainer) Resume(which string) error {
 	t.Step = ts.GlobalStep
 	fmt.Fprintf(t.Log, "resumed from %s at step %d\n", dir, t.Step)
 	return nil
+}
+
+// openWeights opens a checkpoint's trained tensors: a PEFT adapter file, or
+// the model's safetensors.
+func openWeights(dir string) (func(string) (*safetensors.Tensor, error), func() error, error) {
+	path := filepath.Join(dir, llama.AdapterFile)
+	if _, err := os.Stat(path); err == nil {
+		f, err := safetensors.Open(path)
+		if err != nil {
+			return nil, nil, err
+		}
+		return func(name string) (*safetensors.Tensor, error) {
+			t, ok := f.Tensor(name)
+			if !ok {
+				return nil, fmt.Errorf("%s has no tensor %s", path, name)
+			}
+			return t, nil
+		}, f.Close, nil
+	}
+	ck, err := safetensors.OpenDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ck.Tensor, ck.Close, nil
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -70,18 +71,32 @@ func TestTrainParityWithPyTorch(t *testing.T) {
 	}{
 		{"sgd", 1, []string{"--optim", "sgd", "--weight_decay", "0.1", "--lr_scheduler_type", "constant", "--learning_rate", "0.5"}},
 		{"adamw", 3, []string{"--weight_decay", "0.01", "--lr_scheduler_type", "cosine", "--warmup_steps", "1", "--max_steps", "4", "--max_grad_norm", "0.5"}},
+		{"lora", 2, []string{"--finetuning_type", "lora", "--lora_rank", "4", "--lora_alpha", "8", "--lora_target", "q_proj,v_proj,down_proj", "--additional_target", "norm", "--optim", "sgd", "--learning_rate", "0.5", "--weight_decay", "0.01"}},
+		{"lora-adamw", 1, []string{"--finetuning_type", "lora", "--lora_rank", "4", "--use_rslora", "--lora_target", "all", "--weight_decay", "0.01"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := sftConfig(t, model, tc.extra...)
 			tr := newTrainer(t, c)
 			before := map[string][]float32{}
-			var noDecay, names []string
+			noDecay, names := []string{}, []string{}
 			for _, p := range tr.Params {
 				before[p.Name] = append([]float32(nil), p.Data...)
 				names = append(names, p.Name)
 				if p.NoDecay {
 					noDecay = append(noDecay, p.Name)
 				}
+			}
+			var lora []map[string]any
+			for _, a := range tr.Model.Adapters() {
+				ka, kb := llama.LoRAKeys(a.Name)
+				ka, kb = strings.TrimPrefix(ka, "base_model.model."), strings.TrimPrefix(kb, "base_model.model.")
+				lora = append(lora, map[string]any{"weight": a.Name, "a": ka, "b": kb, "A": slices.Clone(a.LoRA.A), "B": slices.Clone(a.LoRA.B), "r": a.LoRA.R, "scale": a.LoRA.Scale})
+			}
+			for i, n := range names { // the reference names whole tensors as the model does
+				names[i] = strings.TrimPrefix(n, "base_model.model.")
+			}
+			for i, n := range noDecay {
+				noDecay[i] = strings.TrimPrefix(n, "base_model.model.")
 			}
 			var steps [][]map[string]any
 			for s := 0; s < tc.steps; s++ {
@@ -104,7 +119,7 @@ func TestTrainParityWithPyTorch(t *testing.T) {
 			in := map[string]any{"steps": steps, "optim": map[bool]string{true: "sgd", false: "adamw"}[c.Optim == "sgd"],
 				"lr": c.LearningRate, "weight_decay": c.WeightDecay, "betas": []float64{c.AdamBeta1, c.AdamBeta2}, "eps": c.AdamEpsilon,
 				"max_grad_norm": c.MaxGradNorm, "scheduler": c.LRSchedulerType, "warmup": tr.Warmup, "total": tr.Total,
-				"no_decay": noDecay, "trainable": names}
+				"no_decay": noDecay, "trainable": names, "lora": lora}
 			dir := t.TempDir()
 			b, _ := json.Marshal(in)
 			os.WriteFile(filepath.Join(dir, "in.json"), b, 0o644)
@@ -118,7 +133,7 @@ func TestTrainParityWithPyTorch(t *testing.T) {
 			defer ref.Close()
 			worst := 0.0
 			for _, p := range tr.Params {
-				rt, ok := ref.Tensor("param." + p.Name)
+				rt, ok := ref.Tensor("param." + strings.TrimPrefix(p.Name, "base_model.model."))
 				if !ok {
 					t.Fatalf("reference lacks %s", p.Name)
 				}
@@ -283,5 +298,40 @@ func TestFreeze(t *testing.T) {
 	tr.TrainStep()
 	if updateDiff(before, tr.Model.Layers[0].Q.W, before) != 0 || updateDiff(up, tr.Model.Layers[1].Up.W, up) == 0 {
 		t.Error("freeze changed a frozen weight or left a trained one")
+	}
+}
+
+// A LoRA run writes a PEFT adapter that loads back onto the base with the
+// logits the trained model gives; a resized vocabulary travels with it.
+func TestLoRAAdapterRoundTrip(t *testing.T) {
+	model := tinyModel(t)
+	c := sftConfig(t, model, "--finetuning_type", "lora", "--lora_rank", "4", "--max_steps", "3", "--learning_rate", "1e-2",
+		"--tokenizer_name_or_path", testdata.Path(t, "tokenizers/chinese-llama2/tokenizer.model"), "--lora_dropout", "0.1")
+	tr := newTrainer(t, c)
+	if err := tr.Run(); err != nil {
+		t.Fatal(err)
+	}
+	ac, err := llama.ReadAdapterConfig(c.OutputDir)
+	if err != nil || len(ac.TargetModules) != 7 || len(ac.ModulesToSave) != 2 {
+		t.Fatalf("adapter config %+v: %v", ac, err)
+	}
+	m, err := llama.Load(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, replaced, err := m.LoadAdapter(c.OutputDir); err != nil || len(replaced) != 2 || m.Config.VocabSize != 55296 {
+		t.Fatalf("load adapter: %v, replaced %v, vocab %d", err, replaced, m.Config.VocabSize)
+	}
+	for _, a := range tr.adapters {
+		a.Train = false
+	}
+	ids := []int32{1, 450, 40000, 3}
+	want := append([]float32(nil), tr.Model.Step(tr.Model.NewCache(1, 4), [][]int32{ids})...)
+	if err := m.MergeLoRA(); err != nil {
+		t.Fatal(err)
+	}
+	got := m.Step(m.NewCache(1, 4), [][]int32{ids})
+	if d := updateDiff(make([]float32, len(want)), got, want); d > 1e-5 {
+		t.Errorf("merged adapter logits differ by %.2g", d)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -48,7 +50,10 @@ type Trainer struct {
 	interrupted             chan os.Signal
 	metrics                 *metricsLog
 	nanRun                  int
-	order                   []int // this epoch's example order
+	baseVocab               int
+	adapters                []*llama.LoRA // trained LoRA modules
+	saved                   []string      // tensors an adapter saves whole
+	order                   []int         // this epoch's example order
 	orderEpoch              int
 }
 
@@ -73,6 +78,7 @@ func New(c Config, log io.Writer) (*Trainer, error) {
 	if t.Model, err = llama.Load(c.ModelNameOrPath); err != nil {
 		return nil, err
 	}
+	t.baseVocab = t.Model.Config.VocabSize
 	if err := t.resizeVocab(); err != nil {
 		return nil, err
 	}
@@ -196,7 +202,7 @@ func (t *Trainer) selectParams() error {
 			return false
 		}
 	case "lora":
-		return fmt.Errorf("finetuning_type lora is not available yet: use full or freeze")
+		return t.selectLoRA()
 	}
 	g := &llama.Model{Config: m.Config}
 	g.Layers = make([]llama.Layer, nl)
@@ -219,6 +225,111 @@ func (t *Trainer) selectParams() error {
 }
 
 func abs(x int) int { return max(x, -x) }
+
+// loraModules are the projections LoRA can target; "all" means every one.
+var loraModules = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+// savedModules maps additional_target module names to their tensors.
+var savedModules = map[string]string{"embed_tokens": "model.embed_tokens.weight", "lm_head": "lm_head.weight", "norm": "model.norm.weight"}
+
+// selectLoRA adds adapters (new, or adapter_name_or_path's to train on)
+// and trains them and additional_target's modules whole; the base stays
+// frozen.
+func (t *Trainer) selectLoRA() error {
+	m, c := t.Model, &t.Cfg
+	if c.AdapterNameOrPath != "" {
+		ac, _, err := m.LoadAdapter(c.AdapterNameOrPath)
+		if err != nil {
+			return err
+		}
+		c.LoraRank, c.LoraAlpha, c.LoraDropout, c.UseRSLoRA, c.LoraTarget = ac.R, ac.LoraAlpha, ac.LoraDropout, ac.UseRSLoRA, ac.TargetModules
+		c.AdditionalTarget = append(c.AdditionalTarget, ac.ModulesToSave...)
+		fmt.Fprintf(t.Log, "training adapter %s further (r %d, alpha %g, targets %v)\n", c.AdapterNameOrPath, ac.R, ac.LoraAlpha, ac.TargetModules)
+	} else {
+		targets := map[string]bool{}
+		for _, tg := range c.LoraTarget {
+			if tg == "all" {
+				for _, mod := range loraModules {
+					targets[mod] = true
+				}
+				continue
+			}
+			if !slices.Contains(loraModules, tg) {
+				return fmt.Errorf("key lora_target: %q is not a llama projection; use all or some of %s", tg, strings.Join(loraModules, ","))
+			}
+			targets[tg] = true
+		}
+		scale := c.LoraAlpha / float64(c.LoraRank)
+		if c.UseRSLoRA {
+			scale = c.LoraAlpha / math.Sqrt(float64(c.LoraRank))
+		}
+		m.AddLoRA(targets, c.LoraRank, float32(scale), c.LoraDropout, c.Seed)
+	}
+	if m.Config.VocabSize != t.baseVocab {
+		for _, mod := range []string{"embed_tokens", "lm_head"} {
+			if !slices.Contains(c.AdditionalTarget, mod) {
+				c.AdditionalTarget = append(c.AdditionalTarget, mod)
+				fmt.Fprintf(t.Log, "the vocabulary was resized: training %s whole beside the adapters\n", mod)
+			}
+		}
+	}
+	g := &llama.Model{Config: m.Config, Layers: make([]llama.Layer, m.Config.NumHiddenLayers)}
+	for _, a := range m.Adapters() {
+		gl := &llama.LoRA{A: make([]float32, len(a.LoRA.A)), B: make([]float32, len(a.LoRA.B)), R: a.LoRA.R}
+		g.Weight(a.Name).LoRA = gl
+		ka, kb := llama.LoRAKeys(a.Name)
+		t.Params = append(t.Params, Param{Name: ka, Data: a.LoRA.A, Grad: gl.A}, Param{Name: kb, Data: a.LoRA.B, Grad: gl.B})
+		t.adapters = append(t.adapters, a.LoRA)
+	}
+	t.saved = nil
+	for _, mod := range c.AdditionalTarget {
+		name, ok := savedModules[mod]
+		if !ok {
+			return fmt.Errorf("key additional_target: %q; use embed_tokens, lm_head or norm", mod)
+		}
+		if mod == "lm_head" && m.Config.TieWordEmbeddings {
+			if !slices.Contains(c.AdditionalTarget, "embed_tokens") {
+				return fmt.Errorf("key additional_target: lm_head is tied to embed_tokens in this model; name embed_tokens")
+			}
+			continue
+		}
+		if slices.Contains(t.saved, name) {
+			continue
+		}
+		grad := g.Slot(name)
+		*grad = make([]float32, len(*m.Slot(name)))
+		t.Params = append(t.Params, Param{Name: llama.SavedModuleKey(name), Data: *m.Slot(name), Grad: *grad, NoDecay: mod == "norm"})
+		t.saved = append(t.saved, name)
+	}
+	if m.Config.TieWordEmbeddings {
+		g.LMHead = g.Embed
+	}
+	if len(t.Params) == 0 {
+		return fmt.Errorf("nothing to train: lora_target %v matched no projection", c.LoraTarget)
+	}
+	t.Grads = g
+	return nil
+}
+
+// adapterConfig describes the run's adapter as PEFT's adapter_config.json.
+func (t *Trainer) adapterConfig() llama.AdapterConfig {
+	c := &t.Cfg
+	var targets []string
+	for _, a := range t.Model.Adapters() {
+		if !slices.Contains(targets, a.Module) {
+			targets = append(targets, a.Module)
+		}
+	}
+	sort.Strings(targets)
+	var saved []string
+	for _, mod := range c.AdditionalTarget {
+		if !slices.Contains(saved, mod) {
+			saved = append(saved, mod)
+		}
+	}
+	return llama.AdapterConfig{BaseModel: c.ModelNameOrPath, R: c.LoraRank, LoraAlpha: c.LoraAlpha, LoraDropout: c.LoraDropout,
+		TargetModules: targets, ModulesToSave: saved, UseRSLoRA: c.UseRSLoRA}
+}
 
 // microBatch returns the examples of global micro-batch g: epoch g/perEpoch
 // in an order shuffled by the seed and the epoch, so that a resumed run
@@ -275,7 +386,10 @@ func (t *Trainer) TrainStep() StepResult {
 		clear(p.Grad)
 	}
 	var loss float64
-	for _, b := range batches {
+	for i, b := range batches {
+		for k, a := range t.adapters {
+			a.Train, a.Seed = true, c.Seed^uint64((t.Step*c.GradAccum+i)*len(t.adapters)+k)<<8
+		}
 		bt := roundUp(b.T)
 		b = padTo(b, bt, t.pad())
 		t.acts.Reshape(&t.Model.Config, b.B, bt)
@@ -327,6 +441,9 @@ func padTo(b Batch, t int, pad int32) Batch {
 // Evaluate is the mean loss over the validation set's learned tokens.
 func (t *Trainer) Evaluate() (loss float64, tokens int) {
 	var sum float64
+	for _, a := range t.adapters {
+		a.Train = false
+	}
 	for lo := 0; lo < len(t.Val); lo += t.Cfg.BatchSize {
 		b := MakeBatch(t.Val[lo:min(lo+t.Cfg.BatchSize, len(t.Val))], t.pad())
 		b = padTo(b, roundUp(b.T), t.pad())
@@ -442,9 +559,14 @@ func (t *Trainer) prepareOutput() error {
 	return os.MkdirAll(c.OutputDir, 0o755)
 }
 
-// SaveModel writes the model as a Hugging Face directory with the tokenizer.
+// SaveModel writes the model as a Hugging Face directory, or with LoRA the
+// adapter as PEFT's, with the tokenizer.
 func (t *Trainer) SaveModel(dir string) error {
-	if err := t.Model.Save(dir, "float32", 0); err != nil {
+	if t.Cfg.FinetuningType == "lora" {
+		if err := t.Model.SaveAdapter(dir, t.adapterConfig(), t.saved); err != nil {
+			return err
+		}
+	} else if err := t.Model.Save(dir, "float32", 0); err != nil {
 		return err
 	}
 	pad := ""

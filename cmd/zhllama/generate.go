@@ -14,22 +14,36 @@ import (
 
 // loadModel loads a model directory and its tokenizer. dtype says how the
 // weights are held: float32; bfloat16 (rounded if the checkpoint is wider);
-// or auto, bfloat16 when the checkpoint is, float32 otherwise.
-func loadModel(dir, dtype string) (*llama.Model, *spm.Processor, error) {
+// or auto, bfloat16 when the checkpoint is, float32 otherwise. A LoRA
+// adapter directory, if given, is merged in (in float32), and its
+// tokenizer used.
+func loadModel(dir, dtype, adapter string) (*llama.Model, *spm.Processor, error) {
 	if dir == "" {
 		return nil, nil, usagef("--model is required")
 	}
 	if dtype != "auto" && dtype != "float32" && dtype != "bfloat16" {
 		return nil, nil, usagef("--dtype %q: use auto, float32 or bfloat16", dtype)
 	}
-	m, err := llama.LoadWith(dir, llama.LoadOptions{KeepBF16: dtype != "float32"})
+	m, err := llama.LoadWith(dir, llama.LoadOptions{KeepBF16: dtype != "float32" && adapter == ""})
 	if err != nil {
 		return nil, nil, err
+	}
+	tokDir := dir
+	if adapter != "" {
+		if _, _, err := m.LoadAdapter(adapter); err != nil {
+			return nil, nil, err
+		}
+		if err := m.MergeLoRA(); err != nil {
+			return nil, nil, err
+		}
+		if _, err := os.Stat(filepath.Join(adapter, "tokenizer.model")); err == nil {
+			tokDir = adapter
+		}
 	}
 	if dtype == "bfloat16" {
 		m.CompactBF16()
 	}
-	p, err := loadProcessor(filepath.Join(dir, "tokenizer.model"))
+	p, err := loadProcessor(filepath.Join(tokDir, "tokenizer.model"))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -52,6 +66,7 @@ func generate(args []string) error {
 	rep := fs.Float64("repetition_penalty", 1, "divide the logits of seen tokens (1: off)")
 	seed := fs.Uint64("seed", 0, "sampling seed")
 	dtype := fs.String("dtype", "auto", "weights in memory: auto (bfloat16 if the checkpoint is), float32 or bfloat16")
+	adapter := fs.String("adapter", "", "a PEFT LoRA adapter directory to merge in")
 	input := fs.String("input", "", "file of prompts, one a line, decoded together; writes JSON lines {\"prompt\", \"output\"}")
 	batch := fs.Int("batch", 8, "with --input: prompts decoded together")
 	var stops listFlag
@@ -62,7 +77,7 @@ func generate(args []string) error {
 	if *batch < 1 {
 		return usagef("--batch must be at least 1")
 	}
-	m, p, err := loadModel(*dir, *dtype)
+	m, p, err := loadModel(*dir, *dtype, *adapter)
 	if err != nil {
 		return err
 	}
@@ -173,13 +188,14 @@ func evalPPL(args []string) error {
 	cutoff := fs.Int("cutoff_len", 1024, "tokens per document at most ([BOS] included)")
 	batch := fs.Int("batch", 8, "documents per forward pass")
 	dtype := fs.String("dtype", "auto", "weights in memory: auto (bfloat16 if the checkpoint is), float32 or bfloat16")
+	adapter := fs.String("adapter", "", "a PEFT LoRA adapter directory to merge in")
 	if err := parseFlags(fs, args, "--model D --input FILE [flags]"); err != nil {
 		return err
 	}
 	if *input == "" {
 		return usagef("--input is required")
 	}
-	m, p, err := loadModel(*dir, *dtype)
+	m, p, err := loadModel(*dir, *dtype, *adapter)
 	if err != nil {
 		return err
 	}

@@ -39,6 +39,7 @@ func commands() *command {
 			dataCommand(),
 			modelCommand(),
 			trainCommand(),
+			exportCommand(),
 			generateCommand(),
 			evalCommand(),
 			downloadCommand(),

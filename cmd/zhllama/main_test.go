@@ -320,3 +320,31 @@ func TestGenerateAndEval(t *testing.T) {
 		t.Errorf("eval ppl: code %d %q %q", code, out, errs)
 	}
 }
+
+func TestTrainExportGenerate(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base")
+	if _, errs, code := zhllama(t, "", "model", "init", "--preset", "tiny", "--tokenizer", testdata.Path(t, "tokenizers/llama2/tokenizer.model"), "--output_dir", base); code != 0 {
+		t.Fatal(errs)
+	}
+	cfg := filepath.Join(dir, "sft.yaml")
+	os.WriteFile(cfg, []byte("stage: sft\nfinetuning_type: lora\nlora_rank: 4\ndataset: alpaca_zh_demo\ntemplate: llama2\ncutoff_len: 64\nmax_samples: 8\nper_device_train_batch_size: 4\nmax_steps: 2\nlogging_steps: 1\nbf16: true\n"), 0o644)
+	out := filepath.Join(dir, "lora")
+	_, errs, code := zhllama(t, "", "train", cfg, "--model_name_or_path", base, "--dataset_dir", testdata.Path(t, "sft"), "--output_dir", out)
+	if code != 0 || !strings.Contains(errs, "step 2/2") || !strings.Contains(errs, "no effect here") {
+		t.Fatalf("train: code %d\n%s", code, errs)
+	}
+	_, errs, code = zhllama(t, "", "train", cfg, "--model_name_or_path", base, "--output_dir", out, "--learning_rat", "1")
+	if code != 2 || !strings.Contains(errs, "did you mean learning_rate") {
+		t.Errorf("unknown key: code %d %s", code, errs)
+	}
+	merged := filepath.Join(dir, "merged")
+	if o, errs, code := zhllama(t, "", "export", "--model", base, "--adapter", out, "--output_dir", merged); code != 0 || !strings.Contains(o, "merged 14 LoRA modules") {
+		t.Fatalf("export: code %d %s %s", code, o, errs)
+	}
+	a, _, _ := zhllama(t, "", "generate", "--model", merged, "--prompt", "你好", "--max_new_tokens", "6")
+	b, _, code := zhllama(t, "", "generate", "--model", base, "--adapter", out, "--prompt", "你好", "--max_new_tokens", "6")
+	if code != 0 || a != b || a == "" {
+		t.Errorf("merged %q, base+adapter %q", a, b)
+	}
+}

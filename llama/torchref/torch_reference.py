@@ -244,9 +244,21 @@ def train():
     cfg = json.load(open(model_dir + "/config.json"))
     w = load(model_dir + "/model.safetensors")
     inp = json.load(open(inp_path))
+    lora = inp.get("lora") or []
+    for m in lora:  # PEFT's LoRA: W + scale·B·A on a frozen W
+        w[m["a"]] = torch.tensor(m["A"], dtype=torch.float32).reshape(m["r"], -1)
+        w[m["b"]] = torch.tensor(m["B"], dtype=torch.float32).reshape(-1, m["r"])
     names = inp.get("trainable") or list(w)
     for n in names:
         w[n].requires_grad_(True)
+
+    def weights():
+        if not lora:
+            return w
+        eff = dict(w)
+        for m in lora:
+            eff[m["weight"]] = w[m["weight"]] + m["scale"] * (w[m["b"]] @ w[m["a"]])
+        return eff
     decay = [w[n] for n in names if n not in inp["no_decay"]]
     no_decay = [w[n] for n in names if n in inp["no_decay"]]
     groups = [{"params": decay, "weight_decay": inp["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
@@ -260,7 +272,7 @@ def train():
         denom = sum(int((torch.tensor(b["labels"])[:, 1:] != -100).sum()) for b in micro)
         for b in micro:
             ids, valid, labels = torch.tensor(b["ids"]), torch.tensor(b["valid"]), torch.tensor(b["labels"])
-            logits = run(cfg, w, ids, valid)
+            logits = run(cfg, weights(), ids, valid)
             loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
                                                      ignore_index=-100, reduction="sum") / denom
             loss.backward()

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"zhllama/hf"
+	"zhllama/llama"
+	"zhllama/spm"
+)
+
+func exportCommand() *command {
+	return &command{name: "export", summary: "merge a PEFT LoRA adapter into its base model and write a full Hugging Face checkpoint",
+		usage: "--model BASE --adapter A --output_dir D [--dtype float32|float16|bfloat16]", run: exportRun}
+}
+
+func exportRun(args []string) error {
+	fs := flagSet("export")
+	base := fs.String("model", "", "base model directory")
+	adapter := fs.String("adapter", "", "PEFT adapter directory (adapter_config.json, adapter_model.safetensors)")
+	out := fs.String("output_dir", "", "where to write the merged model")
+	dtype := fs.String("dtype", "", "float32, float16 or bfloat16 (default: the base's torch_dtype)")
+	if err := parseFlags(fs, args, "--model BASE --adapter A --output_dir D"); err != nil {
+		return err
+	}
+	if *base == "" || *adapter == "" || *out == "" {
+		return usagef("--model, --adapter and --output_dir are required")
+	}
+	m, err := llama.Load(*base)
+	if err != nil {
+		return err
+	}
+	cfg, replaced, err := m.LoadAdapter(*adapter)
+	if err != nil {
+		return err
+	}
+	n := len(m.Adapters())
+	if err := m.MergeLoRA(); err != nil {
+		return err
+	}
+	if *dtype == "" {
+		*dtype = m.Config.TorchDType
+	}
+	if err := m.Save(*out, *dtype, 0); err != nil {
+		return err
+	}
+	// The tokenizer: the adapter's (a resized vocabulary comes with it), else the base's.
+	tokPath := filepath.Join(*adapter, "tokenizer.model")
+	if _, err := os.Stat(tokPath); err != nil {
+		tokPath = filepath.Join(*base, "tokenizer.model")
+	}
+	tok, err := spm.Load(tokPath)
+	if err != nil {
+		return err
+	}
+	p, err := spm.NewProcessor(tok)
+	if err != nil {
+		return err
+	}
+	if p.Size() != m.Config.VocabSize {
+		return fmt.Errorf("%s has %d pieces but the merged model's vocab_size is %d", tokPath, p.Size(), m.Config.VocabSize)
+	}
+	pad := ""
+	if id := p.SpecialID("pad"); id >= 0 {
+		pad = p.IDToPiece(id)
+	}
+	if err := hf.WriteTokenizer(*out, tok, pad); err != nil {
+		return err
+	}
+	fmt.Printf("merged %d LoRA modules (r %d, scale %g) and %d whole tensors into %s (%s)\n", n, cfg.R, cfg.Scale(), len(replaced), *out, *dtype)
+	return nil
+}

@@ -1,0 +1,89 @@
+package llama
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// attachLoRA puts an adapter with random A and B on every linear weight of
+// m, and the matching gradient holders on g.
+func attachLoRA(m, g *Model, r int, dropout float64) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	c := &m.Config
+	for l := range m.Layers {
+		for _, p := range m.Layers[l].linears(c) {
+			ws := p.w
+			ws.LoRA = NewLoRA(p.out, p.in, r, 0.5, dropout, rng)
+			for i := range ws.LoRA.B {
+				ws.LoRA.B[i] = float32(rng.NormFloat64() * 0.3)
+			}
+			ws.LoRA.Train, ws.LoRA.Seed = true, 11
+			gw := g.weight(p.name(l))
+			gw.LoRA = &LoRA{A: make([]float32, len(ws.LoRA.A)), B: make([]float32, len(ws.LoRA.B)), R: r}
+		}
+	}
+}
+
+// LoRA's A and B gradients (with and without dropout, whose masks repeat
+// for the same seed) against central differences, the base weights frozen.
+func TestLoRAGradients(t *testing.T) {
+	for _, dropout := range []float64{0, 0.3} {
+		m := tinyModel(t, false, 2)
+		grads := &Model{Config: m.Config, Layers: make([]Layer, m.Config.NumHiddenLayers)}
+		attachLoRA(m, grads, 3, dropout)
+		ids := []int32{3, 7, 11, 2, 9, 4, 4, 20, 0, 0}
+		valid := []bool{true, true, true, true, true, true, true, true, false, false}
+		labels := append([]int32(nil), ids...)
+		labels[8], labels[9] = -100, -100
+		a := m.NewActs(2, 5)
+		loss := func() float64 {
+			m.Forward(a, ids, valid)
+			l, _, _ := m.LMLoss(a, labels, nil, nil)
+			return l
+		}
+		m.Forward(a, ids, valid)
+		_, _, dHidden := m.LMLoss(a, labels, grads, nil)
+		m.Backward(a, dHidden, grads)
+		rng := rand.New(rand.NewPCG(1, 2))
+		for l := range m.Layers {
+			for _, p := range m.Layers[l].linears(&m.Config) {
+				lo, glo := p.w.LoRA, grads.weight(p.name(l)).LoRA
+				for _, pair := range [][2][]float32{{lo.A, glo.A}, {lo.B, glo.B}} {
+					for s := 0; s < 2; s++ {
+						i := rng.IntN(len(pair[0]))
+						orig := pair[0][i]
+						const h = 1e-2
+						pair[0][i] = orig + h
+						lp := loss()
+						pair[0][i] = orig - h
+						lm := loss()
+						pair[0][i] = orig
+						num, got := (lp-lm)/(2*h), float64(pair[1][i])
+						if math.Abs(num-got) > 1e-2*math.Max(0.1, math.Abs(num)) {
+							t.Errorf("dropout %g: %s LoRA grad[%d] = %g, numeric %g", dropout, p.name(l), i, got, num)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// Merging folds the adapter into W without changing the logits.
+func TestLoRAMerge(t *testing.T) {
+	m := tinyModel(t, false, 2)
+	attachLoRA(m, &Model{Config: m.Config, Layers: make([]Layer, m.Config.NumHiddenLayers)}, 2, 0)
+	ids := []int32{3, 7, 11, 2, 9}
+	ca := m.NewCache(1, 8)
+	before := append([]float32(nil), m.Step(ca, [][]int32{ids})...)
+	if err := m.MergeLoRA(); err != nil {
+		t.Fatal(err)
+	}
+	after := m.Step(m.NewCache(1, 8), [][]int32{ids})
+	for i := range before {
+		if math.Abs(float64(before[i]-after[i])) > 1e-4 {
+			t.Fatalf("logit %d: %g with the adapter, %g merged", i, before[i], after[i])
+		}
+	}
+}

@@ -1,0 +1,198 @@
+package llama
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"zhllama/internal/atomicfile"
+	"zhllama/safetensors"
+)
+
+// AdapterConfig is PEFT's adapter_config.json for a LoRA adapter.
+type AdapterConfig struct {
+	PeftType          string   `json:"peft_type"`
+	TaskType          string   `json:"task_type"`
+	BaseModel         string   `json:"base_model_name_or_path"`
+	R                 int      `json:"r"`
+	LoraAlpha         float64  `json:"lora_alpha"`
+	LoraDropout       float64  `json:"lora_dropout"`
+	TargetModules     []string `json:"target_modules"`
+	ModulesToSave     []string `json:"modules_to_save"`
+	Bias              string   `json:"bias"`
+	FanInFanOut       bool     `json:"fan_in_fan_out"`
+	InferenceMode     bool     `json:"inference_mode"`
+	UseRSLoRA         bool     `json:"use_rslora"`
+	InitLoraWeights   bool     `json:"init_lora_weights"`
+	LayersToTransform any      `json:"layers_to_transform"`
+	RankPattern       any      `json:"rank_pattern"`
+	AlphaPattern      any      `json:"alpha_pattern"`
+}
+
+// Scale is the adapter's scaling: alpha/r, or alpha/√r with rsLoRA.
+func (c *AdapterConfig) Scale() float32 {
+	if c.UseRSLoRA {
+		return float32(c.LoraAlpha / math.Sqrt(float64(c.R)))
+	}
+	return float32(c.LoraAlpha / float64(c.R))
+}
+
+// AdapterFile is the tensor file of a PEFT adapter directory.
+const AdapterFile = "adapter_model.safetensors"
+
+// PEFT key names: base_model.model.<module>.lora_A.weight, and whole
+// modules_to_save tensors as base_model.model.<name>.
+const peftPrefix = "base_model.model."
+
+// LoRAKeys are the PEFT names of an adapter's A and B.
+func LoRAKeys(weightName string) (a, b string) {
+	base := peftPrefix + strings.TrimSuffix(weightName, ".weight")
+	return base + ".lora_A.weight", base + ".lora_B.weight"
+}
+
+// SavedModuleKey is the PEFT name of a tensor saved whole.
+func SavedModuleKey(name string) string { return peftPrefix + name }
+
+// SaveAdapter writes dir/adapter_config.json and dir/adapter_model.safetensors
+// with m's LoRA modules and the whole tensors named in saved (checkpoint
+// names such as model.embed_tokens.weight).
+func (m *Model) SaveAdapter(dir string, cfg AdapterConfig, saved []string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var srcs []safetensors.Source
+	for _, a := range m.Adapters() {
+		ka, kb := LoRAKeys(a.Name)
+		srcs = append(srcs, safetensors.FromFloat32(ka, safetensors.F32, []int{a.LoRA.R, a.In}, a.LoRA.A),
+			safetensors.FromFloat32(kb, safetensors.F32, []int{a.Out, a.LoRA.R}, a.LoRA.B))
+	}
+	shapes := map[string][]int{}
+	for _, p := range m.Config.Params() {
+		shapes[p.Name] = p.Shape
+	}
+	for _, name := range saved {
+		dst := m.Slot(name)
+		if dst == nil || *dst == nil {
+			return fmt.Errorf("cannot save %s in the adapter: it is not a float32 tensor of the model", name)
+		}
+		srcs = append(srcs, safetensors.FromFloat32(SavedModuleKey(name), safetensors.F32, shapes[name], *dst))
+	}
+	sort.Slice(srcs, func(i, j int) bool { return srcs[i].Name < srcs[j].Name })
+	if err := safetensors.Write(filepath.Join(dir, AdapterFile), map[string]string{"format": "pt"}, srcs); err != nil {
+		return err
+	}
+	cfg.PeftType, cfg.TaskType, cfg.Bias, cfg.InferenceMode, cfg.InitLoraWeights = "LORA", "CAUSAL_LM", "none", true, true
+	if cfg.RankPattern == nil {
+		cfg.RankPattern, cfg.AlphaPattern = map[string]int{}, map[string]int{}
+	}
+	return atomicfile.WriteJSON(filepath.Join(dir, "adapter_config.json"), cfg)
+}
+
+// ReadAdapterConfig reads dir/adapter_config.json, checking it is LoRA.
+func ReadAdapterConfig(dir string) (*AdapterConfig, error) {
+	path := filepath.Join(dir, "adapter_config.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var c AdapterConfig
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if c.PeftType != "LORA" {
+		return nil, fmt.Errorf("%s: peft_type %q; zhllama reads LORA adapters", path, c.PeftType)
+	}
+	if c.R < 1 {
+		return nil, fmt.Errorf("%s: r is %d", path, c.R)
+	}
+	if c.FanInFanOut {
+		return nil, fmt.Errorf("%s: fan_in_fan_out adapters (GPT-2 style Conv1D) do not apply to llama", path)
+	}
+	return &c, nil
+}
+
+// LoadAdapter attaches a PEFT LoRA adapter directory to m: LoRA modules on
+// the targeted projections and whole tensors (modules_to_save, resized
+// embeddings included) in place of the model's. It returns the config and
+// the names of the tensors it replaced.
+func (m *Model) LoadAdapter(dir string) (*AdapterConfig, []string, error) {
+	cfg, err := ReadAdapterConfig(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	path := filepath.Join(dir, AdapterFile)
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	used := map[string]bool{}
+	// Whole tensors first: a resized vocabulary changes the shapes.
+	var replaced []string
+	for _, name := range []string{"model.embed_tokens.weight", "lm_head.weight"} {
+		t, ok := f.Tensor(SavedModuleKey(name))
+		if !ok {
+			continue
+		}
+		used[t.Name] = true
+		if len(t.Shape) != 2 || t.Shape[1] != m.Config.HiddenSize {
+			return nil, nil, fmt.Errorf("%s: tensor %s has shape %v, the model's hidden size is %d", path, t.Name, t.Shape, m.Config.HiddenSize)
+		}
+		v, err := t.Float32(nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		w := m.weight(name)
+		w.W, w.Low = v, nil
+		if name == "model.embed_tokens.weight" {
+			m.Config.VocabSize = t.Shape[0]
+			if m.Config.TieWordEmbeddings {
+				m.LMHead = m.Embed
+			}
+		}
+		replaced = append(replaced, name)
+	}
+	if m.LMHead.W != nil && len(m.LMHead.W) != m.Config.VocabSize*m.Config.HiddenSize {
+		return nil, nil, fmt.Errorf("%s: embed_tokens has %d rows but lm_head %d: the adapter must save both when the vocabulary was resized", path, m.Config.VocabSize, len(m.LMHead.W)/m.Config.HiddenSize)
+	}
+	scale := cfg.Scale()
+	for l := range m.Layers {
+		for _, p := range m.Layers[l].linears(&m.Config) {
+			ka, kb := LoRAKeys(p.name(l))
+			ta, okA := f.Tensor(ka)
+			tb, okB := f.Tensor(kb)
+			if !okA && !okB {
+				continue
+			}
+			if !okA || !okB {
+				return nil, nil, fmt.Errorf("%s: has one of %s and %s but not the other", path, ka, kb)
+			}
+			r := cfg.R
+			if len(ta.Shape) != 2 || ta.Shape[1] != p.in || len(tb.Shape) != 2 || tb.Shape[0] != p.out || ta.Shape[0] != tb.Shape[1] {
+				return nil, nil, fmt.Errorf("%s: %s is %v and %s is %v; for this model they must be [r, %d] and [%d, r]", path, ka, ta.Shape, kb, tb.Shape, p.in, p.out)
+			}
+			if ta.Shape[0] != r {
+				return nil, nil, fmt.Errorf("%s: %s has rank %d, adapter_config.json says r %d (rank_pattern is not supported)", path, ka, ta.Shape[0], r)
+			}
+			lo := &LoRA{R: r, Scale: scale, Dropout: cfg.LoraDropout}
+			if lo.A, err = ta.Float32(nil); err != nil {
+				return nil, nil, err
+			}
+			if lo.B, err = tb.Float32(nil); err != nil {
+				return nil, nil, err
+			}
+			p.w.LoRA = lo
+			used[ka], used[kb] = true, true
+		}
+	}
+	for _, t := range f.Tensors {
+		if !used[t.Name] {
+			return nil, nil, fmt.Errorf("%s: tensor %s does not belong to a llama model of this shape", path, t.Name)
+		}
+	}
+	return cfg, replaced, nil
+}
