@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"strings"
 	"unsafe"
 
 	"zhllama/safetensors"
@@ -208,6 +209,10 @@ type LoadOptions struct {
 	// inference: half the memory, and the same results, since widening
 	// bfloat16 to float32 is exact.
 	KeepBF16 bool
+	// QuantizeBits, 4 or 8, stores the decoder layers' projections as NF4
+	// (with double quantization) or row-wise int8, frozen, as QLoRA does;
+	// embeddings, the head and the norms stay float32.
+	QuantizeBits int
 }
 
 // LoadWith is Load with options.
@@ -223,6 +228,17 @@ func LoadWith(dir string, o LoadOptions) (*Model, error) {
 		if err != nil {
 			ck.Close()
 			return nil, err
+		}
+		if w := m.weight(p.name); w != nil && o.QuantizeBits != 0 && strings.HasPrefix(p.name, "model.layers.") {
+			v, err := t.Float32(nil)
+			if err == nil {
+				w.Low, err = tensor.Quantize(v, t.Shape[0], t.Shape[1], o.QuantizeBits)
+			}
+			if err != nil {
+				ck.Close()
+				return nil, err
+			}
+			continue
 		}
 		if w := m.weight(p.name); w != nil && o.KeepBF16 && t.DType == safetensors.BF16 {
 			w.Low = &tensor.BF16{Rows: t.Shape[0], Cols: t.Shape[1], Data: bf16View(t.Data)}

@@ -335,3 +335,24 @@ func TestLoRAAdapterRoundTrip(t *testing.T) {
 		t.Errorf("merged adapter logits differ by %.2g", d)
 	}
 }
+
+// QLoRA: the projections are NF4 (or int8) and frozen; the adapters train,
+// and the loss falls.
+func TestQLoRA(t *testing.T) {
+	model := tinyModel(t)
+	for _, bits := range []string{"4", "8"} {
+		tr := newTrainer(t, sftConfig(t, model, "--finetuning_type", "lora", "--quantization_bit", bits, "--max_steps", "6",
+			"--learning_rate", "5e-3", "--lora_rank", "8", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1", "--max_samples", "4"))
+		if tr.Model.Layers[0].Q.Low == nil || tr.Model.Layers[0].Q.W != nil {
+			t.Fatal("projections not quantized")
+		}
+		first := tr.TrainStep().Loss
+		var last float64
+		for range 5 {
+			last = tr.TrainStep().Loss
+		}
+		if !(last < first) {
+			t.Errorf("%s bits: loss %g -> %g", bits, first, last)
+		}
+	}
+}

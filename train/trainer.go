@@ -75,8 +75,11 @@ func New(c Config, log io.Writer) (*Trainer, error) {
 	if t.Tok, err = spm.NewProcessor(sm); err != nil {
 		return nil, fmt.Errorf("%s: %w", tokPath, err)
 	}
-	if t.Model, err = llama.Load(c.ModelNameOrPath); err != nil {
+	if t.Model, err = llama.LoadWith(c.ModelNameOrPath, llama.LoadOptions{QuantizeBits: c.QuantizationBit}); err != nil {
 		return nil, err
+	}
+	if c.QuantizationBit != 0 {
+		fmt.Fprintf(t.Log, "quantized the frozen projections to %d bits: the model holds %.1f MB\n", c.QuantizationBit, float64(t.Model.Bytes())/1e6)
 	}
 	t.baseVocab = t.Model.Config.VocabSize
 	if err := t.resizeVocab(); err != nil {

@@ -1,0 +1,212 @@
+package tensor
+
+import (
+	"fmt"
+	"math"
+	"sort"
+)
+
+// NF4Code is the 4-bit NormalFloat data type of QLoRA (as bitsandbytes
+// tabulates it): quantiles of N(0, 1) scaled to [-1, 1], with an exact 0.
+var NF4Code = [16]float32{
+	-1, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
+	-0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0,
+	0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
+	0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1,
+}
+
+// DynamicCode is bitsandbytes' signed 8-bit dynamic map (7 exponent
+// bits), with which double quantization stores the NF4 block scales.
+var DynamicCode = dynamicMap()
+
+func dynamicMap() [256]float32 {
+	// In float32 throughout, as torch computes it: linspace(0.1, 1, n)
+	// (from the start for the first half, from the end for the rest),
+	// midpoints, times a power of ten.
+	linspace := func(n int) []float32 {
+		start, end := float32(0.1), float32(1)
+		step := (end - start) / float32(n-1)
+		out := make([]float32, n)
+		for k := range out {
+			if k < n/2 {
+				out[k] = start + step*float32(k)
+			} else {
+				out[k] = end - step*float32(n-k-1)
+			}
+		}
+		return out
+	}
+	var data []float32
+	for i := 0; i < 7; i++ {
+		b := linspace(1<<i + 1)
+		scale := float32(math.Pow(10, float64(-6+i)))
+		for k := 0; k+1 < len(b); k++ {
+			v := scale * ((b[k] + b[k+1]) / 2)
+			data = append(data, v, -v)
+		}
+	}
+	data = append(data, 0, 1)
+	sort.Slice(data, func(i, j int) bool { return data[i] < data[j] })
+	var out [256]float32
+	copy(out[:], data)
+	return out
+}
+
+// nearest is the index of the code value nearest to x (code sorted; a
+// tie goes to the lower value).
+func nearest(code []float32, x float32) int {
+	i := sort.Search(len(code), func(i int) bool { return code[i] >= x })
+	switch {
+	case i == 0:
+		return 0
+	case i == len(code):
+		return len(code) - 1
+	case code[i]-x < x-code[i-1]:
+		return i
+	}
+	return i - 1
+}
+
+// NF4 is a Matrix quantized as QLoRA does: blocks of 64 consecutive values
+// (in row-major order) scaled by their absolute maximum and rounded to the
+// nearest NF4 value, two to a byte (the first in the high nibble); the
+// block maxima are themselves quantized ("double quantization") to the
+// 8-bit dynamic map in blocks of 256, after subtracting their mean.
+type NF4 struct {
+	Rows, Cols int
+	Packed     []byte    // two 4-bit codes a byte
+	QAbsmax    []uint8   // each block's absmax, quantized
+	Absmax2    []float32 // scale of each 256 block maxima
+	Offset     float32   // the mean subtracted from the maxima
+}
+
+const (
+	nf4Block    = 64
+	absmaxBlock = 256
+)
+
+// QuantizeNF4 quantizes w [rows × cols].
+func QuantizeNF4(w []float32, rows, cols int) *NF4 {
+	n := rows * cols
+	nb := (n + nf4Block - 1) / nf4Block
+	q := &NF4{Rows: rows, Cols: cols, Packed: make([]byte, (n+1)/2), QAbsmax: make([]uint8, nb)}
+	absmax := make([]float32, nb)
+	for b := range absmax {
+		blk := w[b*nf4Block : min((b+1)*nf4Block, n)]
+		var m float32
+		for _, v := range blk {
+			m = max(m, float32(math.Abs(float64(v))))
+		}
+		absmax[b] = m
+		for k, v := range blk {
+			c := 7 // the code of 0, for an all-zero block
+			if m > 0 {
+				c = nearest(NF4Code[:], v/m)
+			}
+			i := b*nf4Block + k
+			if i%2 == 0 {
+				q.Packed[i/2] |= byte(c) << 4
+			} else {
+				q.Packed[i/2] |= byte(c)
+			}
+		}
+	}
+	// Double quantization of the maxima.
+	var sum float64
+	for _, m := range absmax {
+		sum += float64(m)
+	}
+	q.Offset = float32(sum / float64(nb))
+	for b0 := 0; b0 < nb; b0 += absmaxBlock {
+		blk := absmax[b0:min(b0+absmaxBlock, nb)]
+		var m float32
+		for _, v := range blk {
+			m = max(m, float32(math.Abs(float64(v-q.Offset))))
+		}
+		q.Absmax2 = append(q.Absmax2, m)
+		for k, v := range blk {
+			x := float32(0)
+			if m > 0 {
+				x = (v - q.Offset) / m
+			}
+			q.QAbsmax[b0+k] = uint8(nearest(DynamicCode[:], x))
+		}
+	}
+	return q
+}
+
+func (q *NF4) Dims() (int, int) { return q.Rows, q.Cols }
+
+func (q *NF4) Bytes() int64 {
+	return int64(len(q.Packed) + len(q.QAbsmax) + 4*len(q.Absmax2) + 4)
+}
+
+// absmax is block b's dequantized scale.
+func (q *NF4) absmax(b int) float32 {
+	return DynamicCode[q.QAbsmax[b]]*q.Absmax2[b/absmaxBlock] + q.Offset
+}
+
+func (q *NF4) Widen(dst []float32, r, c0 int) {
+	i := r*q.Cols + c0
+	for k := 0; k < len(dst); {
+		b := i / nf4Block
+		s := q.absmax(b)
+		end := min(len(dst), k+(b+1)*nf4Block-i)
+		for ; k < end; k, i = k+1, i+1 {
+			c := q.Packed[i/2]
+			if i%2 == 0 {
+				c >>= 4
+			}
+			dst[k] = NF4Code[c&15] * s
+		}
+	}
+}
+
+// Int8 is a Matrix quantized row-wise to int8 by each row's absolute
+// maximum (bitsandbytes' 8-bit weight layout: values and a scale a row).
+type Int8 struct {
+	Rows, Cols int
+	Data       []int8
+	Scale      []float32 // absmax/127 of each row
+}
+
+// QuantizeInt8 quantizes w [rows × cols].
+func QuantizeInt8(w []float32, rows, cols int) *Int8 {
+	q := &Int8{Rows: rows, Cols: cols, Data: make([]int8, rows*cols), Scale: make([]float32, rows)}
+	for r := 0; r < rows; r++ {
+		row := w[r*cols : (r+1)*cols]
+		var m float32
+		for _, v := range row {
+			m = max(m, float32(math.Abs(float64(v))))
+		}
+		q.Scale[r] = m / 127
+		if m == 0 {
+			continue
+		}
+		for c, v := range row {
+			q.Data[r*cols+c] = int8(math.RoundToEven(float64(v * 127 / m)))
+		}
+	}
+	return q
+}
+
+func (q *Int8) Dims() (int, int) { return q.Rows, q.Cols }
+func (q *Int8) Bytes() int64     { return int64(len(q.Data) + 4*len(q.Scale)) }
+
+func (q *Int8) Widen(dst []float32, r, c0 int) {
+	s := q.Scale[r]
+	for k, v := range q.Data[r*q.Cols+c0 : r*q.Cols+c0+len(dst)] {
+		dst[k] = float32(v) * s
+	}
+}
+
+// Quantize returns w [rows × cols] as NF4 (bits 4) or Int8 (bits 8).
+func Quantize(w []float32, rows, cols, bits int) (Matrix, error) {
+	switch bits {
+	case 4:
+		return QuantizeNF4(w, rows, cols), nil
+	case 8:
+		return QuantizeInt8(w, rows, cols), nil
+	}
+	return nil, fmt.Errorf("quantization to %d bits: use 4 (NF4) or 8", bits)
+}

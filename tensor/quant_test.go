@@ -1,0 +1,141 @@
+package tensor
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// The NF4 table is QLoRA's construction: normal quantiles at offset
+// 0.9677083 (8 positive, 7 negative, and 0), scaled to [-1, 1].
+func TestNF4CodeIsNormalQuantiles(t *testing.T) {
+	ppf := func(p float64) float64 { return math.Sqrt2 * math.Erfinv(2*p-1) }
+	const offset = 0.9677083
+	var v []float64
+	lin := func(n int) []float64 { // linspace(offset, 0.5, n)
+		out := make([]float64, n)
+		for i := range out {
+			out[i] = float64(float32(offset + (0.5-offset)*float64(i)/float64(n-1)))
+		}
+		return out
+	}
+	for _, p := range lin(9)[:8] {
+		v = append(v, ppf(p))
+	}
+	v = append(v, 0)
+	for _, p := range lin(8)[:7] {
+		v = append(v, -ppf(p))
+	}
+	mx := 0.0
+	for _, x := range v {
+		mx = math.Max(mx, x)
+	}
+	want := map[float32]bool{}
+	for _, x := range v {
+		want[float32(x/mx)] = true
+	}
+	for _, c := range NF4Code {
+		found := false
+		for w := range want {
+			if math.Abs(float64(w-c)) < 2e-6 {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("NF4 value %g is not a normal quantile of the construction", c)
+		}
+	}
+	if math.Abs(float64(DynamicCode[0])+0.99296875) > 1e-7 || DynamicCode[255] != 1 || DynamicCode[127] != 0 || DynamicCode[128] <= 0 {
+		t.Errorf("dynamic map ends %g %g, middle %g %g", DynamicCode[0], DynamicCode[255], DynamicCode[127], DynamicCode[128])
+	}
+}
+
+// Every value quantizes to its block's nearest NF4 value, the block scale
+// goes through double quantization, and Widen gives code·scale.
+func TestNF4Quantization(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	rows, cols := 37, 100 // blocks straddle rows; a short last block
+	w := randn(rng, rows*cols)
+	for i := 0; i < 64; i++ {
+		w[640+i] = 0 // an all-zero block
+	}
+	q := QuantizeNF4(w, rows, cols)
+	n := rows * cols
+	nb := (n + 63) / 64
+	var sum float64
+	absmax := make([]float32, nb)
+	for b := range absmax {
+		for _, v := range w[b*64 : min((b+1)*64, n)] {
+			absmax[b] = max(absmax[b], float32(math.Abs(float64(v))))
+		}
+		sum += float64(absmax[b])
+	}
+	if q.Offset != float32(sum/float64(nb)) {
+		t.Errorf("offset %g, want the mean %g", q.Offset, sum/float64(nb))
+	}
+	got := make([]float32, cols)
+	for r := 0; r < rows; r++ {
+		q.Widen(got[:cols-3], r, 3)
+		for c := 3; c < cols; c++ {
+			i := r*cols + c
+			b := i / 64
+			// Brute force: the nearest code to w/absmax, ties to the lower.
+			best := 0
+			for k := range NF4Code {
+				if absmax[b] > 0 && math.Abs(float64(NF4Code[k]-w[i]/absmax[b])) < math.Abs(float64(NF4Code[best]-w[i]/absmax[b])) {
+					best = k
+				}
+			}
+			if absmax[b] == 0 {
+				best = 7
+			}
+			want := NF4Code[best] * q.absmax(b)
+			if got[c-3] != want {
+				t.Fatalf("[%d,%d]: %g, want code %d × %g = %g", r, c, got[c-3], best, q.absmax(b), want)
+			}
+		}
+	}
+	// Double quantization keeps the block scales close.
+	for b, m := range absmax {
+		if d := math.Abs(float64(q.absmax(b) - m)); d > 0.02*float64(q.Absmax2[b/256])+1e-6 {
+			t.Errorf("block %d scale %g, true %g", b, q.absmax(b), m)
+		}
+	}
+	if bits := float64(q.Bytes()*8) / float64(n); bits > 4.2 {
+		t.Errorf("%.2f bits a value", bits)
+	}
+}
+
+func TestInt8AndQuantizedLinear(t *testing.T) {
+	rng := rand.New(rand.NewPCG(2, 2))
+	in, out := 96, 40
+	w := randn(rng, out*in)
+	for _, bits := range []int{4, 8} {
+		q, err := Quantize(w, out, in, bits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wide := make([]float32, out*in)
+		for r := 0; r < out; r++ {
+			q.Widen(wide[r*in:(r+1)*in], r, 0)
+		}
+		var e2, w2 float64
+		for i := range w {
+			e2 += math.Pow(float64(wide[i]-w[i]), 2)
+			w2 += float64(w[i]) * float64(w[i])
+		}
+		if rel := math.Sqrt(e2 / w2); (bits == 8 && rel > 0.01) || rel > 0.12 {
+			t.Errorf("%d bits: relative error %g", bits, rel)
+		}
+		for _, rows := range []int{2, 20} {
+			x := randn(rng, rows*in)
+			got, want := make([]float32, rows*out), make([]float32, rows*out)
+			LinearMatrix(got, x, q, rows, in, out)
+			Linear(want, x, wide, rows, in, out)
+			assertClose(t, "quantized linear", got, want, 1e-4)
+		}
+	}
+	if _, err := Quantize(w, out, in, 3); err == nil {
+		t.Error("3 bits accepted")
+	}
+}
