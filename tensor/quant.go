@@ -67,6 +67,27 @@ func nearest(code []float32, x float32) int {
 	return i - 1
 }
 
+// nf4Mid are the midpoints between consecutive NF4 values.
+var nf4Mid = func() (m [15]float32) {
+	for i := range m {
+		m[i] = (NF4Code[i] + NF4Code[i+1]) / 2
+	}
+	return m
+}()
+
+// nearestNF4 is nearest(NF4Code, x) by counting the midpoints below x: a
+// value on a midpoint goes to the lower code, as bitsandbytes' decision
+// tree sends it.
+func nearestNF4(x float32) int {
+	c := 0
+	for _, t := range nf4Mid {
+		if x > t {
+			c++
+		}
+	}
+	return c
+}
+
 // NF4 is a Matrix quantized as QLoRA does: blocks of 64 consecutive values
 // (in row-major order) scaled by their absolute maximum and rounded to the
 // nearest NF4 value, two to a byte (the first in the high nibble); the
@@ -91,26 +112,30 @@ func QuantizeNF4(w []float32, rows, cols int) *NF4 {
 	nb := (n + nf4Block - 1) / nf4Block
 	q := &NF4{Rows: rows, Cols: cols, Packed: make([]byte, (n+1)/2), QAbsmax: make([]uint8, nb)}
 	absmax := make([]float32, nb)
-	for b := range absmax {
-		blk := w[b*nf4Block : min((b+1)*nf4Block, n)]
-		var m float32
-		for _, v := range blk {
-			m = max(m, float32(math.Abs(float64(v))))
-		}
-		absmax[b] = m
-		for k, v := range blk {
-			c := 7 // the code of 0, for an all-zero block
-			if m > 0 {
-				c = nearest(NF4Code[:], v/m)
+	// Blocks are independent; an even number of values per block keeps
+	// each byte within one block, so workers never share a byte.
+	Parallel(nb, func(lo, hi int) {
+		for b := lo; b < hi; b++ {
+			blk := w[b*nf4Block : min((b+1)*nf4Block, n)]
+			var m float32
+			for _, v := range blk {
+				m = max(m, float32(math.Abs(float64(v))))
 			}
-			i := b*nf4Block + k
-			if i%2 == 0 {
-				q.Packed[i/2] |= byte(c) << 4
-			} else {
-				q.Packed[i/2] |= byte(c)
+			absmax[b] = m
+			for k, v := range blk {
+				c := 7 // the code of 0, for an all-zero block
+				if m > 0 {
+					c = nearestNF4(v / m)
+				}
+				i := b*nf4Block + k
+				if i%2 == 0 {
+					q.Packed[i/2] |= byte(c) << 4
+				} else {
+					q.Packed[i/2] |= byte(c)
+				}
 			}
 		}
-	}
+	})
 	// Double quantization of the maxima.
 	var sum float64
 	for _, m := range absmax {

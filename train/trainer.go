@@ -481,8 +481,8 @@ func (t *Trainer) Run() error {
 		return err
 	}
 	defer t.metrics.Close()
-	fmt.Fprintf(t.Log, "training %d of %d parameter tensors (%.2fM values), %d examples (%d validation), %d steps of %d × %d sequences, warmup %d\n",
-		len(t.Params), len(t.Model.Named()), float64(t.numTrained())/1e6, len(t.Train), len(t.Val), t.Total, c.BatchSize, c.GradAccum, t.Warmup)
+	fmt.Fprintf(t.Log, "%s: training %d tensors (%.2fM values) of a %.1fM-parameter model; %d examples (%d validation), %d steps of %d × %d sequences, warmup %d\n",
+		c.FinetuningType, len(t.Params), float64(t.numTrained())/1e6, float64(t.Model.Config.NumParams())/1e6, len(t.Train), len(t.Val), t.Total, c.BatchSize, c.GradAccum, t.Warmup)
 	start, startStep := time.Now(), t.Step
 	var winLoss, winTokens float64
 	var winN int

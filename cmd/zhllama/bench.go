@@ -23,7 +23,7 @@ func benchCommand() *command {
 			{name: "tokenizer", summary: "encoding speed against spm_encode on the same model and file", usage: "--model M --input F [--threads 1,2] [--runs 5]", run: benchTokenizer},
 			{name: "gemm", summary: "matrix multiplication GFLOP/s against PyTorch's torch.mm on the same threads", usage: "[--sizes 256,512,1024] [--runs 7]", run: benchGemm},
 			{name: "tokenizer-train", summary: "BPE training speed and compression against spm_train with the same flags", usage: "--input F --eval G [--runs 3] [-- spm_train flags...]", run: benchTrain},
-			{name: "train", summary: "model training steps (forward, backward, clipping, AdamW) against PyTorch eager", usage: "[--preset stories15M] [--batch 8] [--seq_len 256] [--steps 5]", run: benchModelTrain},
+			{name: "train", summary: "model training steps (forward, backward, clipping, AdamW) against PyTorch eager", usage: "[--preset stories15M] [--batch 8] [--seq_len 256] [--steps 5] [--finetuning_type full|lora --lora_rank 8 --quantization_bit 4|8]", run: benchModelTrain},
 			{name: "generate", summary: "greedy KV-cache decoding tokens/s against PyTorch eager", usage: "[--preset stories15M] [--batch 1] [--max_new_tokens 256] [--dtype float32|bfloat16]", run: benchModelGenerate},
 		},
 	}

@@ -39,6 +39,9 @@ func benchModelTrain(args []string) error {
 	seq := fs.Int("seq_len", 256, "tokens per sequence")
 	steps := fs.Int("steps", 5, "timed steps (after one warm-up); the median is reported")
 	withTorch := fs.Bool("torch", true, "also run PyTorch eager on the same shapes and threads")
+	ft := fs.String("finetuning_type", "full", "full, or lora (adapters on every projection, the base frozen)")
+	rank := fs.Int("lora_rank", 8, "with lora: the adapters' rank")
+	qbits := fs.Int("quantization_bit", 0, "with lora: store the frozen projections as NF4 (4) or int8 (8)")
 	if err := parseFlags(fs, args, "[flags]"); err != nil {
 		return err
 	}
@@ -46,16 +49,27 @@ func benchModelTrain(args []string) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
+	if *ft != "full" && *ft != "lora" {
+		return usagef("--finetuning_type %q: use full or lora", *ft)
+	}
 	pb, ab := c.MemoryEstimate(*batch, *seq)
 	fmt.Printf("%s: %.1fM parameters; estimated %.2f GB for weights, gradients and AdamW, %.2f GB activations\n",
 		*preset, float64(c.NumParams())/1e6, float64(pb)/1e9, float64(ab)/1e9)
-	m, grads := llama.NewModel(c), llama.NewModel(c)
+	m := llama.NewModel(c)
 	m.Randomize(1)
 	rng := rand.New(rand.NewPCG(1, 2))
 	var params, gs [][]float32
-	for i, p := range m.Named() {
-		params = append(params, p.Data)
-		gs = append(gs, grads.Named()[i].Data)
+	var grads *llama.Model
+	if *ft == "lora" {
+		if grads, params, gs, err = benchLoRA(m, *rank, *qbits); err != nil {
+			return err
+		}
+	} else {
+		grads = llama.NewModel(c)
+		for i, p := range m.Named() {
+			params = append(params, p.Data)
+			gs = append(gs, grads.Named()[i].Data)
+		}
 	}
 	opt := train.NewAdamW(params, 0.01)
 	ids := make([]int32, *batch**seq)
@@ -82,10 +96,13 @@ func benchModelTrain(args []string) error {
 	}
 	tokens := float64(*batch * *seq)
 	ours := tokens / median(times).Seconds()
-	res := map[string]any{"bench": "train", "preset": *preset, "batch": *batch, "seq_len": *seq, "threads": runtime.GOMAXPROCS(0),
+	res := map[string]any{"bench": "train", "finetuning_type": *ft, "preset": *preset, "batch": *batch, "seq_len": *seq, "threads": runtime.GOMAXPROCS(0),
 		"kernel": tensor.KernelName, "tokens_per_s": ours, "peak_rss_mb": peakRSS(), "loss": loss}
 	fmt.Printf("zhllama: %.0f tokens/s (median of %d steps), peak RSS %.0f MB, kernel %s\n", ours, *steps, peakRSS(), tensor.KernelName)
-	if *withTorch && torchref.Available() {
+	if *ft == "lora" {
+		res["lora_rank"], res["quantization_bit"], res["weights_mb"] = *rank, *qbits, float64(m.Bytes())/1e6
+	}
+	if *withTorch && torchref.Available() && *ft == "full" {
 		t, err := torchBench(c, "bench", strconv.Itoa(*batch), strconv.Itoa(*seq), strconv.Itoa(*steps), strconv.Itoa(runtime.GOMAXPROCS(0)))
 		if err != nil {
 			return err
@@ -182,4 +199,31 @@ func benchModelGenerate(args []string) error {
 	b, _ := json.Marshal(res)
 	fmt.Println(string(b))
 	return nil
+}
+
+// benchLoRA freezes m (quantizing its projections if bits is 4 or 8) and
+// puts rank-r adapters on every projection; it returns the gradient holder
+// and the trained slices with their gradients.
+func benchLoRA(m *llama.Model, r, bits int) (*llama.Model, [][]float32, [][]float32, error) {
+	c := m.Config
+	if bits != 0 {
+		for _, p := range c.Params() {
+			if w := m.Weight(p.Name); w != nil && strings.HasPrefix(p.Name, "model.layers.") {
+				q, err := tensor.Quantize(w.W, p.Shape[0], p.Shape[1], bits)
+				if err != nil {
+					return nil, nil, nil, usageError{err.Error()}
+				}
+				w.Low, w.W = q, nil
+			}
+		}
+	}
+	all := map[string]bool{"q_proj": true, "k_proj": true, "v_proj": true, "o_proj": true, "gate_proj": true, "up_proj": true, "down_proj": true}
+	grads := &llama.Model{Config: c, Layers: make([]llama.Layer, c.NumHiddenLayers)}
+	var params, gs [][]float32
+	for _, a := range m.AddLoRA(all, r, 2, 0, 1) {
+		g := &llama.LoRA{A: make([]float32, len(a.LoRA.A)), B: make([]float32, len(a.LoRA.B)), R: r}
+		grads.Weight(a.Name).LoRA = g
+		params, gs = append(params, a.LoRA.A, a.LoRA.B), append(gs, g.A, g.B)
+	}
+	return grads, params, gs, nil
 }
