@@ -317,16 +317,17 @@ func (m *Model) Bytes() int64 {
 
 // Acts holds a batch's activations, kept for the backward pass.
 type Acts struct {
-	B, T     int
-	maxT     int // the sequence length it was made for
-	ids      []int32
-	valid    []bool
-	pos      []int
-	cos, sin []float32
-	x        [][]float32 // residual stream entering each layer, and the last one
-	layers   []layerActs
-	rstdF    []float32
-	Hidden   []float32 // final normed hidden states [B·T × hidden]
+	B, T      int
+	maxT      int  // the sequence length it was made for
+	recompute bool // gradient checkpointing: one layer's activations, recomputed in Backward
+	ids       []int32
+	valid     []bool
+	pos       []int
+	cos, sin  []float32
+	x         [][]float32 // residual stream entering each layer, and the last one
+	layers    []layerActs
+	rstdF     []float32
+	Hidden    []float32 // final normed hidden states [B·T × hidden]
 
 	// LossDenom, when not 0, is the token count LMLoss's gradient is
 	// averaged over instead of the batch's own: the tokens of all the
@@ -352,6 +353,16 @@ type layerActs struct {
 // NewActs allocates activations for batches of b sequences of t tokens.
 func (m *Model) NewActs(b, t int) *Acts {
 	a := &Acts{}
+	a.layout(&m.Config, b, t, func(buf *[]float32, n int) { *buf = make([]float32, n) })
+	return a
+}
+
+// NewCheckpointedActs is NewActs with gradient checkpointing: only each
+// layer's input is kept, and Backward recomputes a layer's activations
+// before taking its gradients — a forward pass more for activations of
+// one layer instead of all.
+func (m *Model) NewCheckpointedActs(b, t int) *Acts {
+	a := &Acts{recompute: true}
 	a.layout(&m.Config, b, t, func(buf *[]float32, n int) { *buf = make([]float32, n) })
 	return a
 }
@@ -390,7 +401,11 @@ func (a *Acts) layout(c *Config, b, t int, take func(*[]float32, int)) {
 	take(&a.Hidden, bt*h)
 	if a.x == nil {
 		a.x = make([][]float32, c.NumHiddenLayers+1)
-		a.layers = make([]layerActs, c.NumHiddenLayers)
+		n := c.NumHiddenLayers
+		if a.recompute {
+			n = 1
+		}
+		a.layers = make([]layerActs, n)
 	}
 	for l := range a.x {
 		take(&a.x[l], bt*h)
@@ -426,40 +441,55 @@ func (a *Acts) layout(c *Config, b, t int, take func(*[]float32, int)) {
 // for right-padded batches. It leaves the final hidden states in a.Hidden.
 func (m *Model) Forward(a *Acts, ids []int32, valid []bool) {
 	c := &m.Config
+	a.ids, a.valid = ids, valid
+	m.embed(a.x[0], ids)
+	for l := range m.Layers {
+		m.layerForward(a, l)
+	}
+	tensor.RMSNorm(a.Hidden, a.rstdF, a.x[len(m.Layers)], m.Norm, a.B*a.T, c.HiddenSize, float32(c.RMSNormEps))
+}
+
+// layerActs is where layer l keeps its activations: its own, or with
+// gradient checkpointing the one set all layers share.
+func (a *Acts) layerActs(l int) *layerActs {
+	if a.recompute {
+		return &a.layers[0]
+	}
+	return &a.layers[l]
+}
+
+// layerForward runs decoder layer l from a.x[l] to a.x[l+1].
+func (m *Model) layerForward(a *Acts, l int) {
+	c := &m.Config
 	bt, h := a.B*a.T, c.HiddenSize
 	nh, nkv, hd := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim
 	q, kv, in := nh*hd, nkv*hd, c.IntermediateSize
-	a.ids, a.valid = ids, valid
-	m.embed(a.x[0], ids)
 	eps := float32(c.RMSNormEps)
-	for l := range m.Layers {
-		w, la, x := &m.Layers[l], &a.layers[l], a.x[l]
-		tensor.RMSNorm(la.n1, la.rstd1, x, w.AttnNorm, bt, h, eps)
-		w.Q.forward(la.q, la.n1, bt, h, q)
-		w.K.forward(la.k, la.n1, bt, h, kv)
-		w.V.forward(la.v, la.n1, bt, h, kv)
-		for b := 0; b < a.B; b++ {
-			sq, sk := la.q[b*a.T*q:(b+1)*a.T*q], la.k[b*a.T*kv:(b+1)*a.T*kv]
-			tensor.Rope(sq, a.pos, nh, hd, a.cos, a.sin)
-			tensor.Rope(sk, a.pos, nkv, hd, a.cos, a.sin)
-			tensor.Attention(la.att[b*a.T*q:(b+1)*a.T*q], la.probs[b*nh*a.T*a.T:(b+1)*nh*a.T*a.T], sq, sk,
-				la.v[b*a.T*kv:(b+1)*a.T*kv], a.seqValid(b), a.T, nh, nkv, hd)
-		}
-		w.O.forward(la.h, la.att, bt, q, h)
-		for i := range la.h {
-			la.h[i] += x[i]
-		}
-		tensor.RMSNorm(la.n2, la.rstd2, la.h, w.MLPNorm, bt, h, eps)
-		w.Gate.forward(la.g, la.n2, bt, h, in)
-		w.Up.forward(la.u, la.n2, bt, h, in)
-		tensor.SwiGLU(la.act, la.g, la.u)
-		next := a.x[l+1]
-		w.Down.forward(next, la.act, bt, in, h)
-		for i := range next {
-			next[i] += la.h[i]
-		}
+	w, la, x := &m.Layers[l], a.layerActs(l), a.x[l]
+	tensor.RMSNorm(la.n1, la.rstd1, x, w.AttnNorm, bt, h, eps)
+	w.Q.forward(la.q, la.n1, bt, h, q)
+	w.K.forward(la.k, la.n1, bt, h, kv)
+	w.V.forward(la.v, la.n1, bt, h, kv)
+	for b := 0; b < a.B; b++ {
+		sq, sk := la.q[b*a.T*q:(b+1)*a.T*q], la.k[b*a.T*kv:(b+1)*a.T*kv]
+		tensor.Rope(sq, a.pos, nh, hd, a.cos, a.sin)
+		tensor.Rope(sk, a.pos, nkv, hd, a.cos, a.sin)
+		tensor.Attention(la.att[b*a.T*q:(b+1)*a.T*q], la.probs[b*nh*a.T*a.T:(b+1)*nh*a.T*a.T], sq, sk,
+			la.v[b*a.T*kv:(b+1)*a.T*kv], a.seqValid(b), a.T, nh, nkv, hd)
 	}
-	tensor.RMSNorm(a.Hidden, a.rstdF, a.x[len(m.Layers)], m.Norm, bt, h, eps)
+	w.O.forward(la.h, la.att, bt, q, h)
+	for i := range la.h {
+		la.h[i] += x[i]
+	}
+	tensor.RMSNorm(la.n2, la.rstd2, la.h, w.MLPNorm, bt, h, eps)
+	w.Gate.forward(la.g, la.n2, bt, h, in)
+	w.Up.forward(la.u, la.n2, bt, h, in)
+	tensor.SwiGLU(la.act, la.g, la.u)
+	next := a.x[l+1]
+	w.Down.forward(next, la.act, bt, in, h)
+	for i := range next {
+		next[i] += la.h[i]
+	}
 }
 
 func (a *Acts) seqValid(b int) []bool {
@@ -516,7 +546,10 @@ func (m *Model) Backward(a *Acts, dHidden []float32, grads *Model) {
 	clear(dx)
 	tensor.RMSNormBackward(dx, grads.Norm, dHidden, a.x[len(m.Layers)], m.Norm, a.rstdF, bt, h)
 	for l := len(m.Layers) - 1; l >= 0; l-- {
-		w, g, la := &m.Layers[l], &grads.Layers[l], &a.layers[l]
+		if a.recompute {
+			m.layerForward(a, l) // the layer's activations again, from its saved input
+		}
+		w, g, la := &m.Layers[l], &grads.Layers[l], a.layerActs(l)
 		// MLP: next = h + Down(SwiGLU(Gate n2, Up n2)), n2 = RMSNorm(h).
 		copy(dh, dx)
 		clear(dact)
@@ -556,10 +589,19 @@ func (m *Model) Backward(a *Acts, dHidden []float32, grads *Model) {
 // parameter), and the activations kept for the backward pass (with the
 // logits).
 func (c *Config) MemoryEstimate(b, t int) (params, acts int64) {
-	params = 16 * c.NumParams()
+	return 16 * c.NumParams(), c.ActivationBytes(b, t, false)
+}
+
+// ActivationBytes is the float32 bytes of the activations a batch of b × t
+// keeps for the backward pass (with the logits and the residual stream);
+// with gradient checkpointing one layer's worth instead of every layer's.
+func (c *Config) ActivationBytes(b, t int, checkpointed bool) int64 {
 	bt := int64(b * t)
 	h, q, kv, in := int64(c.HiddenSize), int64(c.NumAttentionHeads*c.HeadDim), int64(c.NumKeyValueHeads*c.HeadDim), int64(c.IntermediateSize)
-	perLayer := bt*(2+3*h+2*q+2*kv+3*in) + int64(b*c.NumAttentionHeads)*int64(t)*int64(t)
-	acts = 4 * (int64(c.NumHiddenLayers)*perLayer + bt*(2*h+int64(c.VocabSize)))
-	return params, acts
+	perLayer := bt*(2+2*h+2*q+2*kv+3*in) + int64(b*c.NumAttentionHeads)*int64(t)*int64(t)
+	layers := int64(c.NumHiddenLayers)
+	if checkpointed {
+		layers = 1
+	}
+	return 4 * (layers*perLayer + int64(c.NumHiddenLayers+1)*bt*h + bt*(2*h+int64(c.VocabSize)))
 }

@@ -188,3 +188,33 @@ func TestEvalPPLIsBatchInvariant(t *testing.T) {
 		t.Error("an empty input gave a perplexity")
 	}
 }
+
+// Gradient checkpointing recomputes the same activations: the gradients
+// are identical, with one layer's buffers instead of all.
+func TestCheckpointedActs(t *testing.T) {
+	m := tinyModel(t, false, 2)
+	ids := []int32{3, 7, 11, 2, 9, 4, 4, 20, 0, 0}
+	valid := []bool{true, true, true, true, true, true, true, true, false, false}
+	var named [2][]NamedParam
+	for k, a := range []*Acts{m.NewActs(2, 5), m.NewCheckpointedActs(2, 5)} {
+		g := NewModel(m.Config)
+		m.Forward(a, ids, valid)
+		_, _, dh := m.LMLoss(a, ids, g, nil)
+		m.Backward(a, dh, g)
+		named[k] = g.Named()
+		if k == 1 && len(a.layers) != 1 {
+			t.Errorf("checkpointed activations keep %d layers", len(a.layers))
+		}
+	}
+	for i, p := range named[0] {
+		for j, v := range p.Data {
+			if named[1][i].Data[j] != v {
+				t.Fatalf("%s[%d]: %g, checkpointed %g", p.Name, j, v, named[1][i].Data[j])
+			}
+		}
+	}
+	c := m.Config
+	if c.ActivationBytes(8, 256, true) >= c.ActivationBytes(8, 256, false) {
+		t.Error("checkpointing does not shrink the estimate")
+	}
+}

@@ -54,7 +54,13 @@ func openMetrics(dir string, step int) (*metricsLog, error) {
 	return m, nil
 }
 
+// Write appends a record; NaN and infinite values are written as null.
 func (m *metricsLog) Write(rec map[string]any) error {
+	for k, v := range rec {
+		if f, ok := v.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
+			rec[k] = nil
+		}
+	}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err

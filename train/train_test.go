@@ -356,3 +356,56 @@ func TestQLoRA(t *testing.T) {
 		}
 	}
 }
+
+// An interruption saves a checkpoint and stops; save_total_limit keeps the
+// newest checkpoints only.
+func TestInterruptAndSaveLimit(t *testing.T) {
+	model := tinyModel(t)
+	c := sftConfig(t, model, "--max_steps", "8", "--save_steps", "2", "--save_total_limit", "2")
+	tr := newTrainer(t, c)
+	if err := tr.Run(); err != nil {
+		t.Fatal(err)
+	}
+	cks, _ := checkpoints(c.OutputDir)
+	if len(cks) != 2 || cks[0].step != 4 || cks[1].step != 6 {
+		t.Errorf("checkpoints %+v, want steps 4 and 6", cks)
+	}
+	c2 := sftConfig(t, model, "--max_steps", "8")
+	tr2 := newTrainer(t, c2)
+	tr2.interrupted <- os.Interrupt // as Ctrl-C during the first step
+	if err := tr2.Run(); err != ErrInterrupted {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	if cks, _ := checkpoints(c2.OutputDir); len(cks) != 1 || cks[0].step != 1 {
+		t.Errorf("after the interruption: %+v", cks)
+	}
+}
+
+// Non-finite losses skip the step and say so; five in a row stop the run.
+func TestNaNGuard(t *testing.T) {
+	model := tinyModel(t)
+	tr := newTrainer(t, sftConfig(t, model, "--max_steps", "8"))
+	for i := range tr.Model.Norm {
+		tr.Model.Norm[i] = float32(math.NaN())
+	}
+	var log strings.Builder
+	tr.Log = &log
+	err := tr.Run()
+	if err == nil || !strings.Contains(err.Error(), "5 steps in a row") || !strings.Contains(log.String(), "step skipped") {
+		t.Errorf("err %v, log %s", err, log.String())
+	}
+}
+
+// gradient_checkpointing changes the memory, not the result.
+func TestGradientCheckpointingKey(t *testing.T) {
+	model := tinyModel(t)
+	a := newTrainer(t, sftConfig(t, model, "--max_steps", "2"))
+	b := newTrainer(t, sftConfig(t, model, "--max_steps", "2", "--gradient_checkpointing", "true"))
+	a.TrainStep()
+	b.TrainStep()
+	for i, p := range a.Params {
+		if d := updateDiff(make([]float32, len(p.Data)), b.Params[i].Data, p.Data); d != 0 {
+			t.Fatalf("%s differs by %g", p.Name, d)
+		}
+	}
+}

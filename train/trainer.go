@@ -60,7 +60,7 @@ type Trainer struct {
 // New prepares a run: the tokenizer, the model (resized to the tokenizer),
 // the trained parameters, the data and the optimizer.
 func New(c Config, log io.Writer) (*Trainer, error) {
-	t := &Trainer{Cfg: c, Log: log}
+	t := &Trainer{Cfg: c, Log: log, interrupted: make(chan os.Signal, 1)}
 	tokPath := c.TokenizerNameOrPath
 	if tokPath == "" {
 		tokPath = c.ModelNameOrPath
@@ -118,7 +118,16 @@ func New(c Config, log io.Writer) (*Trainer, error) {
 		o.Beta1, o.Beta2, o.Eps, o.NoDecay = c.AdamBeta1, c.AdamBeta2, c.AdamEpsilon, noDecay
 		t.Opt = o
 	}
-	t.acts = t.Model.NewActs(c.BatchSize, roundUp(t.maxT))
+	mc := &t.Model.Config
+	bt := roundUp(t.maxT)
+	fmt.Fprintf(log, "memory: weights %.0f MB, trained values with gradients and optimizer state %.0f MB, activations %.0f MB (batch %d × %d%s)\n",
+		float64(t.Model.Bytes())/1e6, float64(12*t.numTrained())/1e6, float64(mc.ActivationBytes(c.BatchSize, bt, c.GradientCheckpoint))/1e6,
+		c.BatchSize, bt, map[bool]string{true: ", gradient checkpointing", false: ""}[c.GradientCheckpoint])
+	if c.GradientCheckpoint {
+		t.acts = t.Model.NewCheckpointedActs(c.BatchSize, bt)
+	} else {
+		t.acts = t.Model.NewActs(c.BatchSize, bt)
+	}
 	return t, nil
 }
 
@@ -473,7 +482,6 @@ func (t *Trainer) Run() error {
 	if err := t.prepareOutput(); err != nil {
 		return err
 	}
-	t.interrupted = make(chan os.Signal, 1)
 	signal.Notify(t.interrupted, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(t.interrupted)
 	var err error
@@ -505,9 +513,13 @@ func (t *Trainer) Run() error {
 			el := time.Since(winStart).Seconds()
 			rate := winTokens / el
 			eta := time.Duration(float64(time.Since(start)) / float64(t.Step-startStep) * float64(t.Total-t.Step))
-			rec := map[string]any{"step": t.Step, "epoch": t.epoch(), "loss": winLoss / float64(max(1, winN)), "lr": r.LR, "grad_norm": r.GradNorm, "tokens_per_s": rate}
+			avg := math.NaN() // every step of the window was skipped
+			if winN > 0 {
+				avg = winLoss / float64(winN)
+			}
+			rec := map[string]any{"step": t.Step, "epoch": t.epoch(), "loss": avg, "lr": r.LR, "grad_norm": r.GradNorm, "tokens_per_s": rate}
 			fmt.Fprintf(t.Log, "step %d/%d  epoch %.2f  loss %.4f  lr %.3g  grad norm %.3f  %.0f tokens/s  ETA %s\n",
-				t.Step, t.Total, t.epoch(), rec["loss"], r.LR, r.GradNorm, rate, eta.Round(time.Second))
+				t.Step, t.Total, t.epoch(), avg, r.LR, r.GradNorm, rate, eta.Round(time.Second))
 			if err := t.metrics.Write(rec); err != nil {
 				return err
 			}
