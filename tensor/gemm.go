@@ -187,11 +187,18 @@ func packB(dst []float32, b operand, n, p0, kk int) {
 			panel := dst[pj*nr*kk : (pj+1)*nr*kk]
 			j0 := pj * nr
 			w := min(nr, n-j0)
-			if b.m != nil && b.trans {
-				// Column j of op(B) is row j of the matrix: widen it once.
+			if b.trans {
+				// Column j of op(B) is a contiguous row of the stored matrix:
+				// read it in order (widening it if compact) and scatter it into
+				// the panel, which stays in L1, rather than gather across rows.
 				for j := 0; j < w; j++ {
-					b.m.Widen(row, j0+j, p0)
-					for p, v := range row {
+					src := row
+					if b.m != nil {
+						b.m.Widen(row, j0+j, p0)
+					} else {
+						src = b.f[(j0+j)*b.ld+p0 : (j0+j)*b.ld+p0+kk]
+					}
+					for p, v := range src {
 						panel[p*nr+j] = v
 					}
 				}
@@ -205,10 +212,6 @@ func packB(dst []float32, b operand, n, p0, kk int) {
 				switch {
 				case b.m != nil:
 					b.m.Widen(out[:w], p0+p, j0)
-				case b.trans:
-					for j := 0; j < w; j++ {
-						out[j] = b.f[(j0+j)*b.ld+p0+p]
-					}
 				default:
 					copy(out[:w], b.f[(p0+p)*b.ld+j0:(p0+p)*b.ld+j0+w])
 				}

@@ -171,18 +171,31 @@ func (q *NF4) absmax(b int) float32 {
 	return DynamicCode[q.QAbsmax[b]]*q.Absmax2[b/absmaxBlock] + q.Offset
 }
 
+// nf4Pairs decodes a packed byte to its two values at once.
+var nf4Pairs = func() (t [256][2]float32) {
+	for b := range t {
+		t[b] = [2]float32{NF4Code[b>>4], NF4Code[b&15]}
+	}
+	return t
+}()
+
 func (q *NF4) Widen(dst []float32, r, c0 int) {
 	i := r*q.Cols + c0
 	for k := 0; k < len(dst); {
 		b := i / nf4Block
 		s := q.absmax(b)
 		end := min(len(dst), k+(b+1)*nf4Block-i)
-		for ; k < end; k, i = k+1, i+1 {
-			c := q.Packed[i/2]
-			if i%2 == 0 {
-				c >>= 4
-			}
-			dst[k] = NF4Code[c&15] * s
+		if i%2 == 1 { // a leading low nibble
+			dst[k] = NF4Code[q.Packed[i/2]&15] * s
+			k, i = k+1, i+1
+		}
+		for ; k+1 < end; k, i = k+2, i+2 {
+			p := &nf4Pairs[q.Packed[i/2]]
+			dst[k], dst[k+1] = p[0]*s, p[1]*s
+		}
+		if k < end { // a trailing high nibble
+			dst[k] = NF4Code[q.Packed[i/2]>>4] * s
+			k, i = k+1, i+1
 		}
 	}
 }

@@ -139,3 +139,16 @@ func TestInt8AndQuantizedLinear(t *testing.T) {
 		t.Error("3 bits accepted")
 	}
 }
+
+func BenchmarkNF4Widen(b *testing.B) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	w := randn(rng, 1024*4096)
+	q := QuantizeNF4(w, 1024, 4096)
+	dst := make([]float32, 4096)
+	b.SetBytes(4096 * 1024)
+	for i := 0; i < b.N; i++ {
+		for r := 0; r < 1024; r++ {
+			q.Widen(dst, r, 0)
+		}
+	}
+}
