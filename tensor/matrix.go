@@ -100,6 +100,19 @@ func LinearMatrix(y, x []float32, w Matrix, t, in, out int) {
 		gemv(y, x, t, in, out, func(j int, xr []float32) float32 { return dotBF16(xr, bf.Data[j*in:(j+1)*in]) })
 		return
 	}
+	if t <= gemvRows {
+		// Widen each weight row once into a buffer of the worker's own.
+		Parallel(out, func(lo, hi int) {
+			row := make([]float32, in)
+			for j := lo; j < hi; j++ {
+				w.Widen(row, j, 0)
+				for i := 0; i < t; i++ {
+					y[i*out+j] = dot(x[i*in:(i+1)*in], row)
+				}
+			}
+		})
+		return
+	}
 	gemm(false, t, out, in, 1, x, in, operand{m: w, trans: true}, 0, y, out)
 }
 
