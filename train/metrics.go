@@ -118,8 +118,8 @@ func lineChart(title string, series map[string][][2]float64, order []string) str
 	for i := 0; i <= 4; i++ {
 		y := y0 + (y1-y0)*float64(i)/4
 		x := x0 + (x1-x0)*float64(i)/4
-		fmt.Fprintf(&b, `<text x="%g" y="%g" text-anchor="end">%.3g</text>`+"\n", left-4, py(y)+4, y)
-		fmt.Fprintf(&b, `<text x="%g" y="%g" text-anchor="middle">%.0f</text>`+"\n", px(x), h-bottom+16, x)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="end">%.3g</text>`+"\n", left-4, py(y)+4, y)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%.0f</text>`+"\n", px(x), h-bottom+16, x)
 	}
 	fmt.Fprintf(&b, `<text x="%g" y="%g" text-anchor="middle">step</text>`+"\n", (left+w-right)/2, h-6)
 	colors := []string{"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e"}

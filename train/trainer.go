@@ -491,6 +491,11 @@ func (t *Trainer) Run() error {
 	defer t.metrics.Close()
 	fmt.Fprintf(t.Log, "%s: training %d tensors (%.2fM values) of a %.1fM-parameter model; %d examples (%d validation), %d steps of %d × %d sequences, warmup %d\n",
 		c.FinetuningType, len(t.Params), float64(t.numTrained())/1e6, float64(t.Model.Config.NumParams())/1e6, len(t.Train), len(t.Val), t.Total, c.BatchSize, c.GradAccum, t.Warmup)
+	if len(t.Val) > 0 && t.Step == 0 {
+		if err := t.evaluate(); err != nil {
+			return err
+		}
+	}
 	start, startStep := time.Now(), t.Step
 	var winLoss, winTokens float64
 	var winN int
@@ -526,9 +531,7 @@ func (t *Trainer) Run() error {
 			winLoss, winTokens, winN, winStart = 0, 0, 0, time.Now()
 		}
 		if len(t.Val) > 0 && (t.Step%max(1, c.EvalSteps) == 0 || t.Step == t.Total) {
-			l, n := t.Evaluate()
-			fmt.Fprintf(t.Log, "step %d: eval loss %.4f, perplexity %.2f over %d tokens\n", t.Step, l, math.Exp(l), n)
-			if err := t.metrics.Write(map[string]any{"step": t.Step, "epoch": t.epoch(), "eval_loss": l, "eval_ppl": math.Exp(l)}); err != nil {
+			if err := t.evaluate(); err != nil {
 				return err
 			}
 		}
@@ -551,6 +554,13 @@ func (t *Trainer) Run() error {
 		return err
 	}
 	return t.metrics.Plot(filepath.Join(c.OutputDir, "training_loss.svg"))
+}
+
+// evaluate logs the validation loss and perplexity.
+func (t *Trainer) evaluate() error {
+	l, n := t.Evaluate()
+	fmt.Fprintf(t.Log, "step %d: eval loss %.4f, perplexity %.2f over %d tokens\n", t.Step, l, math.Exp(l), n)
+	return t.metrics.Write(map[string]any{"step": t.Step, "epoch": t.epoch(), "eval_loss": l, "eval_ppl": math.Exp(l)})
 }
 
 func (t *Trainer) epoch() float64 {
