@@ -376,7 +376,8 @@ func (t *Trainer) pad() int32 {
 // StepResult is what one optimizer step measured.
 type StepResult struct {
 	Loss, GradNorm, LR float64
-	Tokens             int
+	Tokens             int // learned tokens, over which the loss is averaged
+	Inputs             int // tokens fed (padding excluded), for the rate
 	Skipped            bool
 }
 
@@ -386,12 +387,13 @@ type StepResult struct {
 func (t *Trainer) TrainStep() StepResult {
 	c := &t.Cfg
 	batches := make([]Batch, c.GradAccum)
-	denom := 0
+	denom, inputs := 0, 0
 	for i := range batches {
 		exs := t.microBatch(t.Step*c.GradAccum + i)
 		batches[i] = MakeBatch(exs, t.pad())
 		for _, e := range exs {
 			denom += e.Tokens()
+			inputs += len(e.IDs)
 		}
 	}
 	for _, p := range t.Params {
@@ -416,7 +418,7 @@ func (t *Trainer) TrainStep() StepResult {
 	for i, p := range t.Params {
 		grads[i], params[i] = p.Grad, p.Data
 	}
-	r := StepResult{Loss: loss, Tokens: denom, LR: LR(c.LRSchedulerType, c.LearningRate, t.Step, t.Warmup, t.Total)}
+	r := StepResult{Loss: loss, Tokens: denom, Inputs: inputs, LR: LR(c.LRSchedulerType, c.LearningRate, t.Step, t.Warmup, t.Total)}
 	if c.MaxGradNorm > 0 {
 		r.GradNorm = ClipGradNorm(grads, c.MaxGradNorm)
 	} else {
@@ -513,7 +515,7 @@ func (t *Trainer) Run() error {
 			winLoss += r.Loss
 			winN++
 		}
-		winTokens += float64(r.Tokens)
+		winTokens += float64(r.Inputs)
 		if t.Step%max(1, c.LoggingSteps) == 0 || t.Step == t.Total {
 			el := time.Since(winStart).Seconds()
 			rate := winTokens / el
