@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -131,29 +132,49 @@ func (m *Model) LoadAdapter(dir string) (*AdapterConfig, []string, error) {
 	}
 	defer f.Close()
 	used := map[string]bool{}
-	// Whole tensors first: a resized vocabulary changes the shapes.
+	// Whole tensors (modules_to_save) first: a resized vocabulary changes
+	// the shapes the adapters are checked against.
+	shapes := map[string][]int{}
+	for _, p := range m.Config.Params() {
+		shapes[p.Name] = p.Shape
+	}
 	var replaced []string
-	for _, name := range []string{"model.embed_tokens.weight", "lm_head.weight"} {
-		t, ok := f.Tensor(SavedModuleKey(name))
-		if !ok {
+	for i := range f.Tensors {
+		t := &f.Tensors[i]
+		if strings.Contains(t.Name, ".lora_A.") || strings.Contains(t.Name, ".lora_B.") {
 			continue
 		}
-		used[t.Name] = true
-		if len(t.Shape) != 2 || t.Shape[1] != m.Config.HiddenSize {
-			return nil, nil, fmt.Errorf("%s: tensor %s has shape %v, the model's hidden size is %d", path, t.Name, t.Shape, m.Config.HiddenSize)
+		name, ok := strings.CutPrefix(t.Name, peftPrefix)
+		want, known := shapes[name]
+		if name == "lm_head.weight" {
+			want, known = []int{m.Config.VocabSize, m.Config.HiddenSize}, true // also when tied
+		}
+		if !ok || !known {
+			return nil, nil, fmt.Errorf("%s: tensor %s does not belong to a llama model of this shape", path, t.Name)
+		}
+		vocab := name == "model.embed_tokens.weight" || name == "lm_head.weight"
+		if vocab && len(t.Shape) == 2 && t.Shape[1] == m.Config.HiddenSize {
+			want = t.Shape // a resized vocabulary
+		}
+		if !slices.Equal(t.Shape, want) {
+			return nil, nil, fmt.Errorf("%s: tensor %s has shape %v, the model needs %v", path, t.Name, t.Shape, want)
 		}
 		v, err := t.Float32(nil)
 		if err != nil {
 			return nil, nil, err
 		}
-		w := m.weight(name)
-		w.W, w.Low = v, nil
+		if w := m.weight(name); w != nil {
+			w.W, w.Low = v, nil
+		} else {
+			*m.Slot(name) = v
+		}
 		if name == "model.embed_tokens.weight" {
 			m.Config.VocabSize = t.Shape[0]
 			if m.Config.TieWordEmbeddings {
 				m.LMHead = m.Embed
 			}
 		}
+		used[t.Name] = true
 		replaced = append(replaced, name)
 	}
 	if m.LMHead.W != nil && len(m.LMHead.W) != m.Config.VocabSize*m.Config.HiddenSize {
@@ -196,3 +217,4 @@ func (m *Model) LoadAdapter(dir string) (*AdapterConfig, []string, error) {
 	}
 	return cfg, replaced, nil
 }
+

@@ -207,6 +207,8 @@ func badRecord(loc corpus.Location, err error) {
 	fmt.Fprintf(os.Stderr, "skipped %s: %v\n", loc, err)
 }
 
+func roundUp(t int) int { return (t + 7) / 8 * 8 }
+
 // Batch is a right-padded batch of examples, [B × T].
 type Batch struct {
 	B, T   int
@@ -215,12 +217,14 @@ type Batch struct {
 	Valid  []bool
 }
 
-// MakeBatch pads exs to the longest of them with pad (labels IgnoreIndex).
+// MakeBatch pads exs with pad (labels IgnoreIndex) to the longest of them,
+// rounded up to a multiple of 8 so that few batch shapes occur.
 func MakeBatch(exs []Example, pad int32) Batch {
 	t := 0
 	for _, e := range exs {
 		t = max(t, len(e.IDs))
 	}
+	t = roundUp(t)
 	b := Batch{B: len(exs), T: t, IDs: make([]int32, len(exs)*t), Labels: make([]int32, len(exs)*t), Valid: make([]bool, len(exs)*t)}
 	for i, e := range exs {
 		for j := 0; j < t; j++ {

@@ -2,6 +2,7 @@ package train
 
 import (
 	"encoding/json"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -47,16 +48,12 @@ func sftConfig(t *testing.T, model string, extra ...string) Config {
 
 func newTrainer(t *testing.T, c Config) *Trainer {
 	t.Helper()
-	tr, err := New(c, io_discard{})
+	tr, err := New(c, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return tr
 }
-
-type io_discard struct{}
-
-func (io_discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // One SGD step and three AdamW steps (with accumulation, clipping, weight
 // decay off for the norms, and a warmup-cosine schedule) move every
@@ -275,7 +272,7 @@ func TestResizeVocab(t *testing.T) {
 	}
 	// And the other way is an error.
 	c2 := sftConfig(t, model, "--tokenizer_name_or_path", testdata.Path(t, "tokenizers/chinese_sp/chinese_sp.model"))
-	if _, err := New(c2, io_discard{}); err == nil || !strings.Contains(err.Error(), "vocab_size 32000") {
+	if _, err := New(c2, io.Discard); err == nil || !strings.Contains(err.Error(), "vocab_size 32000") {
 		t.Errorf("smaller tokenizer: %v", err)
 	}
 }
@@ -306,20 +303,21 @@ func TestFreeze(t *testing.T) {
 func TestLoRAAdapterRoundTrip(t *testing.T) {
 	model := tinyModel(t)
 	c := sftConfig(t, model, "--finetuning_type", "lora", "--lora_rank", "4", "--max_steps", "3", "--learning_rate", "1e-2",
-		"--tokenizer_name_or_path", testdata.Path(t, "tokenizers/chinese-llama2/tokenizer.model"), "--lora_dropout", "0.1")
+		"--tokenizer_name_or_path", testdata.Path(t, "tokenizers/chinese-llama2/tokenizer.model"), "--lora_dropout", "0.1",
+		"--additional_target", "norm")
 	tr := newTrainer(t, c)
 	if err := tr.Run(); err != nil {
 		t.Fatal(err)
 	}
 	ac, err := llama.ReadAdapterConfig(c.OutputDir)
-	if err != nil || len(ac.TargetModules) != 7 || len(ac.ModulesToSave) != 2 {
+	if err != nil || len(ac.TargetModules) != 7 || len(ac.ModulesToSave) != 3 {
 		t.Fatalf("adapter config %+v: %v", ac, err)
 	}
 	m, err := llama.Load(model)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, replaced, err := m.LoadAdapter(c.OutputDir); err != nil || len(replaced) != 2 || m.Config.VocabSize != 55296 {
+	if _, replaced, err := m.LoadAdapter(c.OutputDir); err != nil || len(replaced) != 3 || m.Config.VocabSize != 55296 {
 		t.Fatalf("load adapter: %v, replaced %v, vocab %d", err, replaced, m.Config.VocabSize)
 	}
 	for _, a := range tr.adapters {

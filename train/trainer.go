@@ -18,7 +18,6 @@ import (
 	"zhllama/hf"
 	"zhllama/llama"
 	"zhllama/spm"
-	"zhllama/template"
 )
 
 // Param is a trained tensor: its values, its gradient and its name in the
@@ -54,6 +53,7 @@ type Trainer struct {
 	adapters                []*llama.LoRA // trained LoRA modules
 	saved                   []string      // tensors an adapter saves whole
 	order                   []int         // this epoch's example order
+	params, grads           [][]float32   // Params' values and gradients
 	orderEpoch              int
 }
 
@@ -103,10 +103,7 @@ func New(c Config, log io.Writer) (*Trainer, error) {
 	if t.Warmup == 0 {
 		t.Warmup = int(math.Ceil(c.WarmupRatio * float64(t.Total)))
 	}
-	var ps, gs [][]float32
-	for _, p := range t.Params {
-		ps, gs = append(ps, p.Data), append(gs, p.Grad)
-	}
+	ps, _ := t.slices()
 	noDecay := make([]bool, len(t.Params))
 	for i, p := range t.Params {
 		noDecay[i] = p.NoDecay
@@ -130,8 +127,6 @@ func New(c Config, log io.Writer) (*Trainer, error) {
 	}
 	return t, nil
 }
-
-func roundUp(t int) int { return (t + 7) / 8 * 8 }
 
 // resizeVocab grows the embeddings (and an untied head) to a tokenizer
 // with more pieces than the model has rows, keeping the old rows exactly.
@@ -404,20 +399,14 @@ func (t *Trainer) TrainStep() StepResult {
 		for k, a := range t.adapters {
 			a.Train, a.Seed = true, c.Seed^uint64((t.Step*c.GradAccum+i)*len(t.adapters)+k)<<8
 		}
-		bt := roundUp(b.T)
-		b = padTo(b, bt, t.pad())
-		t.acts.Reshape(&t.Model.Config, b.B, bt)
+		t.acts.Reshape(&t.Model.Config, b.B, b.T)
 		t.acts.LossDenom = denom
 		t.Model.Forward(t.acts, b.IDs, b.Valid)
 		l, n, dHidden := t.Model.LMLoss(t.acts, b.Labels, t.Grads, nil)
 		t.Model.Backward(t.acts, dHidden, t.Grads)
 		loss += l * float64(n) / float64(max(1, denom))
 	}
-	grads := make([][]float32, len(t.Params))
-	params := make([][]float32, len(t.Params))
-	for i, p := range t.Params {
-		grads[i], params[i] = p.Grad, p.Data
-	}
+	params, grads := t.slices()
 	r := StepResult{Loss: loss, Tokens: denom, Inputs: inputs, LR: LR(c.LRSchedulerType, c.LearningRate, t.Step, t.Warmup, t.Total)}
 	if c.MaxGradNorm > 0 {
 		r.GradNorm = ClipGradNorm(grads, c.MaxGradNorm)
@@ -433,25 +422,6 @@ func (t *Trainer) TrainStep() StepResult {
 	return r
 }
 
-// padTo widens a batch to t tokens a row.
-func padTo(b Batch, t int, pad int32) Batch {
-	if t == b.T {
-		return b
-	}
-	out := Batch{B: b.B, T: t, IDs: make([]int32, b.B*t), Labels: make([]int32, b.B*t), Valid: make([]bool, b.B*t)}
-	for i := 0; i < b.B; i++ {
-		for j := 0; j < t; j++ {
-			k := i*t + j
-			if j < b.T {
-				out.IDs[k], out.Labels[k], out.Valid[k] = b.IDs[i*b.T+j], b.Labels[i*b.T+j], b.Valid[i*b.T+j]
-			} else {
-				out.IDs[k], out.Labels[k] = pad, template.IgnoreIndex
-			}
-		}
-	}
-	return out
-}
-
 // Evaluate is the mean loss over the validation set's learned tokens.
 func (t *Trainer) Evaluate() (loss float64, tokens int) {
 	var sum float64
@@ -460,7 +430,6 @@ func (t *Trainer) Evaluate() (loss float64, tokens int) {
 	}
 	for lo := 0; lo < len(t.Val); lo += t.Cfg.BatchSize {
 		b := MakeBatch(t.Val[lo:min(lo+t.Cfg.BatchSize, len(t.Val))], t.pad())
-		b = padTo(b, roundUp(b.T), t.pad())
 		t.acts.Reshape(&t.Model.Config, b.B, b.T)
 		t.acts.LossDenom = 0
 		t.Model.Forward(t.acts, b.IDs, b.Valid)
@@ -567,6 +536,17 @@ func (t *Trainer) evaluate() error {
 
 func (t *Trainer) epoch() float64 {
 	return float64(t.Step*t.Cfg.GradAccum) / float64(t.perEpoch)
+}
+
+// slices lists the trained values and their gradients, as the optimizer
+// takes them.
+func (t *Trainer) slices() (params, grads [][]float32) {
+	if t.params == nil {
+		for _, p := range t.Params {
+			t.params, t.grads = append(t.params, p.Data), append(t.grads, p.Grad)
+		}
+	}
+	return t.params, t.grads
 }
 
 func (t *Trainer) numTrained() int {

@@ -163,6 +163,9 @@ func generateFile(m *llama.Model, p *spm.Processor, path string, batch int, s ll
 		outs := make([][]int, len(group))
 		m.GenerateBatch(ids, s, func(i, id int) bool {
 			outs[i] = append(outs[i], id)
+			if len(stops) == 0 {
+				return true
+			}
 			text, _ := p.Decode(outs[i])
 			return !endsWithStop(text, stops)
 		})
