@@ -81,9 +81,8 @@ func dotBF16Go(a []float32, b []uint16) float32 {
 // them twice and write them once more.
 const gemvRows = 8
 
-// gemv computes y[t×out] = x[t×in] · Wᵀ one weight row at a time; row
-// widens W's row j into buf (nil for float32 weights, which are read in
-// place).
+// gemv computes y[t×out] = x[t×in] · Wᵀ one weight row at a time;
+// rowDot(j, xr) is the dot product of W's row j with the input row xr.
 func gemv(y, x []float32, t, in, out int, rowDot func(j int, x []float32) float32) {
 	Parallel(out, func(lo, hi int) {
 		for j := lo; j < hi; j++ {
