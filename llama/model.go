@@ -238,6 +238,7 @@ func LoadWith(dir string, o LoadOptions) (*Model, error) {
 				ck.Close()
 				return nil, err
 			}
+			t.Release()
 			continue
 		}
 		if w := m.weight(p.name); w != nil && o.KeepBF16 && t.DType == safetensors.BF16 {
@@ -249,6 +250,7 @@ func LoadWith(dir string, o LoadOptions) (*Model, error) {
 			ck.Close()
 			return nil, err
 		}
+		t.Release()
 	}
 	if m.Config.TieWordEmbeddings {
 		m.LMHead = m.Embed

@@ -14,6 +14,7 @@ import (
 	"os"
 	"sort"
 	"syscall"
+	"unsafe"
 
 	"zhllama/internal/atomicfile"
 )
@@ -24,6 +25,8 @@ type Tensor struct {
 	DType DType
 	Shape []int
 	Data  []byte
+
+	mapped bool // Data lies in a read-only file mapping
 }
 
 // Elements is the number of elements.
@@ -181,6 +184,9 @@ func Open(path string) (*File, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	f.Path, f.mapped = path, b
+	for i := range f.Tensors {
+		f.Tensors[i].mapped = true
+	}
 	return f, nil
 }
 
@@ -191,6 +197,21 @@ func (f *File) Tensor(name string) (*Tensor, bool) {
 		return nil, false
 	}
 	return &f.Tensors[i], true
+}
+
+// Release tells the kernel a tensor's pages will not be read again: after
+// converting a tensor, so that loading a big checkpoint does not keep the
+// whole file resident. Its data must not be used afterwards.
+func (t *Tensor) Release() {
+	if len(t.Data) == 0 || !t.mapped {
+		return // memory of the process's own: nothing to give back
+	}
+	// madvise wants page-aligned addresses: release the whole pages inside.
+	page := os.Getpagesize()
+	skip := (page - int(uintptr(unsafe.Pointer(&t.Data[0]))%uintptr(page))) % page
+	if n := (len(t.Data) - skip) &^ (page - 1); skip < len(t.Data) && n > 0 {
+		syscall.Madvise(t.Data[skip:skip+n], syscall.MADV_DONTNEED)
+	}
 }
 
 // Close unmaps the file; its tensors' data must not be used afterwards.

@@ -218,3 +218,39 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// Release drops a mapped tensor's pages (rereading brings them back) and
+// leaves memory that is not a file mapping alone.
+func TestRelease(t *testing.T) {
+	vals := make([]float32, 5000)
+	for i := range vals {
+		vals[i] = float32(i)
+	}
+	path := filepath.Join(t.TempDir(), "r.safetensors")
+	if err := Write(path, nil, []Source{FromFloat32("x", F32, []int{5000}, vals)}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	x, _ := f.Tensor("x")
+	x.Release()
+	got, _ := x.Float32(nil)
+	for i, v := range got {
+		if v != vals[i] {
+			t.Fatalf("after Release: [%d] = %g", i, v)
+		}
+	}
+	b, _ := os.ReadFile(path)
+	g, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, _ := g.Tensor("x")
+	y.Release()
+	if got, _ := y.Float32(nil); got[4999] != 4999 {
+		t.Errorf("Release changed memory of the process's own: %g", got[4999])
+	}
+}
