@@ -217,4 +217,3 @@ func (m *Model) LoadAdapter(dir string) (*AdapterConfig, []string, error) {
 	}
 	return cfg, replaced, nil
 }
-
