@@ -332,6 +332,26 @@ func TestLoRAAdapterRoundTrip(t *testing.T) {
 	if d := updateDiff(make([]float32, len(want)), got, want); d > 1e-5 {
 		t.Errorf("merged adapter logits differ by %.2g", d)
 	}
+
+	// PyTorch applying the files as PEFT reads them gives the same logits.
+	torchref.Require(t)
+	dir := t.TempDir()
+	b, _ := json.Marshal(map[string]any{"ids": [][]int32{ids}})
+	os.WriteFile(filepath.Join(dir, "in.json"), b, 0o644)
+	if _, err := torchref.Run(dir, "adapter", model, c.OutputDir, filepath.Join(dir, "in.json"), filepath.Join(dir, "out.safetensors")); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := safetensors.Open(filepath.Join(dir, "out.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	lt, _ := ref.Tensor("logits")
+	all, _ := lt.Float32(nil)
+	v := m.Config.VocabSize
+	if d := updateDiff(make([]float32, v), got, all[(len(ids)-1)*v:]); d > 1e-5 {
+		t.Errorf("PyTorch's logits with the adapter differ by %.2g", d)
+	}
 }
 
 // QLoRA: the projections are NF4 (or int8) and frozen; the adapters train,

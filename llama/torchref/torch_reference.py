@@ -4,6 +4,7 @@ Usage: torch_reference.py MODEL_DIR INPUT.json OUTPUT.safetensors
        torch_reference.py bench CONFIG.json BATCH SEQ_LEN STEPS THREADS
        torch_reference.py bench-generate CONFIG.json BATCH NEW_TOKENS THREADS
        torch_reference.py train MODEL_DIR INPUT.json OUTPUT.safetensors
+       torch_reference.py adapter MODEL_DIR ADAPTER_DIR INPUT.json OUTPUT.safetensors
 
 Reads config.json and model.safetensors (F32, F16 or BF16), runs
 LlamaForCausalLM's computation in float32 on the batch in INPUT.json
@@ -289,6 +290,31 @@ def train():
     save(out_path, {"param." + n: w[n] for n in names})
 
 
+def adapter():
+    """Applies a PEFT LoRA adapter directory as PEFT reads it (keys
+    base_model.model.<module>.lora_A/B.weight, scaling lora_alpha/r or
+    lora_alpha/sqrt(r) with use_rslora, other keys replacing whole tensors)
+    and writes the logits of INPUT.json's ids."""
+    model_dir, adapter_dir, inp_path, out_path = sys.argv[2:6]
+    cfg = json.load(open(model_dir + "/config.json"))
+    w = load(model_dir + "/model.safetensors")
+    acfg = json.load(open(adapter_dir + "/adapter_config.json"))
+    r = acfg["r"]
+    scaling = acfg["lora_alpha"] / (math.sqrt(r) if acfg.get("use_rslora") else r)
+    ad = load(adapter_dir + "/adapter_model.safetensors")
+    prefix = "base_model.model."
+    for k, v in ad.items():
+        if k.endswith(".lora_A.weight"):
+            module = k[len(prefix):-len(".lora_A.weight")]
+            w[module + ".weight"] = w[module + ".weight"] + scaling * (ad[prefix + module + ".lora_B.weight"] @ v)
+        elif not k.endswith(".lora_B.weight"):
+            w[k[len(prefix):]] = v
+    ids = torch.tensor(json.load(open(inp_path))["ids"])
+    with torch.no_grad():
+        logits = run(cfg, w, ids, torch.ones_like(ids, dtype=torch.bool))
+    save(out_path, {"logits": logits})
+
+
 def bench():
     """Times training steps (forward, backward, clipping, AdamW) of a random
     float32 model; prints JSON with the median tokens/s and the peak RSS."""
@@ -324,6 +350,8 @@ if __name__ == "__main__":
         bench()
     elif sys.argv[1] == "bench-generate":
         bench_generate()
+    elif sys.argv[1] == "adapter":
+        adapter()
     elif sys.argv[1] == "train":
         torch.set_num_threads(1)
         train()
