@@ -224,7 +224,7 @@ func packB(dst []float32, b operand, n, p0, kk int) {
 // Linear computes y[T×out] = x[T×in] · Wᵀ for W[out×in], as nn.Linear does.
 func Linear(y, x, w []float32, t, in, out int) {
 	if t <= gemvRows {
-		gemv(y, x, t, in, out, func(j int, xr []float32) float32 { return dot(xr, w[j*in:(j+1)*in]) })
+		gemvF32(y, x, w, t, in, out)
 		return
 	}
 	Gemm(false, true, t, out, in, 1, x, in, w, in, 0, y, out)

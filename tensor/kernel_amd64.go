@@ -21,6 +21,9 @@ func dotBF16AVX2(n int, a *float32, b *uint16) float32
 //go:noescape
 func axpyAVX2(n int, alpha float32, x, y *float32)
 
+//go:noescape
+func dot4AVX2(n int, w, x *float32, ldx int, out *float32)
+
 func init() {
 	avx2 := func(k int, a, b, c []float32, ldc int, alpha float32) {
 		kernel4x16AVX2(k, &a[0], &b[0], &c[0], ldc, alpha)
@@ -41,6 +44,17 @@ func init() {
 				return dotGo(a, b)
 			}
 			return dotAVX2(n, &a[0], &b[0]) + dotGo(a[n:], b[n:len(a)])
+		}
+		dot4 = func(w, x []float32, ldx int, out *[4]float32) {
+			n := len(w) &^ 7
+			if n == 0 {
+				dot4Go(w, x, ldx, out)
+				return
+			}
+			dot4AVX2(n, &w[0], &x[0], ldx, &out[0])
+			for r := range out {
+				out[r] += dotGo(w[n:], x[r*ldx+n:r*ldx+len(w)])
+			}
 		}
 		axpy = func(alpha float32, x, y []float32) {
 			n := len(x) &^ 7

@@ -44,7 +44,16 @@ var (
 	dot     = dotGo
 	dotBF16 = dotBF16Go
 	axpy    = axpyGo
+	dot4    = dot4Go
 )
+
+// dot4Go sets out[r] to the dot product of w with row r of x (stride ldx),
+// for four rows.
+func dot4Go(w, x []float32, ldx int, out *[4]float32) {
+	for r := range out {
+		out[r] = dotGo(w, x[r*ldx:r*ldx+len(w)])
+	}
+}
 
 func axpyGo(alpha float32, x, y []float32) {
 	for i, v := range x {
@@ -88,6 +97,27 @@ func gemv(y, x []float32, t, in, out int, rowDot func(j int, x []float32) float3
 		for j := lo; j < hi; j++ {
 			for i := 0; i < t; i++ {
 				y[i*out+j] = rowDot(j, x[i*in:(i+1)*in])
+			}
+		}
+	})
+}
+
+// gemvF32 is gemv for float32 weights: four input rows at a time share
+// each load of a weight row.
+func gemvF32(y, x, w []float32, t, in, out int) {
+	Parallel(out, func(lo, hi int) {
+		var acc [4]float32
+		for j := lo; j < hi; j++ {
+			wr := w[j*in : (j+1)*in]
+			i := 0
+			for ; i+4 <= t; i += 4 {
+				dot4(wr, x[i*in:], in, &acc)
+				for r, v := range acc {
+					y[(i+r)*out+j] = v
+				}
+			}
+			for ; i < t; i++ {
+				y[i*out+j] = dot(x[i*in:(i+1)*in], wr)
 			}
 		}
 	})

@@ -18,6 +18,15 @@ func TestDot(t *testing.T) {
 		if got := float64(dot(a, b)); math.Abs(got-want) > tol*math.Max(1, math.Abs(want)) {
 			t.Errorf("dot n=%d: %g, want %g", n, got, want)
 		}
+		rows := randn(rng, 4*(n+3))
+		var got4 [4]float32
+		dot4(a, rows, n+3, &got4)
+		for r := range got4 {
+			w := dot64(a, rows[r*(n+3):r*(n+3)+n])
+			if math.Abs(float64(got4[r])-w) > tol*math.Max(1, math.Abs(w)) {
+				t.Errorf("dot4 n=%d row %d: %g, want %g", n, r, got4[r], w)
+			}
+		}
 		y, yw := randn(rng, n), make([]float32, n)
 		for i := range y {
 			yw[i] = y[i] + 0.5*a[i]
@@ -41,7 +50,7 @@ func TestLinearMatrix(t *testing.T) {
 	for r := 0; r < out; r++ {
 		w.Widen(wide[r*in:(r+1)*in], r, 0)
 	}
-	for _, rows := range []int{1, 3, 8, 9, 40} {
+	for _, rows := range []int{1, 3, 5, 8, 9, 40} {
 		x := randn(rng, rows*in)
 		got, want := make([]float32, rows*out), make([]float32, rows*out)
 		LinearMatrix(got, x, w, rows, in, out)
