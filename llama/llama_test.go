@@ -210,3 +210,29 @@ func TestKeepBF16(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadProgress(t *testing.T) {
+	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := Preset("tiny")
+	dir := t.TempDir()
+	if err := Init(c, tok, dir, InitOptions{Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var last, total int64
+	calls := 0
+	if _, err := LoadWith(dir, LoadOptions{Progress: func(done, tot int64) {
+		if done < last || done > tot {
+			t.Errorf("progress %d of %d after %d", done, tot, last)
+		}
+		last, total = done, tot
+		calls++
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if last != total || calls < len(c.Params()) {
+		t.Errorf("%d calls, ended at %d of %d", calls, last, total)
+	}
+}

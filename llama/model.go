@@ -213,6 +213,8 @@ type LoadOptions struct {
 	// (with double quantization) or row-wise int8, frozen, as QLoRA does;
 	// embeddings, the head and the norms stay float32.
 	QuantizeBits int
+	// Progress, if set, is told after each tensor: done of total bytes.
+	Progress func(done, total int64)
 }
 
 // LoadWith is Load with options.
@@ -223,12 +225,17 @@ func LoadWith(dir string, o LoadOptions) (*Model, error) {
 	}
 	m := &Model{Config: s.Config}
 	mapped := false
+	var done int64
 	for _, p := range m.params() {
 		t, err := ck.Tensor(p.name)
 		if err != nil {
 			ck.Close()
 			return nil, err
 		}
+		if o.Progress != nil {
+			o.Progress(done, s.Bytes) // the tensors before this one are converted
+		}
+		done += int64(len(t.Data))
 		if w := m.weight(p.name); w != nil && o.QuantizeBits != 0 && strings.HasPrefix(p.name, "model.layers.") {
 			v, err := t.Float32(nil)
 			if err == nil {
@@ -251,6 +258,9 @@ func LoadWith(dir string, o LoadOptions) (*Model, error) {
 			return nil, err
 		}
 		t.Release()
+	}
+	if o.Progress != nil {
+		o.Progress(s.Bytes, s.Bytes)
 	}
 	if m.Config.TieWordEmbeddings {
 		m.LMHead = m.Embed

@@ -75,7 +75,19 @@ func New(c Config, log io.Writer) (*Trainer, error) {
 	if t.Tok, err = spm.NewProcessor(sm); err != nil {
 		return nil, fmt.Errorf("%s: %w", tokPath, err)
 	}
-	if t.Model, err = llama.LoadWith(c.ModelNameOrPath, llama.LoadOptions{QuantizeBits: c.QuantizationBit}); err != nil {
+	start, next := time.Now(), 0.1
+	progress := func(done, total int64) {
+		// A line at every tenth of a big model: loading and quantizing 7B takes minutes.
+		if total < 1e9 || float64(done) < next*float64(total) {
+			return
+		}
+		next += 0.1
+		el := time.Since(start)
+		eta := time.Duration(float64(el) / float64(done) * float64(total-done))
+		fmt.Fprintf(log, "loading %s: %.0f%% of %.1f GB, %.0f MB/s, ETA %s\n", c.ModelNameOrPath, 100*float64(done)/float64(total),
+			float64(total)/1e9, float64(done)/1e6/el.Seconds(), eta.Round(time.Second))
+	}
+	if t.Model, err = llama.LoadWith(c.ModelNameOrPath, llama.LoadOptions{QuantizeBits: c.QuantizationBit, Progress: progress}); err != nil {
 		return nil, err
 	}
 	if c.QuantizationBit != 0 {
