@@ -98,8 +98,8 @@ func TestTrainParityWithPyTorch(t *testing.T) {
 			var steps [][]map[string]any
 			for s := 0; s < tc.steps; s++ {
 				var micro []map[string]any
-				for i := 0; i < c.GradAccum; i++ {
-					b := MakeBatch(tr.microBatch(s*c.GradAccum+i), 0)
+				for _, exs := range tr.stepBatches(s) {
+					b := MakeBatch(exs, 0)
 					ids, valid, labels := make([][]int32, b.B), make([][]bool, b.B), make([][]int32, b.B)
 					for r := 0; r < b.B; r++ {
 						ids[r], valid[r], labels[r] = b.IDs[r*b.T:(r+1)*b.T], b.Valid[r*b.T:(r+1)*b.T], b.Labels[r*b.T:(r+1)*b.T]
@@ -425,5 +425,34 @@ func TestGradientCheckpointingKey(t *testing.T) {
 		if d := updateDiff(make([]float32, len(p.Data)), b.Params[i].Data, p.Data); d != 0 {
 			t.Fatalf("%s differs by %g", p.Name, d)
 		}
+	}
+}
+
+// An epoch is every example once; its last step takes the micro-batches
+// that are left, as transformers counts them.
+func TestEpochs(t *testing.T) {
+	tr := newTrainer(t, sftConfig(t, tinyModel(t), "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "3", "--num_train_epochs", "2"))
+	if tr.Total != 6 {
+		t.Fatalf("%d steps for 2 epochs of 8 micro-batches in steps of 3", tr.Total)
+	}
+	for epoch := 0; epoch < 2; epoch++ {
+		seen := map[*int32]bool{}
+		var sizes []int
+		for s := 3 * epoch; s < 3*epoch+3; s++ {
+			micro := tr.stepBatches(s)
+			sizes = append(sizes, len(micro))
+			for _, exs := range micro {
+				for _, e := range exs {
+					seen[&e.IDs[0]] = true
+				}
+			}
+		}
+		if len(seen) != len(tr.Train) || !slices.Equal(sizes, []int{3, 3, 2}) {
+			t.Errorf("epoch %d: %d of %d examples, micro-batches per step %v", epoch, len(seen), len(tr.Train), sizes)
+		}
+	}
+	tr.Step = 3
+	if tr.epoch() != 1 {
+		t.Errorf("epoch %g after one epoch's steps", tr.epoch())
 	}
 }

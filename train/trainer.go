@@ -41,8 +41,9 @@ type Trainer struct {
 	Val    []Example
 	Log    io.Writer
 
-	// Total optimizer steps, warmup steps and micro-batches per epoch.
-	Total, Warmup, perEpoch int
+	// Total optimizer steps, warmup steps, micro-batches and optimizer
+	// steps per epoch.
+	Total, Warmup, perEpoch, stepsPerEpoch int
 	Step                    int // optimizer steps done
 	acts                    *llama.Acts
 	maxT                    int
@@ -107,9 +108,12 @@ func New(c Config, log io.Writer) (*Trainer, error) {
 		t.maxT = max(t.maxT, len(e.IDs))
 	}
 	t.perEpoch = (len(t.Train) + c.BatchSize - 1) / c.BatchSize
+	// As transformers counts them: the last step of an epoch takes the
+	// micro-batches that are left, fewer than gradient_accumulation_steps.
+	t.stepsPerEpoch = (t.perEpoch + c.GradAccum - 1) / c.GradAccum
 	t.Total = c.MaxSteps
 	if t.Total <= 0 {
-		t.Total = max(1, int(math.Ceil(c.NumTrainEpochs*float64(t.perEpoch)/float64(c.GradAccum))))
+		t.Total = max(1, int(math.Ceil(c.NumTrainEpochs*float64(t.stepsPerEpoch))))
 	}
 	t.Warmup = c.WarmupSteps
 	if t.Warmup == 0 {
@@ -350,11 +354,12 @@ func (t *Trainer) adapterConfig() llama.AdapterConfig {
 		TargetModules: targets, ModulesToSave: saved, UseRSLoRA: c.UseRSLoRA}
 }
 
-// microBatch returns the examples of global micro-batch g: epoch g/perEpoch
-// in an order shuffled by the seed and the epoch, so that a resumed run
-// sees exactly what an uninterrupted one would.
-func (t *Trainer) microBatch(g int) []Example {
-	epoch, pos := g/t.perEpoch, g%t.perEpoch
+// stepBatches returns the micro-batches of optimizer step s: within an
+// epoch, gradient_accumulation_steps consecutive batches of an order
+// shuffled by the seed and the epoch (so that a resumed run sees exactly
+// what an uninterrupted one would); the epoch's last step takes what is left.
+func (t *Trainer) stepBatches(s int) [][]Example {
+	epoch, u := s/t.stepsPerEpoch, s%t.stepsPerEpoch
 	if t.order == nil || t.orderEpoch != epoch {
 		t.order = make([]int, len(t.Train))
 		for i := range t.order {
@@ -364,13 +369,16 @@ func (t *Trainer) microBatch(g int) []Example {
 		rng.Shuffle(len(t.order), func(i, j int) { t.order[i], t.order[j] = t.order[j], t.order[i] })
 		t.orderEpoch = epoch
 	}
-	order := t.order
-	lo, hi := pos*t.Cfg.BatchSize, min((pos+1)*t.Cfg.BatchSize, len(order))
-	exs := make([]Example, 0, hi-lo)
-	for _, i := range order[lo:hi] {
-		exs = append(exs, t.Train[i])
+	var out [][]Example
+	for pos := u * t.Cfg.GradAccum; pos < min((u+1)*t.Cfg.GradAccum, t.perEpoch); pos++ {
+		lo, hi := pos*t.Cfg.BatchSize, min((pos+1)*t.Cfg.BatchSize, len(t.order))
+		exs := make([]Example, 0, hi-lo)
+		for _, i := range t.order[lo:hi] {
+			exs = append(exs, t.Train[i])
+		}
+		out = append(out, exs)
 	}
-	return exs
+	return out
 }
 
 func (t *Trainer) pad() int32 {
@@ -393,10 +401,10 @@ type StepResult struct {
 // learned tokens, clipping, then the update.
 func (t *Trainer) TrainStep() StepResult {
 	c := &t.Cfg
-	batches := make([]Batch, c.GradAccum)
+	micro := t.stepBatches(t.Step)
+	batches := make([]Batch, len(micro))
 	denom, inputs := 0, 0
-	for i := range batches {
-		exs := t.microBatch(t.Step*c.GradAccum + i)
+	for i, exs := range micro {
 		batches[i] = MakeBatch(exs, t.pad())
 		for _, e := range exs {
 			denom += e.Tokens()
@@ -547,7 +555,7 @@ func (t *Trainer) evaluate() error {
 }
 
 func (t *Trainer) epoch() float64 {
-	return float64(t.Step*t.Cfg.GradAccum) / float64(t.perEpoch)
+	return float64(t.Step) / float64(t.stepsPerEpoch)
 }
 
 // slices lists the trained values and their gradients, as the optimizer
