@@ -44,18 +44,18 @@ type Trainer struct {
 	// Total optimizer steps, warmup steps, micro-batches and optimizer
 	// steps per epoch.
 	Total, Warmup, perEpoch, stepsPerEpoch int
-	Step                    int // optimizer steps done
-	acts                    *llama.Acts
-	maxT                    int
-	interrupted             chan os.Signal
-	metrics                 *metricsLog
-	nanRun                  int
-	baseVocab               int
-	adapters                []*llama.LoRA // trained LoRA modules
-	saved                   []string      // tensors an adapter saves whole
-	order                   []int         // this epoch's example order
-	params, grads           [][]float32   // Params' values and gradients
-	orderEpoch              int
+	Step                                   int // optimizer steps done
+	acts                                   *llama.Acts
+	maxT                                   int
+	interrupted                            chan os.Signal
+	metrics                                *metricsLog
+	nanRun                                 int
+	baseVocab                              int
+	adapters                               []*llama.LoRA // trained LoRA modules
+	saved                                  []string      // tensors an adapter saves whole
+	order                                  []int         // this epoch's example order
+	params, grads                          [][]float32   // Params' values and gradients
+	orderEpoch                             int
 }
 
 // New prepares a run: the tokenizer, the model (resized to the tokenizer),
