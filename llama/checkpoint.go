@@ -224,7 +224,7 @@ func (m *Model) Save(dir, dtype string, maxShard int64) error {
 	c.TorchDType = dtype
 	var srcs []safetensors.Source
 	for _, p := range c.Params() {
-		if w := m.weight(p.Name); w != nil && w.Low != nil {
+		if w := m.Weight(p.Name); w != nil && w.Low != nil {
 			return fmt.Errorf("tensor %s is held compactly and cannot be saved", p.Name)
 		}
 		srcs = append(srcs, safetensors.FromFloat32(p.Name, dt, p.Shape, *m.Slot(p.Name)))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 
 	"zhllama/tensor"
@@ -138,15 +139,18 @@ type Adapter struct {
 	In     int
 }
 
+// LoRAModules are the projections an adapter can sit on.
+var LoRAModules = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
 // AddLoRA puts a rank-r adapter on every projection whose module name
-// (q_proj, ..., down_proj) is in targets, and returns them in order.
-func (m *Model) AddLoRA(targets map[string]bool, r int, scale float32, dropout float64, seed uint64) []Adapter {
+// (one of LoRAModules) is in targets, and returns them in order.
+func (m *Model) AddLoRA(targets []string, r int, scale float32, dropout float64, seed uint64) []Adapter {
 	rng := rand.New(rand.NewPCG(seed, 0x10ea))
 	var out []Adapter
 	for l := range m.Layers {
 		for _, p := range m.Layers[l].linears(&m.Config) {
 			mod := p.module[strings.IndexByte(p.module, '.')+1:]
-			if !targets[mod] {
+			if !slices.Contains(targets, mod) {
 				continue
 			}
 			p.w.LoRA = NewLoRA(p.out, p.in, r, scale, dropout, rng)
@@ -168,6 +172,16 @@ func (m *Model) Adapters() []Adapter {
 		}
 	}
 	return out
+}
+
+// LoRAGrads is a gradient holder for m's adapters: zeroed A and B for each,
+// nothing else allocated (the base is frozen).
+func (m *Model) LoRAGrads() *Model {
+	g := &Model{Config: m.Config, Layers: make([]Layer, m.Config.NumHiddenLayers)}
+	for _, a := range m.Adapters() {
+		g.Weight(a.Name).LoRA = &LoRA{A: make([]float32, len(a.LoRA.A)), B: make([]float32, len(a.LoRA.B)), R: a.LoRA.R}
+	}
+	return g
 }
 
 // MergeLoRA merges every adapter into its weight.

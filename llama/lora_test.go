@@ -19,7 +19,7 @@ func attachLoRA(m, g *Model, r int, dropout float64) {
 				ws.LoRA.B[i] = float32(rng.NormFloat64() * 0.3)
 			}
 			ws.LoRA.Train, ws.LoRA.Seed = true, 11
-			gw := g.weight(p.name(l))
+			gw := g.Weight(p.name(l))
 			gw.LoRA = &LoRA{A: make([]float32, len(ws.LoRA.A)), B: make([]float32, len(ws.LoRA.B)), R: r}
 		}
 	}
@@ -48,7 +48,7 @@ func TestLoRAGradients(t *testing.T) {
 		rng := rand.New(rand.NewPCG(1, 2))
 		for l := range m.Layers {
 			for _, p := range m.Layers[l].linears(&m.Config) {
-				lo, glo := p.w.LoRA, grads.weight(p.name(l)).LoRA
+				lo, glo := p.w.LoRA, grads.Weight(p.name(l)).LoRA
 				for _, pair := range [][2][]float32{{lo.A, glo.A}, {lo.B, glo.B}} {
 					for s := 0; s < 2; s++ {
 						i := rng.IntN(len(pair[0]))

@@ -40,7 +40,7 @@ func (w *Weight) forward(y, x []float32, t, in, out int) {
 }
 
 // backward adds dy·W to dx and, unless g is nil or holds no values (a
-// frozen weight), dyᵀ·x to g.
+// frozen weight), dyᵀ·x to g. Compact weights are always frozen.
 func (w *Weight) backward(dx []float32, g *Weight, dy, x []float32, t, in, out int) {
 	var dw []float32
 	if g != nil {
@@ -55,9 +55,6 @@ func (w *Weight) backward(dx []float32, g *Weight, dy, x []float32, t, in, out i
 	}
 	if w.Low != nil {
 		tensor.LinearMatrixBackward(dx, dy, w.Low, t, in, out)
-		if dw != nil {
-			tensor.LinearBackward(nil, dw, dy, x, nil, t, in, out)
-		}
 		return
 	}
 	tensor.LinearBackward(dx, dw, dy, x, w.W, t, in, out)
@@ -133,7 +130,7 @@ func (m *Model) params() []paramRef {
 // Slot is the slice a checkpoint name refers to, in m (whose Layers must
 // be allocated).
 func (m *Model) Slot(name string) *[]float32 {
-	if w := m.weight(name); w != nil {
+	if w := m.Weight(name); w != nil {
 		return &w.W
 	}
 	if name == "model.norm.weight" {
@@ -147,9 +144,7 @@ func (m *Model) Slot(name string) *[]float32 {
 }
 
 // Weight is the matrix a checkpoint name refers to, nil for the norms.
-func (m *Model) Weight(name string) *Weight { return m.weight(name) }
-
-func (m *Model) weight(name string) *Weight {
+func (m *Model) Weight(name string) *Weight {
 	switch name {
 	case "model.embed_tokens.weight":
 		return &m.Embed
@@ -236,10 +231,10 @@ func LoadWith(dir string, o LoadOptions) (*Model, error) {
 			o.Progress(done, s.Bytes) // the tensors before this one are converted
 		}
 		done += int64(len(t.Data))
-		if w := m.weight(p.name); w != nil && o.QuantizeBits != 0 && strings.HasPrefix(p.name, "model.layers.") {
-			v, err := t.Float32(nil)
-			if err == nil {
-				w.Low, err = tensor.Quantize(v, t.Shape[0], t.Shape[1], o.QuantizeBits)
+		if w := m.Weight(p.name); w != nil && o.QuantizeBits != 0 && strings.HasPrefix(p.name, "model.layers.") {
+			// Tensor by tensor, so that the float32 model never exists whole.
+			if w.W, err = t.Float32(nil); err == nil {
+				err = w.quantize(t.Shape[0], t.Shape[1], o.QuantizeBits)
 			}
 			if err != nil {
 				ck.Close()
@@ -248,7 +243,7 @@ func LoadWith(dir string, o LoadOptions) (*Model, error) {
 			t.Release()
 			continue
 		}
-		if w := m.weight(p.name); w != nil && o.KeepBF16 && t.DType == safetensors.BF16 {
+		if w := m.Weight(p.name); w != nil && o.KeepBF16 && t.DType == safetensors.BF16 {
 			w.Low = &tensor.BF16{Rows: t.Shape[0], Cols: t.Shape[1], Data: bf16View(t.Data)}
 			mapped = true
 			continue
@@ -305,7 +300,7 @@ func (m *Model) Close() error {
 // read-only: for inference with half the memory.
 func (m *Model) CompactBF16() {
 	for _, p := range m.Config.Params() {
-		if w := m.weight(p.Name); w != nil && w.W != nil {
+		if w := m.Weight(p.Name); w != nil && w.W != nil {
 			w.Low, w.W = tensor.NewBF16(w.W, p.Shape[0], p.Shape[1]), nil
 		}
 	}
@@ -314,11 +309,33 @@ func (m *Model) CompactBF16() {
 	}
 }
 
+// Quantize stores the decoder layers' float32 projections as NF4 (bits 4)
+// or int8 (8), frozen, as QLoRA does; embeddings, head and norms stay.
+func (m *Model) Quantize(bits int) error {
+	for _, p := range m.Config.Params() {
+		if w := m.Weight(p.Name); w != nil && w.W != nil && strings.HasPrefix(p.Name, "model.layers.") {
+			if err := w.quantize(p.Shape[0], p.Shape[1], bits); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (w *Weight) quantize(rows, cols, bits int) error {
+	q, err := tensor.Quantize(w.W, rows, cols, bits)
+	if err != nil {
+		return err
+	}
+	w.Low, w.W = q, nil
+	return nil
+}
+
 // Bytes is the memory the parameters hold.
 func (m *Model) Bytes() int64 {
 	var n int64
 	for _, p := range m.params() {
-		if w := m.weight(p.name); w != nil && w.Low != nil {
+		if w := m.Weight(p.name); w != nil && w.Low != nil {
 			n += w.Low.Bytes()
 			continue
 		}

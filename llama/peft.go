@@ -163,7 +163,7 @@ func (m *Model) LoadAdapter(dir string) (*AdapterConfig, []string, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		if w := m.weight(name); w != nil {
+		if w := m.Weight(name); w != nil {
 			w.W, w.Low = v, nil
 		} else {
 			*m.Slot(name) = v

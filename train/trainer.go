@@ -46,7 +46,6 @@ type Trainer struct {
 	Total, Warmup, perEpoch, stepsPerEpoch int
 	Step                                   int // optimizer steps done
 	acts                                   *llama.Acts
-	maxT                                   int
 	interrupted                            chan os.Signal
 	metrics                                *metricsLog
 	nanRun                                 int
@@ -104,8 +103,9 @@ func New(c Config, log io.Writer) (*Trainer, error) {
 	if t.Train, t.Val, err = LoadData(&t.Cfg, t.Tok); err != nil {
 		return nil, err
 	}
+	maxT := 0
 	for _, e := range append(t.Train, t.Val...) {
-		t.maxT = max(t.maxT, len(e.IDs))
+		maxT = max(maxT, len(e.IDs))
 	}
 	t.perEpoch = (len(t.Train) + c.BatchSize - 1) / c.BatchSize
 	// As transformers counts them: the last step of an epoch takes the
@@ -132,7 +132,7 @@ func New(c Config, log io.Writer) (*Trainer, error) {
 		t.Opt = o
 	}
 	mc := &t.Model.Config
-	bt := roundUp(t.maxT)
+	bt := roundUp(maxT)
 	fmt.Fprintf(log, "memory: weights %.0f MB, trained values with gradients and optimizer state %.0f MB, activations %.0f MB (batch %d × %d%s)\n",
 		float64(t.Model.Bytes())/1e6, float64(12*t.numTrained())/1e6, float64(mc.ActivationBytes(c.BatchSize, bt, c.GradientCheckpoint))/1e6,
 		c.BatchSize, bt, map[bool]string{true: ", gradient checkpointing", false: ""}[c.GradientCheckpoint])
@@ -249,9 +249,6 @@ func (t *Trainer) selectParams() error {
 
 func abs(x int) int { return max(x, -x) }
 
-// loraModules are the projections LoRA can target; "all" means every one.
-var loraModules = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
-
 // savedModules maps additional_target module names to their tensors.
 var savedModules = map[string]string{"embed_tokens": "model.embed_tokens.weight", "lm_head": "lm_head.weight", "norm": "model.norm.weight"}
 
@@ -269,18 +266,15 @@ func (t *Trainer) selectLoRA() error {
 		c.AdditionalTarget = append(c.AdditionalTarget, ac.ModulesToSave...)
 		fmt.Fprintf(t.Log, "training adapter %s further (r %d, alpha %g, targets %v)\n", c.AdapterNameOrPath, ac.R, ac.LoraAlpha, ac.TargetModules)
 	} else {
-		targets := map[string]bool{}
+		targets := c.LoraTarget
 		for _, tg := range c.LoraTarget {
 			if tg == "all" {
-				for _, mod := range loraModules {
-					targets[mod] = true
-				}
-				continue
+				targets = llama.LoRAModules
+				break
 			}
-			if !slices.Contains(loraModules, tg) {
-				return fmt.Errorf("key lora_target: %q is not a llama projection; use all or some of %s", tg, strings.Join(loraModules, ","))
+			if !slices.Contains(llama.LoRAModules, tg) {
+				return fmt.Errorf("key lora_target: %q is not a llama projection; use all or some of %s", tg, strings.Join(llama.LoRAModules, ","))
 			}
-			targets[tg] = true
 		}
 		scale := c.LoraAlpha / float64(c.LoraRank)
 		if c.UseRSLoRA {
@@ -296,10 +290,9 @@ func (t *Trainer) selectLoRA() error {
 			}
 		}
 	}
-	g := &llama.Model{Config: m.Config, Layers: make([]llama.Layer, m.Config.NumHiddenLayers)}
+	g := m.LoRAGrads()
 	for _, a := range m.Adapters() {
-		gl := &llama.LoRA{A: make([]float32, len(a.LoRA.A)), B: make([]float32, len(a.LoRA.B)), R: a.LoRA.R}
-		g.Weight(a.Name).LoRA = gl
+		gl := g.Weight(a.Name).LoRA
 		ka, kb := llama.LoRAKeys(a.Name)
 		t.Params = append(t.Params, Param{Name: ka, Data: a.LoRA.A, Grad: gl.A}, Param{Name: kb, Data: a.LoRA.B, Grad: gl.B})
 		t.adapters = append(t.adapters, a.LoRA)

@@ -205,24 +205,16 @@ func benchModelGenerate(args []string) error {
 // puts rank-r adapters on every projection; it returns the gradient holder
 // and the trained slices with their gradients.
 func benchLoRA(m *llama.Model, r, bits int) (*llama.Model, [][]float32, [][]float32, error) {
-	c := m.Config
 	if bits != 0 {
-		for _, p := range c.Params() {
-			if w := m.Weight(p.Name); w != nil && strings.HasPrefix(p.Name, "model.layers.") {
-				q, err := tensor.Quantize(w.W, p.Shape[0], p.Shape[1], bits)
-				if err != nil {
-					return nil, nil, nil, usageError{err.Error()}
-				}
-				w.Low, w.W = q, nil
-			}
+		if err := m.Quantize(bits); err != nil {
+			return nil, nil, nil, usageError{err.Error()}
 		}
 	}
-	all := map[string]bool{"q_proj": true, "k_proj": true, "v_proj": true, "o_proj": true, "gate_proj": true, "up_proj": true, "down_proj": true}
-	grads := &llama.Model{Config: c, Layers: make([]llama.Layer, c.NumHiddenLayers)}
+	m.AddLoRA(llama.LoRAModules, r, 2, 0, 1)
+	grads := m.LoRAGrads()
 	var params, gs [][]float32
-	for _, a := range m.AddLoRA(all, r, 2, 0, 1) {
-		g := &llama.LoRA{A: make([]float32, len(a.LoRA.A)), B: make([]float32, len(a.LoRA.B)), R: r}
-		grads.Weight(a.Name).LoRA = g
+	for _, a := range m.Adapters() {
+		g := grads.Weight(a.Name).LoRA
 		params, gs = append(params, a.LoRA.A, a.LoRA.B), append(gs, g.A, g.B)
 	}
 	return grads, params, gs, nil
