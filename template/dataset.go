@@ -74,6 +74,20 @@ func Lookup(registryPath, name string) (Dataset, string, error) {
 	return d, filepath.Join(filepath.Dir(registryPath), d.FileName), nil
 }
 
+// Resolve finds a dataset as LLaMA-Factory users name it: a file (or
+// directory) as given, with an empty layout to be guessed from its records,
+// else a name in dir/dataset_info.json.
+func Resolve(dir, name string) (Dataset, string, error) {
+	if _, err := os.Stat(name); err == nil {
+		return Dataset{}, name, nil
+	}
+	reg := filepath.Join(dir, "dataset_info.json")
+	if _, err := os.Stat(reg); err != nil {
+		return Dataset{}, "", fmt.Errorf("dataset %s: no such file, and no %s to look the name up in (set dataset_dir)", name, reg)
+	}
+	return Lookup(reg, name)
+}
+
 // Guess picks a layout from a record's fields, for files used without a registry.
 func Guess(rec map[string]any) (Dataset, error) {
 	has := func(f string) bool { _, ok := rec[f]; return ok }

@@ -63,24 +63,11 @@ func LoadData(c *Config, tok *spm.Processor) (trainSet, valSet []Example, err er
 	return all[n:], all[:n], nil
 }
 
-// resolve finds a dataset: a file or directory as given, else a name in
-// dataset_dir's dataset_info.json.
-func resolve(c *Config, name string) (template.Dataset, string, error) {
-	if _, err := os.Stat(name); err == nil {
-		return template.Dataset{}, name, nil
-	}
-	reg := filepath.Join(c.DatasetDir, "dataset_info.json")
-	if _, err := os.Stat(reg); err != nil {
-		return template.Dataset{}, "", fmt.Errorf("dataset %s: no such file, and no %s to look the name up in (set dataset_dir)", name, reg)
-	}
-	return template.Lookup(reg, name)
-}
-
 // pretrainExamples reads a packed token directory (made by data pack), or
 // documents of text, each [BOS] ids [EOS]: concatenated and cut into
 // blocks of cutoff_len with packing, else each cut to cutoff_len alone.
 func pretrainExamples(c *Config, tok *spm.Processor, name string) ([]Example, error) {
-	_, path, err := resolve(c, name)
+	_, path, err := template.Resolve(c.DatasetDir, name)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +147,7 @@ func packedExamples(c *Config, tok *spm.Processor, dir string) ([]Example, error
 // supervisedExamples renders each record with the chat template, prompts
 // masked.
 func supervisedExamples(c *Config, tok *spm.Processor, name string) ([]Example, error) {
-	layout, path, err := resolve(c, name)
+	layout, path, err := template.Resolve(c.DatasetDir, name)
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"zhllama/corpus"
@@ -37,12 +36,9 @@ func dataPreview(args []string) error {
 	if err != nil {
 		return err
 	}
-	var layout template.Dataset
-	path := *dataset
-	if _, err := os.Stat(path); err != nil {
-		if layout, path, err = template.Lookup(filepath.Join(*datasetDir, "dataset_info.json"), *dataset); err != nil {
-			return err
-		}
+	layout, path, err := template.Resolve(*datasetDir, *dataset)
+	if err != nil {
+		return err
 	}
 	shown := 0
 	opts := template.SupervisedOptions{CutoffLen: *cutoff, TrainOnPrompt: *trainOnPrompt, MaskHistory: *maskHistory}
