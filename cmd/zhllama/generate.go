@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,12 +13,25 @@ import (
 	"zhllama/spm"
 )
 
-// loadModel loads a model directory and its tokenizer. dtype says how the
+// modelFlags are the flags that choose a model to run: the directory, how
+// its weights are held, and an adapter to merge in.
+type modelFlags struct{ dir, dtype, adapter *string }
+
+func addModelFlags(fs *flag.FlagSet) modelFlags {
+	return modelFlags{
+		fs.String("model", "", "model directory"),
+		fs.String("dtype", "auto", "weights in memory: auto (bfloat16 if the checkpoint is), float32 or bfloat16"),
+		fs.String("adapter", "", "a PEFT LoRA adapter directory to merge in"),
+	}
+}
+
+// load loads a model directory and its tokenizer. dtype says how the
 // weights are held: float32; bfloat16 (rounded if the checkpoint is wider);
 // or auto, bfloat16 when the checkpoint is, float32 otherwise. A LoRA
 // adapter directory, if given, is merged in (in float32), and its
 // tokenizer used.
-func loadModel(dir, dtype, adapter string) (*llama.Model, *spm.Processor, error) {
+func (f modelFlags) load() (*llama.Model, *spm.Processor, error) {
+	dir, dtype, adapter := *f.dir, *f.dtype, *f.adapter
 	if dir == "" {
 		return nil, nil, usagef("--model is required")
 	}
@@ -57,7 +71,7 @@ func generateCommand() *command {
 
 func generate(args []string) error {
 	fs := flagSet("generate")
-	dir := fs.String("model", "", "model directory")
+	mf := addModelFlags(fs)
 	prompt := fs.String("prompt", "", "text to continue")
 	maxNew := fs.Int("max_new_tokens", 128, "tokens to generate at most")
 	temp := fs.Float64("temperature", 0, "0: greedy")
@@ -65,8 +79,6 @@ func generate(args []string) error {
 	topK := fs.Int("top_k", 0, "sample among the K most likely (0: all)")
 	rep := fs.Float64("repetition_penalty", 1, "divide the logits of seen tokens (1: off)")
 	seed := fs.Uint64("seed", 0, "sampling seed")
-	dtype := fs.String("dtype", "auto", "weights in memory: auto (bfloat16 if the checkpoint is), float32 or bfloat16")
-	adapter := fs.String("adapter", "", "a PEFT LoRA adapter directory to merge in")
 	input := fs.String("input", "", "file of prompts, one a line, decoded together; writes JSON lines {\"prompt\", \"output\"}")
 	batch := fs.Int("batch", 8, "with --input: prompts decoded together")
 	var stops listFlag
@@ -77,7 +89,7 @@ func generate(args []string) error {
 	if *batch < 1 {
 		return usagef("--batch must be at least 1")
 	}
-	m, p, err := loadModel(*dir, *dtype, *adapter)
+	m, p, err := mf.load()
 	if err != nil {
 		return err
 	}
@@ -186,19 +198,17 @@ func evalCommand() *command {
 
 func evalPPL(args []string) error {
 	fs := flagSet("eval ppl")
-	dir := fs.String("model", "", "model directory")
+	mf := addModelFlags(fs)
 	input := fs.String("input", "", "text file: every non-empty line is a document")
 	cutoff := fs.Int("cutoff_len", 1024, "tokens per document at most ([BOS] included)")
 	batch := fs.Int("batch", 8, "documents per forward pass")
-	dtype := fs.String("dtype", "auto", "weights in memory: auto (bfloat16 if the checkpoint is), float32 or bfloat16")
-	adapter := fs.String("adapter", "", "a PEFT LoRA adapter directory to merge in")
 	if err := parseFlags(fs, args, "--model D --input FILE [flags]"); err != nil {
 		return err
 	}
 	if *input == "" {
 		return usagef("--input is required")
 	}
-	m, p, err := loadModel(*dir, *dtype, *adapter)
+	m, p, err := mf.load()
 	if err != nil {
 		return err
 	}
