@@ -512,6 +512,10 @@ func (t *Trainer) Run() error {
 			if err := t.metrics.Write(rec); err != nil {
 				return err
 			}
+			// The curve is redrawn as the run goes, so it can be watched.
+			if err := t.metrics.Plot(filepath.Join(c.OutputDir, "training_loss.svg")); err != nil {
+				return err
+			}
 			winLoss, winTokens, winN, winStart = 0, 0, 0, time.Now()
 		}
 		if len(t.Val) > 0 && (t.Step%max(1, c.EvalSteps) == 0 || t.Step == t.Total) {
