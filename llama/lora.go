@@ -22,7 +22,8 @@ type LoRA struct {
 	Train bool
 	Seed  uint64
 
-	xd, xa   []float32 // forward's dropped input and x·Aᵀ, kept for backward
+	xd, xa   []float32 // forward's input after dropout and x·Aᵀ, kept for backward
+	drop     []float32 // where xd lives with dropout (without, xd is the input itself)
 	mask     []float32 // dropout's scale per input value: 0 or 1/(1−p)
 	dxa, dxd []float32 // backward's scratch
 }
@@ -38,19 +39,14 @@ func NewLoRA(out, in, r int, scale float32, dropout float64, rng *rand.Rand) *Lo
 	return l
 }
 
-func growTo(buf []float32, n int) []float32 {
-	if cap(buf) < n {
-		return make([]float32, n)
-	}
-	return buf[:n]
-}
-
 // forward adds the low-rank term to y [t × out] for x [t × in].
 func (l *LoRA) forward(y, x []float32, t, in, out int) {
-	xd := x
+	l.xd = x
 	if l.Train && l.Dropout > 0 {
-		l.mask = growTo(l.mask, t*in)
-		l.xd = growTo(l.xd, t*in)
+		// Never into xd's old buffer: after a pass without dropout that is
+		// the caller's input, which other projections still read.
+		l.xd = grow(&l.drop, t*in)
+		grow(&l.mask, t*in)
 		rng := rand.New(rand.NewPCG(l.Seed, uint64(t)))
 		keep := float32(1 / (1 - l.Dropout))
 		for i, v := range x {
@@ -60,19 +56,15 @@ func (l *LoRA) forward(y, x []float32, t, in, out int) {
 			}
 			l.xd[i] = v * l.mask[i]
 		}
-		xd = l.xd
-	} else {
-		l.xd = x
 	}
-	l.xa = growTo(l.xa, t*l.R)
-	tensor.Linear(l.xa, xd, l.A, t, in, l.R)
+	grow(&l.xa, t*l.R)
+	tensor.Linear(l.xa, l.xd, l.A, t, in, l.R)
 	tensor.Gemm(false, true, t, out, l.R, l.Scale, l.xa, l.R, l.B, l.R, 1, y, out)
 }
 
 // backward adds the low-rank term's gradients: to dx, and to g's A and B.
 func (l *LoRA) backward(dx []float32, g *LoRA, dy []float32, t, in, out int) {
-	l.dxa = growTo(l.dxa, t*l.R)
-	dxa := l.dxa
+	dxa := grow(&l.dxa, t*l.R)
 	// dxa = Scale · dy · B ; dB += Scale · dyᵀ · xa ; dA += dxaᵀ · xd.
 	tensor.Gemm(false, false, t, l.R, out, l.Scale, dy, out, l.B, l.R, 0, dxa, l.R)
 	if g != nil {
@@ -83,8 +75,7 @@ func (l *LoRA) backward(dx []float32, g *LoRA, dy []float32, t, in, out int) {
 		return
 	}
 	if l.Train && l.Dropout > 0 {
-		l.dxd = growTo(l.dxd, t*in)
-		dxd := l.dxd
+		dxd := grow(&l.dxd, t*in)
 		tensor.Gemm(false, false, t, in, l.R, 1, dxa, l.R, l.A, in, 0, dxd, in)
 		for i, v := range dxd {
 			dx[i] += v * l.mask[i]

@@ -87,3 +87,24 @@ func TestLoRAMerge(t *testing.T) {
 		}
 	}
 }
+
+// A pass without dropout (evaluation) then one with it leaves the input
+// untouched: the dropped copy never lands in the caller's buffer.
+func TestLoRADropoutKeepsInput(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	l := NewLoRA(6, 5, 2, 1, 0.5, rng)
+	x := make([]float32, 3*5)
+	for i := range x {
+		x[i] = float32(i + 1)
+	}
+	keep := append([]float32(nil), x...)
+	y := make([]float32, 3*6)
+	l.forward(y, x, 3, 5, 6)
+	l.Train, l.Seed = true, 9
+	l.forward(y, x, 3, 5, 6)
+	for i := range x {
+		if x[i] != keep[i] {
+			t.Fatalf("input[%d] became %g", i, x[i])
+		}
+	}
+}
