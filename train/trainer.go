@@ -104,8 +104,10 @@ func New(c Config, log io.Writer) (*Trainer, error) {
 		return nil, err
 	}
 	maxT := 0
-	for _, e := range append(t.Train, t.Val...) {
-		maxT = max(maxT, len(e.IDs))
+	for _, set := range [][]Example{t.Train, t.Val} {
+		for _, e := range set {
+			maxT = max(maxT, len(e.IDs))
+		}
 	}
 	t.perEpoch = (len(t.Train) + c.BatchSize - 1) / c.BatchSize
 	// As transformers counts them: the last step of an epoch takes the
