@@ -158,25 +158,82 @@ const IgnoreIndex = -100
 // gradient accumulation the mean runs over every micro-batch's tokens.
 // It returns the mean loss and the number of counted rows.
 func CrossEntropy(logits []float32, targets []int32, rows, v, denom int) (float64, int) {
-	count := 0
-	for _, t := range targets {
-		if t != IgnoreIndex {
-			count++
-		}
-	}
-	losses := make([]float64, rows)
 	if denom <= 0 {
-		denom = count
+		denom = countTargets(targets[:rows])
 	}
+	sum, n := CrossEntropySum(logits, targets, rows, v, denom)
+	if n == 0 {
+		return 0, 0
+	}
+	return sum / float64(n), n
+}
+
+// CrossEntropySum is CrossEntropy returning the summed loss, for a mean
+// taken over several calls (chunks of rows, micro-batches): the gradient
+// is divided by denom, which must count the tokens of them all.
+func CrossEntropySum(logits []float32, targets []int32, rows, v, denom int) (float64, int) {
 	scale := float32(0)
 	if denom > 0 {
 		scale = 1 / float32(denom)
 	}
+	return logSoftmaxRows(logits, targets, rows, v, nil, func(r int, l []float32, sum float32) {
+		inv := scale / sum
+		for i := range l {
+			l[i] *= inv
+		}
+		l[targets[r]] -= scale
+	})
+}
+
+func countTargets(targets []int32) int {
+	n := 0
+	for _, t := range targets {
+		if t != IgnoreIndex {
+			n++
+		}
+	}
+	return n
+}
+
+// LogProbs writes to dst[r] the log-probability of targets[r] under
+// softmax(logits[r]), 0 where the target is IgnoreIndex; logits are left
+// as they were. It returns the number of counted rows.
+func LogProbs(dst, logits []float32, targets []int32, rows, v int) int {
+	_, n := logSoftmaxRows(logits, targets, rows, v, dst, nil)
+	return n
+}
+
+// LogProbsBackward overwrites logits with the gradient of Σ dlogp[r] ·
+// log p(targets[r]): dlogp[r] · (one-hot − softmax), zero where the target
+// is IgnoreIndex.
+func LogProbsBackward(logits []float32, targets []int32, dlogp []float32, rows, v int) {
+	logSoftmaxRows(logits, targets, rows, v, nil, func(r int, l []float32, sum float32) {
+		g := dlogp[r]
+		inv := -g / sum
+		for i := range l {
+			l[i] *= inv
+		}
+		l[targets[r]] += g
+	})
+}
+
+// logSoftmaxRows computes, for each row with a target, −log softmax at the
+// target (returned summed, and as log-probabilities in logp if not nil).
+// With grad set, the row is overwritten by exp(x − max) and grad turns it
+// into a gradient, given Σexp; rows without a target are cleared.
+func logSoftmaxRows(logits []float32, targets []int32, rows, v int, logp []float32, grad func(r int, l []float32, sum float32)) (float64, int) {
+	count := countTargets(targets[:rows])
+	losses := make([]float64, rows)
 	Parallel(rows, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			l := logits[r*v : (r+1)*v]
 			if targets[r] == IgnoreIndex {
-				clear(l)
+				if grad != nil {
+					clear(l)
+				}
+				if logp != nil {
+					logp[r] = 0
+				}
 				continue
 			}
 			mx := l[0]
@@ -185,25 +242,36 @@ func CrossEntropy(logits []float32, targets []int32, rows, v, denom int) (float6
 			}
 			target := l[targets[r]]
 			var sum float64
-			for i, x := range l {
-				e := float32(math.Exp(float64(x - mx)))
-				l[i] = e
-				sum += float64(e)
+			if grad != nil {
+				for i, x := range l {
+					e := float32(math.Exp(float64(x - mx)))
+					l[i] = e
+					sum += float64(e)
+				}
+			} else {
+				for _, x := range l {
+					sum += float64(float32(math.Exp(float64(x - mx))))
+				}
 			}
 			losses[r] = float64(mx) + math.Log(sum) - float64(target)
-			inv := scale / float32(sum)
-			for i := range l {
-				l[i] *= inv
+			if logp != nil {
+				logp[r] = float32(-losses[r])
 			}
-			l[targets[r]] -= scale
+			if grad != nil {
+				grad(r, l, float32(sum))
+			}
 		}
 	})
 	var total float64
 	for _, x := range losses {
 		total += x
 	}
-	if count == 0 {
-		return 0, 0
+	return total, count
+}
+
+// Add adds x to y elementwise: the residual connections.
+func Add(y, x []float32) {
+	for i, v := range x[:len(y)] {
+		y[i] += v
 	}
-	return total / float64(count), count
 }
