@@ -223,11 +223,11 @@ func (m *Model) Save(dir, dtype string, maxShard int64) error {
 	c := m.Config
 	c.TorchDType = dtype
 	var srcs []safetensors.Source
-	for _, p := range c.Params() {
-		if w := m.Weight(p.Name); w != nil && w.Low != nil {
-			return fmt.Errorf("tensor %s is held compactly and cannot be saved", p.Name)
+	for _, r := range m.Refs() {
+		if r.Weight != nil && r.Weight.Compact != nil {
+			return fmt.Errorf("tensor %s is held compactly and cannot be saved", r.Name)
 		}
-		srcs = append(srcs, safetensors.FromFloat32(p.Name, dt, p.Shape, *m.Slot(p.Name)))
+		srcs = append(srcs, safetensors.FromFloat32(r.Name, dt, r.Shape, *r.Data))
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err

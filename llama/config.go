@@ -94,7 +94,8 @@ func LoadConfig(path string) (Config, error) {
 func (c *Config) Validate() error {
 	switch {
 	case c.VocabSize <= 0 || c.HiddenSize <= 0 || c.IntermediateSize <= 0 || c.NumHiddenLayers <= 0 || c.NumAttentionHeads <= 0:
-		return fmt.Errorf("vocab_size, hidden_size, intermediate_size, num_hidden_layers and num_attention_heads must be positive")
+		return fmt.Errorf("vocab_size %d, hidden_size %d, intermediate_size %d, num_hidden_layers %d and num_attention_heads %d must all be positive",
+			c.VocabSize, c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads)
 	case c.NumKeyValueHeads <= 0 || c.NumAttentionHeads%c.NumKeyValueHeads != 0:
 		return fmt.Errorf("num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)", c.NumAttentionHeads, c.NumKeyValueHeads)
 	case c.HeadDim <= 0 || c.HeadDim%2 != 0:
@@ -104,60 +105,13 @@ func (c *Config) Validate() error {
 	case c.PretrainingTP != 1:
 		return fmt.Errorf("pretraining_tp %d: only 1 is supported (the weights are the same; set it to 1)", c.PretrainingTP)
 	}
+	if c.AttentionBias || c.MLPBias {
+		return fmt.Errorf("attention_bias and mlp_bias must be false: zhllama's llama has no bias tensors (LLaMA-2 has none)")
+	}
 	if c.RopeScaling != nil && c.RopeScaling.Type != "linear" && c.RopeScaling.Type != "dynamic" {
 		return fmt.Errorf("rope_scaling type %q: use linear or dynamic", c.RopeScaling.Type)
 	}
 	return nil
-}
-
-// Param is one named parameter and its shape.
-type Param struct {
-	Name  string
-	Shape []int
-}
-
-// Params lists the parameters of LlamaForCausalLM with this config, named
-// as in Hugging Face checkpoints.
-func (c *Config) Params() []Param {
-	h, kv := c.HiddenSize, c.NumKeyValueHeads*c.HeadDim
-	q := c.NumAttentionHeads * c.HeadDim
-	ps := []Param{{"model.embed_tokens.weight", []int{c.VocabSize, h}}}
-	for i := 0; i < c.NumHiddenLayers; i++ {
-		p := fmt.Sprintf("model.layers.%d.", i)
-		ps = append(ps,
-			Param{p + "self_attn.q_proj.weight", []int{q, h}},
-			Param{p + "self_attn.k_proj.weight", []int{kv, h}},
-			Param{p + "self_attn.v_proj.weight", []int{kv, h}},
-			Param{p + "self_attn.o_proj.weight", []int{h, q}},
-			Param{p + "mlp.gate_proj.weight", []int{c.IntermediateSize, h}},
-			Param{p + "mlp.up_proj.weight", []int{c.IntermediateSize, h}},
-			Param{p + "mlp.down_proj.weight", []int{h, c.IntermediateSize}},
-			Param{p + "input_layernorm.weight", []int{h}},
-			Param{p + "post_attention_layernorm.weight", []int{h}},
-		)
-		if c.AttentionBias {
-			ps = append(ps, Param{p + "self_attn.q_proj.bias", []int{q}}, Param{p + "self_attn.k_proj.bias", []int{kv}},
-				Param{p + "self_attn.v_proj.bias", []int{kv}}, Param{p + "self_attn.o_proj.bias", []int{h}})
-		}
-	}
-	ps = append(ps, Param{"model.norm.weight", []int{h}})
-	if !c.TieWordEmbeddings {
-		ps = append(ps, Param{"lm_head.weight", []int{c.VocabSize, h}})
-	}
-	return ps
-}
-
-// NumParams counts the parameters.
-func (c *Config) NumParams() int64 {
-	var n int64
-	for _, p := range c.Params() {
-		k := int64(1)
-		for _, d := range p.Shape {
-			k *= int64(d)
-		}
-		n += k
-	}
-	return n
 }
 
 // Presets are model shapes by name.

@@ -50,7 +50,7 @@ func (m *Model) EvalPPL(r io.Reader, tok *spm.Processor, cutoff, batch int) (PPL
 		}
 		a := m.NewActs(len(docs), t)
 		m.Forward(a, ids, valid)
-		loss, n, _ := m.LMLoss(a, labels, nil, nil)
+		loss, n, _ := m.LMLoss(a, labels, 0, nil)
 		sum += loss * float64(n)
 		res.Tokens += n
 		res.Documents += len(docs)

@@ -1,57 +1,43 @@
 package llama
 
 import (
-	"math"
-	"math/rand/v2"
 	"slices"
-	"sort"
 
+	"zhllama/kvcache"
+	"zhllama/sample"
 	"zhllama/tensor"
 )
 
-// Cache holds the keys and values of the tokens seen so far by each
-// sequence of a batch, so that each new token costs one step instead of a
-// pass over the whole sequence.
+// Cache is a decoding state: each sequence's past keys and values, the
+// rotary tables for its positions, the pass's choices (which adapters
+// apply) and the step's scratch buffers.
 type Cache struct {
-	seqs     []seqCache
-	maxT     int
-	cos, sin []float32
+	Pass
+	KV       *kvcache.Cache
+	cos, sin []float32 // [most × head_dim/2]
 	scratch  stepBufs
-}
-
-type seqCache struct {
-	k, v [][]float32 // per layer [maxT × kvHeads·headDim], after RoPE for k
-	len  int
 }
 
 // stepBufs are Step's activations, grown to the most rows seen.
 type stepBufs struct {
-	x, nrm, rstd, q, att, o, k, v, g, u, act, last, head, logits []float32
-	pos                                                          []int
-	ids                                                          []int32
+	la                 layerActs
+	x, last, nrm, rstd []float32
+	head, logits       []float32
+	pos                []int
+	ids                []int32
 }
 
-// NewCache makes a cache for batch sequences of up to maxT tokens each.
-func (m *Model) NewCache(batch, maxT int) *Cache {
+// NewCache makes a cache for batch sequences of up to most tokens each;
+// its memory grows with the sequences.
+func (m *Model) NewCache(batch, most int) *Cache {
 	c := &m.Config
-	kv := c.NumKeyValueHeads * c.HeadDim
-	ca := &Cache{maxT: maxT, seqs: make([]seqCache, batch)}
-	for b := range ca.seqs {
-		for range c.NumHiddenLayers {
-			ca.seqs[b].k = append(ca.seqs[b].k, make([]float32, maxT*kv))
-			ca.seqs[b].v = append(ca.seqs[b].v, make([]float32, maxT*kv))
-		}
-	}
-	scaling, factor := "", 1.0
-	if c.RopeScaling != nil {
-		scaling, factor = c.RopeScaling.Type, c.RopeScaling.Factor
-	}
-	ca.cos, ca.sin = tensor.RopeTables(maxT, c.HeadDim, c.RopeTheta, scaling, factor, c.MaxPositionEmbeddings, maxT)
+	ca := &Cache{KV: kvcache.New(batch, c.NumHiddenLayers, c.NumKeyValueHeads*c.HeadDim, most)}
+	ca.cos, ca.sin = ropeTables(c, most, most)
 	return ca
 }
 
 // Len is the number of tokens sequence b has seen.
-func (ca *Cache) Len(b int) int { return ca.seqs[b].len }
+func (ca *Cache) Len(b int) int { return ca.KV.Len(b) }
 
 func grow(buf *[]float32, n int) []float32 {
 	if cap(*buf) < n {
@@ -62,21 +48,18 @@ func grow(buf *[]float32, n int) []float32 {
 }
 
 // Step feeds ids[b] (any number of tokens, none included) to sequence b at
-// its next positions, all sequences in one pass, and returns the logits of
-// the last token of each sequence fed ([batch × vocab]; rows of sequences
-// fed nothing are left as they were). The slice is reused by the next
-// Step. It panics if a sequence passes the cache's length; callers size
-// it for prompt + output.
+// its next positions, all sequences in one pass through the same layers as
+// Forward, and returns the logits of the last token of each sequence fed
+// ([batch × vocab]; rows of sequences fed nothing are left as they were).
+// The slice is reused by the next Step. It panics if a sequence passes the
+// cache's length; callers size it for prompt + output.
 func (m *Model) Step(ca *Cache, ids [][]int32) []float32 {
 	c := &m.Config
-	h := c.HiddenSize
-	nh, nkv, hd := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim
-	qd, kv, in := nh*hd, nkv*hd, c.IntermediateSize
-	eps := float32(c.RMSNormEps)
+	h, v := c.HiddenSize, c.VocabSize
 	n := 0
 	for b, s := range ids {
-		if ca.seqs[b].len+len(s) > ca.maxT {
-			panic("llama: KV cache overflow")
+		if err := ca.KV.Room(b, len(s)); err != nil {
+			panic("llama: KV cache overflow: " + err.Error())
 		}
 		n += len(s)
 	}
@@ -84,54 +67,24 @@ func (m *Model) Step(ca *Cache, ids [][]int32) []float32 {
 	sb.pos, sb.ids = sb.pos[:0], sb.ids[:0]
 	for b, s := range ids {
 		for i := range s {
-			sb.pos = append(sb.pos, ca.seqs[b].len+i)
+			sb.pos = append(sb.pos, ca.KV.Len(b)+i)
 		}
 		sb.ids = append(sb.ids, s...)
 	}
-	x, nrm, rstd := grow(&sb.x, n*h), grow(&sb.nrm, n*h), grow(&sb.rstd, n)
-	q, att, o := grow(&sb.q, n*qd), grow(&sb.att, n*qd), grow(&sb.o, n*h)
-	kNew, vNew := grow(&sb.k, n*kv), grow(&sb.v, n*kv)
-	g, u, act := grow(&sb.g, n*in), grow(&sb.u, n*in), grow(&sb.act, n*in)
+	sb.la.size(c, n, 0, func(buf *[]float32, k int) { grow(buf, k) })
+	x := grow(&sb.x, n*h)
 	m.embed(x, sb.ids)
+	attend := m.cachedAttention(ca, ids)
 	for l := range m.Layers {
-		w := &m.Layers[l]
-		tensor.RMSNorm(nrm, rstd, x, w.AttnNorm, n, h, eps)
-		w.Q.forward(q, nrm, n, h, qd)
-		w.K.forward(kNew, nrm, n, h, kv)
-		w.V.forward(vNew, nrm, n, h, kv)
-		tensor.Rope(q, sb.pos, nh, hd, ca.cos, ca.sin)
-		tensor.Rope(kNew, sb.pos, nkv, hd, ca.cos, ca.sin)
-		r := 0
-		for b, s := range ids {
-			if len(s) == 0 {
-				continue
-			}
-			sc, t := &ca.seqs[b], len(s)
-			copy(sc.k[l][sc.len*kv:], kNew[r*kv:(r+t)*kv])
-			copy(sc.v[l][sc.len*kv:], vNew[r*kv:(r+t)*kv])
-			tensor.CachedAttention(att[r*qd:(r+t)*qd], q[r*qd:(r+t)*qd], sc.k[l], sc.v[l], sc.len, t, nh, nkv, hd)
-			r += t
-		}
-		w.O.forward(o, att, n, qd, h)
-		for i := range x {
-			x[i] += o[i]
-		}
-		tensor.RMSNorm(nrm, rstd, x, w.MLPNorm, n, h, eps)
-		w.Gate.forward(g, nrm, n, h, in)
-		w.Up.forward(u, nrm, n, h, in)
-		tensor.SwiGLU(act, g, u)
-		w.Down.forward(o, act, n, in, h)
-		for i := range x {
-			x[i] += o[i]
-		}
+		m.layer(&ca.Pass, l, &sb.la, x, x, n, sb.pos, ca.cos, ca.sin, attend)
 	}
 	// Only the last token of each sequence needs logits.
 	last := grow(&sb.last, len(ids)*h)
-	logits := grow(&sb.logits, len(ids)*c.VocabSize)
+	logits := grow(&sb.logits, len(ids)*v)
 	var rows []int
 	r := 0
 	for b, s := range ids {
-		ca.seqs[b].len += len(s)
+		ca.KV.Advance(b, len(s))
 		if len(s) > 0 {
 			r += len(s)
 			copy(last[len(rows)*h:], x[(r-1)*h:r*h])
@@ -139,13 +92,34 @@ func (m *Model) Step(ca *Cache, ids [][]int32) []float32 {
 		}
 	}
 	k := len(rows)
-	tensor.RMSNorm(nrm[:k*h], rstd[:k], last[:k*h], m.Norm, k, h, eps)
-	out := grow(&sb.head, k*c.VocabSize)
-	m.LMHead.forward(out, nrm[:k*h], k, h, c.VocabSize)
+	nrm, rstd := grow(&sb.nrm, k*h), grow(&sb.rstd, k)
+	tensor.RMSNorm(nrm, rstd, last[:k*h], m.Norm, k, h, float32(c.RMSNormEps))
+	out := grow(&sb.head, k*v)
+	m.LMHead.forward(&ca.Pass, out, nrm, k, h, v)
 	for i, b := range rows {
-		copy(logits[b*c.VocabSize:(b+1)*c.VocabSize], out[i*c.VocabSize:(i+1)*c.VocabSize])
+		copy(logits[b*v:(b+1)*v], out[i*v:(i+1)*v])
 	}
 	return logits
+}
+
+// cachedAttention attends each sequence's new tokens to its cached past
+// and themselves, storing their keys and values in the cache.
+func (m *Model) cachedAttention(ca *Cache, ids [][]int32) attention {
+	c := &m.Config
+	nh, nkv, hd := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim
+	qd, kv := nh*hd, nkv*hd
+	return func(l int, la *layerActs) {
+		r := 0
+		for b, s := range ids {
+			if len(s) == 0 {
+				continue
+			}
+			t := len(s)
+			keys, vals := ca.KV.Put(b, l, la.k[r*kv:(r+t)*kv], la.v[r*kv:(r+t)*kv])
+			tensor.CachedAttention(la.att[r*qd:(r+t)*qd], la.q[r*qd:(r+t)*qd], keys, vals, ca.KV.Len(b), t, nh, nkv, hd)
+			r += t
+		}
+	}
 }
 
 // Sampling controls Generate, with Hugging Face's meanings.
@@ -157,6 +131,11 @@ type Sampling struct {
 	RepetitionPenalty float64 // 1: off
 	Seed              uint64
 	StopIDs           []int // generation ends after any of these (EOS)
+}
+
+// Params are the sampler's settings.
+func (s Sampling) Params() sample.Params {
+	return sample.Params{Temperature: s.Temperature, TopK: s.TopK, TopP: s.TopP, RepetitionPenalty: s.RepetitionPenalty, Seed: s.Seed}
 }
 
 // Generate continues prompt, calling emit with each new token as it comes
@@ -179,18 +158,16 @@ func (m *Model) GenerateBatch(prompts [][]int32, s Sampling, emit func(b, id int
 	for _, p := range prompts {
 		maxT = max(maxT, len(p))
 	}
-	ca := m.NewCache(len(prompts), maxT+s.MaxNewTokens)
+	ca := m.NewCache(len(prompts), maxT+max(0, s.MaxNewTokens))
 	v := m.Config.VocabSize
 	out := make([][]int, len(prompts))
-	rngs := make([]*rand.Rand, len(prompts))
-	seen := make([]map[int]bool, len(prompts))
+	samplers := make([]*sample.Sampler, len(prompts))
 	done := make([]bool, len(prompts))
 	feed, last := make([][]int32, len(prompts)), make([]int32, len(prompts))
 	for b, p := range prompts {
-		rngs[b] = rand.New(rand.NewPCG(s.Seed+uint64(b), 0x9e11))
-		seen[b] = map[int]bool{}
+		samplers[b] = sample.New(s.Params(), uint64(b))
 		for _, id := range p {
-			seen[b][int(id)] = true
+			samplers[b].Observe(int(id))
 		}
 		feed[b] = p
 		done[b] = s.MaxNewTokens <= 0 || len(p) == 0
@@ -203,9 +180,8 @@ func (m *Model) GenerateBatch(prompts [][]int32, s Sampling, emit func(b, id int
 				feed[b] = nil
 				continue
 			}
-			id := sample(logits[b*v:(b+1)*v], s, seen[b], rngs[b])
+			id := samplers[b].Next(logits[b*v : (b+1)*v])
 			out[b] = append(out[b], id)
-			seen[b][id] = true
 			stop := slices.Contains(s.StopIDs, id)
 			if (emit != nil && !emit(b, id)) || stop || len(out[b]) == s.MaxNewTokens {
 				done[b] = true
@@ -220,70 +196,4 @@ func (m *Model) GenerateBatch(prompts [][]int32, s Sampling, emit func(b, id int
 			return out
 		}
 	}
-}
-
-// sample picks the next token: repetition penalty, then greedy, or
-// temperature, top-k and top-p before drawing, as transformers orders them.
-func sample(logits []float32, s Sampling, seen map[int]bool, rng *rand.Rand) int {
-	if s.RepetitionPenalty > 0 && s.RepetitionPenalty != 1 {
-		pen := float32(s.RepetitionPenalty)
-		for id := range seen {
-			if logits[id] < 0 {
-				logits[id] *= pen
-			} else {
-				logits[id] /= pen
-			}
-		}
-	}
-	if s.Temperature <= 0 {
-		best := 0
-		for i, v := range logits {
-			if v > logits[best] {
-				best = i
-			}
-		}
-		return best
-	}
-	type cand struct {
-		id int
-		l  float64
-	}
-	cands := make([]cand, len(logits))
-	for i, v := range logits {
-		cands[i] = cand{i, float64(v) / s.Temperature}
-	}
-	sort.Slice(cands, func(i, j int) bool {
-		return cands[i].l > cands[j].l || cands[i].l == cands[j].l && cands[i].id < cands[j].id
-	})
-	if s.TopK > 0 && s.TopK < len(cands) {
-		cands = cands[:s.TopK]
-	}
-	mx := cands[0].l
-	probs := make([]float64, len(cands))
-	var sum float64
-	for i, c := range cands {
-		probs[i] = math.Exp(c.l - mx)
-		sum += probs[i]
-	}
-	if s.TopP > 0 && s.TopP < 1 {
-		cum := 0.0
-		for i := range probs {
-			cum += probs[i] / sum
-			if cum >= s.TopP {
-				probs, cands = probs[:i+1], cands[:i+1]
-				break
-			}
-		}
-		sum = 0
-		for _, p := range probs {
-			sum += p
-		}
-	}
-	r := rng.Float64() * sum
-	for i, p := range probs {
-		if r -= p; r < 0 {
-			return cands[i].id
-		}
-	}
-	return cands[len(cands)-1].id
 }

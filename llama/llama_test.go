@@ -195,7 +195,7 @@ func TestKeepBF16(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer low.Close()
-	if low.Layers[0].Q.Low == nil || low.LMHead.Low == nil || low.Bytes() > wide.Bytes()/2+int64(8*c.HiddenSize*c.NumHiddenLayers) {
+	if low.Layers[0].Q.Compact == nil || low.LMHead.Compact == nil || low.Bytes() > wide.Bytes()/2+int64(8*c.HiddenSize*c.NumHiddenLayers) {
 		t.Fatalf("bf16 model holds %d bytes, float32 %d", low.Bytes(), wide.Bytes())
 	}
 	prompt := []int32{1, 450, 4996, 17354, 1701, 29916}

@@ -10,18 +10,18 @@ import (
 // m, and the matching gradient holders on g.
 func attachLoRA(m, g *Model, r int, dropout float64) {
 	rng := rand.New(rand.NewPCG(7, 8))
-	c := &m.Config
-	for l := range m.Layers {
-		for _, p := range m.Layers[l].linears(c) {
-			ws := p.w
-			ws.LoRA = NewLoRA(p.out, p.in, r, 0.5, dropout, rng)
-			for i := range ws.LoRA.B {
-				ws.LoRA.B[i] = float32(rng.NormFloat64() * 0.3)
-			}
-			ws.LoRA.Train, ws.LoRA.Seed = true, 11
-			gw := g.Weight(p.name(l))
-			gw.LoRA = &LoRA{A: make([]float32, len(ws.LoRA.A)), B: make([]float32, len(ws.LoRA.B)), R: r}
+	for _, ref := range m.Refs() {
+		if !ref.LoRA {
+			continue
 		}
+		lo := NewLoRA(ref.Shape[0], ref.Shape[1], r, 0.5, dropout, rng)
+		lo.key = adapterKey(ref.Name, lo.Name)
+		for i := range lo.B {
+			lo.B[i] = float32(rng.NormFloat64() * 0.3)
+		}
+		ref.Weight.Attach(lo)
+		gr, _ := g.Tensor(ref.Name)
+		gr.Weight.Attach(&LoRA{Name: lo.Name, A: make([]float32, len(lo.A)), B: make([]float32, len(lo.B)), R: r})
 	}
 }
 
@@ -37,18 +37,23 @@ func TestLoRAGradients(t *testing.T) {
 		labels := append([]int32(nil), ids...)
 		labels[8], labels[9] = -100, -100
 		a := m.NewActs(2, 5)
+		a.Dropout, a.Seed = true, 11
 		loss := func() float64 {
 			m.Forward(a, ids, valid)
-			l, _, _ := m.LMLoss(a, labels, nil, nil)
+			l, _, _ := m.LMLoss(a, labels, 0, nil)
 			return l
 		}
 		m.Forward(a, ids, valid)
-		_, _, dHidden := m.LMLoss(a, labels, grads, nil)
+		_, _, dHidden := m.LMLoss(a, labels, 0, grads)
 		m.Backward(a, dHidden, grads)
 		rng := rand.New(rand.NewPCG(1, 2))
-		for l := range m.Layers {
-			for _, p := range m.Layers[l].linears(&m.Config) {
-				lo, glo := p.w.LoRA, grads.Weight(p.name(l)).LoRA
+		for _, ref := range m.Refs() {
+			if !ref.LoRA {
+				continue
+			}
+			{
+				gr, _ := grads.Tensor(ref.Name)
+				lo, glo := ref.Weight.Adapters[0], gr.Weight.Adapters[0]
 				for _, pair := range [][2][]float32{{lo.A, glo.A}, {lo.B, glo.B}} {
 					for s := 0; s < 2; s++ {
 						i := rng.IntN(len(pair[0]))
@@ -61,7 +66,7 @@ func TestLoRAGradients(t *testing.T) {
 						pair[0][i] = orig
 						num, got := (lp-lm)/(2*h), float64(pair[1][i])
 						if math.Abs(num-got) > 1e-2*math.Max(0.1, math.Abs(num)) {
-							t.Errorf("dropout %g: %s LoRA grad[%d] = %g, numeric %g", dropout, p.name(l), i, got, num)
+							t.Errorf("dropout %g: %s LoRA grad[%d] = %g, numeric %g", dropout, ref.Name, i, got, num)
 						}
 					}
 				}
@@ -99,9 +104,10 @@ func TestLoRADropoutKeepsInput(t *testing.T) {
 	}
 	keep := append([]float32(nil), x...)
 	y := make([]float32, 3*6)
-	l.forward(y, x, 3, 5, 6)
-	l.Train, l.Seed = true, 9
-	l.forward(y, x, 3, 5, 6)
+	p := &Pass{}
+	l.forward(p, y, x, 3, 5, 6)
+	p.Dropout, p.Seed = true, 9
+	l.forward(p, y, x, 3, 5, 6)
 	for i := range x {
 		if x[i] != keep[i] {
 			t.Fatalf("input[%d] became %g", i, x[i])

@@ -44,12 +44,12 @@ func TestModelGradients(t *testing.T) {
 		a := m.NewActs(b, tt)
 		loss := func() float64 {
 			m.Forward(a, ids, valid)
-			l, _, _ := m.LMLoss(a, labels, NewModel(m.Config), nil)
+			l, _, _ := m.LMLoss(a, labels, 0, NewModel(m.Config))
 			return l
 		}
 		grads := NewModel(m.Config)
 		m.Forward(a, ids, valid)
-		_, n, dHidden := m.LMLoss(a, labels, grads, nil)
+		_, n, dHidden := m.LMLoss(a, labels, 0, grads)
 		if n != 6 {
 			t.Fatalf("%d counted tokens, want 6", n)
 		}
@@ -84,8 +84,7 @@ func TestCacheMatchesForward(t *testing.T) {
 	a := m.NewActs(1, len(ids))
 	m.Forward(a, ids, nil)
 	full := make([]float32, len(ids)*m.Config.VocabSize)
-	labels := append([]int32(nil), ids...)
-	m.LMLoss(a, labels, nil, full)
+	m.Logits(a, full)
 	v := m.Config.VocabSize
 	ca := m.NewCache(1, len(ids))
 	got := m.Step(ca, [][]int32{ids[:3]})
@@ -199,7 +198,7 @@ func TestCheckpointedActs(t *testing.T) {
 	for k, a := range []*Acts{m.NewActs(2, 5), m.NewCheckpointedActs(2, 5)} {
 		g := NewModel(m.Config)
 		m.Forward(a, ids, valid)
-		_, _, dh := m.LMLoss(a, ids, g, nil)
+		_, _, dh := m.LMLoss(a, ids, 0, g)
 		m.Backward(a, dh, g)
 		named[k] = g.Named()
 		if k == 1 && len(a.layers) != 1 {

@@ -27,15 +27,84 @@ func maxRelDiff(a, b []float32) float64 {
 	return d / math.Max(m, 1e-30)
 }
 
+// parityModel writes a tiny random checkpoint in dtype and loads it.
+func parityModel(t *testing.T, kvHeads int, tied bool, dtype string) (string, *llama.Model) {
+	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := llama.Preset("tiny")
+	cfg.NumKeyValueHeads, cfg.TieWordEmbeddings = kvHeads, tied
+	dir := t.TempDir()
+	if err := llama.Init(cfg, tok, dir, llama.InitOptions{Seed: 3, DType: dtype, MaxShard: 1 << 40}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := llama.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, m
+}
+
+// parityBatch is an English and a Chinese sentence as a right-padded
+// batch of b=2 sequences of tt tokens, labels -100 on the padding.
+func parityBatch(t *testing.T, b, tt int) (ids []int32, valid []bool, labels []int32) {
+	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := spm.NewProcessor(tok)
+	ids, valid, labels = make([]int32, b*tt), make([]bool, b*tt), make([]int32, b*tt)
+	for s, text := range []string{"The quick brown fox jumps over the lazy dog again", "你好，世界"}[:b] {
+		enc := append([]int{1}, p.Encode(text)...)
+		for i := 0; i < tt; i++ {
+			labels[s*tt+i] = -100
+			if i < len(enc) {
+				ids[s*tt+i], valid[s*tt+i], labels[s*tt+i] = int32(enc[i]), true, int32(enc[i])
+			}
+		}
+	}
+	return ids, valid, labels
+}
+
+// runReference runs the PyTorch reference with in as its INPUT.json (args
+// before it, such as the mode and the model directory) and returns a
+// lookup of its output tensors.
+func runReference(t *testing.T, dir string, in map[string]any, args ...string) func(string) []float32 {
+	inPath, outPath := filepath.Join(dir, "in.json"), filepath.Join(dir, "ref.safetensors")
+	jb, err := json.Marshal(in)
+	if err == nil {
+		err = os.WriteFile(inPath, jb, 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := torchref.Run(dir, append(args, inPath, outPath)...); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := safetensors.Open(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ref.Close() })
+	return func(name string) []float32 {
+		tn, ok := ref.Tensor(name)
+		if !ok {
+			t.Fatalf("reference lacks %s", name)
+		}
+		v, err := tn.Float32(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
+
 // Logits, loss and every gradient agree with PyTorch on the same
 // safetensors weights, for MHA and GQA, tied and untied, F32/F16/BF16 files,
 // on a right-padded batch.
 func TestParityWithPyTorch(t *testing.T) {
 	needTorch(t)
-	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, c := range []struct {
 		name    string
 		kvHeads int
@@ -43,60 +112,22 @@ func TestParityWithPyTorch(t *testing.T) {
 		dtype   string
 	}{{"gqa-f32", 2, false, "float32"}, {"mha-tied-bf16", 4, true, "bfloat16"}, {"mqa-f16", 1, false, "float16"}} {
 		t.Run(c.name, func(t *testing.T) {
-			cfg, _ := llama.Preset("tiny")
-			cfg.NumKeyValueHeads, cfg.TieWordEmbeddings = c.kvHeads, c.tied
-			dir := t.TempDir()
-			if err := llama.Init(cfg, tok, dir, llama.InitOptions{Seed: 3, DType: c.dtype, MaxShard: 1 << 40}); err != nil {
-				t.Fatal(err)
-			}
-			m, err := llama.Load(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, _ := spm.NewProcessor(tok)
+			dir, m := parityModel(t, c.kvHeads, c.tied, c.dtype)
 			b, tt := 2, 12
-			ids := make([]int32, b*tt)
-			valid := make([]bool, b*tt)
-			labels := make([]int32, b*tt)
-			for s, text := range []string{"The quick brown fox jumps over the lazy dog again", "你好，世界"} {
-				enc := append([]int{1}, p.Encode(text)...)
-				for i := 0; i < tt; i++ {
-					labels[s*tt+i] = -100
-					if i < len(enc) {
-						ids[s*tt+i], valid[s*tt+i], labels[s*tt+i] = int32(enc[i]), true, int32(enc[i])
-					}
-				}
-			}
+			ids, valid, labels := parityBatch(t, b, tt)
 			in := map[string]any{"ids": [][]int32{ids[:tt], ids[tt:]}, "valid": [][]bool{valid[:tt], valid[tt:]}, "labels": [][]int32{labels[:tt], labels[tt:]}}
 			const lr, wd, clip = 1e-3, 0.1, 1.0
 			in["adamw"] = map[string]any{"lr": lr, "weight_decay": wd, "max_grad_norm": clip, "steps": 1}
 			prompt := []int32{1, 450, 4996, 17354}
 			const newTokens = 12
 			in["generate"] = map[string]any{"prompt": prompt, "max_new_tokens": newTokens}
-			inPath, outPath := filepath.Join(dir, "in.json"), filepath.Join(dir, "ref.safetensors")
-			jb, _ := json.Marshal(in)
-			os.WriteFile(inPath, jb, 0o644)
-			if _, err := torchref.Run(dir, dir, inPath, outPath); err != nil {
-				t.Fatal(err)
-			}
-			ref, err := safetensors.Open(outPath)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ref.Close()
-			get := func(name string) []float32 {
-				tn, ok := ref.Tensor(name)
-				if !ok {
-					t.Fatalf("reference lacks %s", name)
-				}
-				v, _ := tn.Float32(nil)
-				return v
-			}
+			get := runReference(t, dir, in, dir)
 			a := m.NewActs(b, tt)
 			grads := llama.NewModel(m.Config)
 			logits := make([]float32, b*tt*m.Config.VocabSize)
 			m.Forward(a, ids, valid)
-			loss, _, dHidden := m.LMLoss(a, labels, grads, logits)
+			m.Logits(a, logits)
+			loss, _, dHidden := m.LMLoss(a, labels, 0, grads)
 			m.Backward(a, dHidden, grads)
 			// Padded positions' logits are not compared: no loss reads them.
 			var gotL, refL []float32

@@ -59,28 +59,27 @@ func LoRAKeys(weightName string) (a, b string) {
 func SavedModuleKey(name string) string { return peftPrefix + name }
 
 // SaveAdapter writes dir/adapter_config.json and dir/adapter_model.safetensors
-// with m's LoRA modules and the whole tensors named in saved (checkpoint
-// names such as model.embed_tokens.weight).
-func (m *Model) SaveAdapter(dir string, cfg AdapterConfig, saved []string) error {
+// with m's LoRA modules of the adapter called name and the whole tensors
+// named in saved (checkpoint names such as model.embed_tokens.weight).
+func (m *Model) SaveAdapter(dir, name string, cfg AdapterConfig, saved []string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	var srcs []safetensors.Source
-	for _, a := range m.Adapters() {
+	for _, a := range m.Adapters(name) {
 		ka, kb := LoRAKeys(a.Name)
 		srcs = append(srcs, safetensors.FromFloat32(ka, safetensors.F32, []int{a.LoRA.R, a.In}, a.LoRA.A),
 			safetensors.FromFloat32(kb, safetensors.F32, []int{a.Out, a.LoRA.R}, a.LoRA.B))
 	}
-	shapes := map[string][]int{}
-	for _, p := range m.Config.Params() {
-		shapes[p.Name] = p.Shape
-	}
-	for _, name := range saved {
-		dst := m.Slot(name)
-		if dst == nil || *dst == nil {
-			return fmt.Errorf("cannot save %s in the adapter: it is not a float32 tensor of the model", name)
+	for _, tn := range saved {
+		r, err := m.Tensor(tn)
+		if err != nil {
+			return fmt.Errorf("cannot save %s in the adapter: %w", tn, err)
 		}
-		srcs = append(srcs, safetensors.FromFloat32(SavedModuleKey(name), safetensors.F32, shapes[name], *dst))
+		if *r.Data == nil {
+			return fmt.Errorf("cannot save %s in the adapter: it is not held in float32", tn)
+		}
+		srcs = append(srcs, safetensors.FromFloat32(SavedModuleKey(tn), safetensors.F32, r.Shape, *r.Data))
 	}
 	sort.Slice(srcs, func(i, j int) bool { return srcs[i].Name < srcs[j].Name })
 	if err := safetensors.Write(filepath.Join(dir, AdapterFile), map[string]string{"format": "pt"}, srcs); err != nil {
@@ -116,11 +115,11 @@ func ReadAdapterConfig(dir string) (*AdapterConfig, error) {
 	return &c, nil
 }
 
-// LoadAdapter attaches a PEFT LoRA adapter directory to m: LoRA modules on
-// the targeted projections and whole tensors (modules_to_save, resized
-// embeddings included) in place of the model's. It returns the config and
-// the names of the tensors it replaced.
-func (m *Model) LoadAdapter(dir string) (*AdapterConfig, []string, error) {
+// LoadAdapter attaches a PEFT LoRA adapter directory to m as the adapter
+// called name: LoRA modules on the targeted projections and whole tensors
+// (modules_to_save, resized embeddings included) in place of the model's.
+// It returns the config and the names of the tensors it replaced.
+func (m *Model) LoadAdapter(dir, name string) (*AdapterConfig, []string, error) {
 	cfg, err := ReadAdapterConfig(dir)
 	if err != nil {
 		return nil, nil, err
@@ -134,25 +133,19 @@ func (m *Model) LoadAdapter(dir string) (*AdapterConfig, []string, error) {
 	used := map[string]bool{}
 	// Whole tensors (modules_to_save) first: a resized vocabulary changes
 	// the shapes the adapters are checked against.
-	shapes := map[string][]int{}
-	for _, p := range m.Config.Params() {
-		shapes[p.Name] = p.Shape
-	}
 	var replaced []string
 	for i := range f.Tensors {
 		t := &f.Tensors[i]
 		if strings.Contains(t.Name, ".lora_A.") || strings.Contains(t.Name, ".lora_B.") {
 			continue
 		}
-		name, ok := strings.CutPrefix(t.Name, peftPrefix)
-		want, known := shapes[name]
-		if name == "lm_head.weight" {
-			want, known = []int{m.Config.VocabSize, m.Config.HiddenSize}, true // also when tied
-		}
-		if !ok || !known {
+		tn, ok := strings.CutPrefix(t.Name, peftPrefix)
+		r, err := m.Tensor(tn)
+		if !ok || err != nil {
 			return nil, nil, fmt.Errorf("%s: tensor %s does not belong to a llama model of this shape", path, t.Name)
 		}
-		vocab := name == "model.embed_tokens.weight" || name == "lm_head.weight"
+		want := r.Shape
+		vocab := tn == embedSpec.hf || tn == headSpec.hf
 		if vocab && len(t.Shape) == 2 && t.Shape[1] == m.Config.HiddenSize {
 			want = t.Shape // a resized vocabulary
 		}
@@ -163,52 +156,51 @@ func (m *Model) LoadAdapter(dir string) (*AdapterConfig, []string, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		if w := m.Weight(name); w != nil {
-			w.W, w.Low = v, nil
-		} else {
-			*m.Slot(name) = v
+		*r.Data = v
+		if r.Weight != nil {
+			r.Weight.Compact = nil
 		}
-		if name == "model.embed_tokens.weight" {
+		if tn == embedSpec.hf {
 			m.Config.VocabSize = t.Shape[0]
-			if m.Config.TieWordEmbeddings {
-				m.LMHead = m.Embed
-			}
+			m.tie()
 		}
 		used[t.Name] = true
-		replaced = append(replaced, name)
+		replaced = append(replaced, tn)
 	}
 	if m.LMHead.W != nil && len(m.LMHead.W) != m.Config.VocabSize*m.Config.HiddenSize {
 		return nil, nil, fmt.Errorf("%s: embed_tokens has %d rows but lm_head %d: the adapter must save both when the vocabulary was resized", path, m.Config.VocabSize, len(m.LMHead.W)/m.Config.HiddenSize)
 	}
 	scale := cfg.Scale()
-	for l := range m.Layers {
-		for _, p := range m.Layers[l].linears(&m.Config) {
-			ka, kb := LoRAKeys(p.name(l))
-			ta, okA := f.Tensor(ka)
-			tb, okB := f.Tensor(kb)
-			if !okA && !okB {
-				continue
-			}
-			if !okA || !okB {
-				return nil, nil, fmt.Errorf("%s: has one of %s and %s but not the other", path, ka, kb)
-			}
-			r := cfg.R
-			if len(ta.Shape) != 2 || ta.Shape[1] != p.in || len(tb.Shape) != 2 || tb.Shape[0] != p.out || ta.Shape[0] != tb.Shape[1] {
-				return nil, nil, fmt.Errorf("%s: %s is %v and %s is %v; for this model they must be [r, %d] and [%d, r]", path, ka, ta.Shape, kb, tb.Shape, p.in, p.out)
-			}
-			if ta.Shape[0] != r {
-				return nil, nil, fmt.Errorf("%s: %s has rank %d, adapter_config.json says r %d (rank_pattern is not supported)", path, ka, ta.Shape[0], r)
-			}
-			lo := &LoRA{R: r, Scale: scale, Dropout: cfg.LoraDropout}
-			if lo.A, err = ta.Float32(nil); err != nil {
-				return nil, nil, err
-			}
-			if lo.B, err = tb.Float32(nil); err != nil {
-				return nil, nil, err
-			}
-			p.w.LoRA = lo
-			used[ka], used[kb] = true, true
+	for _, r := range m.Refs() {
+		if !r.LoRA {
+			continue
 		}
+		out, in := r.Shape[0], r.Shape[1]
+		ka, kb := LoRAKeys(r.Name)
+		ta, okA := f.Tensor(ka)
+		tb, okB := f.Tensor(kb)
+		if !okA && !okB {
+			continue
+		}
+		if !okA || !okB {
+			return nil, nil, fmt.Errorf("%s: has one of %s and %s but not the other", path, ka, kb)
+		}
+		rank := cfg.R
+		if len(ta.Shape) != 2 || ta.Shape[1] != in || len(tb.Shape) != 2 || tb.Shape[0] != out || ta.Shape[0] != tb.Shape[1] {
+			return nil, nil, fmt.Errorf("%s: %s is %v and %s is %v; for this model they must be [r, %d] and [%d, r]", path, ka, ta.Shape, kb, tb.Shape, in, out)
+		}
+		if ta.Shape[0] != rank {
+			return nil, nil, fmt.Errorf("%s: %s has rank %d, adapter_config.json says r %d (rank_pattern is not supported)", path, ka, ta.Shape[0], rank)
+		}
+		lo := &LoRA{Name: name, R: rank, Scale: scale, Dropout: cfg.LoraDropout, key: adapterKey(r.Name, name)}
+		if lo.A, err = ta.Float32(nil); err != nil {
+			return nil, nil, err
+		}
+		if lo.B, err = tb.Float32(nil); err != nil {
+			return nil, nil, err
+		}
+		r.Weight.Attach(lo)
+		used[ka], used[kb] = true, true
 	}
 	for _, t := range f.Tensors {
 		if !used[t.Name] {

@@ -84,7 +84,7 @@ func TestTrainParityWithPyTorch(t *testing.T) {
 				}
 			}
 			var lora []map[string]any
-			for _, a := range tr.Model.Adapters() {
+			for _, a := range tr.Model.Adapters(llama.DefaultAdapter) {
 				ka, kb := llama.LoRAKeys(a.Name)
 				ka, kb = strings.TrimPrefix(ka, "base_model.model."), strings.TrimPrefix(kb, "base_model.model.")
 				lora = append(lora, map[string]any{"weight": a.Name, "a": ka, "b": kb, "A": slices.Clone(a.LoRA.A), "B": slices.Clone(a.LoRA.B), "r": a.LoRA.R, "scale": a.LoRA.Scale})
@@ -317,11 +317,8 @@ func TestLoRAAdapterRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, replaced, err := m.LoadAdapter(c.OutputDir); err != nil || len(replaced) != 3 || m.Config.VocabSize != 55296 {
+	if _, replaced, err := m.LoadAdapter(c.OutputDir, llama.DefaultAdapter); err != nil || len(replaced) != 3 || m.Config.VocabSize != 55296 {
 		t.Fatalf("load adapter: %v, replaced %v, vocab %d", err, replaced, m.Config.VocabSize)
-	}
-	for _, a := range tr.adapters {
-		a.Train = false
 	}
 	ids := []int32{1, 450, 40000, 3}
 	want := append([]float32(nil), tr.Model.Step(tr.Model.NewCache(1, 4), [][]int32{ids})...)
@@ -361,7 +358,7 @@ func TestQLoRA(t *testing.T) {
 	for _, bits := range []string{"4", "8"} {
 		tr := newTrainer(t, sftConfig(t, model, "--finetuning_type", "lora", "--quantization_bit", bits, "--max_steps", "6",
 			"--learning_rate", "5e-3", "--lora_rank", "8", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1", "--max_samples", "4"))
-		if tr.Model.Layers[0].Q.Low == nil || tr.Model.Layers[0].Q.W != nil {
+		if tr.Model.Layers[0].Q.Compact == nil || tr.Model.Layers[0].Q.W != nil {
 			t.Fatal("projections not quantized")
 		}
 		first := tr.TrainStep().Loss

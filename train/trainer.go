@@ -50,10 +50,9 @@ type Trainer struct {
 	metrics                                *metricsLog
 	nanRun                                 int
 	baseVocab                              int
-	adapters                               []*llama.LoRA // trained LoRA modules
-	saved                                  []string      // tensors an adapter saves whole
-	order                                  []int         // this epoch's example order
-	params, grads                          [][]float32   // Params' values and gradients
+	saved                                  []string    // tensors an adapter saves whole
+	order                                  []int       // this epoch's example order
+	params, grads                          [][]float32 // Params' values and gradients
 	orderEpoch                             int
 }
 
@@ -235,9 +234,12 @@ func (t *Trainer) selectParams() error {
 		if !trainable(p.Name) {
 			continue
 		}
-		grad := g.Slot(p.Name)
-		*grad = make([]float32, len(p.Data))
-		t.Params = append(t.Params, Param{Name: p.Name, Data: p.Data, Grad: *grad, NoDecay: strings.HasSuffix(p.Name, "norm.weight")})
+		grad, err := g.Tensor(p.Name)
+		if err != nil {
+			return err
+		}
+		*grad.Data = make([]float32, len(p.Data))
+		t.Params = append(t.Params, Param{Name: p.Name, Data: p.Data, Grad: *grad.Data, NoDecay: strings.HasSuffix(p.Name, "norm.weight")})
 	}
 	if m.Config.TieWordEmbeddings {
 		g.LMHead = g.Embed
@@ -252,7 +254,7 @@ func (t *Trainer) selectParams() error {
 func abs(x int) int { return max(x, -x) }
 
 // savedModules maps additional_target module names to their tensors.
-var savedModules = map[string]string{"embed_tokens": "model.embed_tokens.weight", "lm_head": "lm_head.weight", "norm": "model.norm.weight"}
+var savedModules = llama.SavedModules
 
 // selectLoRA adds adapters (new, or adapter_name_or_path's to train on)
 // and trains them and additional_target's modules whole; the base stays
@@ -260,7 +262,7 @@ var savedModules = map[string]string{"embed_tokens": "model.embed_tokens.weight"
 func (t *Trainer) selectLoRA() error {
 	m, c := t.Model, &t.Cfg
 	if c.AdapterNameOrPath != "" {
-		ac, _, err := m.LoadAdapter(c.AdapterNameOrPath)
+		ac, _, err := m.LoadAdapter(c.AdapterNameOrPath, llama.DefaultAdapter)
 		if err != nil {
 			return err
 		}
@@ -282,7 +284,7 @@ func (t *Trainer) selectLoRA() error {
 		if c.UseRSLoRA {
 			scale = c.LoraAlpha / math.Sqrt(float64(c.LoraRank))
 		}
-		m.AddLoRA(targets, c.LoraRank, float32(scale), c.LoraDropout, c.Seed)
+		m.AddLoRA(llama.DefaultAdapter, targets, c.LoraRank, float32(scale), c.LoraDropout, c.Seed)
 	}
 	if m.Config.VocabSize != t.baseVocab {
 		for _, mod := range []string{"embed_tokens", "lm_head"} {
@@ -293,11 +295,14 @@ func (t *Trainer) selectLoRA() error {
 		}
 	}
 	g := m.LoRAGrads()
-	for _, a := range m.Adapters() {
-		gl := g.Weight(a.Name).LoRA
+	for _, a := range m.Adapters(llama.DefaultAdapter) {
+		gr, err := g.Tensor(a.Name)
+		if err != nil {
+			return err
+		}
+		gl := gr.Weight.Adapter(llama.DefaultAdapter)
 		ka, kb := llama.LoRAKeys(a.Name)
 		t.Params = append(t.Params, Param{Name: ka, Data: a.LoRA.A, Grad: gl.A}, Param{Name: kb, Data: a.LoRA.B, Grad: gl.B})
-		t.adapters = append(t.adapters, a.LoRA)
 	}
 	t.saved = nil
 	for _, mod := range c.AdditionalTarget {
@@ -314,9 +319,13 @@ func (t *Trainer) selectLoRA() error {
 		if slices.Contains(t.saved, name) {
 			continue
 		}
-		grad := g.Slot(name)
-		*grad = make([]float32, len(*m.Slot(name)))
-		t.Params = append(t.Params, Param{Name: llama.SavedModuleKey(name), Data: *m.Slot(name), Grad: *grad, NoDecay: mod == "norm"})
+		ref, err := m.Tensor(name)
+		if err != nil {
+			return err
+		}
+		grad, _ := g.Tensor(name)
+		*grad.Data = make([]float32, len(*ref.Data))
+		t.Params = append(t.Params, Param{Name: llama.SavedModuleKey(name), Data: *ref.Data, Grad: *grad.Data, NoDecay: mod == "norm"})
 		t.saved = append(t.saved, name)
 	}
 	if m.Config.TieWordEmbeddings {
@@ -333,7 +342,7 @@ func (t *Trainer) selectLoRA() error {
 func (t *Trainer) adapterConfig() llama.AdapterConfig {
 	c := &t.Cfg
 	var targets []string
-	for _, a := range t.Model.Adapters() {
+	for _, a := range t.Model.Adapters(llama.DefaultAdapter) {
 		if !slices.Contains(targets, a.Module) {
 			targets = append(targets, a.Module)
 		}
@@ -411,13 +420,11 @@ func (t *Trainer) TrainStep() StepResult {
 	}
 	var loss float64
 	for i, b := range batches {
-		for k, a := range t.adapters {
-			a.Train, a.Seed = true, c.Seed^uint64((t.Step*c.GradAccum+i)*len(t.adapters)+k)<<8
-		}
+		// Dropout masks drawn from the step and micro-batch alone.
+		t.acts.Dropout, t.acts.Seed = true, c.Seed^uint64(t.Step*c.GradAccum+i)<<8
 		t.acts.Reshape(&t.Model.Config, b.B, b.T)
-		t.acts.LossDenom = denom
 		t.Model.Forward(t.acts, b.IDs, b.Valid)
-		l, n, dHidden := t.Model.LMLoss(t.acts, b.Labels, t.Grads, nil)
+		l, n, dHidden := t.Model.LMLoss(t.acts, b.Labels, denom, t.Grads)
 		t.Model.Backward(t.acts, dHidden, t.Grads)
 		loss += l * float64(n) / float64(max(1, denom))
 	}
@@ -440,15 +447,12 @@ func (t *Trainer) TrainStep() StepResult {
 // Evaluate is the mean loss over the validation set's learned tokens.
 func (t *Trainer) Evaluate() (loss float64, tokens int) {
 	var sum float64
-	for _, a := range t.adapters {
-		a.Train = false
-	}
+	t.acts.Dropout = false
 	for lo := 0; lo < len(t.Val); lo += t.Cfg.BatchSize {
 		b := MakeBatch(t.Val[lo:min(lo+t.Cfg.BatchSize, len(t.Val))], t.pad())
 		t.acts.Reshape(&t.Model.Config, b.B, b.T)
-		t.acts.LossDenom = 0
 		t.Model.Forward(t.acts, b.IDs, b.Valid)
-		l, n, _ := t.Model.LMLoss(t.acts, b.Labels, nil, nil)
+		l, n, _ := t.Model.LMLoss(t.acts, b.Labels, 0, nil)
 		sum += l * float64(n)
 		tokens += n
 	}
@@ -589,7 +593,7 @@ func (t *Trainer) prepareOutput() error {
 // adapter as PEFT's, with the tokenizer.
 func (t *Trainer) SaveModel(dir string) error {
 	if t.Cfg.FinetuningType == "lora" {
-		if err := t.Model.SaveAdapter(dir, t.adapterConfig(), t.saved); err != nil {
+		if err := t.Model.SaveAdapter(dir, llama.DefaultAdapter, t.adapterConfig(), t.saved); err != nil {
 			return err
 		}
 	} else if err := t.Model.Save(dir, "float32", 0); err != nil {

@@ -85,7 +85,7 @@ func benchModelTrain(args []string) error {
 			clear(g)
 		}
 		m.Forward(acts, ids, nil)
-		l, _, dHidden := m.LMLoss(acts, ids, grads, nil)
+		l, _, dHidden := m.LMLoss(acts, ids, 0, grads)
 		m.Backward(acts, dHidden, grads)
 		train.ClipGradNorm(gs, 1)
 		opt.Step(params, gs, 1e-4)
@@ -210,11 +210,12 @@ func benchLoRA(m *llama.Model, r, bits int) (*llama.Model, [][]float32, [][]floa
 			return nil, nil, nil, usageError{err.Error()}
 		}
 	}
-	m.AddLoRA(llama.LoRAModules, r, 2, 0, 1)
+	m.AddLoRA(llama.DefaultAdapter, llama.LoRAModules, r, 2, 0, 1)
 	grads := m.LoRAGrads()
 	var params, gs [][]float32
-	for _, a := range m.Adapters() {
-		g := grads.Weight(a.Name).LoRA
+	for _, a := range m.Adapters(llama.DefaultAdapter) {
+		ref, _ := grads.Tensor(a.Name)
+		g := ref.Weight.Adapter(llama.DefaultAdapter)
 		params, gs = append(params, a.LoRA.A, a.LoRA.B), append(gs, g.A, g.B)
 	}
 	return grads, params, gs, nil

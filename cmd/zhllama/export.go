@@ -31,11 +31,11 @@ func exportRun(args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, replaced, err := m.LoadAdapter(*adapter)
+	cfg, replaced, err := m.LoadAdapter(*adapter, llama.DefaultAdapter)
 	if err != nil {
 		return err
 	}
-	n := len(m.Adapters())
+	n := len(m.Adapters(""))
 	if err := m.MergeLoRA(); err != nil {
 		return err
 	}

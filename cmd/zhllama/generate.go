@@ -44,7 +44,7 @@ func (f modelFlags) load() (*llama.Model, *spm.Processor, error) {
 	}
 	tokDir := dir
 	if adapter != "" {
-		if _, _, err := m.LoadAdapter(adapter); err != nil {
+		if _, _, err := m.LoadAdapter(adapter, llama.DefaultAdapter); err != nil {
 			return nil, nil, err
 		}
 		if err := m.MergeLoRA(); err != nil {

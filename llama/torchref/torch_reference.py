@@ -5,6 +5,7 @@ Usage: torch_reference.py MODEL_DIR INPUT.json OUTPUT.safetensors
        torch_reference.py bench-generate CONFIG.json BATCH NEW_TOKENS THREADS
        torch_reference.py train MODEL_DIR INPUT.json OUTPUT.safetensors
        torch_reference.py adapter MODEL_DIR ADAPTER_DIR INPUT.json OUTPUT.safetensors
+       torch_reference.py heads MODEL_DIR INPUT.json OUTPUT.safetensors
 
 Reads config.json and model.safetensors (F32, F16 or BF16), runs
 LlamaForCausalLM's computation in float32 on the batch in INPUT.json
@@ -67,8 +68,9 @@ def rotate_half(x):
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def run(cfg, w, ids, valid):
-    """LlamaForCausalLM's logits for ids [B, T], valid marking real tokens."""
+def run(cfg, w, ids, valid, with_hidden=False):
+    """LlamaForCausalLM's logits for ids [B, T], valid marking real tokens
+    (and the final normed hidden states with with_hidden)."""
     B, T = ids.shape
     H, nh = cfg["hidden_size"], cfg["num_attention_heads"]
     nkv = cfg.get("num_key_value_heads") or nh
@@ -103,6 +105,8 @@ def run(cfg, w, ids, valid):
         x = h + (torch.nn.functional.silu(g) * u) @ w[p + "mlp.down_proj.weight"].T
     x = rms_norm(x, w["model.norm.weight"], eps)
     head = w["lm_head.weight"] if "lm_head.weight" in w else w["model.embed_tokens.weight"]
+    if with_hidden:
+        return x @ head.T, x
     return x @ head.T
 
 
@@ -148,6 +152,32 @@ def main():
             opt.step()
         for k, v in w.items():
             out["param." + k] = v
+    save(out_path, out)
+
+
+def heads():
+    """The heads over the trunk: per-token log-probabilities of the next
+    label (0 where it is -100 and at the end) and a value head's values
+    (nn.Linear(hidden, 1), TRL's v_head.summary), with the gradients of
+    sum(dlogp * logp) + sum(dvalue * values) for every parameter."""
+    model_dir, inp_path, out_path = sys.argv[2:5]
+    cfg = json.load(open(model_dir + "/config.json"))
+    w = {k: v.clone().requires_grad_(True) for k, v in load(model_dir + "/model.safetensors").items()}
+    inp = json.load(open(inp_path))
+    ids, valid, labels = torch.tensor(inp["ids"]), torch.tensor(inp["valid"]), torch.tensor(inp["labels"])
+    vw = torch.tensor(inp["v_head_weight"]).reshape(1, -1).requires_grad_(True)
+    vb = torch.tensor(inp["v_head_bias"]).reshape(1).requires_grad_(True)
+    logits, hidden = run(cfg, w, ids, valid, with_hidden=True)
+    target = labels[:, 1:]
+    keep = target != -100
+    logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(2, target.clamp(min=0)[..., None]).squeeze(-1) * keep
+    logp = torch.cat([logp, torch.zeros(logp.shape[0], 1)], dim=1)
+    values = torch.nn.functional.linear(hidden, vw, vb).squeeze(-1)
+    loss = (logp * torch.tensor(inp["dlogp"])).sum() + (values * torch.tensor(inp["dvalue"])).sum()
+    loss.backward()
+    out = {"logp": logp, "values": values, "grad.v_head.summary.weight": vw.grad, "grad.v_head.summary.bias": vb.grad}
+    for k, v in w.items():
+        out["grad." + k] = v.grad.clone()
     save(out_path, out)
 
 
@@ -352,6 +382,9 @@ if __name__ == "__main__":
         bench_generate()
     elif sys.argv[1] == "adapter":
         adapter()
+    elif sys.argv[1] == "heads":
+        torch.set_num_threads(1)
+        heads()
     elif sys.argv[1] == "train":
         torch.set_num_threads(1)
         train()

@@ -1,0 +1,204 @@
+package llama
+
+import (
+	"math"
+	"math/rand/v2"
+
+	"zhllama/tensor"
+)
+
+// Heads map the trunk's final hidden states (Acts.Hidden, [bt × h]) to what
+// an objective needs, and return dLoss/dHidden for Backward: the LM head's
+// mean cross-entropy (pretraining, SFT), per-token log-probabilities of
+// given labels (DPO, PPO, multiple-choice evaluation) and a value head
+// (reward models, PPO's critic).
+
+// headBytes bounds the logits the LM head holds at once: [tokens × vocab]
+// in float32 would be 450 MB for 2048 tokens of a 55296-piece vocabulary.
+var headBytes = 32 << 20
+
+// headRows is how many rows of logits the LM head computes at once for bt
+// rows: a multiple of 8 within headBytes, at least 16.
+func headRows(c *Config, bt int) int {
+	n := max(16, headBytes/(4*c.VocabSize)/8*8)
+	return min(n, max(bt, 1))
+}
+
+// shiftTargets sets a.targets to the labels each position predicts: the
+// next position's label, IgnoreIndex at the end of each sequence.
+func (a *Acts) shiftTargets(labels []int32) []int32 {
+	for b := 0; b < a.B; b++ {
+		for t := 0; t < a.T; t++ {
+			a.targets[b*a.T+t] = tensor.IgnoreIndex
+			if t+1 < a.T {
+				a.targets[b*a.T+t] = labels[b*a.T+t+1]
+			}
+		}
+	}
+	return a.targets
+}
+
+// headChunks calls f for each chunk [r0, r1) of the batch's rows that has
+// a target, with the chunk's logits computed into lg.
+func (m *Model) headChunks(a *Acts, targets []int32, f func(r0, r1 int, lg []float32)) {
+	c := &m.Config
+	bt, h, v := a.B*a.T, c.HiddenSize, c.VocabSize
+	step := headRows(c, bt)
+	for r0 := 0; r0 < bt; r0 += step {
+		r1 := min(bt, r0+step)
+		if countTargets(targets[r0:r1]) == 0 {
+			continue // nothing to score: its logits would only be cleared
+		}
+		lg := a.logits[:(r1-r0)*v]
+		m.LMHead.forward(&a.Pass, lg, a.Hidden[r0*h:r1*h], r1-r0, h, v)
+		f(r0, r1, lg)
+	}
+}
+
+func countTargets(targets []int32) int {
+	n := 0
+	for _, t := range targets {
+		if t != tensor.IgnoreIndex {
+			n++
+		}
+	}
+	return n
+}
+
+// headBackward takes a chunk's logit gradients through the LM head: into
+// a.dHidden's rows and, unless grads is nil, the head's gradient.
+func (m *Model) headBackward(a *Acts, grads *Model, r0, r1 int, dlogits []float32) {
+	h, v := m.Config.HiddenSize, m.Config.VocabSize
+	var g *Weight
+	if grads != nil {
+		g = &grads.LMHead
+	}
+	m.LMHead.backward(&a.Pass, a.dHidden[r0*h:r1*h], g, dlogits, a.Hidden[r0*h:r1*h], r1-r0, h, v)
+}
+
+// LMLoss is the language-model head: logits = Hidden · LMHeadᵀ, and the
+// mean cross-entropy of each position predicting the next label (labels
+// shifted as LlamaForCausalLM shifts them; IgnoreIndex skips). It returns
+// the loss, the counted tokens and, when grads is not nil, dLoss/dHidden,
+// adding the head's gradient to grads.LMHead. The gradient is that of the
+// summed loss over denom tokens (0: this batch's count), so that
+// micro-batches of one optimizer step average over all their tokens. The
+// logits are computed in chunks of rows and never held whole.
+func (m *Model) LMLoss(a *Acts, labels []int32, denom int, grads *Model) (float64, int, []float32) {
+	targets := a.shiftTargets(labels)
+	count := countTargets(targets)
+	if denom <= 0 {
+		denom = count
+	}
+	if grads != nil {
+		clear(a.dHidden)
+	}
+	var sum float64
+	m.headChunks(a, targets, func(r0, r1 int, lg []float32) {
+		s, _ := tensor.CrossEntropySum(lg, targets[r0:r1], r1-r0, m.Config.VocabSize, denom)
+		sum += s
+		if grads != nil {
+			m.headBackward(a, grads, r0, r1, lg)
+		}
+	})
+	var dHidden []float32
+	if grads != nil {
+		dHidden = a.dHidden
+	}
+	if count == 0 {
+		return 0, 0, dHidden
+	}
+	return sum / float64(count), count, dHidden
+}
+
+// Logits writes the LM head's logits of every position to dst [bt × v].
+func (m *Model) Logits(a *Acts, dst []float32) {
+	c := &m.Config
+	bt, h, v := a.B*a.T, c.HiddenSize, c.VocabSize
+	step := headRows(c, bt)
+	for r0 := 0; r0 < bt; r0 += step {
+		r1 := min(bt, r0+step)
+		m.LMHead.forward(&a.Pass, dst[r0*v:r1*v], a.Hidden[r0*h:r1*h], r1-r0, h, v)
+	}
+}
+
+// TokenLogProbs writes to dst [B × T] the log-probability each position
+// gives the next label (labels shifted as in LMLoss), 0 where the label is
+// IgnoreIndex and at each sequence's last position; it returns the number
+// of scored positions. Summed over a response, these are the sequence
+// log-probabilities DPO and PPO compare.
+func (m *Model) TokenLogProbs(a *Acts, labels []int32, dst []float32) int {
+	targets := a.shiftTargets(labels)
+	clear(dst[:a.B*a.T])
+	n := 0
+	m.headChunks(a, targets, func(r0, r1 int, lg []float32) {
+		n += tensor.LogProbs(dst[r0:r1], lg, targets[r0:r1], r1-r0, m.Config.VocabSize)
+	})
+	return n
+}
+
+// TokenLogProbsBackward returns dLoss/dHidden for a loss with gradient
+// dLogp [B × T] with respect to TokenLogProbs' output (same labels, after
+// the same Forward), adding the head's gradient to grads.LMHead (grads nil:
+// a frozen head). The logits are computed again, chunk by chunk.
+func (m *Model) TokenLogProbsBackward(a *Acts, labels []int32, dLogp []float32, grads *Model) []float32 {
+	targets := a.shiftTargets(labels)
+	clear(a.dHidden)
+	m.headChunks(a, targets, func(r0, r1 int, lg []float32) {
+		tensor.LogProbsBackward(lg, targets[r0:r1], dLogp[r0:r1], r1-r0, m.Config.VocabSize)
+		m.headBackward(a, grads, r0, r1, lg)
+	})
+	return a.dHidden
+}
+
+// ValueHead is the value head of TRL's AutoModelForCausalLMWithValueHead,
+// which LLaMA-Factory's reward models and PPO use: a Linear hidden → 1 with
+// a bias, scoring every position.
+type ValueHead struct {
+	W []float32 // [1 × hidden] v_head.summary.weight
+	B []float32 // [1] v_head.summary.bias
+}
+
+// Names of the value head's tensors in value_head.safetensors.
+const (
+	ValueHeadWeight = "v_head.summary.weight"
+	ValueHeadBias   = "v_head.summary.bias"
+)
+
+// NewValueHead is a zeroed head (or its gradient) for hidden size h.
+func NewValueHead(h int) *ValueHead { return &ValueHead{W: make([]float32, h), B: make([]float32, 1)} }
+
+// Init sets the head as nn.Linear initializes it: weight and bias from
+// U(±1/√hidden).
+func (v *ValueHead) Init(rng *rand.Rand) {
+	bound := 1 / math.Sqrt(float64(len(v.W)))
+	for i := range v.W {
+		v.W[i] = float32((2*rng.Float64() - 1) * bound)
+	}
+	v.B[0] = float32((2*rng.Float64() - 1) * bound)
+}
+
+// Forward writes each row's value to dst [rows]: hidden[r] · W + B.
+func (v *ValueHead) Forward(dst, hidden []float32, rows int) {
+	h := len(v.W)
+	tensor.Linear(dst[:rows], hidden[:rows*h], v.W, rows, h, 1)
+	for r := range dst[:rows] {
+		dst[r] += v.B[0]
+	}
+}
+
+// Backward adds dValues [rows] · W to dHidden and, unless g is nil, the
+// head's gradients to g.
+func (v *ValueHead) Backward(dHidden []float32, g *ValueHead, dValues, hidden []float32, rows int) {
+	h := len(v.W)
+	var dw []float32
+	if g != nil {
+		dw = g.W
+		var db float64
+		for _, d := range dValues[:rows] {
+			db += float64(d)
+		}
+		g.B[0] += float32(db)
+	}
+	tensor.LinearBackward(dHidden[:rows*h], dw, dValues[:rows], hidden[:rows*h], v.W, rows, h, 1)
+}
