@@ -3,6 +3,7 @@ package llama
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -111,6 +112,71 @@ func TestLoRADropoutKeepsInput(t *testing.T) {
 	for i := range x {
 		if x[i] != keep[i] {
 			t.Fatalf("input[%d] became %g", i, x[i])
+		}
+	}
+}
+
+// Named adapters: a pass applies all, some or none of them (none is the
+// base model), and two passes through the same adapters keep their own
+// activations, so each one's gradients are those of a pass run alone.
+func TestNamedAdapters(t *testing.T) {
+	m := tinyModel(t, false, 2)
+	ids := []int32{3, 7, 11, 2, 9, 4, 4, 20}
+	logits := func(use func(string) bool) []float32 {
+		a := m.NewActs(1, len(ids))
+		a.Adapters = use
+		m.Forward(a, ids, nil)
+		out := make([]float32, len(ids)*m.Config.VocabSize)
+		m.Logits(a, out)
+		return out
+	}
+	base := logits(nil)
+	m.AddLoRA("policy", LoRAModules, 2, 1, 0, 1)
+	m.AddLoRA("reward", []string{"q_proj", "v_proj"}, 3, 1, 0, 2)
+	for _, ad := range m.Adapters("") {
+		for i := range ad.LoRA.B {
+			ad.LoRA.B[i] = 0.1 * float32(i%7-3)
+		}
+	}
+	same := func(a, b []float32) bool { return slices.Equal(a, b) }
+	if !same(logits(NoAdapters), base) {
+		t.Error("no adapters is not the base model")
+	}
+	all, policy := logits(nil), logits(OnlyAdapters("policy"))
+	if same(all, base) || same(policy, base) || same(all, policy) {
+		t.Error("adapters change nothing")
+	}
+	if len(m.Adapters("reward")) != 2*m.Config.NumHiddenLayers || len(m.Adapters("")) != 9*m.Config.NumHiddenLayers {
+		t.Errorf("%d reward and %d adapters in all", len(m.Adapters("reward")), len(m.Adapters("")))
+	}
+	labels := append([]int32(nil), ids...)
+	backward := func(a *Acts, grads *Model) {
+		_, _, dh := m.LMLoss(a, labels, 0, grads)
+		m.Backward(a, dh, grads)
+	}
+	alone := m.LoRAGrads()
+	a1 := m.NewActs(1, len(ids))
+	m.Forward(a1, ids, nil)
+	backward(a1, alone)
+	// Two passes in flight: the second forward runs before the first's backward.
+	interleaved, other := m.LoRAGrads(), m.LoRAGrads()
+	a2, a3 := m.NewActs(1, len(ids)), m.NewActs(1, len(ids))
+	a3.Adapters = OnlyAdapters("reward")
+	m.Forward(a2, ids, nil)
+	m.Forward(a3, []int32{5, 5, 6, 6, 7, 7, 8, 8}, nil)
+	backward(a2, interleaved)
+	want, got := alone.Adapters(""), interleaved.Adapters("")
+	for i := range want {
+		if !same(want[i].LoRA.A, got[i].LoRA.A) || !same(want[i].LoRA.B, got[i].LoRA.B) {
+			t.Fatalf("%s %s: gradients differ with another pass in flight", want[i].Name, want[i].LoRA.Name)
+		}
+	}
+	backward(a3, other)
+	for _, ad := range other.Adapters("policy") {
+		for _, v := range ad.LoRA.B {
+			if v != 0 {
+				t.Fatalf("%s: a pass without the policy adapter gave it a gradient", ad.Name)
+			}
 		}
 	}
 }
