@@ -10,9 +10,9 @@ import (
 	"zhllama/internal/testdata"
 	"zhllama/llama"
 	"zhllama/llama/torchref"
+	"zhllama/optim"
 	"zhllama/safetensors"
 	"zhllama/spm"
-	"zhllama/train"
 )
 
 func needTorch(t *testing.T) { torchref.Require(t) }
@@ -167,14 +167,13 @@ func TestParityWithPyTorch(t *testing.T) {
 			// gradients, so that the optimizer alone is compared (AdamW
 			// turns the last-bit differences of near-zero gradients into
 			// visible ones).
-			var params, gs [][]float32
+			var params []optim.Param
 			for _, prm := range m.Named() {
-				params = append(params, prm.Data)
-				gs = append(gs, get("grad."+prm.Name))
+				params = append(params, optim.Param{Name: prm.Name, Data: prm.Data, Grad: get("grad." + prm.Name)})
 			}
-			opt := train.NewAdamW(params, wd)
-			train.ClipGradNorm(gs, clip)
-			opt.Step(params, gs, lr)
+			opt := optim.NewAdamW(params, []optim.Group{{WeightDecay: wd}})
+			optim.ClipGradNorm(params, clip)
+			opt.Step(lr)
 			worst = 0
 			for _, prm := range m.Named() {
 				d := maxRelDiff(prm.Data, get("param."+prm.Name))

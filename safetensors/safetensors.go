@@ -190,6 +190,15 @@ func Open(path string) (*File, error) {
 	return f, nil
 }
 
+// Names lists the file's tensors in file order.
+func (f *File) Names() []string {
+	out := make([]string, len(f.Tensors))
+	for i := range f.Tensors {
+		out[i] = f.Tensors[i].Name
+	}
+	return out
+}
+
 // Tensor returns the named tensor.
 func (f *File) Tensor(name string) (*Tensor, bool) {
 	i, ok := f.byName[name]

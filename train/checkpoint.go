@@ -11,6 +11,7 @@ import (
 
 	"zhllama/internal/atomicfile"
 	"zhllama/llama"
+	"zhllama/optim"
 	"zhllama/safetensors"
 )
 
@@ -31,12 +32,12 @@ const optimizerFile = "optimizer.safetensors"
 // SaveCheckpoint writes output_dir/checkpoint-N (N the step) through a
 // temporary directory renamed at the end, and removes the oldest beyond
 // save_total_limit.
-func (t *Trainer) SaveCheckpoint() error {
+func (t *Loop) SaveCheckpoint() error {
 	c := &t.Cfg
 	final := filepath.Join(c.OutputDir, "checkpoint-"+strconv.Itoa(t.Step))
 	tmp := final + ".tmp"
 	os.RemoveAll(tmp)
-	if err := t.SaveModel(tmp); err != nil {
+	if err := t.Obj.Save(tmp); err != nil {
 		return err
 	}
 	var srcs []safetensors.Source
@@ -104,7 +105,7 @@ func checkpoints(dir string) ([]checkpointDir, error) {
 }
 
 // Resume loads a checkpoint: a path, or "true" for output_dir's latest.
-func (t *Trainer) Resume(which string) error {
+func (t *Loop) Resume(which string) error {
 	dir := which
 	if which == "true" || which == "True" {
 		cks, err := checkpoints(t.Cfg.OutputDir)
@@ -121,8 +122,8 @@ func (t *Trainer) Resume(which string) error {
 	if err != nil {
 		return fmt.Errorf("resume_from_checkpoint %s: %w", dir, err)
 	}
-	if ts.Trained != len(t.Params) || ts.Optimizer != t.Cfg.Optim {
-		return fmt.Errorf("resume_from_checkpoint %s: it trained %d tensors with %s, this run %d with %s: resume with the settings it was made with", dir, ts.Trained, ts.Optimizer, len(t.Params), t.Cfg.Optim)
+	if ts.Optimizer != t.Cfg.Optim {
+		return fmt.Errorf("resume_from_checkpoint %s: it was trained with %s, this run uses %s: resume with the settings it was made with", dir, ts.Optimizer, t.Cfg.Optim)
 	}
 	lookup, closeFn, err := openWeights(dir)
 	if err != nil {
@@ -132,7 +133,7 @@ func (t *Trainer) Resume(which string) error {
 	for _, p := range t.Params {
 		tn, err := lookup(p.Name)
 		if err != nil {
-			return fmt.Errorf("resume_from_checkpoint %s: %w", dir, err)
+			return fmt.Errorf("resume_from_checkpoint %s: %w (it trained %d tensors, this run %d: resume with the settings it was made with)", dir, err, ts.Trained, len(t.Params))
 		}
 		if tn.Elements() != len(p.Data) {
 			return fmt.Errorf("resume_from_checkpoint %s: tensor %s has %d values, the model %d", dir, p.Name, tn.Elements(), len(p.Data))
@@ -146,14 +147,15 @@ func (t *Trainer) Resume(which string) error {
 		return err
 	}
 	defer of.Close()
-	for name, dst := range t.Opt.State() {
+	err = optim.LoadState(t.Opt, t.Params, of.Names(), func(name string) ([]float32, error) {
 		tn, ok := of.Tensor(name)
-		if !ok || tn.Elements() != len(dst) {
-			return fmt.Errorf("resume_from_checkpoint %s: optimizer state %s is missing or the wrong size", dir, name)
+		if !ok {
+			return nil, fmt.Errorf("no tensor %s", name)
 		}
-		if _, err := tn.Float32(dst); err != nil {
-			return err
-		}
+		return tn.Float32(nil)
+	})
+	if err != nil {
+		return fmt.Errorf("resume_from_checkpoint %s: %w", dir, err)
 	}
 	steps, _ := strconv.Atoi(of.Metadata["step"])
 	t.Opt.SetSteps(steps)

@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -28,45 +29,173 @@ func (e Example) Tokens() int {
 	return n
 }
 
+// Source is training data by index, so that the loop orders, batches and
+// (across ranks) shards examples by arithmetic on indices without copying
+// them.
+type Source interface {
+	Len() int
+	// Example returns example i; its slices may be shared with the source.
+	Example(i int) Example
+	// MaxLen bounds the examples' length.
+	MaxLen() int
+	io.Closer
+}
+
+// flat holds examples back to back in two arrays.
+type flat struct {
+	ids, labels []int32 // labels nil: the labels are the ids (pretraining)
+	off         []int   // example i is [off[i], off[i+1])
+	maxLen      int
+}
+
+func newFlat(pretrain bool) *flat {
+	f := &flat{off: []int{0}}
+	if !pretrain {
+		f.labels = []int32{}
+	}
+	return f
+}
+
+func (f *flat) add(ids, labels []int32) {
+	f.ids = append(f.ids, ids...)
+	if f.labels != nil {
+		f.labels = append(f.labels, labels...)
+	}
+	f.off = append(f.off, len(f.ids))
+	f.maxLen = max(f.maxLen, len(ids))
+}
+
+func (f *flat) Len() int { return len(f.off) - 1 }
+func (f *flat) Example(i int) Example {
+	ids := f.ids[f.off[i]:f.off[i+1]:f.off[i+1]]
+	if f.labels == nil {
+		return Example{ids, ids}
+	}
+	return Example{ids, f.labels[f.off[i]:f.off[i+1]:f.off[i+1]]}
+}
+func (f *flat) MaxLen() int  { return f.maxLen }
+func (f *flat) Close() error { return nil }
+
+// packedSource reads the blocks of a data pack directory from the mapped
+// shards: a pack of millions of documents trains in bounded memory.
+type packedSource struct {
+	p      *corpus.Packed
+	n, cut int
+}
+
+func (s *packedSource) Len() int { return s.n }
+func (s *packedSource) Example(i int) Example {
+	b, err := s.p.Block(int64(i), make([]int32, s.p.Index.CutoffLen))
+	if err != nil {
+		panic(err) // i is within Len by the loop's arithmetic
+	}
+	b = b[:min(len(b), s.cut)]
+	return Example{b, b}
+}
+func (s *packedSource) MaxLen() int  { return min(s.cut, s.p.Index.CutoffLen) }
+func (s *packedSource) Close() error { return s.p.Close() }
+
+// subset is some of a source's examples, in a given order.
+type subset struct {
+	Source
+	idx []int32
+}
+
+func (s subset) Len() int              { return len(s.idx) }
+func (s subset) Example(i int) Example { return s.Source.Example(int(s.idx[i])) }
+
+// concat joins sources end to end.
+type concat []Source
+
+func (c concat) Len() int {
+	n := 0
+	for _, s := range c {
+		n += s.Len()
+	}
+	return n
+}
+func (c concat) Example(i int) Example {
+	for _, s := range c {
+		if i < s.Len() {
+			return s.Example(i)
+		}
+		i -= s.Len()
+	}
+	panic("train: example index out of range")
+}
+func (c concat) MaxLen() int {
+	n := 0
+	for _, s := range c {
+		n = max(n, s.MaxLen())
+	}
+	return n
+}
+func (c concat) Close() error {
+	var first error
+	for _, s := range c {
+		if err := s.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
 // LoadData builds the examples of c's datasets with tok and splits off the
-// validation set (val_size: a fraction, or a count when 1 or more).
-func LoadData(c *Config, tok *spm.Processor) (trainSet, valSet []Example, err error) {
-	var all []Example
+// validation set (val_size: a fraction, or a count when 1 or more). Skipped
+// records are reported to log. The sources hold what was read; close the
+// training set's when done (the validation set shares it).
+func LoadData(c *Config, tok *spm.Processor, log io.Writer) (trainSet, valSet Source, err error) {
+	var all concat
 	for _, name := range c.Dataset {
-		var exs []Example
-		var err error
+		var src Source
 		if c.Stage == "pt" {
-			exs, err = pretrainExamples(c, tok, name)
+			src, err = pretrainExamples(c, tok, name, log)
 		} else {
-			exs, err = supervisedExamples(c, tok, name)
+			src, err = supervisedExamples(c, tok, name, log)
 		}
 		if err != nil {
+			all.Close()
 			return nil, nil, err
 		}
-		if len(exs) == 0 {
+		if src.Len() == 0 {
+			all.Close()
 			return nil, nil, fmt.Errorf("dataset %s: no usable example", name)
 		}
-		all = append(all, exs...)
+		all = append(all, src)
+	}
+	var whole Source = all
+	if len(all) == 1 {
+		whole = all[0]
 	}
 	if c.ValSize == 0 {
-		return all, nil, nil
+		return whole, nil, nil
 	}
-	n := int(c.ValSize)
+	n, total := int(c.ValSize), whole.Len()
 	if c.ValSize < 1 {
-		n = int(c.ValSize*float64(len(all)) + 0.5)
+		n = int(c.ValSize*float64(total) + 0.5)
 	}
-	if n < 1 || n >= len(all) {
-		return nil, nil, fmt.Errorf("val_size %g leaves %d of %d examples for validation; it must leave some for each", c.ValSize, n, len(all))
+	if n < 1 || n >= total {
+		whole.Close()
+		return nil, nil, fmt.Errorf("val_size %g leaves %d of %d examples for validation; it must leave some for each", c.ValSize, n, total)
+	}
+	idx := make([]int32, total)
+	for i := range idx {
+		idx[i] = int32(i)
 	}
 	rng := rand.New(rand.NewPCG(c.Seed, 0x5b1))
-	rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
-	return all[n:], all[:n], nil
+	rng.Shuffle(total, func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
+	return subset{whole, idx[n:]}, subset{nopCloser{whole}, idx[:n]}, nil
 }
+
+// nopCloser leaves the closing to the source's other user.
+type nopCloser struct{ Source }
+
+func (nopCloser) Close() error { return nil }
 
 // pretrainExamples reads a packed token directory (made by data pack), or
 // documents of text, each [BOS] ids [EOS]: concatenated and cut into
 // blocks of cutoff_len with packing, else each cut to cutoff_len alone.
-func pretrainExamples(c *Config, tok *spm.Processor, name string) ([]Example, error) {
+func pretrainExamples(c *Config, tok *spm.Processor, name string, log io.Writer) (Source, error) {
 	_, path, err := template.Resolve(c.DatasetDir, name)
 	if err != nil {
 		return nil, err
@@ -75,10 +204,10 @@ func pretrainExamples(c *Config, tok *spm.Processor, name string) ([]Example, er
 		return packedExamples(c, tok, path)
 	}
 	bos, eos := tok.SpecialID("bos"), tok.SpecialID("eos")
-	var exs []Example
+	out := newFlat(true)
 	var stream []int32
 	docs := 0
-	_, err = corpus.Read(path, corpus.ReadOptions{Bad: badRecord}, func(rec corpus.Record, loc corpus.Location) error {
+	_, err = corpus.Read(path, corpus.ReadOptions{Bad: badRecord(log)}, func(rec corpus.Record, loc corpus.Location) error {
 		text, err := corpus.DocumentText(rec)
 		if err != nil {
 			return fmt.Errorf("%s: %w", loc, err)
@@ -97,15 +226,13 @@ func pretrainExamples(c *Config, tok *spm.Processor, name string) ([]Example, er
 		if *c.Packing {
 			stream = append(stream, ids...)
 			for len(stream) >= c.CutoffLen {
-				block := append([]int32(nil), stream[:c.CutoffLen]...)
-				exs = append(exs, Example{block, block})
+				out.add(stream[:c.CutoffLen], nil)
 				stream = stream[c.CutoffLen:]
 			}
 		} else {
-			ids = ids[:min(len(ids), c.CutoffLen)]
-			exs = append(exs, Example{ids, ids})
+			out.add(ids[:min(len(ids), c.CutoffLen)], nil)
 		}
-		if c.MaxSamples > 0 && len(exs) >= c.MaxSamples {
+		if c.MaxSamples > 0 && out.Len() >= c.MaxSamples {
 			return corpus.ErrStop
 		}
 		return nil
@@ -113,40 +240,31 @@ func pretrainExamples(c *Config, tok *spm.Processor, name string) ([]Example, er
 	if err != nil {
 		return nil, err
 	}
-	if *c.Packing && len(exs) == 0 && docs > 0 {
+	if *c.Packing && out.Len() == 0 && docs > 0 {
 		return nil, fmt.Errorf("dataset %s: %d documents make %d tokens, less than one block of cutoff_len %d", name, docs, len(stream), c.CutoffLen)
 	}
-	return exs, nil
+	return out, nil
 }
 
-func packedExamples(c *Config, tok *spm.Processor, dir string) ([]Example, error) {
+func packedExamples(c *Config, tok *spm.Processor, dir string) (Source, error) {
 	p, err := corpus.OpenPacked(dir)
 	if err != nil {
 		return nil, err
 	}
-	defer p.Close()
 	if p.Index.VocabSize > tok.Size() {
+		p.Close()
 		return nil, fmt.Errorf("%s: packed with a vocabulary of %d pieces, but the tokenizer has %d: pack again with this tokenizer", dir, p.Index.VocabSize, tok.Size())
 	}
 	n := p.Blocks()
 	if c.MaxSamples > 0 {
 		n = min(n, int64(c.MaxSamples))
 	}
-	exs := make([]Example, 0, n)
-	for i := int64(0); i < n; i++ {
-		b, err := p.Block(i, nil)
-		if err != nil {
-			return nil, err
-		}
-		b = b[:min(len(b), c.CutoffLen)]
-		exs = append(exs, Example{b, b})
-	}
-	return exs, nil
+	return &packedSource{p: p, n: int(n), cut: c.CutoffLen}, nil
 }
 
 // supervisedExamples renders each record with the chat template, prompts
 // masked.
-func supervisedExamples(c *Config, tok *spm.Processor, name string) ([]Example, error) {
+func supervisedExamples(c *Config, tok *spm.Processor, name string, log io.Writer) (Source, error) {
 	layout, path, err := template.Resolve(c.DatasetDir, name)
 	if err != nil {
 		return nil, err
@@ -156,8 +274,9 @@ func supervisedExamples(c *Config, tok *spm.Processor, name string) ([]Example, 
 		return nil, fmt.Errorf("key template: %w", err)
 	}
 	opts := template.SupervisedOptions{CutoffLen: c.CutoffLen, TrainOnPrompt: c.TrainOnPrompt, MaskHistory: c.MaskHistory}
-	var exs []Example
-	_, err = corpus.Read(path, corpus.ReadOptions{Bad: badRecord}, func(rec corpus.Record, loc corpus.Location) error {
+	out := newFlat(false)
+	bad := badRecord(log)
+	_, err = corpus.Read(path, corpus.ReadOptions{Bad: bad}, func(rec corpus.Record, loc corpus.Location) error {
 		if layout.Formatting == "" {
 			if layout, err = template.Guess(rec); err != nil {
 				return fmt.Errorf("%s: %w", loc, err)
@@ -168,7 +287,7 @@ func supervisedExamples(c *Config, tok *spm.Processor, name string) ([]Example, 
 		}
 		ex, err := layout.Convert(rec)
 		if err != nil {
-			badRecord(loc, err)
+			bad(loc, err)
 			return nil
 		}
 		ids, labels, err := tpl.Supervised(tok, append(ex.Prompt, ex.Response...), ex.System, ex.Tools, opts)
@@ -180,18 +299,18 @@ func supervisedExamples(c *Config, tok *spm.Processor, name string) ([]Example, 
 			e.IDs[i], e.Labels[i] = int32(ids[i]), int32(labels[i])
 		}
 		if e.Tokens() > 0 {
-			exs = append(exs, e)
+			out.add(e.IDs, e.Labels)
 		}
-		if c.MaxSamples > 0 && len(exs) >= c.MaxSamples {
+		if c.MaxSamples > 0 && out.Len() >= c.MaxSamples {
 			return corpus.ErrStop
 		}
 		return nil
 	})
-	return exs, err
+	return out, err
 }
 
-func badRecord(loc corpus.Location, err error) {
-	fmt.Fprintf(os.Stderr, "skipped %s: %v\n", loc, err)
+func badRecord(log io.Writer) func(corpus.Location, error) {
+	return func(loc corpus.Location, err error) { fmt.Fprintf(log, "skipped %s: %v\n", loc, err) }
 }
 
 func roundUp(t int) int { return (t + 7) / 8 * 8 }

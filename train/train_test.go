@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"math"
@@ -79,7 +80,7 @@ func TestTrainParityWithPyTorch(t *testing.T) {
 			for _, p := range tr.Params {
 				before[p.Name] = append([]float32(nil), p.Data...)
 				names = append(names, p.Name)
-				if p.NoDecay {
+				if p.Group == noDecayGroup {
 					noDecay = append(noDecay, p.Name)
 				}
 			}
@@ -98,8 +99,8 @@ func TestTrainParityWithPyTorch(t *testing.T) {
 			var steps [][]map[string]any
 			for s := 0; s < tc.steps; s++ {
 				var micro []map[string]any
-				for _, exs := range tr.stepBatches(s) {
-					b := MakeBatch(exs, 0)
+				for _, idx := range tr.stepBatches(s) {
+					b := MakeBatch(tr.examples(tr.Train, idx), 0)
 					ids, valid, labels := make([][]int32, b.B), make([][]bool, b.B), make([][]int32, b.B)
 					for r := 0; r < b.B; r++ {
 						ids[r], valid[r], labels[r] = b.IDs[r*b.T:(r+1)*b.T], b.Valid[r*b.T:(r+1)*b.T], b.Labels[r*b.T:(r+1)*b.T]
@@ -166,7 +167,7 @@ func TestResumeIsExact(t *testing.T) {
 	extra := []string{"--max_steps", "20", "--lr_scheduler_type", "cosine", "--warmup_ratio", "0.1", "--save_steps", "10", "--weight_decay", "0.01"}
 	straight := sftConfig(t, model, extra...)
 	a := newTrainer(t, straight)
-	if err := a.Run(); err != nil {
+	if err := a.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	split := sftConfig(t, model, extra...)
@@ -187,7 +188,7 @@ func TestResumeIsExact(t *testing.T) {
 	if c.Step != 10 {
 		t.Fatalf("resumed at step %d", c.Step)
 	}
-	if err := c.Run(); err != nil {
+	if err := c.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	for i, p := range a.Params {
@@ -306,7 +307,7 @@ func TestLoRAAdapterRoundTrip(t *testing.T) {
 		"--tokenizer_name_or_path", testdata.Path(t, "tokenizers/chinese-llama2/tokenizer.model"), "--lora_dropout", "0.1",
 		"--additional_target", "norm")
 	tr := newTrainer(t, c)
-	if err := tr.Run(); err != nil {
+	if err := tr.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	ac, err := llama.ReadAdapterConfig(c.OutputDir)
@@ -378,7 +379,7 @@ func TestInterruptAndSaveLimit(t *testing.T) {
 	model := tinyModel(t)
 	c := sftConfig(t, model, "--max_steps", "8", "--save_steps", "2", "--save_total_limit", "2")
 	tr := newTrainer(t, c)
-	if err := tr.Run(); err != nil {
+	if err := tr.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	cks, _ := checkpoints(c.OutputDir)
@@ -387,8 +388,9 @@ func TestInterruptAndSaveLimit(t *testing.T) {
 	}
 	c2 := sftConfig(t, model, "--max_steps", "8")
 	tr2 := newTrainer(t, c2)
-	tr2.interrupted <- os.Interrupt // as Ctrl-C during the first step
-	if err := tr2.Run(); err != ErrInterrupted {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // as Ctrl-C during the first step
+	if err := tr2.Run(ctx); err != ErrInterrupted {
 		t.Fatalf("interrupted run: %v", err)
 	}
 	if cks, _ := checkpoints(c2.OutputDir); len(cks) != 1 || cks[0].step != 1 {
@@ -405,7 +407,7 @@ func TestNaNGuard(t *testing.T) {
 	}
 	var log strings.Builder
 	tr.Log = &log
-	err := tr.Run()
+	err := tr.Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "5 steps in a row") || !strings.Contains(log.String(), "step skipped") {
 		t.Errorf("err %v, log %s", err, log.String())
 	}
@@ -433,19 +435,19 @@ func TestEpochs(t *testing.T) {
 		t.Fatalf("%d steps for 2 epochs of 8 micro-batches in steps of 3", tr.Total)
 	}
 	for epoch := 0; epoch < 2; epoch++ {
-		seen := map[*int32]bool{}
+		seen := map[int]bool{}
 		var sizes []int
 		for s := 3 * epoch; s < 3*epoch+3; s++ {
 			micro := tr.stepBatches(s)
 			sizes = append(sizes, len(micro))
-			for _, exs := range micro {
-				for _, e := range exs {
-					seen[&e.IDs[0]] = true
+			for _, idx := range micro {
+				for _, i := range idx {
+					seen[i] = true
 				}
 			}
 		}
-		if len(seen) != len(tr.Train) || !slices.Equal(sizes, []int{3, 3, 2}) {
-			t.Errorf("epoch %d: %d of %d examples, micro-batches per step %v", epoch, len(seen), len(tr.Train), sizes)
+		if len(seen) != tr.Train.Len() || !slices.Equal(sizes, []int{3, 3, 2}) {
+			t.Errorf("epoch %d: %d of %d examples, micro-batches per step %v", epoch, len(seen), tr.Train.Len(), sizes)
 		}
 	}
 	tr.Step = 3

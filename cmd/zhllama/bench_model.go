@@ -13,8 +13,8 @@ import (
 
 	"zhllama/llama"
 	"zhllama/llama/torchref"
+	"zhllama/optim"
 	"zhllama/tensor"
-	"zhllama/train"
 )
 
 // peakRSS reads the process's peak resident memory from /proc, in MB.
@@ -58,20 +58,19 @@ func benchModelTrain(args []string) error {
 	m := llama.NewModel(c)
 	m.Randomize(1)
 	rng := rand.New(rand.NewPCG(1, 2))
-	var params, gs [][]float32
+	var params []optim.Param
 	var grads *llama.Model
 	if *ft == "lora" {
-		if grads, params, gs, err = benchLoRA(m, *rank, *qbits); err != nil {
+		if grads, params, err = benchLoRA(m, *rank, *qbits); err != nil {
 			return err
 		}
 	} else {
 		grads = llama.NewModel(c)
 		for i, p := range m.Named() {
-			params = append(params, p.Data)
-			gs = append(gs, grads.Named()[i].Data)
+			params = append(params, optim.Param{Name: p.Name, Data: p.Data, Grad: grads.Named()[i].Data})
 		}
 	}
-	opt := train.NewAdamW(params, 0.01)
+	opt := optim.NewAdamW(params, []optim.Group{{WeightDecay: 0.01}})
 	ids := make([]int32, *batch**seq)
 	for i := range ids {
 		ids[i] = int32(rng.IntN(c.VocabSize))
@@ -81,14 +80,14 @@ func benchModelTrain(args []string) error {
 	var loss float64
 	for s := 0; s <= *steps; s++ {
 		start := time.Now()
-		for _, g := range gs {
-			clear(g)
+		for _, p := range params {
+			clear(p.Grad)
 		}
 		m.Forward(acts, ids, nil)
 		l, _, dHidden := m.LMLoss(acts, ids, 0, grads)
 		m.Backward(acts, dHidden, grads)
-		train.ClipGradNorm(gs, 1)
-		opt.Step(params, gs, 1e-4)
+		optim.ClipGradNorm(params, 1)
+		opt.Step(1e-4)
 		if s > 0 {
 			times = append(times, time.Since(start))
 		}
@@ -203,20 +202,20 @@ func benchModelGenerate(args []string) error {
 
 // benchLoRA freezes m (quantizing its projections if bits is 4 or 8) and
 // puts rank-r adapters on every projection; it returns the gradient holder
-// and the trained slices with their gradients.
-func benchLoRA(m *llama.Model, r, bits int) (*llama.Model, [][]float32, [][]float32, error) {
+// and the trained tensors with their gradients.
+func benchLoRA(m *llama.Model, r, bits int) (*llama.Model, []optim.Param, error) {
 	if bits != 0 {
 		if err := m.Quantize(bits); err != nil {
-			return nil, nil, nil, usageError{err.Error()}
+			return nil, nil, usageError{err.Error()}
 		}
 	}
 	m.AddLoRA(llama.DefaultAdapter, llama.LoRAModules, r, 2, 0, 1)
 	grads := m.LoRAGrads()
-	var params, gs [][]float32
+	var params []optim.Param
 	for _, a := range m.Adapters(llama.DefaultAdapter) {
 		ref, _ := grads.Tensor(a.Name)
 		g := ref.Weight.Adapter(llama.DefaultAdapter)
-		params, gs = append(params, a.LoRA.A, a.LoRA.B), append(gs, g.A, g.B)
+		params = append(params, optim.Param{Name: a.Name + ".A", Data: a.LoRA.A, Grad: g.A}, optim.Param{Name: a.Name + ".B", Data: a.LoRA.B, Grad: g.B})
 	}
-	return grads, params, gs, nil
+	return grads, params, nil
 }

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"zhllama/train"
 )
@@ -36,12 +39,16 @@ func trainRun(args []string) error {
 	if err != nil {
 		return err
 	}
+	defer t.Close()
 	if c.ResumeFromCheckpoint != "" && c.ResumeFromCheckpoint != "false" {
 		if err := t.Resume(c.ResumeFromCheckpoint); err != nil {
 			return err
 		}
 	}
-	err = t.Run()
+	// Ctrl-C or SIGTERM: the run saves a checkpoint after the current step.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = t.Run(ctx)
 	if errors.Is(err, train.ErrInterrupted) {
 		fmt.Fprintln(os.Stderr, err)
 		return nil

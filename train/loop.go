@@ -1,0 +1,251 @@
+// Package train is the training loop and what it needs besides the model:
+// objectives (the language model of pretraining and SFT), data sources,
+// checkpoints and metrics. The command owns the process: it passes a
+// context (cancelled on Ctrl-C) and where the log goes.
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"zhllama/optim"
+)
+
+// Loop runs an objective's optimizer steps: data order, accumulation,
+// clipping, the schedule, evaluation, logging, metrics, plots and
+// checkpoints with exact resume.
+type Loop struct {
+	Cfg    Config
+	Obj    Objective
+	Params []optim.Param
+	Opt    optim.Optimizer
+	Log    io.Writer
+
+	// Total optimizer steps, warmup steps, micro-batches and optimizer
+	// steps per epoch.
+	Total, Warmup, perEpoch, stepsPerEpoch int
+	Step                                   int // optimizer steps done
+	metrics                                *metricsLog
+	nanRun                                 int
+	order                                  []int // this epoch's example order
+	orderEpoch                             int
+}
+
+// NewLoop sets up the steps and the optimizer for obj.
+func NewLoop(c Config, obj Objective, log io.Writer) *Loop {
+	l := &Loop{Cfg: c, Obj: obj, Params: obj.Params(), Log: log}
+	l.perEpoch = (obj.Len() + c.BatchSize - 1) / c.BatchSize
+	// As transformers counts them: the last step of an epoch takes the
+	// micro-batches that are left, fewer than gradient_accumulation_steps.
+	l.stepsPerEpoch = (l.perEpoch + c.GradAccum - 1) / c.GradAccum
+	l.Total = c.MaxSteps
+	if l.Total <= 0 {
+		l.Total = max(1, int(math.Ceil(c.NumTrainEpochs*float64(l.stepsPerEpoch))))
+	}
+	l.Warmup = c.WarmupSteps
+	if l.Warmup == 0 {
+		l.Warmup = int(math.Ceil(c.WarmupRatio * float64(l.Total)))
+	}
+	if c.Optim == "sgd" {
+		l.Opt = optim.NewSGD(l.Params, obj.Groups())
+	} else {
+		o := optim.NewAdamW(l.Params, obj.Groups())
+		o.Beta1, o.Beta2, o.Eps = c.AdamBeta1, c.AdamBeta2, c.AdamEpsilon
+		l.Opt = o
+	}
+	return l
+}
+
+// stepBatches returns the micro-batches of optimizer step s as example
+// indices: within an epoch, gradient_accumulation_steps consecutive
+// batches of an order shuffled by the seed and the epoch (so that a
+// resumed run sees exactly what an uninterrupted one would); the epoch's
+// last step takes what is left.
+func (l *Loop) stepBatches(s int) [][]int {
+	epoch, u := s/l.stepsPerEpoch, s%l.stepsPerEpoch
+	if l.order == nil || l.orderEpoch != epoch {
+		l.order = make([]int, l.Obj.Len())
+		for i := range l.order {
+			l.order[i] = i
+		}
+		rng := rand.New(rand.NewPCG(l.Cfg.Seed, uint64(epoch)))
+		rng.Shuffle(len(l.order), func(i, j int) { l.order[i], l.order[j] = l.order[j], l.order[i] })
+		l.orderEpoch = epoch
+	}
+	var out [][]int
+	for pos := u * l.Cfg.GradAccum; pos < min((u+1)*l.Cfg.GradAccum, l.perEpoch); pos++ {
+		out = append(out, l.order[pos*l.Cfg.BatchSize:min((pos+1)*l.Cfg.BatchSize, len(l.order))])
+	}
+	return out
+}
+
+// StepResult is what one optimizer step measured.
+type StepResult struct {
+	Loss, GradNorm, LR float64
+	Tokens             int // the step's weight: learned tokens, over which the loss is averaged
+	Inputs             int // tokens fed (padding excluded), for the rate
+	Skipped            bool
+}
+
+// TrainStep runs one optimizer step: forward and backward over the
+// gradient-accumulation micro-batches, the loss averaged over all their
+// weight, clipping, then the update.
+func (l *Loop) TrainStep() StepResult {
+	c := &l.Cfg
+	micro := l.stepBatches(l.Step)
+	denom := 0
+	for _, b := range micro {
+		denom += l.Obj.Weight(b)
+	}
+	for _, p := range l.Params {
+		clear(p.Grad)
+	}
+	r := StepResult{Tokens: denom, LR: optim.LR(c.LRSchedulerType, c.LearningRate, l.Step, l.Warmup, l.Total)}
+	for i, b := range micro {
+		mr := l.Obj.Accumulate(b, denom, uint64(l.Step*c.GradAccum+i))
+		r.Loss += mr.Loss
+		r.Inputs += mr.Inputs
+	}
+	if c.MaxGradNorm > 0 {
+		r.GradNorm = optim.ClipGradNorm(l.Params, c.MaxGradNorm)
+	} else {
+		r.GradNorm = optim.ClipGradNorm(l.Params, math.Inf(1))
+	}
+	if math.IsNaN(r.Loss) || math.IsInf(r.Loss, 0) || math.IsNaN(r.GradNorm) || math.IsInf(r.GradNorm, 0) {
+		r.Skipped = true
+	} else {
+		l.Opt.Step(r.LR)
+	}
+	l.Step++
+	return r
+}
+
+// ErrInterrupted reports a run stopped by its context after saving.
+var ErrInterrupted = errors.New("interrupted: saved a checkpoint; run again with resume_from_checkpoint: true to continue")
+
+// Run trains to the end, logging, evaluating and saving as configured,
+// and writes the final model to output_dir. When ctx is done it saves a
+// checkpoint after the current step and returns ErrInterrupted.
+func (l *Loop) Run(ctx context.Context) error {
+	c := &l.Cfg
+	if err := l.prepareOutput(); err != nil {
+		return err
+	}
+	var err error
+	if l.metrics, err = openMetrics(c.OutputDir, l.Step); err != nil {
+		return err
+	}
+	defer l.metrics.Close()
+	if l.Step == 0 {
+		if err := l.evaluate(); err != nil {
+			return err
+		}
+	}
+	start, startStep := time.Now(), l.Step
+	var win window
+	for l.Step < l.Total {
+		r := l.TrainStep()
+		if r.Skipped {
+			l.nanRun++
+			fmt.Fprintf(l.Log, "step %d: loss %g, grad norm %g: not finite, step skipped\n", l.Step, r.Loss, r.GradNorm)
+			if l.nanRun >= 5 {
+				return fmt.Errorf("step %d: 5 steps in a row had a non-finite loss or gradient; lower learning_rate or check the data", l.Step)
+			}
+		} else {
+			l.nanRun = 0
+		}
+		win.add(r)
+		if l.Step%max(1, c.LoggingSteps) == 0 || l.Step == l.Total {
+			eta := time.Duration(float64(time.Since(start)) / float64(l.Step-startStep) * float64(l.Total-l.Step))
+			if err := l.logStep(&win, r, eta); err != nil {
+				return err
+			}
+		}
+		if l.Step%max(1, c.EvalSteps) == 0 || l.Step == l.Total {
+			if err := l.evaluate(); err != nil {
+				return err
+			}
+		}
+		stop := ctx.Err() != nil
+		if stop || (c.SaveSteps > 0 && l.Step%c.SaveSteps == 0 && l.Step < l.Total) {
+			if err := l.SaveCheckpoint(); err != nil {
+				return err
+			}
+		}
+		if stop {
+			return ErrInterrupted
+		}
+	}
+	if err := l.Obj.Save(c.OutputDir); err != nil {
+		return err
+	}
+	return l.metrics.Plot(filepath.Join(c.OutputDir, "training_loss.svg"))
+}
+
+// window accumulates the steps between two log lines.
+type window struct {
+	loss, tokens float64
+	n            int
+	start        time.Time
+}
+
+func (w *window) add(r StepResult) {
+	if w.start.IsZero() {
+		w.start = time.Now()
+	}
+	if !r.Skipped {
+		w.loss += r.Loss
+		w.n++
+	}
+	w.tokens += float64(r.Inputs)
+}
+
+// logStep writes the log line and the metrics record of the window ending
+// with r, redraws the curve, and starts a new window.
+func (l *Loop) logStep(w *window, r StepResult, eta time.Duration) error {
+	rate := w.tokens / time.Since(w.start).Seconds()
+	avg := math.NaN() // every step of the window was skipped
+	if w.n > 0 {
+		avg = w.loss / float64(w.n)
+	}
+	rec := map[string]any{"step": l.Step, "epoch": l.epoch(), "loss": avg, "lr": r.LR, "grad_norm": r.GradNorm, "tokens_per_s": rate}
+	fmt.Fprintf(l.Log, "step %d/%d  epoch %.2f  loss %.4f  lr %.3g  grad norm %.3f  %.0f tokens/s  ETA %s\n",
+		l.Step, l.Total, l.epoch(), avg, r.LR, r.GradNorm, rate, eta.Round(time.Second))
+	if err := l.metrics.Write(rec); err != nil {
+		return err
+	}
+	*w = window{start: time.Now()}
+	// The curve is redrawn as the run goes, so it can be watched.
+	return l.metrics.Plot(filepath.Join(l.Cfg.OutputDir, "training_loss.svg"))
+}
+
+// evaluate logs the validation loss and perplexity, if there is a
+// validation set.
+func (l *Loop) evaluate() error {
+	loss, n, ok := l.Obj.Evaluate()
+	if !ok {
+		return nil
+	}
+	fmt.Fprintf(l.Log, "step %d: eval loss %.4f, perplexity %.2f over %d tokens\n", l.Step, loss, math.Exp(loss), n)
+	return l.metrics.Write(map[string]any{"step": l.Step, "epoch": l.epoch(), "eval_loss": loss, "eval_ppl": math.Exp(loss)})
+}
+
+func (l *Loop) epoch() float64 {
+	return float64(l.Step) / float64(l.stepsPerEpoch)
+}
+
+// prepareOutput refuses to write over an earlier run's output unless told.
+func (l *Loop) prepareOutput() error {
+	c := &l.Cfg
+	if entries, err := os.ReadDir(c.OutputDir); err == nil && len(entries) > 0 && !c.OverwriteOutputDir && l.Step == 0 {
+		return fmt.Errorf("output_dir %s is not empty: set overwrite_output_dir: true, or resume_from_checkpoint: true to continue it", c.OutputDir)
+	}
+	return os.MkdirAll(c.OutputDir, 0o755)
+}
