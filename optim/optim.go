@@ -142,6 +142,11 @@ func LoadState(o Optimizer, params []Param, names []string, get func(name string
 	if legacy {
 		return loadNumbered(st, params, names, get)
 	}
+	for _, n := range names {
+		if _, ok := st[n]; !ok {
+			return fmt.Errorf("the checkpoint has optimizer state %s, which this run does not train: resume with the settings it was made with", n)
+		}
+	}
 	for _, want := range sortedKeys(st) {
 		if !slices.Contains(names, want) {
 			return fmt.Errorf("optimizer state %s is missing: the checkpoint trained other tensors (it has %d state tensors, this run needs %d)", want, len(names), len(st))

@@ -69,9 +69,12 @@ func TestLoadState(t *testing.T) {
 	if err := LoadState(NewAdamW(ps, gs), ps, names(numbered), get(numbered)); err == nil || !strings.Contains(err.Error(), "exp_avg.0") {
 		t.Errorf("wrong size: %v", err)
 	}
-	renamed := map[string][]float32{"exp_avg.x": saved["exp_avg.w"], "exp_avg_sq.x": saved["exp_avg_sq.w"]}
+	renamed := map[string][]float32{"exp_avg.w": saved["exp_avg.w"], "exp_avg_sq.w": saved["exp_avg_sq.w"]}
 	if err := LoadState(NewAdamW(ps, gs), ps, names(renamed), get(renamed)); err == nil || !strings.Contains(err.Error(), "exp_avg.norm") {
-		t.Errorf("other tensors: %v", err)
+		t.Errorf("fewer tensors: %v", err)
+	}
+	if err := LoadState(NewAdamW(ps[:1], gs), ps[:1], names(saved), get(saved)); err == nil || !strings.Contains(err.Error(), "exp_avg.norm") {
+		t.Errorf("more tensors: %v", err)
 	}
 }
 

@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
+	"zhllama/corpus"
 	"zhllama/internal/testdata"
 	"zhllama/llama"
 	"zhllama/llama/torchref"
@@ -453,5 +455,85 @@ func TestEpochs(t *testing.T) {
 	tr.Step = 3
 	if tr.epoch() != 1 {
 		t.Errorf("epoch %g after one epoch's steps", tr.epoch())
+	}
+}
+
+// Pretraining from a data pack reads its blocks from the mapped shards:
+// the same blocks as packing the text in memory, none of them copied up
+// front.
+func TestPackedSource(t *testing.T) {
+	model := tinyModel(t)
+	text := testdata.Path(t, "pretrain/wiki_demo.txt")
+	pack := filepath.Join(t.TempDir(), "pack")
+	if _, err := corpus.Pack(corpus.PackOptions{Tokenizer: filepath.Join(model, "tokenizer.model"), Inputs: []string{text},
+		OutputDir: pack, CutoffLen: 64, Log: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--model_name_or_path", model, "--stage", "pt", "--cutoff_len", "64", "--output_dir", t.TempDir(), "--max_steps", "1"}
+	packed, _, err := Parse("", append(args, "--dataset", pack))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inMemory, _, _ := Parse("", append(args, "--dataset", text))
+	a, b := newTrainer(t, packed), newTrainer(t, inMemory)
+	defer a.Close()
+	if _, ok := a.Train.(*packedSource); !ok {
+		t.Fatalf("a pack trains from %T", a.Train)
+	}
+	if a.Train.Len() != b.Train.Len() || a.Train.Len() < 10 {
+		t.Fatalf("%d blocks packed, %d in memory", a.Train.Len(), b.Train.Len())
+	}
+	for _, i := range []int{0, 7, a.Train.Len() - 1} {
+		if !slices.Equal(a.Train.Example(i).IDs, b.Train.Example(i).IDs) {
+			t.Errorf("block %d differs", i)
+		}
+	}
+}
+
+// Resume checks what the checkpoint trained by name: optimizer state of
+// the numbered layout loads by position, and a checkpoint of other tensors
+// is refused with the tensor named.
+func TestResumeChecksNames(t *testing.T) {
+	model := tinyModel(t)
+	extra := []string{"--max_steps", "4", "--finetuning_type", "lora", "--lora_rank", "2"}
+	c := sftConfig(t, model, extra...)
+	a := newTrainer(t, c)
+	if err := a.prepareOutput(); err != nil {
+		t.Fatal(err)
+	}
+	a.TrainStep()
+	if err := a.SaveCheckpoint(); err != nil {
+		t.Fatal(err)
+	}
+	other := newTrainer(t, sftConfig(t, model, "--max_steps", "4", "--finetuning_type", "lora", "--lora_rank", "2", "--lora_target", "q_proj", "--output_dir", c.OutputDir))
+	if err := other.Resume("true"); err == nil || !strings.Contains(err.Error(), "lora_A") {
+		t.Errorf("checkpoint of other tensors: %v", err)
+	}
+	// Rewrite the optimizer state as numbered tensors, as older checkpoints have it.
+	optPath := filepath.Join(c.OutputDir, "checkpoint-1", optimizerFile)
+	f, err := safetensors.Open(optPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var srcs []safetensors.Source
+	for i, p := range a.Params {
+		for _, kind := range []string{"exp_avg", "exp_avg_sq"} {
+			tn, _ := f.Tensor(kind + "." + p.Name)
+			v, _ := tn.Float32(nil)
+			srcs = append(srcs, safetensors.FromFloat32(kind+"."+strconv.Itoa(i), safetensors.F32, []int{len(v)}, v))
+		}
+	}
+	meta := f.Metadata
+	f.Close()
+	if err := safetensors.Write(optPath, meta, srcs); err != nil {
+		t.Fatal(err)
+	}
+	b := newTrainer(t, c)
+	if err := b.Resume("true"); err != nil {
+		t.Fatalf("numbered optimizer state: %v", err)
+	}
+	ra, rb := a.TrainStep(), b.TrainStep()
+	if ra.Loss != rb.Loss || !slices.Equal(a.Params[0].Data, b.Params[0].Data) {
+		t.Errorf("resumed from numbered state: loss %g, straight %g", rb.Loss, ra.Loss)
 	}
 }
