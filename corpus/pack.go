@@ -107,6 +107,66 @@ func Pack(o PackOptions) (*PackIndex, error) {
 		return nil, fmt.Errorf("%s has no bos or eos piece to frame documents with", o.Tokenizer)
 	}
 	raw := model.Marshal()
+	k, err := startPack(o, p, raw, bos, eos)
+	if err != nil {
+		return nil, err
+	}
+	defer k.abort()
+	prog := &packProgress{w: o.Log, start: time.Now(), last: time.Now()}
+	for _, in := range o.Inputs {
+		if st, err := os.Stat(in); err == nil {
+			prog.total += st.Size()
+		}
+	}
+	var skipped int64
+	err = forEachDocument(o, p, bos, eos, k.docsDone, &prog.read, func(doc []int32) error {
+		if err := k.addDocument(doc); err != nil {
+			return err
+		}
+		prog.update(k.docsDone, k.idx.Tokens+int64(k.shardBlocks*o.CutoffLen), false)
+		return nil
+	}, &skipped)
+	if errors.Is(err, errStopped) {
+		return k.idx, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	idx, err := k.finish(skipped)
+	if err != nil {
+		return nil, err
+	}
+	prog.update(k.docsDone, idx.Tokens, true)
+	if idx.Blocks == 0 {
+		return idx, fmt.Errorf("the inputs hold %d tokens, fewer than one block of --cutoff_len=%d", idx.DroppedTokens, o.CutoffLen)
+	}
+	return idx, nil
+}
+
+// errStopped ends a run early after stopAfterShards shards (tests).
+var errStopped = errors.New("stopped")
+
+// packer writes the block stream into shards and keeps index.json telling
+// where a resumed run starts.
+type packer struct {
+	o              PackOptions
+	idx            *PackIndex
+	indexPath      string
+	width          int // bytes per id
+	blocksPerShard int
+	carry          []int32 // tokens past the last whole block
+	// The shard being written streams to a temporary file, renamed when
+	// full: memory does not grow with the shard size.
+	shard         *atomicfile.File
+	shardBlocks   int
+	docsDone      int64
+	shardsWritten int
+	blockBuf      []byte
+}
+
+// startPack writes the tokenizer and picks up an unfinished pack made with
+// the same options, or starts a new one.
+func startPack(o PackOptions, p *spm.Processor, raw []byte, bos, eos int) (*packer, error) {
 	sum := sha256.Sum256(raw)
 	idx := &PackIndex{
 		Format: packFormat, DType: "uint16", VocabSize: p.Size(), CutoffLen: o.CutoffLen, BOSID: bos, EOSID: eos,
@@ -118,7 +178,6 @@ func Pack(o PackOptions) (*PackIndex, error) {
 	if err := os.MkdirAll(o.OutputDir, 0o755); err != nil {
 		return nil, err
 	}
-	indexPath := filepath.Join(o.OutputDir, "index.json")
 	resume := &packResume{}
 	if old, err := ReadPackIndex(o.OutputDir); err == nil {
 		switch {
@@ -140,116 +199,100 @@ func Pack(o PackOptions) (*PackIndex, error) {
 	if err := atomicfile.WriteFile(filepath.Join(o.OutputDir, "tokenizer.model"), raw); err != nil {
 		return nil, err
 	}
-
-	blocksPerShard := max(1, o.ShardTokens/o.CutoffLen)
-	width := 2
+	k := &packer{o: o, idx: idx, indexPath: filepath.Join(o.OutputDir, "index.json"), width: 2,
+		blocksPerShard: max(1, o.ShardTokens/o.CutoffLen), carry: slices.Clone(resume.Carry), docsDone: resume.DocumentsDone}
 	if idx.DType == "uint32" {
-		width = 4
+		k.width = 4
 	}
-	carry := slices.Clone(resume.Carry)
-	// The shard being written streams to a temporary file, renamed when
-	// full: memory does not grow with the shard size.
-	var shard *atomicfile.File
-	shardBlocks := 0
-	docsDone := resume.DocumentsDone
-	shardsWritten := 0
-	flushShard := func() error {
-		if shardBlocks == 0 {
-			return nil
-		}
-		name := fmt.Sprintf("tokens-%05d.bin", len(idx.Shards))
-		if err := shard.Commit(); err != nil {
+	return k, nil
+}
+
+// addDocument appends a framed document to the stream, writing the whole
+// blocks it completes.
+func (k *packer) addDocument(doc []int32) error {
+	n := k.o.CutoffLen
+	k.carry = append(k.carry, doc...)
+	k.docsDone++
+	for len(k.carry) >= n {
+		if err := k.addBlock(k.carry[:n]); err != nil {
 			return err
 		}
-		shard = nil
-		idx.Shards = append(idx.Shards, PackShard{File: name, Blocks: int64(shardBlocks)})
-		idx.Blocks += int64(shardBlocks)
-		idx.Tokens += int64(shardBlocks * o.CutoffLen)
-		shardBlocks = 0
-		// The carry and the count of documents describe the stream after
-		// this shard: exactly where a resumed run starts.
-		idx.Documents = docsDone
-		idx.Resume = &packResume{DocumentsDone: docsDone, Carry: carry}
-		shardsWritten++
-		return writeIndex(indexPath, idx)
-	}
-	var blockBuf []byte
-	addBlock := func(block []int32) error {
-		if shard == nil {
-			var err error
-			name := fmt.Sprintf("tokens-%05d.bin", len(idx.Shards))
-			if shard, err = atomicfile.Create(filepath.Join(o.OutputDir, name)); err != nil {
+		k.carry = k.carry[n:]
+		if k.shardBlocks == k.blocksPerShard {
+			k.carry = slices.Clone(k.carry)
+			if err := k.flushShard(); err != nil {
 				return err
 			}
-		}
-		blockBuf = blockBuf[:0]
-		for _, id := range block {
-			if width == 2 {
-				blockBuf = binary.LittleEndian.AppendUint16(blockBuf, uint16(id))
-			} else {
-				blockBuf = binary.LittleEndian.AppendUint32(blockBuf, uint32(id))
+			if k.o.stopAfterShards > 0 && k.shardsWritten >= k.o.stopAfterShards {
+				return errStopped
 			}
 		}
-		shardBlocks++
-		_, err := shard.Write(blockBuf)
+	}
+	return nil
+}
+
+func (k *packer) addBlock(block []int32) error {
+	if k.shard == nil {
+		var err error
+		name := fmt.Sprintf("tokens-%05d.bin", len(k.idx.Shards))
+		if k.shard, err = atomicfile.Create(filepath.Join(k.o.OutputDir, name)); err != nil {
+			return err
+		}
+	}
+	k.blockBuf = k.blockBuf[:0]
+	for _, id := range block {
+		if k.width == 2 {
+			k.blockBuf = binary.LittleEndian.AppendUint16(k.blockBuf, uint16(id))
+		} else {
+			k.blockBuf = binary.LittleEndian.AppendUint32(k.blockBuf, uint32(id))
+		}
+	}
+	k.shardBlocks++
+	_, err := k.shard.Write(k.blockBuf)
+	return err
+}
+
+// flushShard renames the full shard into place and records the stream
+// after it in index.json: exactly where a resumed run starts.
+func (k *packer) flushShard() error {
+	if k.shardBlocks == 0 {
+		return nil
+	}
+	name := fmt.Sprintf("tokens-%05d.bin", len(k.idx.Shards))
+	if err := k.shard.Commit(); err != nil {
 		return err
 	}
-	defer func() {
-		if shard != nil {
-			shard.Abort()
-		}
-	}()
-	errStopped := errors.New("stopped")
-	prog := &packProgress{w: o.Log, start: time.Now(), last: time.Now()}
-	for _, in := range o.Inputs {
-		if st, err := os.Stat(in); err == nil {
-			prog.total += st.Size()
-		}
-	}
-	var skipped int64
-	err = forEachDocument(o, p, bos, eos, resume.DocumentsDone, &prog.read, func(doc []int32) error {
-		carry = append(carry, doc...)
-		docsDone++
-		for len(carry) >= o.CutoffLen {
-			if err := addBlock(carry[:o.CutoffLen]); err != nil {
-				return err
-			}
-			carry = carry[o.CutoffLen:]
-			if shardBlocks == blocksPerShard {
-				carry = slices.Clone(carry)
-				if err := flushShard(); err != nil {
-					return err
-				}
-				if o.stopAfterShards > 0 && shardsWritten >= o.stopAfterShards {
-					return errStopped
-				}
-			}
-		}
-		prog.update(docsDone, idx.Tokens+int64(shardBlocks*o.CutoffLen), false)
-		return nil
-	}, &skipped)
-	if errors.Is(err, errStopped) {
-		return idx, nil
-	}
-	if err != nil {
+	k.shard = nil
+	idx := k.idx
+	idx.Shards = append(idx.Shards, PackShard{File: name, Blocks: int64(k.shardBlocks)})
+	idx.Blocks += int64(k.shardBlocks)
+	idx.Tokens += int64(k.shardBlocks * k.o.CutoffLen)
+	k.shardBlocks = 0
+	idx.Documents = k.docsDone
+	idx.Resume = &packResume{DocumentsDone: k.docsDone, Carry: k.carry}
+	k.shardsWritten++
+	return writeIndex(k.indexPath, idx)
+}
+
+// finish writes the last shard and marks the index complete.
+func (k *packer) finish(skipped int64) (*PackIndex, error) {
+	k.carry = slices.Clone(k.carry)
+	if err := k.flushShard(); err != nil {
 		return nil, err
 	}
-	carry = slices.Clone(carry)
-	if err := flushShard(); err != nil {
-		return nil, err
-	}
-	idx.Documents = docsDone
-	idx.DroppedTokens = int64(len(carry))
+	idx := k.idx
+	idx.Documents = k.docsDone
+	idx.DroppedTokens = int64(len(k.carry))
 	idx.Skipped += skipped
 	idx.Complete, idx.Resume = true, nil
-	if err := writeIndex(indexPath, idx); err != nil {
-		return nil, err
+	return idx, writeIndex(k.indexPath, idx)
+}
+
+// abort drops a shard left half-written.
+func (k *packer) abort() {
+	if k.shard != nil {
+		k.shard.Abort()
 	}
-	prog.update(docsDone, idx.Tokens, true)
-	if idx.Blocks == 0 {
-		return idx, fmt.Errorf("the inputs hold %d tokens, fewer than one block of --cutoff_len=%d", idx.DroppedTokens, o.CutoffLen)
-	}
-	return idx, nil
 }
 
 func logOf(o PackOptions) io.Writer {
