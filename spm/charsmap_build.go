@@ -223,12 +223,24 @@ func compileCharsMap(rules charsRules) ([]byte, error) {
 // a node at p has its children at p^offset^label and, when a key ends there,
 // its value at p^offset.
 func buildDoubleArray(keys []string, values []uint32) ([]uint32, error) {
-	type node struct {
-		children []int // node indices, by label order
-		label    byte
-		hasValue bool
-		value    uint32
+	nodes, err := buildTrie(keys, values)
+	if err != nil {
+		return nil, err
 	}
+	return layoutDoubleArray(nodes)
+}
+
+// trieNode is a node of the byte trie buildDoubleArray lays out.
+type trieNode struct {
+	children []int // node indices, by label order
+	label    byte
+	hasValue bool
+	value    uint32
+}
+
+// buildTrie makes the byte trie of sorted keys; node 0 is the root.
+func buildTrie(keys []string, values []uint32) ([]trieNode, error) {
+	type node = trieNode
 	nodes := []node{{}}
 	for i, k := range keys {
 		n := 0
@@ -252,6 +264,12 @@ func buildDoubleArray(keys []string, values []uint32) ([]uint32, error) {
 			return nil, fmt.Errorf("value %d too large", values[i])
 		}
 	}
+	return nodes, nil
+}
+
+// layoutDoubleArray places each node's children at a base whose slots are
+// free, breadth first.
+func layoutDoubleArray(nodes []trieNode) ([]uint32, error) {
 	const free = 1 << 31 // a unit no byte label matches
 	units := []uint32{0}
 	used := []bool{true}
