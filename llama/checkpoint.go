@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"zhllama/hf"
+	"zhllama/hfdir"
 	"zhllama/internal/atomicfile"
 	"zhllama/safetensors"
 	"zhllama/spm"
@@ -90,7 +90,7 @@ func Init(c Config, tok *spm.Model, dir string, o InitOptions) error {
 	if id := p.SpecialID("pad"); id >= 0 {
 		pad = p.IDToPiece(id)
 	}
-	return hf.WriteTokenizer(dir, tok, pad)
+	return hfdir.WriteTokenizer(dir, tok, pad)
 }
 
 // initValues generates parameter i's initial values as transformers

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"zhllama/hf"
+	"zhllama/hfdir"
 	"zhllama/llama"
 	"zhllama/spm"
 )
@@ -599,5 +599,5 @@ func (t *Trainer) SaveModel(dir string) error {
 	if id := t.Tok.SpecialID("pad"); id >= 0 {
 		pad = t.Tok.IDToPiece(id)
 	}
-	return hf.WriteTokenizer(dir, t.Tok.Model(), pad)
+	return hfdir.WriteTokenizer(dir, t.Tok.Model(), pad)
 }

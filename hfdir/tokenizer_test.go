@@ -1,4 +1,4 @@
-package hf
+package hfdir
 
 import (
 	"encoding/json"
