@@ -62,7 +62,7 @@ func TestInitAndInspect(t *testing.T) {
 	}
 	c, _ := Preset("tiny")
 	dir := t.TempDir()
-	if err := Init(c, tok, dir, InitOptions{Seed: 7, DType: "bfloat16", MaxShard: 4 << 20}); err != nil {
+	if err := InitWithTokenizer(c, tok, dir, InitOptions{Seed: 7, DType: "bfloat16", MaxShard: 4 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	s, err := Inspect(dir)
@@ -119,7 +119,7 @@ func TestInspectIgnoresLegacyTensors(t *testing.T) {
 	c, _ := Preset("tiny")
 	c.NumHiddenLayers = 1
 	dir := t.TempDir()
-	if err := Init(c, tok, dir, InitOptions{Seed: 1}); err != nil {
+	if err := InitWithTokenizer(c, tok, dir, InitOptions{Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
 	f, err := safetensors.Open(filepath.Join(dir, "model.safetensors"))
@@ -154,7 +154,7 @@ func TestRandomizeMatchesInit(t *testing.T) {
 	}
 	c, _ := Preset("tiny")
 	dir := t.TempDir()
-	if err := Init(c, tok, dir, InitOptions{Seed: 7}); err != nil {
+	if err := InitWithTokenizer(c, tok, dir, InitOptions{Seed: 7}); err != nil {
 		t.Fatal(err)
 	}
 	loaded, err := Load(dir)
@@ -183,7 +183,7 @@ func TestKeepBF16(t *testing.T) {
 	c, _ := Preset("tiny")
 	c.TieWordEmbeddings = false
 	dir := t.TempDir()
-	if err := Init(c, tok, dir, InitOptions{Seed: 3, DType: "bfloat16"}); err != nil {
+	if err := InitWithTokenizer(c, tok, dir, InitOptions{Seed: 3, DType: "bfloat16"}); err != nil {
 		t.Fatal(err)
 	}
 	wide, err := Load(dir)
@@ -218,7 +218,7 @@ func TestLoadProgress(t *testing.T) {
 	}
 	c, _ := Preset("tiny")
 	dir := t.TempDir()
-	if err := Init(c, tok, dir, InitOptions{Seed: 1}); err != nil {
+	if err := InitWithTokenizer(c, tok, dir, InitOptions{Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
 	var last, total int64

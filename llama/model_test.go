@@ -168,7 +168,7 @@ func TestEvalPPLIsBatchInvariant(t *testing.T) {
 	p, _ := spm.NewProcessor(tok)
 	c, _ := Preset("tiny")
 	dir := t.TempDir()
-	if err := Init(c, tok, dir, InitOptions{Seed: 2}); err != nil {
+	if err := InitWithTokenizer(c, tok, dir, InitOptions{Seed: 2}); err != nil {
 		t.Fatal(err)
 	}
 	m, err := Load(dir)

@@ -46,7 +46,7 @@ func TestParityWithPyTorch(t *testing.T) {
 			cfg, _ := llama.Preset("tiny")
 			cfg.NumKeyValueHeads, cfg.TieWordEmbeddings = c.kvHeads, c.tied
 			dir := t.TempDir()
-			if err := llama.Init(cfg, tok, dir, llama.InitOptions{Seed: 3, DType: c.dtype, MaxShard: 1 << 40}); err != nil {
+			if err := llama.InitWithTokenizer(cfg, tok, dir, llama.InitOptions{Seed: 3, DType: c.dtype, MaxShard: 1 << 40}); err != nil {
 				t.Fatal(err)
 			}
 			m, err := llama.Load(dir)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"zhllama/hfdir"
 	"zhllama/internal/testdata"
 	"zhllama/llama"
 	"zhllama/llama/torchref"
@@ -24,10 +25,18 @@ func tinyModel(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p, err := spm.NewProcessor(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, _ := llama.Preset("tiny")
 	c.TieWordEmbeddings = false
+	c.VocabSize, c.BOSTokenID, c.EOSTokenID = p.Size(), p.SpecialID("bos"), p.SpecialID("eos")
 	dir := filepath.Join(t.TempDir(), "base")
-	if err := llama.Init(c, tok, dir, llama.InitOptions{Seed: 5, DType: "float32"}); err != nil {
+	if err := llama.Init(c, dir, llama.InitOptions{Seed: 5, DType: "float32"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := hfdir.WriteTokenizer(dir, tok, ""); err != nil {
 		t.Fatal(err)
 	}
 	return dir
