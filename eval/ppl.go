@@ -1,4 +1,6 @@
-package llama
+// Package eval measures language models on text through the model's
+// public forward pass and loss.
+package eval
 
 import (
 	"bufio"
@@ -7,10 +9,11 @@ import (
 	"math"
 	"strings"
 
+	"zhllama/llama"
 	"zhllama/spm"
 )
 
-// PPL is the result of EvalPPL.
+// PPL is the result of Perplexity.
 type PPL struct {
 	Documents int     `json:"documents"`
 	Tokens    int     `json:"tokens"` // predicted tokens
@@ -18,10 +21,10 @@ type PPL struct {
 	PPL       float64 `json:"ppl"`
 }
 
-// EvalPPL scores every non-empty line of r as a document: ids are [BOS] +
-// encode(line), cut to cutoff tokens, and every position after the first
-// is predicted. Documents are run in right-padded batches of batch.
-func (m *Model) EvalPPL(r io.Reader, tok *spm.Processor, cutoff, batch int) (PPL, error) {
+// Perplexity scores every non-empty line of r as a document: ids are
+// [BOS] + encode(line), cut to cutoff tokens, and every position after the
+// first is predicted. Documents are run in right-padded batches of batch.
+func Perplexity(m *llama.Model, r io.Reader, tok *spm.Processor, cutoff, batch int) (PPL, error) {
 	var res PPL
 	var sum float64
 	bos := tok.SpecialID("bos")
