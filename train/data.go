@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"zhllama/corpus"
+	"zhllama/dataset"
 	"zhllama/spm"
 	"zhllama/template"
 )
@@ -67,7 +68,7 @@ func LoadData(c *Config, tok *spm.Processor) (trainSet, valSet []Example, err er
 // documents of text, each [BOS] ids [EOS]: concatenated and cut into
 // blocks of cutoff_len with packing, else each cut to cutoff_len alone.
 func pretrainExamples(c *Config, tok *spm.Processor, name string) ([]Example, error) {
-	_, path, err := template.Resolve(c.DatasetDir, name)
+	_, path, err := dataset.Resolve(c.DatasetDir, name)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +148,7 @@ func packedExamples(c *Config, tok *spm.Processor, dir string) ([]Example, error
 // supervisedExamples renders each record with the chat template, prompts
 // masked.
 func supervisedExamples(c *Config, tok *spm.Processor, name string) ([]Example, error) {
-	layout, path, err := template.Resolve(c.DatasetDir, name)
+	layout, path, err := dataset.Resolve(c.DatasetDir, name)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +160,7 @@ func supervisedExamples(c *Config, tok *spm.Processor, name string) ([]Example, 
 	var exs []Example
 	_, err = corpus.Read(path, corpus.ReadOptions{Bad: badRecord}, func(rec corpus.Record, loc corpus.Location) error {
 		if layout.Formatting == "" {
-			if layout, err = template.Guess(rec); err != nil {
+			if layout, err = dataset.Guess(rec); err != nil {
 				return fmt.Errorf("%s: %w", loc, err)
 			}
 		}
