@@ -11,6 +11,7 @@ import (
 
 	"zhllama/llama"
 	"zhllama/spm"
+	"zhllama/tensor"
 )
 
 // PPL is the result of Perplexity.
@@ -45,7 +46,7 @@ func Perplexity(m *llama.Model, r io.Reader, tok *spm.Processor, cutoff, batch i
 		valid := make([]bool, len(docs)*t)
 		for b, d := range docs {
 			for i := 0; i < t; i++ {
-				labels[b*t+i] = -100
+				labels[b*t+i] = tensor.IgnoreIndex
 				if i < len(d) {
 					ids[b*t+i], labels[b*t+i], valid[b*t+i] = d[i], d[i], true
 				}

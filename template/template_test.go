@@ -7,6 +7,7 @@ import (
 
 	"zhllama/internal/testdata"
 	"zhllama/spm"
+	"zhllama/tensor"
 )
 
 func llamaTokenizer(t *testing.T) *spm.Processor {
@@ -20,6 +21,13 @@ func llamaTokenizer(t *testing.T) *spm.Processor {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// Labels built here are skipped by the loss kernel.
+func TestIgnoreIndexIsTheLossKernels(t *testing.T) {
+	if IgnoreIndex != tensor.IgnoreIndex {
+		t.Errorf("template.IgnoreIndex %d, tensor.IgnoreIndex %d", IgnoreIndex, tensor.IgnoreIndex)
+	}
 }
 
 func TestInferSeqLen(t *testing.T) {
