@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
 )
 
 func TestNormalizeText(t *testing.T) {
@@ -135,7 +135,7 @@ func TestCleanSharedData(t *testing.T) {
 	dir := t.TempDir()
 	for _, rel := range []string{"sft/alpaca_zh_demo.json", "sft/sharegpt_zh_1K_format.jsonl", "preference/dpo_zh_500.jsonl", "pretrain/fever.txt"} {
 		out := filepath.Join(dir, filepath.Base(rel)+".jsonl")
-		rep, err := Run([]string{testdata.Path(t, rel)}, out, DefaultOptions())
+		rep, err := Run([]string{testenv.Path(t, rel)}, out, DefaultOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,7 +147,7 @@ func TestCleanSharedData(t *testing.T) {
 			t.Errorf("%s: %d lines written, report says %d", rel, n, rep.Kept)
 		}
 	}
-	if _, err := Run([]string{testdata.Path(t, "pretrain/fever.txt")}, filepath.Join(dir, "x.jsonl"), Options{Dedup: "fuzzy"}); err == nil {
+	if _, err := Run([]string{testenv.Path(t, "pretrain/fever.txt")}, filepath.Join(dir, "x.jsonl"), Options{Dedup: "fuzzy"}); err == nil {
 		t.Error("unknown --dedup accepted")
 	}
 }

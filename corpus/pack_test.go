@@ -8,12 +8,12 @@ import (
 	"strings"
 	"testing"
 
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
 	"zhllama/spm"
 )
 
 func packInputs(t *testing.T) []string {
-	return []string{testdata.Path(t, "pretrain/medical_corpus.txt"), testdata.Path(t, "pretrain/c4_demo.jsonl")}
+	return []string{testenv.Path(t, "pretrain/medical_corpus.txt"), testenv.Path(t, "pretrain/c4_demo.jsonl")}
 }
 
 // expectedStream is every document as [BOS] ids [EOS], in order.
@@ -48,7 +48,7 @@ func expectedStream(t *testing.T, tok string, inputs []string) []int32 {
 }
 
 func TestPackBlocksAreTheTokenStream(t *testing.T) {
-	tok := testdata.Path(t, "tokenizers/chinese-llama2/tokenizer.model")
+	tok := testenv.Path(t, "tokenizers/chinese-llama2/tokenizer.model")
 	inputs := packInputs(t)
 	dir := t.TempDir()
 	idx, err := Pack(PackOptions{Tokenizer: tok, Inputs: inputs, OutputDir: dir, CutoffLen: 128, ShardTokens: 5000, Threads: 2})
@@ -119,7 +119,7 @@ func dirFiles(t *testing.T, dir string) map[string][]byte {
 // An interrupted pack resumed with the same options gives the same files
 // as one that ran through; so does another thread count.
 func TestPackResumesExactly(t *testing.T) {
-	tok := testdata.Path(t, "tokenizers/llama2/tokenizer.model")
+	tok := testenv.Path(t, "tokenizers/llama2/tokenizer.model")
 	inputs := packInputs(t)
 	whole, cut, threads := t.TempDir(), t.TempDir(), t.TempDir()
 	opts := PackOptions{Tokenizer: tok, Inputs: inputs, CutoffLen: 100, ShardTokens: 3000, Threads: 2}
@@ -170,8 +170,8 @@ func TestPackResumesExactly(t *testing.T) {
 }
 
 func TestPackErrors(t *testing.T) {
-	tok := testdata.Path(t, "tokenizers/llama2/tokenizer.model")
-	_, err := Pack(PackOptions{Tokenizer: tok, Inputs: []string{testdata.Path(t, "sft/alpaca_zh_demo.json")}, OutputDir: t.TempDir(), CutoffLen: 64})
+	tok := testenv.Path(t, "tokenizers/llama2/tokenizer.model")
+	_, err := Pack(PackOptions{Tokenizer: tok, Inputs: []string{testenv.Path(t, "sft/alpaca_zh_demo.json")}, OutputDir: t.TempDir(), CutoffLen: 64})
 	if err == nil || !strings.Contains(err.Error(), "alpaca_zh_demo.json:2") || !strings.Contains(err.Error(), "SFT") {
 		t.Errorf("alpaca input: %v", err)
 	}

@@ -6,13 +6,13 @@ import (
 	"testing"
 
 	"zhllama/corpus"
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
 	"zhllama/template"
 )
 
 // Every record of the shared SFT and preference sets converts.
 func TestConvertSharedDatasets(t *testing.T) {
-	registry := testdata.Path(t, "sft/dataset_info.json")
+	registry := testenv.Path(t, "sft/dataset_info.json")
 	type src struct {
 		name, file string
 		ranking    bool
@@ -30,7 +30,7 @@ func TestConvertSharedDatasets(t *testing.T) {
 				t.Fatal(err)
 			}
 		} else {
-			path = testdata.Path(t, s.file)
+			path = testenv.Path(t, s.file)
 		}
 		n, bad := 0, 0
 		var firstErr error

@@ -6,14 +6,14 @@ import (
 	"testing"
 
 	"zhllama/eval"
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
 	"zhllama/llama"
 	"zhllama/spm"
 )
 
 // Batching and padding do not change the perplexity.
 func TestPerplexityIsBatchInvariant(t *testing.T) {
-	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	tok, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
 	if err != nil {
 		t.Fatal(err)
 	}

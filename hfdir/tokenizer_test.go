@@ -8,7 +8,7 @@ import (
 	"sort"
 	"testing"
 
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
 	"zhllama/spm"
 )
 
@@ -37,7 +37,7 @@ func keys(m map[string]any) []string {
 // The files written for Chinese-LLaMA-2's vocabulary have the keys and
 // values of the ones Chinese-LLaMA-2 ships.
 func TestWriteTokenizerMatchesChineseLlama2(t *testing.T) {
-	refDir := testdata.Path(t, "tokenizers/chinese-llama2")
+	refDir := testenv.Path(t, "tokenizers/chinese-llama2")
 	m, err := spm.Load(filepath.Join(refDir, "tokenizer.model"))
 	if err != nil {
 		t.Fatal(err)

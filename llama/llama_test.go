@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
 	"zhllama/safetensors"
 	"zhllama/spm"
 )
@@ -56,7 +56,7 @@ func TestPresetParameterCounts(t *testing.T) {
 }
 
 func TestInitAndInspect(t *testing.T) {
-	tok, err := spm.Load(testdata.Path(t, "tokenizers/chinese-llama2/tokenizer.model"))
+	tok, err := spm.Load(testenv.Path(t, "tokenizers/chinese-llama2/tokenizer.model"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestInitAndInspect(t *testing.T) {
 }
 
 func TestInspectIgnoresLegacyTensors(t *testing.T) {
-	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	tok, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestInspectIgnoresLegacyTensors(t *testing.T) {
 
 // Randomize in memory gives the weights Init writes for the same seed.
 func TestRandomizeMatchesInit(t *testing.T) {
-	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	tok, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestRandomizeMatchesInit(t *testing.T) {
 // A bfloat16 checkpoint kept in bfloat16 gives the logits of the same
 // checkpoint widened to float32, in half the memory.
 func TestKeepBF16(t *testing.T) {
-	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	tok, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +212,7 @@ func TestKeepBF16(t *testing.T) {
 }
 
 func TestLoadProgress(t *testing.T) {
-	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	tok, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
 	if err != nil {
 		t.Fatal(err)
 	}

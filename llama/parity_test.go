@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
 	"zhllama/llama"
 	"zhllama/llama/torchref"
 	"zhllama/safetensors"
@@ -32,7 +32,7 @@ func maxRelDiff(a, b []float32) float64 {
 // on a right-padded batch.
 func TestParityWithPyTorch(t *testing.T) {
 	needTorch(t)
-	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	tok, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,12 +7,12 @@ import (
 	"path/filepath"
 	"testing"
 
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
 )
 
 func loadShared(t *testing.T, rel string) *Model {
 	t.Helper()
-	m, err := Load(testdata.Path(t, rel))
+	m, err := Load(testenv.Path(t, rel))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestMergedModelParity(t *testing.T) {
 // python3-sentencepiece, which Hugging Face's LlamaTokenizer loads
 // tokenizer.model with, reads the merged model and encodes as we do.
 func TestMergedModelLoadsInPythonSentencepiece(t *testing.T) {
-	py := testdata.Tool(t, "/usr/bin/python3", "python3")
+	py := testenv.Tool(t, "/usr/bin/python3", "python3")
 	if err := exec.Command(py, "-c", "import sentencepiece").Run(); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal("python3-sentencepiece is not installed: CI must install it")

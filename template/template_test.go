@@ -5,14 +5,14 @@ import (
 	"strings"
 	"testing"
 
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
 	"zhllama/spm"
 	"zhllama/tensor"
 )
 
 func llamaTokenizer(t *testing.T) *spm.Processor {
 	t.Helper()
-	m, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	m, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"zhllama/hfdir"
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
 	"zhllama/llama"
 	"zhllama/llama/torchref"
 	"zhllama/safetensors"
@@ -21,7 +21,7 @@ import (
 // tinyModel writes a small random model with LLaMA-2's tokenizer.
 func tinyModel(t *testing.T) string {
 	t.Helper()
-	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	tok, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func tinyModel(t *testing.T) string {
 
 func sftConfig(t *testing.T, model string, extra ...string) Config {
 	t.Helper()
-	args := append([]string{"--model_name_or_path", model, "--dataset", testdata.Path(t, "sft/alpaca_zh_demo.json"),
+	args := append([]string{"--model_name_or_path", model, "--dataset", testenv.Path(t, "sft/alpaca_zh_demo.json"),
 		"--template", "llama2", "--cutoff_len", "48", "--max_samples", "16", "--finetuning_type", "full",
 		"--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "2", "--output_dir", filepath.Join(t.TempDir(), "out"),
 		"--learning_rate", "1e-3", "--logging_steps", "1"}, extra...)
@@ -265,7 +265,7 @@ func TestParseConfig(t *testing.T) {
 // A tokenizer with more pieces grows the embeddings; old rows are kept.
 func TestResizeVocab(t *testing.T) {
 	model := tinyModel(t)
-	c := sftConfig(t, model, "--tokenizer_name_or_path", testdata.Path(t, "tokenizers/chinese-llama2/tokenizer.model"), "--max_steps", "1")
+	c := sftConfig(t, model, "--tokenizer_name_or_path", testenv.Path(t, "tokenizers/chinese-llama2/tokenizer.model"), "--max_steps", "1")
 	tr := newTrainer(t, c)
 	base, err := llama.Load(model)
 	if err != nil {
@@ -280,7 +280,7 @@ func TestResizeVocab(t *testing.T) {
 		}
 	}
 	// And the other way is an error.
-	c2 := sftConfig(t, model, "--tokenizer_name_or_path", testdata.Path(t, "tokenizers/chinese_sp/chinese_sp.model"))
+	c2 := sftConfig(t, model, "--tokenizer_name_or_path", testenv.Path(t, "tokenizers/chinese_sp/chinese_sp.model"))
 	if _, err := New(c2, io.Discard); err == nil || !strings.Contains(err.Error(), "vocab_size 32000") {
 		t.Errorf("smaller tokenizer: %v", err)
 	}
@@ -312,7 +312,7 @@ func TestFreeze(t *testing.T) {
 func TestLoRAAdapterRoundTrip(t *testing.T) {
 	model := tinyModel(t)
 	c := sftConfig(t, model, "--finetuning_type", "lora", "--lora_rank", "4", "--max_steps", "3", "--learning_rate", "1e-2",
-		"--tokenizer_name_or_path", testdata.Path(t, "tokenizers/chinese-llama2/tokenizer.model"), "--lora_dropout", "0.1",
+		"--tokenizer_name_or_path", testenv.Path(t, "tokenizers/chinese-llama2/tokenizer.model"), "--lora_dropout", "0.1",
 		"--additional_target", "norm")
 	tr := newTrainer(t, c)
 	if err := tr.Run(); err != nil {

@@ -1,6 +1,6 @@
-// Package testdata locates the shared test data that lives beside the
+// Package testenv locates the shared test data that lives beside the
 // repository (../shared/data), and the reference tools tests compare against.
-package testdata
+package testenv
 
 import (
 	"os"
