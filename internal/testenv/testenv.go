@@ -1,13 +1,28 @@
-// Package testenv locates the shared test data that lives beside the
-// repository (../shared/data), and the reference tools tests compare against.
+// Package testenv is what the tests share: the test data that lives beside
+// the repository (../shared/data), the reference tools parity tests run,
+// the rule for when they are missing, and numeric and file helpers.
 package testenv
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 )
+
+// Need stops a test that lacks what (data, a tool) with how to get it: a
+// skip, except under CI (CI set), where parity tests must run and a missing
+// reference is a failure. Skips are listed again by Main.
+func Need(t testing.TB, what, how string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is missing, and CI must run this test: %s", what, how)
+	} else {
+		recordSkip(t.Name(), what, how)
+		t.Skipf("%s is missing: %s", what, how)
+	}
+}
 
 // Dir returns the shared data directory, or skips the test when it is absent.
 // ZHLLAMA_SHARED overrides the location of the shared directory.
@@ -24,10 +39,7 @@ func Dir(t testing.TB) string {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
 			d := filepath.Join(dir, "..", "shared", "data")
 			if _, err := os.Stat(d); err != nil {
-				if os.Getenv("CI") != "" {
-					t.Fatalf("shared test data not found at %s (CI must have it)", d)
-				}
-				t.Skipf("shared test data not found at %s; put the shared folder beside the repository or set ZHLLAMA_SHARED", d)
+				Need(t, "shared test data at "+d, "put the shared folder beside the repository or set ZHLLAMA_SHARED")
 			}
 			return d
 		}
@@ -44,16 +56,13 @@ func Path(t testing.TB, rel string) string {
 	return filepath.Join(Dir(t), rel)
 }
 
-// Tool returns the path of a reference command, or skips the test with the
-// Debian package to install. Under CI it fails instead: parity must run there.
+// Tool returns the path of a reference command, or stops the test (see
+// Need) with the Debian package to install.
 func Tool(t testing.TB, name, pkg string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not found: CI must install Debian's %s", name, pkg)
-		}
-		t.Skipf("%s not found: install Debian's %s (apt-get install %s) to run this parity test", name, pkg, pkg)
+		Need(t, name, fmt.Sprintf("install Debian's %s (apt-get install %s)", pkg, pkg))
 	}
 	return p
 }

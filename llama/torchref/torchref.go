@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"zhllama/internal/testenv"
 )
 
 //go:embed torch_reference.py
@@ -23,10 +25,7 @@ const Python = "/usr/bin/python3"
 func Require(t testing.TB) {
 	t.Helper()
 	if _, err := os.Stat(Python); err != nil || !Available() {
-		if os.Getenv("CI") != "" {
-			t.Fatal("python3-torch is not installed: CI must install it (apt-get install python3-torch)")
-		}
-		t.Skip("install Debian's python3-torch (apt-get install python3-torch) to run the PyTorch parity tests")
+		testenv.Need(t, "python3-torch", "install Debian's python3-torch (apt-get install python3-torch) to run the PyTorch parity tests")
 	}
 }
 
