@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"zhllama/internal/testenv"
+	"zhllama/internal/testenv/spmtest"
 	"zhllama/spm"
 )
 
@@ -17,15 +18,7 @@ func packInputs(t *testing.T) []string {
 }
 
 // expectedStream is every document as [BOS] ids [EOS], in order.
-func expectedStream(t *testing.T, tok string, inputs []string) []int32 {
-	m, err := spm.Load(tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := spm.NewProcessor(m)
-	if err != nil {
-		t.Fatal(err)
-	}
+func expectedStream(t *testing.T, p *spm.Processor, inputs []string) []int32 {
 	var out []int32
 	for _, in := range inputs {
 		_, err := Read(in, ReadOptions{}, func(r Record, l Location) error {
@@ -48,14 +41,15 @@ func expectedStream(t *testing.T, tok string, inputs []string) []int32 {
 }
 
 func TestPackBlocksAreTheTokenStream(t *testing.T) {
-	tok := testenv.Path(t, "tokenizers/chinese-llama2/tokenizer.model")
+	const tokRel = "tokenizers/chinese-llama2/tokenizer.model"
+	tok := testenv.Path(t, tokRel)
 	inputs := packInputs(t)
 	dir := t.TempDir()
 	idx, err := Pack(PackOptions{Tokenizer: tok, Inputs: inputs, OutputDir: dir, CutoffLen: 128, ShardTokens: 5000, Threads: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := expectedStream(t, tok, inputs)
+	want := expectedStream(t, spmtest.Processor(t, tokRel), inputs)
 	if idx.Tokens != idx.Blocks*128 || idx.Tokens+idx.DroppedTokens != int64(len(want)) || idx.DType != "uint16" || !idx.Complete {
 		t.Fatalf("index %+v for a stream of %d tokens", idx, len(want))
 	}

@@ -6,21 +6,13 @@ import (
 	"testing"
 
 	"zhllama/eval"
-	"zhllama/internal/testenv"
+	"zhllama/internal/testenv/spmtest"
 	"zhllama/llama"
-	"zhllama/spm"
 )
 
 // Batching and padding do not change the perplexity.
 func TestPerplexityIsBatchInvariant(t *testing.T) {
-	tok, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := spm.NewProcessor(tok)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := spmtest.Processor(t, "tokenizers/llama2/tokenizer.model")
 	c, err := llama.Preset("tiny")
 	if err != nil {
 		t.Fatal(err)

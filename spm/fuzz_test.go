@@ -60,14 +60,7 @@ func fuzzEncoder(f *testing.F, rel string, roundTrip bool) {
 		}
 	}
 	f.Add("The quick brown fox 跳过了懒狗 12345")
-	m, err := Load(testenv.Path(f, rel))
-	if err != nil {
-		f.Fatal(err)
-	}
-	p, err := NewProcessor(m)
-	if err != nil {
-		f.Fatal(err)
-	}
+	p := sharedProcessor(f, rel)
 	f.Fuzz(func(t *testing.T, s string) {
 		ids := p.Encode(s)
 		for _, id := range ids {

@@ -9,15 +9,6 @@ import (
 	"zhllama/internal/testenv"
 )
 
-func loadShared(t *testing.T, rel string) *Model {
-	t.Helper()
-	m, err := Load(testenv.Path(t, rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
 func TestMergeLlama2ChineseSP(t *testing.T) {
 	base := loadShared(t, "tokenizers/llama2/tokenizer.model")
 	zh := loadShared(t, "tokenizers/chinese_sp/chinese_sp.model")
@@ -116,7 +107,10 @@ func TestMergedModelLoadsInPythonSentencepiece(t *testing.T) {
 sp = spm.SentencePieceProcessor()
 sp.Load(sys.argv[1])
 print(json.dumps({"size": sp.GetPieceSize(), "pad": sp.PieceToId("<pad>"), "ids": [sp.EncodeAsIds(l) for l in json.loads(sys.argv[2])]}))`
-	arg, _ := json.Marshal(lines)
+	arg, err := json.Marshal(lines)
+	if err != nil {
+		t.Fatal(err)
+	}
 	out, err := exec.Command(py, "-c", script, path, string(arg)).Output()
 	if err != nil {
 		t.Fatal(err)

@@ -57,10 +57,7 @@ func TestNormalizeParityWithSentencepiece(t *testing.T) {
 	for _, rel := range sharedModels {
 		t.Run(filepath.Base(rel), func(t *testing.T) {
 			path := testenv.Path(t, rel)
-			p, err := NewProcessor(loadShared(t, rel))
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := sharedProcessor(t, rel)
 			want := runLines(t, bin, lines, "--model", path, "--use_internal_normalization")
 			compareLines(t, lines, want, func(i int) string { return p.Normalizer().Normalize(lines[i]) })
 		})

@@ -156,20 +156,6 @@ func compareLines(t *testing.T, inputs, want []string, got func(i int) string) {
 	}
 }
 
-// processorFor loads a model file and prepares it for encoding.
-func processorFor(t testing.TB, path string) *Processor {
-	t.Helper()
-	m, err := Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := NewProcessor(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func trunc(s string) string {
 	if len(s) > 300 {
 		return s[:300] + "..."

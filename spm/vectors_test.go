@@ -24,10 +24,7 @@ func TestLlamaCppVectors(t *testing.T) {
 	if len(inputs) != len(wants) {
 		t.Fatalf("%d inputs, %d outputs", len(inputs), len(wants))
 	}
-	p, err := NewProcessor(loadShared(t, "tokenizers/llama2/tokenizer.model"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := sharedProcessor(t, "tokenizers/llama2/tokenizer.model")
 	for i, in := range inputs {
 		got := formatIDs(p.Encode(in))
 		if got != strings.TrimSpace(wants[i]) {

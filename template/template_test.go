@@ -5,22 +5,14 @@ import (
 	"strings"
 	"testing"
 
-	"zhllama/internal/testenv"
+	"zhllama/internal/testenv/spmtest"
 	"zhllama/spm"
 	"zhllama/tensor"
 )
 
 func llamaTokenizer(t *testing.T) *spm.Processor {
 	t.Helper()
-	m, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := spm.NewProcessor(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return spmtest.Processor(t, "tokenizers/llama2/tokenizer.model")
 }
 
 // Labels built here are skipped by the loss kernel.
@@ -28,6 +20,15 @@ func TestIgnoreIndexIsTheLossKernels(t *testing.T) {
 	if IgnoreIndex != tensor.IgnoreIndex {
 		t.Errorf("template.IgnoreIndex %d, tensor.IgnoreIndex %d", IgnoreIndex, tensor.IgnoreIndex)
 	}
+}
+
+func getTemplate(t *testing.T, name string) *Template {
+	t.Helper()
+	tpl, err := Get(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tpl
 }
 
 func TestInferSeqLen(t *testing.T) {
@@ -85,17 +86,22 @@ func TestLlama2Supervised(t *testing.T) {
 	if want := cat(masked(len(p1)), a1, masked(len(p2)), a2); !slices.Equal(labels, want) {
 		t.Fatalf("labels\n got %v\nwant %v", labels, want)
 	}
-	_, labels, _ = tpl.Supervised(tok, msgs, "Be brief.", "", SupervisedOptions{CutoffLen: 1024, MaskHistory: true})
+	if _, labels, err = tpl.Supervised(tok, msgs, "Be brief.", "", SupervisedOptions{CutoffLen: 1024, MaskHistory: true}); err != nil {
+		t.Fatal(err)
+	}
 	if want := cat(masked(len(p1)+len(a1)+len(p2)), a2); !slices.Equal(labels, want) {
 		t.Errorf("mask_history labels %v", labels)
 	}
-	_, labels, _ = tpl.Supervised(tok, msgs, "Be brief.", "", SupervisedOptions{CutoffLen: 1024, TrainOnPrompt: true})
+	if _, labels, err = tpl.Supervised(tok, msgs, "Be brief.", "", SupervisedOptions{CutoffLen: 1024, TrainOnPrompt: true}); err != nil {
+		t.Fatal(err)
+	}
 	if !slices.Equal(labels, ids) {
 		t.Errorf("train_on_prompt labels differ from ids")
 	}
 	// llama2_zh brings Chinese-LLaMA-2's system prompt.
-	zh, _ := Get("llama2_zh")
-	ids, _, _ = zh.Supervised(tok, msgs[:2], "", "", SupervisedOptions{CutoffLen: 1024})
+	if ids, _, err = getTemplate(t, "llama2_zh").Supervised(tok, msgs[:2], "", "", SupervisedOptions{CutoffLen: 1024}); err != nil {
+		t.Fatal(err)
+	}
 	if want := cat([]int{1}, tok.Encode("[INST] <<SYS>>\nYou are a helpful assistant. 你是一个乐于助人的助手。\n<</SYS>>\n\n你好 [/INST]"), a1); !slices.Equal(ids, want) {
 		t.Errorf("llama2_zh ids %v", ids)
 	}
@@ -129,7 +135,7 @@ func TestTemplatesRender(t *testing.T) {
 
 func TestTruncationKeepsTheAnswer(t *testing.T) {
 	tok := llamaTokenizer(t)
-	tpl, _ := Get("llama2")
+	tpl := getTemplate(t, "llama2")
 	long := strings.Repeat("很长的问题。", 300)
 	ids, labels, err := tpl.Supervised(tok, []Message{{User, long}, {Assistant, "短答"}}, "", "", SupervisedOptions{CutoffLen: 128})
 	if err != nil {
@@ -180,7 +186,7 @@ func TestPythonJSONAndTools(t *testing.T) {
 	}
 	// In a conversation: tools join the system text, the call is the assistant's turn.
 	tok := llamaTokenizer(t)
-	tpl, _ := Get("default")
+	tpl := getTemplate(t, "default")
 	msgs := []Message{{User, "北京天气？"}, {Function, `{"name": "get_weather", "arguments": {"city": "北京"}}`}, {Observation, `{"temp": 20}`}, {Assistant, "20度。"}}
 	ids, _, err := tpl.Supervised(tok, msgs, "", tools, SupervisedOptions{CutoffLen: 4096})
 	if err != nil {

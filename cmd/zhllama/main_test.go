@@ -116,13 +116,13 @@ func TestEncodeFilesKeepLines(t *testing.T) {
 	model := testenv.Path(t, "tokenizers/llama2/tokenizer.model")
 	dir := t.TempDir()
 	a, b := filepath.Join(dir, "a.txt"), filepath.Join(dir, "b.txt")
-	os.WriteFile(a, []byte("first\nno newline at end"), 0o644)
-	os.WriteFile(b, []byte("third\n"), 0o644)
+	testenv.WriteFile(t, a, []byte("first\nno newline at end"))
+	testenv.WriteFile(t, b, []byte("third\n"))
 	outFile := filepath.Join(dir, "out.txt")
 	_, _, code := zhllama(t, "", "tokenizer", "encode", "--model", model, "--output", outFile, a, b)
-	got, _ := os.ReadFile(outFile)
-	if code != 0 || strings.Count(string(got), "\n") != 3 {
-		t.Errorf("code %d, output %q", code, got)
+	got, err := os.ReadFile(outFile)
+	if err != nil || code != 0 || strings.Count(string(got), "\n") != 3 {
+		t.Errorf("code %d, output %q (%v)", code, got, err)
 	}
 }
 
@@ -145,24 +145,21 @@ func TestMergeCommand(t *testing.T) {
 		t.Fatalf("merged model: %v", err)
 	}
 	var cfg map[string]any
-	b, _ := os.ReadFile(filepath.Join(dir, "tokenizer_config.json"))
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		t.Fatal(err)
-	}
+	testenv.ReadJSON(t, filepath.Join(dir, "tokenizer_config.json"), &cfg)
 	if cfg["add_bos_token"] != true || cfg["add_eos_token"] != false || cfg["tokenizer_class"] != "LlamaTokenizer" {
-		t.Errorf("tokenizer_config.json: %s", b)
+		t.Errorf("tokenizer_config.json: %v", cfg)
 	}
 	var stm map[string]any
-	b, _ = os.ReadFile(filepath.Join(dir, "special_tokens_map.json"))
-	if err := json.Unmarshal(b, &stm); err != nil || stm["bos_token"] == nil {
-		t.Errorf("special_tokens_map.json: %s", b)
+	testenv.ReadJSON(t, filepath.Join(dir, "special_tokens_map.json"), &stm)
+	if stm["bos_token"] == nil {
+		t.Errorf("special_tokens_map.json: %v", stm)
 	}
 }
 
 func TestBadInputs(t *testing.T) {
 	dir := t.TempDir()
 	notModel := filepath.Join(dir, "notes.txt")
-	os.WriteFile(notModel, []byte("hello, I am not a model\n"), 0o644)
+	testenv.WriteFile(t, notModel, []byte("hello, I am not a model\n"))
 	out := filepath.Join(dir, "out")
 	_, errs, code := zhllama(t, "", "tokenizer", "merge", "--base", notModel, "--add", notModel, "--output_dir", out)
 	if code != 1 || !strings.Contains(errs, notModel) {
@@ -266,9 +263,9 @@ func TestDataClean(t *testing.T) {
 		t.Fatalf("clean: code %d\n%s\n%s", code, stdout, errs)
 	}
 	var rep map[string]any
-	b, _ := os.ReadFile(report)
-	if err := json.Unmarshal(b, &rep); err != nil || rep["kept"] == nil || rep["removed"] == nil || rep["examples"] == nil {
-		t.Errorf("report %s (%v)", b, err)
+	testenv.ReadJSON(t, report, &rep)
+	if rep["kept"] == nil || rep["removed"] == nil || rep["examples"] == nil {
+		t.Errorf("report %v", rep)
 	}
 	_, errs, code = zhllama(t, "", "data", "clean", "--input", testenv.Path(t, "pretrain/fever.txt"), "--output", out, "--dedup", "fuzzy")
 	if code != 1 || !strings.Contains(errs, "--dedup=fuzzy") {
@@ -304,7 +301,7 @@ func TestGenerateAndEval(t *testing.T) {
 	}
 	// A file of prompts decoded as one batch gives each the greedy output it gets alone.
 	prompts := filepath.Join(t.TempDir(), "prompts.txt")
-	os.WriteFile(prompts, []byte("Once upon a time\n\n从前有座山\nThe\n"), 0o644)
+	testenv.WriteFile(t, prompts, []byte("Once upon a time\n\n从前有座山\nThe\n"))
 	out, errs, code := zhllama(t, "", "generate", "--model", dir, "--input", prompts, "--max_new_tokens", "8", "--dtype", "bfloat16")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	var first struct{ Prompt, Output string }
@@ -328,7 +325,7 @@ func TestTrainExportGenerate(t *testing.T) {
 		t.Fatal(errs)
 	}
 	cfg := filepath.Join(dir, "sft.yaml")
-	os.WriteFile(cfg, []byte("stage: sft\nfinetuning_type: lora\nlora_rank: 4\ndataset: alpaca_zh_demo\ntemplate: llama2\ncutoff_len: 64\nmax_samples: 8\nper_device_train_batch_size: 4\nmax_steps: 2\nlogging_steps: 1\nbf16: true\n"), 0o644)
+	testenv.WriteFile(t, cfg, []byte("stage: sft\nfinetuning_type: lora\nlora_rank: 4\ndataset: alpaca_zh_demo\ntemplate: llama2\ncutoff_len: 64\nmax_samples: 8\nper_device_train_batch_size: 4\nmax_steps: 2\nlogging_steps: 1\nbf16: true\n"))
 	out := filepath.Join(dir, "lora")
 	_, errs, code := zhllama(t, "", "train", cfg, "--model_name_or_path", base, "--dataset_dir", testenv.Path(t, "sft"), "--output_dir", out)
 	if code != 0 || !strings.Contains(errs, "step 2/2") || !strings.Contains(errs, "no effect here") {
