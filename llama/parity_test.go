@@ -15,7 +15,7 @@ import (
 	"zhllama/train"
 )
 
-func needTorch(t *testing.T) { torchref.Require(t) }
+func needTorch(t *testing.T) { testenv.RequireTorch(t) }
 
 // maxRelDiff is max|a−b| / max|b|.
 func maxRelDiff(a, b []float32) float64 {

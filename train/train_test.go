@@ -68,7 +68,7 @@ func newTrainer(t *testing.T, c Config) *Trainer {
 // decay off for the norms, and a warmup-cosine schedule) move every
 // parameter as PyTorch moves it on the same micro-batches.
 func TestTrainParityWithPyTorch(t *testing.T) {
-	torchref.Require(t)
+	testenv.RequireTorch(t)
 	model := tinyModel(t)
 	for _, tc := range []struct {
 		name  string
@@ -343,7 +343,7 @@ func TestLoRAAdapterRoundTrip(t *testing.T) {
 	}
 
 	// PyTorch applying the files as PEFT reads them gives the same logits.
-	torchref.Require(t)
+	testenv.RequireTorch(t)
 	dir := t.TempDir()
 	b, _ := json.Marshal(map[string]any{"ids": [][]int32{ids}})
 	os.WriteFile(filepath.Join(dir, "in.json"), b, 0o644)

@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"zhllama/llama/torchref"
 )
 
 // Need stops a test that lacks what (data, a tool) with how to get it: a
@@ -65,4 +67,13 @@ func Tool(t testing.TB, name, pkg string) string {
 		Need(t, name, fmt.Sprintf("install Debian's %s (apt-get install %s)", pkg, pkg))
 	}
 	return p
+}
+
+// RequireTorch stops a test (see Need) that runs the PyTorch reference
+// without python3-torch.
+func RequireTorch(t testing.TB) {
+	t.Helper()
+	if !torchref.Available() {
+		Need(t, "python3-torch", "install Debian's python3-torch (apt-get install python3-torch) to run the PyTorch parity tests")
+	}
 }
