@@ -16,6 +16,7 @@ import (
 	"github.com/longbridgeapp/opencc"
 
 	"zhllama/corpus"
+	"zhllama/dataset"
 	"zhllama/internal/atomicfile"
 	"zhllama/internal/pipeline"
 	"zhllama/template"
@@ -137,7 +138,7 @@ func (r *Report) Summary() string {
 // item is one record on its way through the workers.
 type item struct {
 	rec    corpus.Record
-	layout *template.Dataset // nil for pretraining text
+	layout *dataset.Layout // nil for pretraining text
 	loc    corpus.Location
 	out    []byte // the cleaned record as a JSON line
 	text   string // the text that dedup compares
@@ -188,7 +189,7 @@ func Run(inputs []string, output string, o Options) (*Report, error) {
 	produce := func(emit func([]item) bool) error {
 		var batch []item
 		for _, in := range inputs {
-			var layout *template.Dataset
+			var layout *dataset.Layout
 			ended := false
 			push := func(it item) bool {
 				batch = append(batch, it)
@@ -280,11 +281,11 @@ func Run(inputs []string, output string, o Options) (*Report, error) {
 
 // detect names the layout of a file from its first record: nil for
 // pretraining text, else an instruction or preference layout.
-func detect(rec corpus.Record) *template.Dataset {
+func detect(rec corpus.Record) *dataset.Layout {
 	if _, err := corpus.DocumentText(rec); err == nil {
 		return nil
 	}
-	if d, err := template.Guess(rec); err == nil {
+	if d, err := dataset.Guess(rec); err == nil {
 		return &d
 	}
 	return nil

@@ -1,14 +1,11 @@
 package clean
 
 import (
-	"bufio"
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
 )
 
 func TestNormalizeText(t *testing.T) {
@@ -49,25 +46,6 @@ func TestTextRules(t *testing.T) {
 	}
 }
 
-func readJSONL(t *testing.T, path string) []map[string]any {
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []map[string]any
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<24)
-	for sc.Scan() {
-		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, m)
-	}
-	return out
-}
-
 func TestCleanInstructionData(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "sft.jsonl")
@@ -81,7 +59,7 @@ func TestCleanInstructionData(t *testing.T) {
 		`{"conversations":[{"from":"gpt","value":"答"},{"from":"human","value":"问"}]}`,
 		`{"instruction":"ＡＩ是什么？","input":"","output":"人工智能（ＡＩ）是计算机科学的一个分支。"}`,
 	}
-	os.WriteFile(in, []byte(strings.Join(recs, "\n")+"\n"), 0o644)
+	testenv.WriteFile(t, in, []byte(strings.Join(recs, "\n")+"\n"))
 	out := filepath.Join(dir, "out", "clean.jsonl")
 	rep, err := Run([]string{in}, out, DefaultOptions())
 	if err != nil {
@@ -96,7 +74,7 @@ func TestCleanInstructionData(t *testing.T) {
 	if rep.Read != 8 || rep.Kept != 2 {
 		t.Errorf("read %d kept %d", rep.Read, rep.Kept)
 	}
-	kept := readJSONL(t, out)
+	kept := testenv.ReadJSONLines[map[string]any](t, out)
 	if len(kept) != 2 || kept[1]["instruction"] != "AI是什么？" || kept[1]["output"] != "人工智能（AI）是计算机科学的一个分支。" {
 		t.Errorf("kept %v", kept)
 	}
@@ -114,7 +92,7 @@ func TestNearDuplicates(t *testing.T) {
 	base := "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。这是一首关于登高望远的诗，表达了积极向上的精神。" +
 		"诗人登上鹳雀楼，看到夕阳依傍着山峦慢慢沉没，滔滔黄河朝着东海汹涌奔流。若想把千里风光景物看够，那就要登上更高的一层城楼。"
 	lines := []string{base, strings.Replace(base, "积极", "奋发", 1), "床前明月光，疑是地上霜。举头望明月，低头思故乡。这首诗写的是游子思乡之情，语言朴素自然。"}
-	os.WriteFile(in, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+	testenv.WriteFile(t, in, []byte(strings.Join(lines, "\n")+"\n"))
 	for dedup, kept := range map[string]int64{"minhash": 2, "exact": 3, "none": 3} {
 		o := DefaultOptions()
 		o.Dedup = dedup
@@ -135,7 +113,7 @@ func TestCleanSharedData(t *testing.T) {
 	dir := t.TempDir()
 	for _, rel := range []string{"sft/alpaca_zh_demo.json", "sft/sharegpt_zh_1K_format.jsonl", "preference/dpo_zh_500.jsonl", "pretrain/fever.txt"} {
 		out := filepath.Join(dir, filepath.Base(rel)+".jsonl")
-		rep, err := Run([]string{testdata.Path(t, rel)}, out, DefaultOptions())
+		rep, err := Run([]string{testenv.Path(t, rel)}, out, DefaultOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -143,11 +121,11 @@ func TestCleanSharedData(t *testing.T) {
 		if rep.Kept < rep.Read*8/10 || rep.Removed[RuleMalformed] > 0 {
 			t.Errorf("%s: kept %d of %d: %v", rel, rep.Kept, rep.Read, rep.Removed)
 		}
-		if n := int64(len(readJSONL(t, out))); n != rep.Kept {
+		if n := int64(len(testenv.ReadJSONLines[map[string]any](t, out))); n != rep.Kept {
 			t.Errorf("%s: %d lines written, report says %d", rel, n, rep.Kept)
 		}
 	}
-	if _, err := Run([]string{testdata.Path(t, "pretrain/fever.txt")}, filepath.Join(dir, "x.jsonl"), Options{Dedup: "fuzzy"}); err == nil {
+	if _, err := Run([]string{testenv.Path(t, "pretrain/fever.txt")}, filepath.Join(dir, "x.jsonl"), Options{Dedup: "fuzzy"}); err == nil {
 		t.Error("unknown --dedup accepted")
 	}
 }
@@ -155,13 +133,13 @@ func TestCleanSharedData(t *testing.T) {
 func TestTraditionalToSimplified(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "t.txt")
-	os.WriteFile(in, []byte("床前明月光，疑是地上霜。舉頭望明月，低頭思故鄉。\n"), 0o644)
+	testenv.WriteFile(t, in, []byte("床前明月光，疑是地上霜。舉頭望明月，低頭思故鄉。\n"))
 	o := DefaultOptions()
 	o.TraditionalToSimplified = true
 	if _, err := Run([]string{in}, filepath.Join(dir, "o.jsonl"), o); err != nil {
 		t.Fatal(err)
 	}
-	got := readJSONL(t, filepath.Join(dir, "o.jsonl"))
+	got := testenv.ReadJSONLines[map[string]any](t, filepath.Join(dir, "o.jsonl"))
 	if len(got) != 1 || got[0]["text"] != "床前明月光，疑是地上霜。举头望明月，低头思故乡。" {
 		t.Errorf("t2s gave %v", got)
 	}

@@ -8,24 +8,17 @@ import (
 	"strings"
 	"testing"
 
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
+	"zhllama/internal/testenv/spmtest"
 	"zhllama/spm"
 )
 
 func packInputs(t *testing.T) []string {
-	return []string{testdata.Path(t, "pretrain/medical_corpus.txt"), testdata.Path(t, "pretrain/c4_demo.jsonl")}
+	return []string{testenv.Path(t, "pretrain/medical_corpus.txt"), testenv.Path(t, "pretrain/c4_demo.jsonl")}
 }
 
 // expectedStream is every document as [BOS] ids [EOS], in order.
-func expectedStream(t *testing.T, tok string, inputs []string) []int32 {
-	m, err := spm.Load(tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := spm.NewProcessor(m)
-	if err != nil {
-		t.Fatal(err)
-	}
+func expectedStream(t *testing.T, p *spm.Processor, inputs []string) []int32 {
 	var out []int32
 	for _, in := range inputs {
 		_, err := Read(in, ReadOptions{}, func(r Record, l Location) error {
@@ -48,14 +41,15 @@ func expectedStream(t *testing.T, tok string, inputs []string) []int32 {
 }
 
 func TestPackBlocksAreTheTokenStream(t *testing.T) {
-	tok := testdata.Path(t, "tokenizers/chinese-llama2/tokenizer.model")
+	const tokRel = "tokenizers/chinese-llama2/tokenizer.model"
+	tok := testenv.Path(t, tokRel)
 	inputs := packInputs(t)
 	dir := t.TempDir()
 	idx, err := Pack(PackOptions{Tokenizer: tok, Inputs: inputs, OutputDir: dir, CutoffLen: 128, ShardTokens: 5000, Threads: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := expectedStream(t, tok, inputs)
+	want := expectedStream(t, spmtest.Processor(t, tokRel), inputs)
 	if idx.Tokens != idx.Blocks*128 || idx.Tokens+idx.DroppedTokens != int64(len(want)) || idx.DType != "uint16" || !idx.Complete {
 		t.Fatalf("index %+v for a stream of %d tokens", idx, len(want))
 	}
@@ -119,7 +113,7 @@ func dirFiles(t *testing.T, dir string) map[string][]byte {
 // An interrupted pack resumed with the same options gives the same files
 // as one that ran through; so does another thread count.
 func TestPackResumesExactly(t *testing.T) {
-	tok := testdata.Path(t, "tokenizers/llama2/tokenizer.model")
+	tok := testenv.Path(t, "tokenizers/llama2/tokenizer.model")
 	inputs := packInputs(t)
 	whole, cut, threads := t.TempDir(), t.TempDir(), t.TempDir()
 	opts := PackOptions{Tokenizer: tok, Inputs: inputs, CutoffLen: 100, ShardTokens: 3000, Threads: 2}
@@ -170,8 +164,8 @@ func TestPackResumesExactly(t *testing.T) {
 }
 
 func TestPackErrors(t *testing.T) {
-	tok := testdata.Path(t, "tokenizers/llama2/tokenizer.model")
-	_, err := Pack(PackOptions{Tokenizer: tok, Inputs: []string{testdata.Path(t, "sft/alpaca_zh_demo.json")}, OutputDir: t.TempDir(), CutoffLen: 64})
+	tok := testenv.Path(t, "tokenizers/llama2/tokenizer.model")
+	_, err := Pack(PackOptions{Tokenizer: tok, Inputs: []string{testenv.Path(t, "sft/alpaca_zh_demo.json")}, OutputDir: t.TempDir(), CutoffLen: 64})
 	if err == nil || !strings.Contains(err.Error(), "alpaca_zh_demo.json:2") || !strings.Contains(err.Error(), "SFT") {
 		t.Errorf("alpaca input: %v", err)
 	}

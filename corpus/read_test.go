@@ -10,7 +10,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
 )
 
 func write(t *testing.T, dir, name, content string) string {
@@ -99,7 +99,7 @@ func TestReadSharedData(t *testing.T) {
 		"pretrain/medical_corpus.txt":      -1,
 		"corpus/chinese_poetry_all.txt.gz": -1,
 	} {
-		path := testdata.Path(t, rel)
+		path := testenv.Path(t, rel)
 		count := 0
 		n, err := Read(path, ReadOptions{Paragraphs: strings.Contains(rel, "poetry")}, func(r Record, l Location) error {
 			count++

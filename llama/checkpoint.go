@@ -10,10 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"zhllama/hf"
 	"zhllama/internal/atomicfile"
 	"zhllama/safetensors"
-	"zhllama/spm"
 )
 
 // dtypes maps torch_dtype names to safetensors element types.
@@ -28,20 +26,10 @@ type InitOptions struct {
 
 // Init writes a randomly initialized model directory as transformers
 // initializes LlamaForCausalLM: linear and embedding weights from
-// N(0, initializer_range), norm weights 1. The vocabulary size and the
-// special ids come from the tokenizer, whose files are written beside.
-func Init(c Config, tok *spm.Model, dir string, o InitOptions) error {
-	p, err := spm.NewProcessor(tok)
-	if err != nil {
-		return err
-	}
-	c.VocabSize = p.Size()
-	if id := p.SpecialID("bos"); id >= 0 {
-		c.BOSTokenID = id
-	}
-	if id := p.SpecialID("eos"); id >= 0 {
-		c.EOSTokenID = id
-	}
+// N(0, initializer_range), norm weights 1, with config.json and
+// generation_config.json. The caller takes the vocabulary size and the
+// special ids from its tokenizer and writes the tokenizer's files.
+func Init(c Config, dir string, o InitOptions) error {
 	if o.DType != "" {
 		c.TorchDType = o.DType
 	}
@@ -83,14 +71,7 @@ func Init(c Config, tok *spm.Model, dir string, o InitOptions) error {
 	if err := safetensors.WriteDir(dir, map[string]string{"format": "pt"}, srcs, o.MaxShard); err != nil {
 		return err
 	}
-	if err := writeConfigs(dir, c); err != nil {
-		return err
-	}
-	pad := ""
-	if id := p.SpecialID("pad"); id >= 0 {
-		pad = p.IDToPiece(id)
-	}
-	return hf.WriteTokenizer(dir, tok, pad)
+	return writeConfigs(dir, c)
 }
 
 // initValues generates parameter i's initial values as transformers

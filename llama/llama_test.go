@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
 	"zhllama/safetensors"
 	"zhllama/spm"
 )
@@ -56,13 +56,13 @@ func TestPresetParameterCounts(t *testing.T) {
 }
 
 func TestInitAndInspect(t *testing.T) {
-	tok, err := spm.Load(testdata.Path(t, "tokenizers/chinese-llama2/tokenizer.model"))
+	tok, err := spm.Load(testenv.Path(t, "tokenizers/chinese-llama2/tokenizer.model"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	c, _ := Preset("tiny")
 	dir := t.TempDir()
-	if err := Init(c, tok, dir, InitOptions{Seed: 7, DType: "bfloat16", MaxShard: 4 << 20}); err != nil {
+	if err := InitWithTokenizer(c, tok, dir, InitOptions{Seed: 7, DType: "bfloat16", MaxShard: 4 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	s, err := Inspect(dir)
@@ -112,14 +112,14 @@ func TestInitAndInspect(t *testing.T) {
 }
 
 func TestInspectIgnoresLegacyTensors(t *testing.T) {
-	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	tok, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	c, _ := Preset("tiny")
 	c.NumHiddenLayers = 1
 	dir := t.TempDir()
-	if err := Init(c, tok, dir, InitOptions{Seed: 1}); err != nil {
+	if err := InitWithTokenizer(c, tok, dir, InitOptions{Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
 	f, err := safetensors.Open(filepath.Join(dir, "model.safetensors"))
@@ -148,13 +148,13 @@ func TestInspectIgnoresLegacyTensors(t *testing.T) {
 
 // Randomize in memory gives the weights Init writes for the same seed.
 func TestRandomizeMatchesInit(t *testing.T) {
-	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	tok, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	c, _ := Preset("tiny")
 	dir := t.TempDir()
-	if err := Init(c, tok, dir, InitOptions{Seed: 7}); err != nil {
+	if err := InitWithTokenizer(c, tok, dir, InitOptions{Seed: 7}); err != nil {
 		t.Fatal(err)
 	}
 	loaded, err := Load(dir)
@@ -176,14 +176,14 @@ func TestRandomizeMatchesInit(t *testing.T) {
 // A bfloat16 checkpoint kept in bfloat16 gives the logits of the same
 // checkpoint widened to float32, in half the memory.
 func TestKeepBF16(t *testing.T) {
-	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	tok, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	c, _ := Preset("tiny")
 	c.TieWordEmbeddings = false
 	dir := t.TempDir()
-	if err := Init(c, tok, dir, InitOptions{Seed: 3, DType: "bfloat16"}); err != nil {
+	if err := InitWithTokenizer(c, tok, dir, InitOptions{Seed: 3, DType: "bfloat16"}); err != nil {
 		t.Fatal(err)
 	}
 	wide, err := Load(dir)
@@ -212,13 +212,13 @@ func TestKeepBF16(t *testing.T) {
 }
 
 func TestLoadProgress(t *testing.T) {
-	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	tok, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	c, _ := Preset("tiny")
 	dir := t.TempDir()
-	if err := Init(c, tok, dir, InitOptions{Seed: 1}); err != nil {
+	if err := InitWithTokenizer(c, tok, dir, InitOptions{Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
 	var last, total int64

@@ -3,11 +3,7 @@ package llama
 import (
 	"math"
 	"math/rand/v2"
-	"strings"
 	"testing"
-
-	"zhllama/internal/testdata"
-	"zhllama/spm"
 )
 
 func tinyModel(t *testing.T, tied bool, kvHeads int) *Model {
@@ -156,36 +152,6 @@ func equalInts(a, b []int) bool {
 		}
 	}
 	return true
-}
-
-// Batching and padding do not change the perplexity.
-func TestEvalPPLIsBatchInvariant(t *testing.T) {
-	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, _ := spm.NewProcessor(tok)
-	c, _ := Preset("tiny")
-	dir := t.TempDir()
-	if err := Init(c, tok, dir, InitOptions{Seed: 2}); err != nil {
-		t.Fatal(err)
-	}
-	m, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := "A short line.\n\nA somewhat longer line of English text here.\n中文的一行。\n"
-	one, err := m.EvalPPL(strings.NewReader(text), p, 64, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	three, _ := m.EvalPPL(strings.NewReader(text), p, 64, 3)
-	if one.Documents != 3 || one.Tokens != three.Tokens || math.Abs(one.NLL-three.NLL) > 1e-5 || math.Abs(one.PPL-math.Exp(one.NLL)) > 1e-9 {
-		t.Errorf("batch 1 %+v, batch 3 %+v", one, three)
-	}
-	if _, err := m.EvalPPL(strings.NewReader("\n\n"), p, 64, 2); err == nil {
-		t.Error("an empty input gave a perplexity")
-	}
 }
 
 // Gradient checkpointing recomputes the same activations: the gradients

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
 	"zhllama/llama"
 	"zhllama/llama/torchref"
 	"zhllama/optim"
@@ -15,7 +15,7 @@ import (
 	"zhllama/spm"
 )
 
-func needTorch(t *testing.T) { torchref.Require(t) }
+func needTorch(t *testing.T) { testenv.RequireTorch(t) }
 
 // maxRelDiff is max|a−b| / max|b|.
 func maxRelDiff(a, b []float32) float64 {
@@ -29,14 +29,14 @@ func maxRelDiff(a, b []float32) float64 {
 
 // parityModel writes a tiny random checkpoint in dtype and loads it.
 func parityModel(t *testing.T, kvHeads int, tied bool, dtype string) (string, *llama.Model) {
-	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	tok, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg, _ := llama.Preset("tiny")
 	cfg.NumKeyValueHeads, cfg.TieWordEmbeddings = kvHeads, tied
 	dir := t.TempDir()
-	if err := llama.Init(cfg, tok, dir, llama.InitOptions{Seed: 3, DType: dtype, MaxShard: 1 << 40}); err != nil {
+	if err := llama.InitWithTokenizer(cfg, tok, dir, llama.InitOptions{Seed: 3, DType: dtype, MaxShard: 1 << 40}); err != nil {
 		t.Fatal(err)
 	}
 	m, err := llama.Load(dir)
@@ -49,7 +49,7 @@ func parityModel(t *testing.T, kvHeads int, tied bool, dtype string) (string, *l
 // parityBatch is an English and a Chinese sentence as a right-padded
 // batch of b=2 sequences of tt tokens, labels -100 on the padding.
 func parityBatch(t *testing.T, b, tt int) (ids []int32, valid []bool, labels []int32) {
-	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	tok, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
 	if err != nil {
 		t.Fatal(err)
 	}

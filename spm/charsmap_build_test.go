@@ -11,7 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
 )
 
 func TestDoubleArrayFindsLongestKey(t *testing.T) {
@@ -38,7 +38,7 @@ func TestDoubleArrayFindsLongestKey(t *testing.T) {
 
 // decompiled reads the rules of a named builtin map from spm_normalize.
 func decompiled(t *testing.T, name string) map[string]string {
-	bin := testdata.Tool(t, "spm_normalize", "sentencepiece")
+	bin := testenv.Tool(t, "spm_normalize", "sentencepiece")
 	out, err := exec.Command(bin, "--normalization_rule_name", name, "--decompile").Output()
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +103,7 @@ func TestBuiltinRulesAgreeWithSentencepiece(t *testing.T) {
 				keys = append(keys, string(r))
 			}
 		}
-		bin := testdata.Tool(t, "spm_normalize", "sentencepiece")
+		bin := testenv.Tool(t, "spm_normalize", "sentencepiece")
 		got := runLines(t, bin, keys, "--normalization_rule_name", name, "--remove_extra_whitespaces=false")
 		for i, k := range keys {
 			if got[i] != k {

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
 )
 
 func FuzzParse(f *testing.F) {
@@ -15,7 +15,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte{0x0a, 0x05, 0x0a, 0x03, 'a', 'b', 'c'})
 	f.Add([]byte{0x0a, 0x80})
 	f.Add([]byte{0x1a, 0x02, 0x08, 0x01, 0x0a, 0x07, 0x0a, 0x05, '<', 'u', 'n', 'k', '>', 0x18, 0x02})
-	if b, err := os.ReadFile(testdata.Path(f, "tokenizers/sentencepiece-tests/test_model.model")); err == nil {
+	if b, err := os.ReadFile(testenv.Path(f, "tokenizers/sentencepiece-tests/test_model.model")); err == nil {
 		f.Add(b[:4096])
 		f.Add(b)
 	}
@@ -60,14 +60,7 @@ func fuzzEncoder(f *testing.F, rel string, roundTrip bool) {
 		}
 	}
 	f.Add("The quick brown fox 跳过了懒狗 12345")
-	m, err := Load(testdata.Path(f, rel))
-	if err != nil {
-		f.Fatal(err)
-	}
-	p, err := NewProcessor(m)
-	if err != nil {
-		f.Fatal(err)
-	}
+	p := sharedProcessor(f, rel)
 	f.Fuzz(func(t *testing.T, s string) {
 		ids := p.Encode(s)
 		for _, id := range ids {

@@ -2,22 +2,12 @@ package spm
 
 import (
 	"encoding/json"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
 )
-
-func loadShared(t *testing.T, rel string) *Model {
-	t.Helper()
-	m, err := Load(testdata.Path(t, rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
 
 func TestMergeLlama2ChineseSP(t *testing.T) {
 	base := loadShared(t, "tokenizers/llama2/tokenizer.model")
@@ -94,12 +84,9 @@ func TestMergedModelParity(t *testing.T) {
 // python3-sentencepiece, which Hugging Face's LlamaTokenizer loads
 // tokenizer.model with, reads the merged model and encodes as we do.
 func TestMergedModelLoadsInPythonSentencepiece(t *testing.T) {
-	py := testdata.Tool(t, "/usr/bin/python3", "python3")
+	py := testenv.Tool(t, "/usr/bin/python3", "python3")
 	if err := exec.Command(py, "-c", "import sentencepiece").Run(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("python3-sentencepiece is not installed: CI must install it")
-		}
-		t.Skip("install Debian's python3-sentencepiece to run this test")
+		testenv.Need(t, "python3-sentencepiece", "install Debian's python3-sentencepiece (apt-get install python3-sentencepiece)")
 	}
 	base := loadShared(t, "tokenizers/llama2/tokenizer.model")
 	zh := loadShared(t, "tokenizers/chinese_sp/chinese_sp.model")
@@ -120,7 +107,10 @@ func TestMergedModelLoadsInPythonSentencepiece(t *testing.T) {
 sp = spm.SentencePieceProcessor()
 sp.Load(sys.argv[1])
 print(json.dumps({"size": sp.GetPieceSize(), "pad": sp.PieceToId("<pad>"), "ids": [sp.EncodeAsIds(l) for l in json.loads(sys.argv[2])]}))`
-	arg, _ := json.Marshal(lines)
+	arg, err := json.Marshal(lines)
+	if err != nil {
+		t.Fatal(err)
+	}
 	out, err := exec.Command(py, "-c", script, path, string(arg)).Output()
 	if err != nil {
 		t.Fatal(err)

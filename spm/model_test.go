@@ -7,12 +7,12 @@ import (
 	"strings"
 	"testing"
 
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
 )
 
 func TestModelRoundTripIsExact(t *testing.T) {
 	for _, rel := range sharedModels {
-		b, err := os.ReadFile(testdata.Path(t, rel))
+		b, err := os.ReadFile(testenv.Path(t, rel))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -33,7 +33,7 @@ func TestModelRoundTripIsExact(t *testing.T) {
 }
 
 func TestUnknownFieldsSurvive(t *testing.T) {
-	b, err := os.ReadFile(testdata.Path(t, "tokenizers/sentencepiece-tests/test_model.model"))
+	b, err := os.ReadFile(testenv.Path(t, "tokenizers/sentencepiece-tests/test_model.model"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestSpecSetters(t *testing.T) {
 }
 
 func TestLoadRejectsBadFiles(t *testing.T) {
-	good, err := os.ReadFile(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	good, err := os.ReadFile(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func TestLoadRejectsBadFiles(t *testing.T) {
 }
 
 func TestSaveIsAtomic(t *testing.T) {
-	m, err := Load(testdata.Path(t, "tokenizers/sentencepiece-tests/test_model.model"))
+	m, err := Load(testenv.Path(t, "tokenizers/sentencepiece-tests/test_model.model"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
 )
 
 func identitySpec(dummy, removeExtra, escape bool) *Spec {
@@ -52,15 +52,12 @@ func TestNormalizerRules(t *testing.T) {
 // The precompiled charsmaps of the shared models (nmt_nfkc in chinese_sp and
 // sentencepiece's test models) normalize as spm_normalize does.
 func TestNormalizeParityWithSentencepiece(t *testing.T) {
-	bin := testdata.Tool(t, "spm_normalize", "sentencepiece")
+	bin := testenv.Tool(t, "spm_normalize", "sentencepiece")
 	lines := corpusLines(t, 256<<10)
 	for _, rel := range sharedModels {
 		t.Run(filepath.Base(rel), func(t *testing.T) {
-			path := testdata.Path(t, rel)
-			p, err := NewProcessor(loadShared(t, rel))
-			if err != nil {
-				t.Fatal(err)
-			}
+			path := testenv.Path(t, rel)
+			p := sharedProcessor(t, rel)
 			want := runLines(t, bin, lines, "--model", path, "--use_internal_normalization")
 			compareLines(t, lines, want, func(i int) string { return p.Normalizer().Normalize(lines[i]) })
 		})
@@ -70,7 +67,7 @@ func TestNormalizeParityWithSentencepiece(t *testing.T) {
 // The nfkc and nmt_nfkc maps zhllama compiles for training normalize text
 // as sentencepiece's builtin ones do.
 func TestCompiledRulesNormalizeLikeSentencepiece(t *testing.T) {
-	bin := testdata.Tool(t, "spm_normalize", "sentencepiece")
+	bin := testenv.Tool(t, "spm_normalize", "sentencepiece")
 	lines := corpusLines(t, 256<<10)
 	for _, name := range []string{"nfkc", "nmt_nfkc"} {
 		cm, err := builtinCharsMap(name)

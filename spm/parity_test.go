@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
 )
 
 // sharedModels are the real models every parity test runs.
@@ -46,7 +46,7 @@ func hostileLines() []string {
 // (the gzipped corpus is capped at maxGz bytes), plus the hostile lines.
 func corpusLines(t *testing.T, maxGz int64) []string {
 	t.Helper()
-	dir := testdata.Path(t, "corpus")
+	dir := testenv.Path(t, "corpus")
 	var lines []string
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -57,7 +57,7 @@ func corpusLines(t *testing.T, maxGz int64) []string {
 		paths = append(paths, filepath.Join(dir, e.Name()))
 	}
 	for _, rel := range []string{"pretrain/wiki_demo.txt", "pretrain/en_article_tail500.txt", "pretrain/fever.txt", "pretrain/medical_corpus.txt"} {
-		paths = append(paths, testdata.Path(t, rel))
+		paths = append(paths, testenv.Path(t, rel))
 	}
 	for _, path := range paths {
 		f, err := os.Open(path)
@@ -89,7 +89,7 @@ func corpusLines(t *testing.T, maxGz int64) []string {
 // spmEncode runs spm_encode over lines and returns its output lines.
 func spmEncode(t *testing.T, model, format string, lines []string) []string {
 	t.Helper()
-	return runLines(t, testdata.Tool(t, "spm_encode", "sentencepiece"), lines, "--model", model, "--output_format", format)
+	return runLines(t, testenv.Tool(t, "spm_encode", "sentencepiece"), lines, "--model", model, "--output_format", format)
 }
 
 // runLines feeds lines to a reference command and returns one output line per input line.
@@ -128,7 +128,7 @@ func TestEncodeParityWithSentencepiece(t *testing.T) {
 	lines := corpusLines(t, maxGz)
 	for _, rel := range sharedModels {
 		t.Run(filepath.Base(filepath.Dir(rel))+"/"+filepath.Base(rel), func(t *testing.T) {
-			path := testdata.Path(t, rel)
+			path := testenv.Path(t, rel)
 			p := processorFor(t, path)
 			want := spmEncode(t, path, "id", lines)
 			wantPieces := spmEncode(t, path, "piece", lines)
@@ -156,20 +156,6 @@ func compareLines(t *testing.T, inputs, want []string, got func(i int) string) {
 	}
 }
 
-// processorFor loads a model file and prepares it for encoding.
-func processorFor(t testing.TB, path string) *Processor {
-	t.Helper()
-	m, err := Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := NewProcessor(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func trunc(s string) string {
 	if len(s) > 300 {
 		return s[:300] + "..."
@@ -179,10 +165,10 @@ func trunc(s string) string {
 
 func TestDecodeParityWithSentencepiece(t *testing.T) {
 	lines := corpusLines(t, 256<<10)
-	bin := testdata.Tool(t, "spm_decode", "sentencepiece")
+	bin := testenv.Tool(t, "spm_decode", "sentencepiece")
 	for _, rel := range sharedModels {
 		t.Run(filepath.Base(filepath.Dir(rel))+"/"+filepath.Base(rel), func(t *testing.T) {
-			path := testdata.Path(t, rel)
+			path := testenv.Path(t, rel)
 			p := processorFor(t, path)
 			// Encoded lines, then random id sequences: bytes out of order,
 			// control and unknown ids, pieces that start with U+2581.

@@ -9,14 +9,14 @@ import (
 	"strings"
 	"testing"
 
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
 )
 
 // splitCorpus writes the first part of a shared corpus for training and the
 // rest for evaluation, and returns the evaluation lines.
 func splitCorpus(t *testing.T, rel string, trainFrac float64) (train, held string, heldLines []string) {
 	t.Helper()
-	data, err := os.ReadFile(testdata.Path(t, rel))
+	data, err := os.ReadFile(testenv.Path(t, rel))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func splitCorpus(t *testing.T, rel string, trainFrac float64) (train, held strin
 
 func spmTrain(t *testing.T, args ...string) {
 	t.Helper()
-	bin := testdata.Tool(t, "spm_train", "sentencepiece")
+	bin := testenv.Tool(t, "spm_train", "sentencepiece")
 	out, err := exec.Command(bin, append(args, "--minloglevel=2")...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("spm_train %v: %v\n%s", args, err, out)
@@ -152,7 +152,7 @@ func TestTrainEnglishWithOptions(t *testing.T) {
 
 func TestTrainReadsGzipAndSeveralFiles(t *testing.T) {
 	dir := t.TempDir()
-	text, err := os.ReadFile(testdata.Path(t, "corpus/botchan.txt"))
+	text, err := os.ReadFile(testenv.Path(t, "corpus/botchan.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestTrainReadsGzipAndSeveralFiles(t *testing.T) {
 
 func TestTrainSamplesSentences(t *testing.T) {
 	dir := t.TempDir()
-	c, err := ParseTrainArgs([]string{"--input=" + testdata.Path(t, "corpus/botchan.txt"), "--model_prefix=" + filepath.Join(dir, "m"),
+	c, err := ParseTrainArgs([]string{"--input=" + testenv.Path(t, "corpus/botchan.txt"), "--model_prefix=" + filepath.Join(dir, "m"),
 		"--model_type=bpe", "--vocab_size=500", "--normalization_rule_name=identity", "--input_sentence_size=1000"})
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +207,7 @@ func TestTrainErrors(t *testing.T) {
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "empty.txt")
 	os.WriteFile(empty, []byte("\n\n"), 0o644)
-	corpus := testdata.Path(t, "corpus/songci_simplified_1MB.txt")
+	corpus := testenv.Path(t, "corpus/songci_simplified_1MB.txt")
 	base := []string{"--model_prefix=" + filepath.Join(dir, "m"), "--model_type=bpe", "--normalization_rule_name=identity"}
 	cases := []struct {
 		args []string
@@ -272,7 +272,7 @@ func TestTrainIsDeterministic(t *testing.T) {
 	dir := t.TempDir()
 	var vocabs []string
 	for _, threads := range []string{"1", "2", "3"} {
-		c, err := ParseTrainArgs([]string{"--input=" + testdata.Path(t, "corpus/songci_simplified_1MB.txt"), "--model_prefix=" + filepath.Join(dir, "m"),
+		c, err := ParseTrainArgs([]string{"--input=" + testenv.Path(t, "corpus/songci_simplified_1MB.txt"), "--model_prefix=" + filepath.Join(dir, "m"),
 			"--model_type=bpe", "--vocab_size=5000", "--normalization_rule_name=identity", "--num_threads=" + threads})
 		if err != nil {
 			t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"zhllama/internal/cli"
 )
 
 // TrainConfig holds spm_train's options, under the same names.
@@ -119,35 +121,20 @@ func ParseTrainArgs(args []string) (TrainConfig, error) {
 	for _, f := range c.flags() {
 		byName[f.name] = f
 	}
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if !strings.HasPrefix(a, "-") {
-			return c, fmt.Errorf("unexpected argument %q: flags look like --vocab_size=32000", a)
-		}
-		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+	err := cli.Parse(args, func(name string) (bool, error) {
 		f, ok := byName[name]
 		if !ok {
-			return c, fmt.Errorf("unknown flag --%s (see 'zhllama tokenizer train --help')", name)
+			return false, fmt.Errorf("unknown flag --%s (see 'zhllama tokenizer train --help')", name)
 		}
-		if _, isBool := f.ptr.(*bool); !hasVal && (!isBool || i+1 < len(args) && isBoolWord(args[i+1])) {
-			if i+1 >= len(args) {
-				return c, fmt.Errorf("flag --%s needs a value", name)
-			}
-			i++
-			val = args[i]
-		} else if !hasVal {
-			val = "true"
+		_, isBool := f.ptr.(*bool)
+		return isBool, nil
+	}, func(name, val string) error {
+		if err := setFlag(byName[name].ptr, val); err != nil {
+			return fmt.Errorf("flag --%s=%s: %v", name, val, err)
 		}
-		if err := setFlag(f.ptr, val); err != nil {
-			return c, fmt.Errorf("flag --%s=%s: %v", name, val, err)
-		}
-	}
-	return c, nil
-}
-
-func isBoolWord(s string) bool {
-	_, err := strconv.ParseBool(s)
-	return err == nil
+		return nil
+	})
+	return c, err
 }
 
 func setFlag(ptr any, val string) error {

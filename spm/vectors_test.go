@@ -5,17 +5,17 @@ import (
 	"strings"
 	"testing"
 
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
 )
 
 // llama.cpp's LLaMA tokenizer vectors: inputs with newlines, leading spaces
 // and mixed scripts, with the ids they must give (no bos).
 func TestLlamaCppVectors(t *testing.T) {
-	inp, err := os.ReadFile(testdata.Path(t, "llama.cpp-vectors/ggml-vocab-llama-spm.gguf.inp"))
+	inp, err := os.ReadFile(testenv.Path(t, "llama.cpp-vectors/ggml-vocab-llama-spm.gguf.inp"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := os.ReadFile(testdata.Path(t, "llama.cpp-vectors/ggml-vocab-llama-spm.gguf.out"))
+	out, err := os.ReadFile(testenv.Path(t, "llama.cpp-vectors/ggml-vocab-llama-spm.gguf.out"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,10 +24,7 @@ func TestLlamaCppVectors(t *testing.T) {
 	if len(inputs) != len(wants) {
 		t.Fatalf("%d inputs, %d outputs", len(inputs), len(wants))
 	}
-	p, err := NewProcessor(loadShared(t, "tokenizers/llama2/tokenizer.model"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := sharedProcessor(t, "tokenizers/llama2/tokenizer.model")
 	for i, in := range inputs {
 		got := formatIDs(p.Encode(in))
 		if got != strings.TrimSpace(wants[i]) {

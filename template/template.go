@@ -26,7 +26,9 @@ type Message struct {
 	Content string `json:"content"`
 }
 
-// IgnoreIndex marks a label the loss skips.
+// IgnoreIndex marks a label the loss skips. It must equal
+// tensor.IgnoreIndex (a test checks it); it is repeated here so that
+// rendering conversations does not pull in the numeric kernels.
 const IgnoreIndex = -100
 
 // slot is a piece of a turn's format: literal text, where {{content}}

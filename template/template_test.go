@@ -5,22 +5,30 @@ import (
 	"strings"
 	"testing"
 
-	"zhllama/corpus"
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv/spmtest"
 	"zhllama/spm"
+	"zhllama/tensor"
 )
 
 func llamaTokenizer(t *testing.T) *spm.Processor {
 	t.Helper()
-	m, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	return spmtest.Processor(t, "tokenizers/llama2/tokenizer.model")
+}
+
+// Labels built here are skipped by the loss kernel.
+func TestIgnoreIndexIsTheLossKernels(t *testing.T) {
+	if IgnoreIndex != tensor.IgnoreIndex {
+		t.Errorf("template.IgnoreIndex %d, tensor.IgnoreIndex %d", IgnoreIndex, tensor.IgnoreIndex)
+	}
+}
+
+func getTemplate(t *testing.T, name string) *Template {
+	t.Helper()
+	tpl, err := Get(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := spm.NewProcessor(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return tpl
 }
 
 func TestInferSeqLen(t *testing.T) {
@@ -78,17 +86,22 @@ func TestLlama2Supervised(t *testing.T) {
 	if want := cat(masked(len(p1)), a1, masked(len(p2)), a2); !slices.Equal(labels, want) {
 		t.Fatalf("labels\n got %v\nwant %v", labels, want)
 	}
-	_, labels, _ = tpl.Supervised(tok, msgs, "Be brief.", "", SupervisedOptions{CutoffLen: 1024, MaskHistory: true})
+	if _, labels, err = tpl.Supervised(tok, msgs, "Be brief.", "", SupervisedOptions{CutoffLen: 1024, MaskHistory: true}); err != nil {
+		t.Fatal(err)
+	}
 	if want := cat(masked(len(p1)+len(a1)+len(p2)), a2); !slices.Equal(labels, want) {
 		t.Errorf("mask_history labels %v", labels)
 	}
-	_, labels, _ = tpl.Supervised(tok, msgs, "Be brief.", "", SupervisedOptions{CutoffLen: 1024, TrainOnPrompt: true})
+	if _, labels, err = tpl.Supervised(tok, msgs, "Be brief.", "", SupervisedOptions{CutoffLen: 1024, TrainOnPrompt: true}); err != nil {
+		t.Fatal(err)
+	}
 	if !slices.Equal(labels, ids) {
 		t.Errorf("train_on_prompt labels differ from ids")
 	}
 	// llama2_zh brings Chinese-LLaMA-2's system prompt.
-	zh, _ := Get("llama2_zh")
-	ids, _, _ = zh.Supervised(tok, msgs[:2], "", "", SupervisedOptions{CutoffLen: 1024})
+	if ids, _, err = getTemplate(t, "llama2_zh").Supervised(tok, msgs[:2], "", "", SupervisedOptions{CutoffLen: 1024}); err != nil {
+		t.Fatal(err)
+	}
 	if want := cat([]int{1}, tok.Encode("[INST] <<SYS>>\nYou are a helpful assistant. 你是一个乐于助人的助手。\n<</SYS>>\n\n你好 [/INST]"), a1); !slices.Equal(ids, want) {
 		t.Errorf("llama2_zh ids %v", ids)
 	}
@@ -122,7 +135,7 @@ func TestTemplatesRender(t *testing.T) {
 
 func TestTruncationKeepsTheAnswer(t *testing.T) {
 	tok := llamaTokenizer(t)
-	tpl, _ := Get("llama2")
+	tpl := getTemplate(t, "llama2")
 	long := strings.Repeat("很长的问题。", 300)
 	ids, labels, err := tpl.Supervised(tok, []Message{{User, long}, {Assistant, "短答"}}, "", "", SupervisedOptions{CutoffLen: 128})
 	if err != nil {
@@ -141,130 +154,6 @@ func TestTruncationKeepsTheAnswer(t *testing.T) {
 	}
 	if p.ChosenLabels[0] != IgnoreIndex || p.ChosenLabels[len(p.ChosenLabels)-1] != 2 {
 		t.Errorf("pairwise labels %v", p.ChosenLabels)
-	}
-}
-
-// Every record of the shared SFT and preference sets converts.
-func TestConvertSharedDatasets(t *testing.T) {
-	registry := testdata.Path(t, "sft/dataset_info.json")
-	type src struct {
-		name, file string
-		ranking    bool
-	}
-	for _, s := range []src{
-		{"alpaca_zh_demo", "", false}, {"glaive_toolcall_zh_demo", "", false}, {"identity", "", false},
-		{"", "sft/sharegpt_zh_1K_format.jsonl", false}, {"", "sft/medical_sft_1K_format.jsonl", false},
-		{"", "preference/dpo_zh_demo.json", true}, {"", "preference/dpo_zh_500.jsonl", true},
-	} {
-		var d Dataset
-		path := ""
-		if s.name != "" {
-			var err error
-			if d, path, err = Lookup(registry, s.name); err != nil {
-				t.Fatal(err)
-			}
-		} else {
-			path = testdata.Path(t, s.file)
-		}
-		n, bad := 0, 0
-		var firstErr error
-		_, err := corpus.Read(path, corpus.ReadOptions{}, func(rec corpus.Record, loc corpus.Location) error {
-			if d.Formatting == "" {
-				g, err := Guess(rec)
-				if err != nil {
-					return err
-				}
-				d = g
-			}
-			ex, err := d.Convert(rec)
-			n++
-			if err != nil {
-				bad++
-				if firstErr == nil {
-					firstErr = err
-				}
-				return nil
-			}
-			if len(ex.Prompt)%2 != 1 || len(ex.Response) != map[bool]int{true: 2, false: 1}[s.ranking] {
-				t.Fatalf("%s: bad example %+v", loc, ex)
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("%s: %d records, %d rejected (%v)", path, n, bad, firstErr)
-		if n == 0 || bad*20 > n {
-			t.Errorf("%s: %d of %d records rejected: %v", path, bad, n, firstErr)
-		}
-	}
-}
-
-func TestConvertErrors(t *testing.T) {
-	sg := Dataset{Formatting: "sharegpt"}
-	conv := func(msgs ...string) map[string]any {
-		var list []any
-		for i := 0; i < len(msgs); i += 2 {
-			list = append(list, map[string]any{"from": msgs[i], "value": msgs[i+1]})
-		}
-		return map[string]any{"conversations": list}
-	}
-	for _, c := range []struct {
-		rec  map[string]any
-		want string
-	}{
-		{conv("gpt", "a", "human", "q"), "wrong role order"},
-		{conv("human", "q"), "end with the assistant"},
-		{conv("human", "q", "robot", "a"), "unknown role"},
-		{map[string]any{"text": "x"}, "no message list"},
-	} {
-		if _, err := sg.Convert(c.rec); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%v: %v, want %q", c.rec, err, c.want)
-		}
-	}
-	al := Dataset{Formatting: "alpaca"}
-	if _, err := al.Convert(map[string]any{"instruction": "", "input": "", "output": "x"}); err == nil {
-		t.Error("empty prompt accepted")
-	}
-	if _, err := Guess(map[string]any{"title": "x"}); err == nil || !strings.Contains(err.Error(), "title") {
-		t.Errorf("guess: %v", err)
-	}
-}
-
-func TestConvertOtherLayouts(t *testing.T) {
-	hh := map[string]any{
-		"chosen":   "\n\nHuman: 你好\n\nAssistant: 你好！\n\nHuman: 讲个笑话\n\nAssistant: 好的，这是一个笑话。",
-		"rejected": "\n\nHuman: 你好\n\nAssistant: 你好！\n\nHuman: 讲个笑话\n\nAssistant: 不。",
-	}
-	belle := map[string]any{"instruction": "Human: 你好\nAssistant: 你好，有什么事？\nHuman: 天气如何？\nAssistant:", "input": "", "output": "今天晴。"}
-	moss := map[string]any{"meta_instruction": "You are MOSS.", "chat": map[string]any{
-		"turn_1": map[string]any{"Human": "<|Human|>: 你好<eoh>\n", "MOSS": "<|MOSS|>: 你好！<eom>\n"},
-		"turn_2": map[string]any{"Human": "<|Human|>: 再见<eoh>\n", "MOSS": "<|MOSS|>: 再见！<eom>\n"}}}
-	for name, c := range map[string]struct {
-		rec      map[string]any
-		prompt   []Message
-		response []Message
-		system   string
-	}{
-		"hh_rlhf": {hh, []Message{{User, "你好"}, {Assistant, "你好！"}, {User, "讲个笑话"}}, []Message{{Assistant, "好的，这是一个笑话。"}, {Assistant, "不。"}}, ""},
-		"belle":   {belle, []Message{{User, "你好"}, {Assistant, "你好，有什么事？"}, {User, "天气如何？"}}, []Message{{Assistant, "今天晴。"}}, ""},
-		"moss":    {moss, []Message{{User, "你好"}, {Assistant, "你好！"}, {User, "再见"}}, []Message{{Assistant, "再见！"}}, "You are MOSS."},
-	} {
-		d, err := Guess(c.rec)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		ex, err := d.Convert(c.rec)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if !slices.Equal(ex.Prompt, c.prompt) || !slices.Equal(ex.Response, c.response) || ex.System != c.system {
-			t.Errorf("%s: %+v", name, ex)
-		}
-	}
-	bad := map[string]any{"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: other\n\nAssistant: c"}
-	if _, err := (Dataset{Formatting: "hh_rlhf"}).Convert(bad); err == nil {
-		t.Error("HH pair with different prompts accepted")
 	}
 }
 
@@ -297,7 +186,7 @@ func TestPythonJSONAndTools(t *testing.T) {
 	}
 	// In a conversation: tools join the system text, the call is the assistant's turn.
 	tok := llamaTokenizer(t)
-	tpl, _ := Get("default")
+	tpl := getTemplate(t, "default")
 	msgs := []Message{{User, "北京天气？"}, {Function, `{"name": "get_weather", "arguments": {"city": "北京"}}`}, {Observation, `{"temp": 20}`}, {Assistant, "20度。"}}
 	ids, _, err := tpl.Supervised(tok, msgs, "", tools, SupervisedOptions{CutoffLen: 4096})
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"zhllama/internal/testenv"
 )
 
 func TestDot(t *testing.T) {
@@ -32,7 +34,7 @@ func TestDot(t *testing.T) {
 			yw[i] = y[i] + 0.5*a[i]
 		}
 		axpy(0.5, a, y)
-		assertClose(t, "axpy", y, yw, 1e-6)
+		testenv.AssertClose(t, "axpy", y, yw, 1e-6, 1)
 		if got := float64(dotBF16(a, bf.Data)); math.Abs(got-wantBF) > tol*math.Max(1, math.Abs(wantBF)) {
 			t.Errorf("dotBF16 n=%d: %g, want %g", n, got, wantBF)
 		}
@@ -55,23 +57,14 @@ func TestLinearMatrix(t *testing.T) {
 		got, want := make([]float32, rows*out), make([]float32, rows*out)
 		LinearMatrix(got, x, w, rows, in, out)
 		Gemm(false, true, rows, out, in, 1, x, in, wide, in, 0, want, out)
-		assertClose(t, "LinearMatrix", got, want, 1e-4)
+		testenv.AssertClose(t, "LinearMatrix", got, want, 1e-4, 1)
 		Linear(got, x, wide, rows, in, out)
-		assertClose(t, "Linear", got, want, 1e-4)
+		testenv.AssertClose(t, "Linear", got, want, 1e-4, 1)
 		dy := randn(rng, rows*out)
 		gdx, wdx := randn(rng, rows*in), make([]float32, rows*in)
 		copy(wdx, gdx)
 		LinearMatrixBackward(gdx, dy, w, rows, in, out)
 		LinearBackward(wdx, nil, dy, x, wide, rows, in, out)
-		assertClose(t, "LinearMatrixBackward", gdx, wdx, 1e-4)
-	}
-}
-
-func assertClose(t *testing.T, name string, got, want []float32, tol float64) {
-	t.Helper()
-	for i := range want {
-		if d := math.Abs(float64(got[i] - want[i])); d > tol*math.Max(1, math.Abs(float64(want[i]))) {
-			t.Fatalf("%s[%d] = %g, want %g", name, i, got[i], want[i])
-		}
+		testenv.AssertClose(t, "LinearMatrixBackward", gdx, wdx, 1e-4, 1)
 	}
 }

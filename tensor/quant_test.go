@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"zhllama/internal/testenv"
 )
 
 // The NF4 table is QLoRA's construction: normal quantiles at offset
@@ -132,7 +134,7 @@ func TestInt8AndQuantizedLinear(t *testing.T) {
 			got, want := make([]float32, rows*out), make([]float32, rows*out)
 			LinearMatrix(got, x, q, rows, in, out)
 			Linear(want, x, wide, rows, in, out)
-			assertClose(t, "quantized linear", got, want, 1e-4)
+			testenv.AssertClose(t, "quantized linear", got, want, 1e-4, 1)
 		}
 	}
 	if _, err := Quantize(w, out, in, 3); err == nil {

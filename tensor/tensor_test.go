@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"zhllama/internal/testenv"
 )
 
 func randn(rng *rand.Rand, n int) []float32 {
@@ -26,17 +28,13 @@ func dot64(a, b []float32) float64 {
 // differences at a sample of the entries of x.
 func checkGrad(t *testing.T, name string, x, analytic []float32, loss func() float64) {
 	t.Helper()
-	const h = 1e-2
 	rng := rand.New(rand.NewPCG(9, uint64(len(x))))
-	for n := 0; n < min(len(x), 24); n++ {
-		i := rng.IntN(len(x))
-		orig := x[i]
-		x[i] = orig + h
-		lp := loss()
-		x[i] = orig - h
-		lm := loss()
-		x[i] = orig
-		num := (lp - lm) / (2 * h)
+	at := make([]int, min(len(x), 24))
+	for n := range at {
+		at[n] = rng.IntN(len(x))
+	}
+	for n, num := range testenv.NumericGrad(loss, x, at, 1e-2) {
+		i := at[n]
 		if d := math.Abs(num - float64(analytic[i])); d > 2e-2*math.Max(1, math.Abs(num)) {
 			t.Errorf("%s[%d]: analytic %g, numeric %g", name, i, analytic[i], num)
 		}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"zhllama/corpus"
+	"zhllama/dataset"
 	"zhllama/spm"
 	"zhllama/template"
 )
@@ -196,7 +197,7 @@ func (nopCloser) Close() error { return nil }
 // documents of text, each [BOS] ids [EOS]: concatenated and cut into
 // blocks of cutoff_len with packing, else each cut to cutoff_len alone.
 func pretrainExamples(c *Config, tok *spm.Processor, name string, log io.Writer) (Source, error) {
-	_, path, err := template.Resolve(c.DatasetDir, name)
+	_, path, err := dataset.Resolve(c.DatasetDir, name)
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +266,7 @@ func packedExamples(c *Config, tok *spm.Processor, dir string) (Source, error) {
 // supervisedExamples renders each record with the chat template, prompts
 // masked.
 func supervisedExamples(c *Config, tok *spm.Processor, name string, log io.Writer) (Source, error) {
-	layout, path, err := template.Resolve(c.DatasetDir, name)
+	layout, path, err := dataset.Resolve(c.DatasetDir, name)
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +279,7 @@ func supervisedExamples(c *Config, tok *spm.Processor, name string, log io.Write
 	bad := badRecord(log)
 	_, err = corpus.Read(path, corpus.ReadOptions{Bad: bad}, func(rec corpus.Record, loc corpus.Location) error {
 		if layout.Formatting == "" {
-			if layout, err = template.Guess(rec); err != nil {
+			if layout, err = dataset.Guess(rec); err != nil {
 				return fmt.Errorf("%s: %w", loc, err)
 			}
 		}

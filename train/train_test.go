@@ -13,7 +13,8 @@ import (
 	"testing"
 
 	"zhllama/corpus"
-	"zhllama/internal/testdata"
+	"zhllama/hfdir"
+	"zhllama/internal/testenv"
 	"zhllama/llama"
 	"zhllama/llama/torchref"
 	"zhllama/safetensors"
@@ -23,14 +24,22 @@ import (
 // tinyModel writes a small random model with LLaMA-2's tokenizer.
 func tinyModel(t *testing.T) string {
 	t.Helper()
-	tok, err := spm.Load(testdata.Path(t, "tokenizers/llama2/tokenizer.model"))
+	tok, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := spm.NewProcessor(tok)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c, _ := llama.Preset("tiny")
 	c.TieWordEmbeddings = false
+	c.VocabSize, c.BOSTokenID, c.EOSTokenID = p.Size(), p.SpecialID("bos"), p.SpecialID("eos")
 	dir := filepath.Join(t.TempDir(), "base")
-	if err := llama.Init(c, tok, dir, llama.InitOptions{Seed: 5, DType: "float32"}); err != nil {
+	if err := llama.Init(c, dir, llama.InitOptions{Seed: 5, DType: "float32"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := hfdir.WriteTokenizer(dir, tok, ""); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -38,7 +47,7 @@ func tinyModel(t *testing.T) string {
 
 func sftConfig(t *testing.T, model string, extra ...string) Config {
 	t.Helper()
-	args := append([]string{"--model_name_or_path", model, "--dataset", testdata.Path(t, "sft/alpaca_zh_demo.json"),
+	args := append([]string{"--model_name_or_path", model, "--dataset", testenv.Path(t, "sft/alpaca_zh_demo.json"),
 		"--template", "llama2", "--cutoff_len", "48", "--max_samples", "16", "--finetuning_type", "full",
 		"--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "2", "--output_dir", filepath.Join(t.TempDir(), "out"),
 		"--learning_rate", "1e-3", "--logging_steps", "1"}, extra...)
@@ -62,7 +71,7 @@ func newTrainer(t *testing.T, c Config) *Trainer {
 // decay off for the norms, and a warmup-cosine schedule) move every
 // parameter as PyTorch moves it on the same micro-batches.
 func TestTrainParityWithPyTorch(t *testing.T) {
-	torchref.Require(t)
+	testenv.RequireTorch(t)
 	model := tinyModel(t)
 	for _, tc := range []struct {
 		name  string
@@ -259,7 +268,7 @@ func TestParseConfig(t *testing.T) {
 // A tokenizer with more pieces grows the embeddings; old rows are kept.
 func TestResizeVocab(t *testing.T) {
 	model := tinyModel(t)
-	c := sftConfig(t, model, "--tokenizer_name_or_path", testdata.Path(t, "tokenizers/chinese-llama2/tokenizer.model"), "--max_steps", "1")
+	c := sftConfig(t, model, "--tokenizer_name_or_path", testenv.Path(t, "tokenizers/chinese-llama2/tokenizer.model"), "--max_steps", "1")
 	tr := newTrainer(t, c)
 	base, err := llama.Load(model)
 	if err != nil {
@@ -274,7 +283,7 @@ func TestResizeVocab(t *testing.T) {
 		}
 	}
 	// And the other way is an error.
-	c2 := sftConfig(t, model, "--tokenizer_name_or_path", testdata.Path(t, "tokenizers/chinese_sp/chinese_sp.model"))
+	c2 := sftConfig(t, model, "--tokenizer_name_or_path", testenv.Path(t, "tokenizers/chinese_sp/chinese_sp.model"))
 	if _, err := New(c2, io.Discard); err == nil || !strings.Contains(err.Error(), "vocab_size 32000") {
 		t.Errorf("smaller tokenizer: %v", err)
 	}
@@ -306,7 +315,7 @@ func TestFreeze(t *testing.T) {
 func TestLoRAAdapterRoundTrip(t *testing.T) {
 	model := tinyModel(t)
 	c := sftConfig(t, model, "--finetuning_type", "lora", "--lora_rank", "4", "--max_steps", "3", "--learning_rate", "1e-2",
-		"--tokenizer_name_or_path", testdata.Path(t, "tokenizers/chinese-llama2/tokenizer.model"), "--lora_dropout", "0.1",
+		"--tokenizer_name_or_path", testenv.Path(t, "tokenizers/chinese-llama2/tokenizer.model"), "--lora_dropout", "0.1",
 		"--additional_target", "norm")
 	tr := newTrainer(t, c)
 	if err := tr.Run(context.Background()); err != nil {
@@ -334,7 +343,7 @@ func TestLoRAAdapterRoundTrip(t *testing.T) {
 	}
 
 	// PyTorch applying the files as PEFT reads them gives the same logits.
-	torchref.Require(t)
+	testenv.RequireTorch(t)
 	dir := t.TempDir()
 	b, _ := json.Marshal(map[string]any{"ids": [][]int32{ids}})
 	os.WriteFile(filepath.Join(dir, "in.json"), b, 0o644)
@@ -463,7 +472,7 @@ func TestEpochs(t *testing.T) {
 // front.
 func TestPackedSource(t *testing.T) {
 	model := tinyModel(t)
-	text := testdata.Path(t, "pretrain/wiki_demo.txt")
+	text := testenv.Path(t, "pretrain/wiki_demo.txt")
 	pack := filepath.Join(t.TempDir(), "pack")
 	if _, err := corpus.Pack(corpus.PackOptions{Tokenizer: filepath.Join(model, "tokenizer.model"), Inputs: []string{text},
 		OutputDir: pack, CutoffLen: 64, Log: io.Discard}); err != nil {

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"zhllama/hf"
+	"zhllama/hfdir"
 	"zhllama/llama"
 	"zhllama/optim"
 	"zhllama/spm"
@@ -319,7 +319,7 @@ func (t *Tuned) Save(dir string) error {
 	if id := t.Tok.SpecialID("pad"); id >= 0 {
 		pad = t.Tok.IDToPiece(id)
 	}
-	return hf.WriteTokenizer(dir, t.Tok.Model(), pad)
+	return hfdir.WriteTokenizer(dir, t.Tok.Model(), pad)
 }
 
 // numTrained counts the trained values.

@@ -6,7 +6,7 @@ import (
 	"os"
 	"os/signal"
 
-	"zhllama/hf"
+	"zhllama/hub"
 )
 
 func downloadCommand() *command {
@@ -31,11 +31,15 @@ func download(args []string) error {
 	if fs.NArg() != 1 || *localDir == "" {
 		return usagef("give one REPO_ID and --local_dir")
 	}
-	h := hf.NewHub()
+	// Checked here so that the message names the flag.
+	if t := *repoType; t != "" && t != "model" && t != "dataset" {
+		return fmt.Errorf("--repo-type=%s: use model or dataset", *repoType)
+	}
+	h := hub.New()
 	h.Log = os.Stderr
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	files, err := h.Download(ctx, hf.DownloadOptions{RepoID: fs.Arg(0), RepoType: *repoType, Revision: *revision,
+	files, err := h.Download(ctx, hub.DownloadOptions{RepoID: fs.Arg(0), RepoType: *repoType, Revision: *revision,
 		Include: include, LocalDir: *localDir, Workers: *workers})
 	if err != nil {
 		return err

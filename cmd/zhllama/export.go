@@ -5,7 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"zhllama/hf"
+	"zhllama/hfdir"
 	"zhllama/llama"
 	"zhllama/spm"
 )
@@ -65,7 +65,7 @@ func exportRun(args []string) error {
 	if id := p.SpecialID("pad"); id >= 0 {
 		pad = p.IDToPiece(id)
 	}
-	if err := hf.WriteTokenizer(*out, tok, pad); err != nil {
+	if err := hfdir.WriteTokenizer(*out, tok, pad); err != nil {
 		return err
 	}
 	fmt.Printf("merged %d LoRA modules (r %d, scale %g) and %d whole tensors into %s (%s)\n", n, cfg.R, cfg.Scale(), len(replaced), *out, *dtype)

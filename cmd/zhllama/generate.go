@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"zhllama/eval"
 	"zhllama/llama"
 	"zhllama/spm"
 )
@@ -217,7 +218,7 @@ func evalPPL(args []string) error {
 		return err
 	}
 	defer f.Close()
-	res, err := m.EvalPPL(f, p, *cutoff, *batch)
+	res, err := eval.Perplexity(m, f, p, *cutoff, *batch)
 	if err != nil {
 		return fmt.Errorf("%s: %w", *input, err)
 	}

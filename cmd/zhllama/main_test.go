@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"zhllama/internal/testdata"
+	"zhllama/internal/testenv"
 	"zhllama/spm"
 )
 
@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 		os.Stderr.Write(out)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := testenv.Run(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -69,8 +69,8 @@ func TestHelp(t *testing.T) {
 }
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {
-	model := testdata.Path(t, "tokenizers/chinese-llama2/tokenizer.model")
-	text, err := os.ReadFile(testdata.Path(t, "corpus/songci_simplified_1MB.txt"))
+	model := testenv.Path(t, "tokenizers/chinese-llama2/tokenizer.model")
+	text, err := os.ReadFile(testenv.Path(t, "corpus/songci_simplified_1MB.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,25 +113,25 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 }
 
 func TestEncodeFilesKeepLines(t *testing.T) {
-	model := testdata.Path(t, "tokenizers/llama2/tokenizer.model")
+	model := testenv.Path(t, "tokenizers/llama2/tokenizer.model")
 	dir := t.TempDir()
 	a, b := filepath.Join(dir, "a.txt"), filepath.Join(dir, "b.txt")
-	os.WriteFile(a, []byte("first\nno newline at end"), 0o644)
-	os.WriteFile(b, []byte("third\n"), 0o644)
+	testenv.WriteFile(t, a, []byte("first\nno newline at end"))
+	testenv.WriteFile(t, b, []byte("third\n"))
 	outFile := filepath.Join(dir, "out.txt")
 	_, _, code := zhllama(t, "", "tokenizer", "encode", "--model", model, "--output", outFile, a, b)
-	got, _ := os.ReadFile(outFile)
-	if code != 0 || strings.Count(string(got), "\n") != 3 {
-		t.Errorf("code %d, output %q", code, got)
+	got, err := os.ReadFile(outFile)
+	if err != nil || code != 0 || strings.Count(string(got), "\n") != 3 {
+		t.Errorf("code %d, output %q (%v)", code, got, err)
 	}
 }
 
 func TestMergeCommand(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
 	out, errs, code := zhllama(t, "", "tokenizer", "merge",
-		"--base", testdata.Path(t, "tokenizers/llama2/tokenizer.model"),
-		"--add", testdata.Path(t, "tokenizers/chinese_sp/chinese_sp.model"),
-		"--output_dir", dir, "--eval_text", testdata.Path(t, "pretrain/medical_corpus.txt"))
+		"--base", testenv.Path(t, "tokenizers/llama2/tokenizer.model"),
+		"--add", testenv.Path(t, "tokenizers/chinese_sp/chinese_sp.model"),
+		"--output_dir", dir, "--eval_text", testenv.Path(t, "pretrain/medical_corpus.txt"))
 	if code != 0 {
 		t.Fatalf("merge failed: %s", errs)
 	}
@@ -145,24 +145,21 @@ func TestMergeCommand(t *testing.T) {
 		t.Fatalf("merged model: %v", err)
 	}
 	var cfg map[string]any
-	b, _ := os.ReadFile(filepath.Join(dir, "tokenizer_config.json"))
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		t.Fatal(err)
-	}
+	testenv.ReadJSON(t, filepath.Join(dir, "tokenizer_config.json"), &cfg)
 	if cfg["add_bos_token"] != true || cfg["add_eos_token"] != false || cfg["tokenizer_class"] != "LlamaTokenizer" {
-		t.Errorf("tokenizer_config.json: %s", b)
+		t.Errorf("tokenizer_config.json: %v", cfg)
 	}
 	var stm map[string]any
-	b, _ = os.ReadFile(filepath.Join(dir, "special_tokens_map.json"))
-	if err := json.Unmarshal(b, &stm); err != nil || stm["bos_token"] == nil {
-		t.Errorf("special_tokens_map.json: %s", b)
+	testenv.ReadJSON(t, filepath.Join(dir, "special_tokens_map.json"), &stm)
+	if stm["bos_token"] == nil {
+		t.Errorf("special_tokens_map.json: %v", stm)
 	}
 }
 
 func TestBadInputs(t *testing.T) {
 	dir := t.TempDir()
 	notModel := filepath.Join(dir, "notes.txt")
-	os.WriteFile(notModel, []byte("hello, I am not a model\n"), 0o644)
+	testenv.WriteFile(t, notModel, []byte("hello, I am not a model\n"))
 	out := filepath.Join(dir, "out")
 	_, errs, code := zhllama(t, "", "tokenizer", "merge", "--base", notModel, "--add", notModel, "--output_dir", out)
 	if code != 1 || !strings.Contains(errs, notModel) {
@@ -186,15 +183,15 @@ func TestBadInputs(t *testing.T) {
 }
 
 func TestInspectAndStats(t *testing.T) {
-	llama := testdata.Path(t, "tokenizers/llama2/tokenizer.model")
-	zh := testdata.Path(t, "tokenizers/chinese-llama2/tokenizer.model")
+	llama := testenv.Path(t, "tokenizers/llama2/tokenizer.model")
+	zh := testenv.Path(t, "tokenizers/chinese-llama2/tokenizer.model")
 	out, _, code := zhllama(t, "", "tokenizer", "inspect", zh)
 	for _, want := range []string{"model type:  bpe", "pieces:      55296", "BYTE:", "byte_fallback:", "identity"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("inspect lacks %q:\n%s", want, out)
 		}
 	}
-	out, _, code = zhllama(t, "", "tokenizer", "stats", "--model", llama, "--model", zh, "--input", testdata.Path(t, "pretrain/medical_corpus.txt"))
+	out, _, code = zhllama(t, "", "tokenizer", "stats", "--model", llama, "--model", zh, "--input", testenv.Path(t, "pretrain/medical_corpus.txt"))
 	if code != 0 || strings.Count(out, "\n") != 3 || !strings.Contains(out, "vs first") {
 		t.Errorf("stats: code %d\n%s", code, out)
 	}
@@ -202,8 +199,8 @@ func TestInspectAndStats(t *testing.T) {
 
 func TestDataPackAndInspect(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "packed")
-	out, errs, code := zhllama(t, "", "data", "pack", "--tokenizer", testdata.Path(t, "tokenizers/llama2/tokenizer.model"),
-		"--input", testdata.Path(t, "pretrain/en_article_tail500.txt"), "--output_dir", dir, "--cutoff_len", "64")
+	out, errs, code := zhllama(t, "", "data", "pack", "--tokenizer", testenv.Path(t, "tokenizers/llama2/tokenizer.model"),
+		"--input", testenv.Path(t, "pretrain/en_article_tail500.txt"), "--output_dir", dir, "--cutoff_len", "64")
 	if code != 0 || !strings.Contains(out, "blocks of 64 tokens (uint16)") {
 		t.Fatalf("pack: code %d\n%s\n%s", code, out, errs)
 	}
@@ -222,21 +219,21 @@ func TestDataPackAndInspect(t *testing.T) {
 	if !strings.Contains(out, "--- block 0 (1 \"<s>\"") {
 		t.Errorf("no decoded block:\n%s", out)
 	}
-	_, errs, code = zhllama(t, "", "data", "pack", "--tokenizer", testdata.Path(t, "tokenizers/llama2/tokenizer.model"),
-		"--input", testdata.Path(t, "sft/alpaca_zh_demo.json"), "--output_dir", filepath.Join(t.TempDir(), "x"))
+	_, errs, code = zhllama(t, "", "data", "pack", "--tokenizer", testenv.Path(t, "tokenizers/llama2/tokenizer.model"),
+		"--input", testenv.Path(t, "sft/alpaca_zh_demo.json"), "--output_dir", filepath.Join(t.TempDir(), "x"))
 	if code != 1 || !strings.Contains(errs, "alpaca") {
 		t.Errorf("alpaca input: code %d, %q", code, errs)
 	}
 }
 
 func TestDataPreview(t *testing.T) {
-	tok := testdata.Path(t, "tokenizers/chinese-llama2/tokenizer.model")
-	out, errs, code := zhllama(t, "", "data", "preview", "--dataset", "alpaca_zh_demo", "--dataset_dir", filepath.Dir(testdata.Path(t, "sft/dataset_info.json")),
+	tok := testenv.Path(t, "tokenizers/chinese-llama2/tokenizer.model")
+	out, errs, code := zhllama(t, "", "data", "preview", "--dataset", "alpaca_zh_demo", "--dataset_dir", filepath.Dir(testenv.Path(t, "sft/dataset_info.json")),
 		"--template", "llama2_zh", "--tokenizer", tok, "--n", "2")
 	if code != 0 || strings.Count(out, "=== ") != 2 || !strings.Contains(out, "⟦<s> [INST] <<SYS>>") || !strings.Contains(out, "[/INST]⟧") {
 		t.Fatalf("preview: code %d\n%s\n%s", code, out, errs)
 	}
-	out, _, code = zhllama(t, "", "data", "preview", "--dataset", testdata.Path(t, "preference/dpo_zh_500.jsonl"), "--template", "chatml",
+	out, _, code = zhllama(t, "", "data", "preview", "--dataset", testenv.Path(t, "preference/dpo_zh_500.jsonl"), "--template", "chatml",
 		"--tokenizer", tok, "--n", "1", "--json", "--cutoff_len", "64")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if code != 0 || len(lines) != 2 {
@@ -252,7 +249,7 @@ func TestDataPreview(t *testing.T) {
 			t.Errorf("bad JSON example %s (%v)", l, err)
 		}
 	}
-	_, errs, code = zhllama(t, "", "data", "preview", "--dataset", testdata.Path(t, "sft/identity.json"), "--template", "nope", "--tokenizer", tok)
+	_, errs, code = zhllama(t, "", "data", "preview", "--dataset", testenv.Path(t, "sft/identity.json"), "--template", "nope", "--tokenizer", tok)
 	if code != 2 || !strings.Contains(errs, "does not exist") {
 		t.Errorf("unknown template: code %d, %q", code, errs)
 	}
@@ -261,16 +258,16 @@ func TestDataPreview(t *testing.T) {
 func TestDataClean(t *testing.T) {
 	dir := t.TempDir()
 	out, report := filepath.Join(dir, "clean.jsonl"), filepath.Join(dir, "report.json")
-	stdout, errs, code := zhllama(t, "", "data", "clean", "--input", testdata.Path(t, "sft/alpaca_zh_demo.json"), "--output", out, "--report", report)
+	stdout, errs, code := zhllama(t, "", "data", "clean", "--input", testenv.Path(t, "sft/alpaca_zh_demo.json"), "--output", out, "--report", report)
 	if code != 0 || !strings.Contains(stdout, "read 1000 records") || !strings.Contains(stdout, "refusal") {
 		t.Fatalf("clean: code %d\n%s\n%s", code, stdout, errs)
 	}
 	var rep map[string]any
-	b, _ := os.ReadFile(report)
-	if err := json.Unmarshal(b, &rep); err != nil || rep["kept"] == nil || rep["removed"] == nil || rep["examples"] == nil {
-		t.Errorf("report %s (%v)", b, err)
+	testenv.ReadJSON(t, report, &rep)
+	if rep["kept"] == nil || rep["removed"] == nil || rep["examples"] == nil {
+		t.Errorf("report %v", rep)
 	}
-	_, errs, code = zhllama(t, "", "data", "clean", "--input", testdata.Path(t, "pretrain/fever.txt"), "--output", out, "--dedup", "fuzzy")
+	_, errs, code = zhllama(t, "", "data", "clean", "--input", testenv.Path(t, "pretrain/fever.txt"), "--output", out, "--dedup", "fuzzy")
 	if code != 1 || !strings.Contains(errs, "--dedup=fuzzy") {
 		t.Errorf("bad --dedup: code %d, %q", code, errs)
 	}
@@ -278,7 +275,7 @@ func TestDataClean(t *testing.T) {
 
 func TestModelInitAndInspect(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "tiny")
-	out, errs, code := zhllama(t, "", "model", "init", "--preset", "tiny", "--tokenizer", testdata.Path(t, "tokenizers/llama2/tokenizer.model"), "--output_dir", dir, "--dtype", "float16")
+	out, errs, code := zhllama(t, "", "model", "init", "--preset", "tiny", "--tokenizer", testenv.Path(t, "tokenizers/llama2/tokenizer.model"), "--output_dir", dir, "--dtype", "float16")
 	if code != 0 || !strings.Contains(out, "vocab 32000") || !strings.Contains(out, "F16") {
 		t.Fatalf("init: code %d\n%s\n%s", code, out, errs)
 	}
@@ -286,7 +283,7 @@ func TestModelInitAndInspect(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "2 layers, hidden 64") {
 		t.Errorf("inspect: code %d\n%s", code, out)
 	}
-	_, errs, code = zhllama(t, "", "model", "init", "--preset", "nope", "--tokenizer", testdata.Path(t, "tokenizers/llama2/tokenizer.model"), "--output_dir", dir)
+	_, errs, code = zhllama(t, "", "model", "init", "--preset", "nope", "--tokenizer", testenv.Path(t, "tokenizers/llama2/tokenizer.model"), "--output_dir", dir)
 	if code != 1 || !strings.Contains(errs, "no preset") {
 		t.Errorf("bad preset: code %d %q", code, errs)
 	}
@@ -294,7 +291,7 @@ func TestModelInitAndInspect(t *testing.T) {
 
 func TestGenerateAndEval(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "m")
-	if _, errs, code := zhllama(t, "", "model", "init", "--preset", "tiny", "--tokenizer", testdata.Path(t, "tokenizers/llama2/tokenizer.model"), "--output_dir", dir); code != 0 {
+	if _, errs, code := zhllama(t, "", "model", "init", "--preset", "tiny", "--tokenizer", testenv.Path(t, "tokenizers/llama2/tokenizer.model"), "--output_dir", dir); code != 0 {
 		t.Fatal(errs)
 	}
 	a, _, code := zhllama(t, "", "generate", "--model", dir, "--prompt", "Once upon a time", "--max_new_tokens", "8")
@@ -304,14 +301,14 @@ func TestGenerateAndEval(t *testing.T) {
 	}
 	// A file of prompts decoded as one batch gives each the greedy output it gets alone.
 	prompts := filepath.Join(t.TempDir(), "prompts.txt")
-	os.WriteFile(prompts, []byte("Once upon a time\n\n从前有座山\nThe\n"), 0o644)
+	testenv.WriteFile(t, prompts, []byte("Once upon a time\n\n从前有座山\nThe\n"))
 	out, errs, code := zhllama(t, "", "generate", "--model", dir, "--input", prompts, "--max_new_tokens", "8", "--dtype", "bfloat16")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	var first struct{ Prompt, Output string }
 	if code != 0 || len(lines) != 3 || json.Unmarshal([]byte(lines[0]), &first) != nil || first.Prompt != "Once upon a time" || first.Output != strings.TrimSpace(a) {
 		t.Errorf("generate --input: code %d %q %q (alone: %q)", code, out, errs, a)
 	}
-	out, errs, code = zhllama(t, "", "eval", "ppl", "--model", dir, "--input", testdata.Path(t, "pretrain/en_article_tail500.txt"), "--cutoff_len", "64")
+	out, errs, code = zhllama(t, "", "eval", "ppl", "--model", dir, "--input", testenv.Path(t, "pretrain/en_article_tail500.txt"), "--cutoff_len", "64")
 	var res struct {
 		Documents, Tokens int
 		NLL, PPL          float64
@@ -324,13 +321,13 @@ func TestGenerateAndEval(t *testing.T) {
 func TestTrainExportGenerate(t *testing.T) {
 	dir := t.TempDir()
 	base := filepath.Join(dir, "base")
-	if _, errs, code := zhllama(t, "", "model", "init", "--preset", "tiny", "--tokenizer", testdata.Path(t, "tokenizers/llama2/tokenizer.model"), "--output_dir", base); code != 0 {
+	if _, errs, code := zhllama(t, "", "model", "init", "--preset", "tiny", "--tokenizer", testenv.Path(t, "tokenizers/llama2/tokenizer.model"), "--output_dir", base); code != 0 {
 		t.Fatal(errs)
 	}
 	cfg := filepath.Join(dir, "sft.yaml")
-	os.WriteFile(cfg, []byte("stage: sft\nfinetuning_type: lora\nlora_rank: 4\ndataset: alpaca_zh_demo\ntemplate: llama2\ncutoff_len: 64\nmax_samples: 8\nper_device_train_batch_size: 4\nmax_steps: 2\nlogging_steps: 1\nbf16: true\n"), 0o644)
+	testenv.WriteFile(t, cfg, []byte("stage: sft\nfinetuning_type: lora\nlora_rank: 4\ndataset: alpaca_zh_demo\ntemplate: llama2\ncutoff_len: 64\nmax_samples: 8\nper_device_train_batch_size: 4\nmax_steps: 2\nlogging_steps: 1\nbf16: true\n"))
 	out := filepath.Join(dir, "lora")
-	_, errs, code := zhllama(t, "", "train", cfg, "--model_name_or_path", base, "--dataset_dir", testdata.Path(t, "sft"), "--output_dir", out)
+	_, errs, code := zhllama(t, "", "train", cfg, "--model_name_or_path", base, "--dataset_dir", testenv.Path(t, "sft"), "--output_dir", out)
 	if code != 0 || !strings.Contains(errs, "step 2/2") || !strings.Contains(errs, "no effect here") {
 		t.Fatalf("train: code %d\n%s", code, errs)
 	}

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"zhllama/hfdir"
 	"zhllama/llama"
 	"zhllama/spm"
 )
@@ -54,7 +55,25 @@ func modelInit(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := llama.Init(c, m, *out, llama.InitOptions{Seed: *seed, DType: *dtype}); err != nil {
+	p, err := spm.NewProcessor(m)
+	if err != nil {
+		return err
+	}
+	c.VocabSize = p.Size()
+	if id := p.SpecialID("bos"); id >= 0 {
+		c.BOSTokenID = id
+	}
+	if id := p.SpecialID("eos"); id >= 0 {
+		c.EOSTokenID = id
+	}
+	if err := llama.Init(c, *out, llama.InitOptions{Seed: *seed, DType: *dtype}); err != nil {
+		return err
+	}
+	pad := ""
+	if id := p.SpecialID("pad"); id >= 0 {
+		pad = p.IDToPiece(id)
+	}
+	if err := hfdir.WriteTokenizer(*out, m, pad); err != nil {
 		return err
 	}
 	s, err := llama.Inspect(*out)

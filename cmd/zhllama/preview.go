@@ -7,13 +7,14 @@ import (
 	"strings"
 
 	"zhllama/corpus"
+	"zhllama/dataset"
 	"zhllama/spm"
 	"zhllama/template"
 )
 
 func dataPreview(args []string) error {
 	fs := flagSet("data preview")
-	dataset := fs.String("dataset", "", "a data file, or a dataset name in --dataset_dir's dataset_info.json")
+	dataName := fs.String("dataset", "", "a data file, or a dataset name in --dataset_dir's dataset_info.json")
 	datasetDir := fs.String("dataset_dir", "data", "directory of dataset_info.json")
 	tplName := fs.String("template", "llama2_zh", "chat template: "+strings.Join(template.Names(), ", "))
 	tok := fs.String("tokenizer", "", "tokenizer.model")
@@ -25,7 +26,7 @@ func dataPreview(args []string) error {
 	if err := parseFlags(fs, args, "--dataset F --template T --tokenizer M [flags]"); err != nil {
 		return err
 	}
-	if *dataset == "" || *tok == "" {
+	if *dataName == "" || *tok == "" {
 		return usagef("--dataset and --tokenizer are required")
 	}
 	tpl, err := template.Get(*tplName)
@@ -36,7 +37,7 @@ func dataPreview(args []string) error {
 	if err != nil {
 		return err
 	}
-	layout, path, err := template.Resolve(*datasetDir, *dataset)
+	layout, path, err := dataset.Resolve(*datasetDir, *dataName)
 	if err != nil {
 		return err
 	}
@@ -46,7 +47,7 @@ func dataPreview(args []string) error {
 		fmt.Fprintf(os.Stderr, "skipped %s: %v\n", loc, err)
 	}}, func(rec corpus.Record, loc corpus.Location) error {
 		if layout.Formatting == "" {
-			if layout, err = template.Guess(rec); err != nil {
+			if layout, err = dataset.Guess(rec); err != nil {
 				return fmt.Errorf("%s: %w", loc, err)
 			}
 		}

@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"zhllama/hf"
+	"zhllama/hfdir"
 	"zhllama/internal/atomicfile"
 	"zhllama/spm"
 )
@@ -257,7 +257,7 @@ func tokMerge(args []string) error {
 	if err := os.MkdirAll(*outDir, 0o755); err != nil {
 		return err
 	}
-	if err := hf.WriteTokenizer(*outDir, merged, *pad); err != nil {
+	if err := hfdir.WriteTokenizer(*outDir, merged, *pad); err != nil {
 		return err
 	}
 	fmt.Printf("base %s: %d pieces\n", *base, rep.BaseSize)

@@ -1,6 +1,7 @@
 // Package torchref carries the PyTorch reference implementation of LLaMA
 // that parity tests and benchmarks run with /usr/bin/python3 and Debian's
-// python3-torch.
+// python3-torch. It is linked into the zhllama binary (bench model), so it
+// must not import testing: tests call testenv.RequireTorch.
 package torchref
 
 import (
@@ -9,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"testing"
 )
 
 //go:embed torch_reference.py
@@ -17,18 +17,6 @@ var script string
 
 // Python is the interpreter that has Debian's python3-torch.
 const Python = "/usr/bin/python3"
-
-// Require skips t without python3-torch, or fails it under CI, where the
-// reference must run.
-func Require(t testing.TB) {
-	t.Helper()
-	if _, err := os.Stat(Python); err != nil || !Available() {
-		if os.Getenv("CI") != "" {
-			t.Fatal("python3-torch is not installed: CI must install it (apt-get install python3-torch)")
-		}
-		t.Skip("install Debian's python3-torch (apt-get install python3-torch) to run the PyTorch parity tests")
-	}
-}
 
 // Available reports whether python3-torch can be imported.
 func Available() bool {

@@ -1,4 +1,6 @@
-package llama
+// Package eval measures language models on text through the model's
+// public forward pass and loss.
+package eval
 
 import (
 	"bufio"
@@ -7,10 +9,12 @@ import (
 	"math"
 	"strings"
 
+	"zhllama/llama"
 	"zhllama/spm"
+	"zhllama/tensor"
 )
 
-// PPL is the result of EvalPPL.
+// PPL is the result of Perplexity.
 type PPL struct {
 	Documents int     `json:"documents"`
 	Tokens    int     `json:"tokens"` // predicted tokens
@@ -18,10 +22,10 @@ type PPL struct {
 	PPL       float64 `json:"ppl"`
 }
 
-// EvalPPL scores every non-empty line of r as a document: ids are [BOS] +
-// encode(line), cut to cutoff tokens, and every position after the first
-// is predicted. Documents are run in right-padded batches of batch.
-func (m *Model) EvalPPL(r io.Reader, tok *spm.Processor, cutoff, batch int) (PPL, error) {
+// Perplexity scores every non-empty line of r as a document: ids are
+// [BOS] + encode(line), cut to cutoff tokens, and every position after the
+// first is predicted. Documents are run in right-padded batches of batch.
+func Perplexity(m *llama.Model, r io.Reader, tok *spm.Processor, cutoff, batch int) (PPL, error) {
 	var res PPL
 	var sum float64
 	bos := tok.SpecialID("bos")
@@ -42,7 +46,7 @@ func (m *Model) EvalPPL(r io.Reader, tok *spm.Processor, cutoff, batch int) (PPL
 		valid := make([]bool, len(docs)*t)
 		for b, d := range docs {
 			for i := 0; i < t; i++ {
-				labels[b*t+i] = -100
+				labels[b*t+i] = tensor.IgnoreIndex
 				if i < len(d) {
 					ids[b*t+i], labels[b*t+i], valid[b*t+i] = d[i], d[i], true
 				}

@@ -1,4 +1,4 @@
-package hf
+package hub
 
 import (
 	"context"
@@ -104,7 +104,7 @@ func TestDownloadResumesAndChecks(t *testing.T) {
 	defer srv.Close()
 	t.Setenv("HF_ENDPOINT", srv.URL+"/")
 	t.Setenv("HF_TOKEN", "secret")
-	h := NewHub()
+	h := New()
 	dir := t.TempDir()
 	files, err := h.Download(context.Background(), DownloadOptions{RepoID: "org/repo", LocalDir: dir, Workers: 3})
 	if err != nil {
@@ -125,7 +125,7 @@ func TestDownloadResumesAndChecks(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "model.safetensors.incomplete")); err == nil {
 		t.Error("a partial file was left")
 	}
-	// Only what --include asks for.
+	// Only what Include asks for.
 	dir2 := t.TempDir()
 	files, err = h.Download(context.Background(), DownloadOptions{RepoID: "org/repo", LocalDir: dir2, Include: []string{"*.json"}})
 	if err != nil || len(files) != 1 || files[0].Path != "config.json" {
@@ -152,7 +152,7 @@ func TestDownloadRejectsCorruptFiles(t *testing.T) {
 		fh.ServeHTTP(w, r)
 	}))
 	defer srv.Close()
-	h := &Hub{Endpoint: srv.URL, Client: srv.Client()}
+	h := &Client{Endpoint: srv.URL, HTTP: srv.Client()}
 	dir := t.TempDir()
 	_, err := h.Download(context.Background(), DownloadOptions{RepoID: "org/repo", LocalDir: dir})
 	if err == nil || !strings.Contains(err.Error(), "sha256") {

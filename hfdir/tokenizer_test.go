@@ -1,29 +1,15 @@
-package hf
+package hfdir
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
 	"testing"
 
-	"zhllama/internal/testdata"
-	"zhllama/spm"
+	"zhllama/internal/testenv"
+	"zhllama/internal/testenv/spmtest"
 )
-
-func readJSON(t *testing.T, path string) map[string]any {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v map[string]any
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return v
-}
 
 func keys(m map[string]any) []string {
 	var ks []string
@@ -37,17 +23,16 @@ func keys(m map[string]any) []string {
 // The files written for Chinese-LLaMA-2's vocabulary have the keys and
 // values of the ones Chinese-LLaMA-2 ships.
 func TestWriteTokenizerMatchesChineseLlama2(t *testing.T) {
-	refDir := testdata.Path(t, "tokenizers/chinese-llama2")
-	m, err := spm.Load(filepath.Join(refDir, "tokenizer.model"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	refDir := testenv.Path(t, "tokenizers/chinese-llama2")
+	m := spmtest.Model(t, "tokenizers/chinese-llama2/tokenizer.model")
 	dir := t.TempDir()
 	if err := WriteTokenizer(dir, m, "<pad>"); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"tokenizer_config.json", "special_tokens_map.json"} {
-		got, want := readJSON(t, filepath.Join(dir, name)), readJSON(t, filepath.Join(refDir, name))
+		var got, want map[string]any
+		testenv.ReadJSON(t, filepath.Join(dir, name), &got)
+		testenv.ReadJSON(t, filepath.Join(refDir, name), &want)
 		if !reflect.DeepEqual(keys(got), keys(want)) {
 			t.Errorf("%s keys %v, Chinese-LLaMA-2 has %v", name, keys(got), keys(want))
 		}
@@ -60,8 +45,14 @@ func TestWriteTokenizerMatchesChineseLlama2(t *testing.T) {
 			}
 		}
 	}
-	b, _ := os.ReadFile(filepath.Join(refDir, "tokenizer.model"))
-	b2, _ := os.ReadFile(filepath.Join(dir, "tokenizer.model"))
+	b, err := os.ReadFile(filepath.Join(refDir, "tokenizer.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, err := os.ReadFile(filepath.Join(dir, "tokenizer.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if string(b) != string(b2) {
 		t.Error("tokenizer.model is not written back unchanged")
 	}

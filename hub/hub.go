@@ -1,4 +1,6 @@
-package hf
+// Package hub downloads model and dataset repositories from the Hugging
+// Face Hub, or from a mirror that speaks its HTTP API (HF_ENDPOINT).
+package hub
 
 import (
 	"context"
@@ -20,22 +22,21 @@ import (
 	"time"
 )
 
-// Hub downloads repositories from the Hugging Face Hub's HTTP API, or from
-// a mirror that speaks it (HF_ENDPOINT).
-type Hub struct {
+// Client talks to one Hub endpoint.
+type Client struct {
 	Endpoint string // e.g. https://huggingface.co; HF_ENDPOINT overrides the default
 	Token    string // HF_TOKEN
-	Client   *http.Client
+	HTTP     *http.Client
 	Log      io.Writer
 }
 
-// NewHub returns a Hub configured from the environment.
-func NewHub() *Hub {
+// New returns a Client configured from the environment.
+func New() *Client {
 	ep := os.Getenv("HF_ENDPOINT")
 	if ep == "" {
 		ep = "https://huggingface.co"
 	}
-	return &Hub{Endpoint: strings.TrimRight(ep, "/"), Token: os.Getenv("HF_TOKEN"), Client: &http.Client{}}
+	return &Client{Endpoint: strings.TrimRight(ep, "/"), Token: os.Getenv("HF_TOKEN"), HTTP: &http.Client{}}
 }
 
 // RepoFile is one file of a repository listing.
@@ -56,7 +57,7 @@ type DownloadOptions struct {
 	Workers  int
 }
 
-func (h *Hub) do(ctx context.Context, method, u string, hdr map[string]string) (*http.Response, error) {
+func (h *Client) do(ctx context.Context, method, u string, hdr map[string]string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		return nil, err
@@ -67,7 +68,7 @@ func (h *Hub) do(ctx context.Context, method, u string, hdr map[string]string) (
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	return h.Client.Do(req)
+	return h.HTTP.Do(req)
 }
 
 func (o *DownloadOptions) apiKind() (string, string, error) {
@@ -77,11 +78,11 @@ func (o *DownloadOptions) apiKind() (string, string, error) {
 	case "dataset":
 		return "datasets", "datasets/", nil
 	}
-	return "", "", fmt.Errorf("--repo-type=%s: use model or dataset", o.RepoType)
+	return "", "", fmt.Errorf("RepoType %q: use model or dataset", o.RepoType)
 }
 
 // List returns the files of a repository at a revision.
-func (h *Hub) List(ctx context.Context, o DownloadOptions) ([]RepoFile, error) {
+func (h *Client) List(ctx context.Context, o DownloadOptions) ([]RepoFile, error) {
 	kind, _, err := o.apiKind()
 	if err != nil {
 		return nil, err
@@ -151,19 +152,19 @@ func matchAny(globs []string, p string) bool {
 // A file is written as PATH.incomplete and renamed when its size (and
 // sha256, for LFS files) check out; an interrupted download resumes with
 // a Range request. Files already complete are skipped.
-func (h *Hub) Download(ctx context.Context, o DownloadOptions) ([]RepoFile, error) {
+func (h *Client) Download(ctx context.Context, o DownloadOptions) ([]RepoFile, error) {
 	if o.RepoID == "" || strings.Count(o.RepoID, "/") > 1 {
 		return nil, fmt.Errorf("repository id %q: use NAME or OWNER/NAME", o.RepoID)
 	}
 	if o.LocalDir == "" {
-		return nil, errors.New("--local_dir is required")
+		return nil, errors.New("no LocalDir to download into")
 	}
 	files, err := h.List(ctx, o)
 	if err != nil {
 		return nil, err
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("%s: no file matches --include %v", o.RepoID, o.Include)
+		return nil, fmt.Errorf("%s: no file matches the Include globs %v", o.RepoID, o.Include)
 	}
 	workers := max(1, o.Workers)
 	jobs := make(chan RepoFile)
@@ -193,13 +194,13 @@ func (h *Hub) Download(ctx context.Context, o DownloadOptions) ([]RepoFile, erro
 	return files, firstErr
 }
 
-func (h *Hub) logf(format string, a ...any) {
+func (h *Client) logf(format string, a ...any) {
 	if h.Log != nil {
 		fmt.Fprintf(h.Log, format, a...)
 	}
 }
 
-func (h *Hub) fetch(ctx context.Context, o DownloadOptions, f RepoFile) error {
+func (h *Client) fetch(ctx context.Context, o DownloadOptions, f RepoFile) error {
 	if strings.Contains(f.Path, "..") || path.IsAbs(f.Path) {
 		return fmt.Errorf("refusing file path %q from the server", f.Path)
 	}
@@ -262,7 +263,7 @@ func escapePath(p string) string {
 }
 
 // fetchOnce appends to part what it lacks of the file, resuming with Range.
-func (h *Hub) fetchOnce(ctx context.Context, u, part string, f RepoFile) error {
+func (h *Client) fetchOnce(ctx context.Context, u, part string, f RepoFile) error {
 	have := int64(0)
 	if st, err := os.Stat(part); err == nil {
 		have = st.Size()

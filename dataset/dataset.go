@@ -1,18 +1,22 @@
-package template
+// Package dataset reads the datasets LLaMA-Factory users train on: the
+// registry dataset_info.json, and records in the alpaca, sharegpt,
+// BELLE, MOSS, HH-RLHF and preference layouts, converted to conversations
+// that package template renders.
+package dataset
 
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
+
+	"zhllama/template"
 )
 
-// Dataset describes a dataset's layout as an entry of LLaMA-Factory's
-// dataset_info.json does.
-type Dataset struct {
+// Layout says how a dataset's records are laid out, as an entry of
+// LLaMA-Factory's dataset_info.json does.
+type Layout struct {
 	FileName   string            `json:"file_name"`
 	Formatting string            `json:"formatting"` // alpaca (default) or sharegpt
 	Ranking    bool              `json:"ranking"`
@@ -26,80 +30,26 @@ type Dataset struct {
 type Example struct {
 	System   string
 	Tools    string
-	Prompt   []Message
-	Response []Message
+	Prompt   []template.Message
+	Response []template.Message
 }
 
-// ReadRegistry reads a dataset_info.json.
-func ReadRegistry(path string) (map[string]Dataset, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var reg map[string]Dataset
-	if err := json.Unmarshal(b, &reg); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	for name, d := range reg {
-		if d.Formatting == "" {
-			d.Formatting = "alpaca"
-			reg[name] = d
-		}
-		if d.Formatting != "alpaca" && d.Formatting != "sharegpt" {
-			return nil, fmt.Errorf("%s: dataset %q has formatting %q; zhllama reads alpaca and sharegpt", path, name, d.Formatting)
-		}
-	}
-	return reg, nil
-}
-
-// Lookup returns the named dataset of a registry, with its file's path
-// resolved against the registry's directory.
-func Lookup(registryPath, name string) (Dataset, string, error) {
-	reg, err := ReadRegistry(registryPath)
-	if err != nil {
-		return Dataset{}, "", err
-	}
-	d, ok := reg[name]
-	if !ok {
-		names := make([]string, 0, len(reg))
-		for n := range reg {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		return Dataset{}, "", fmt.Errorf("%s has no dataset %q (it has %d: %s ...)", registryPath, name, len(names), strings.Join(names[:min(8, len(names))], ", "))
-	}
-	if d.FileName == "" {
-		return Dataset{}, "", fmt.Errorf("%s: dataset %q has no file_name", registryPath, name)
-	}
-	return d, filepath.Join(filepath.Dir(registryPath), d.FileName), nil
-}
-
-// Resolve finds a dataset as LLaMA-Factory users name it: a file (or
-// directory) as given, with an empty layout to be guessed from its records,
-// else a name in dir/dataset_info.json.
-func Resolve(dir, name string) (Dataset, string, error) {
-	if _, err := os.Stat(name); err == nil {
-		return Dataset{}, name, nil
-	}
-	reg := filepath.Join(dir, "dataset_info.json")
-	if _, err := os.Stat(reg); err != nil {
-		return Dataset{}, "", fmt.Errorf("dataset %s: no such file, and no %s to look the name up in (set dataset_dir)", name, reg)
-	}
-	return Lookup(reg, name)
+func msg(role, content string) template.Message {
+	return template.Message{Role: role, Content: content}
 }
 
 // Guess picks a layout from a record's fields, for files used without a registry.
-func Guess(rec map[string]any) (Dataset, error) {
+func Guess(rec map[string]any) (Layout, error) {
 	has := func(f string) bool { _, ok := rec[f]; return ok }
 	switch {
 	case has("chat") && has("meta_instruction"):
-		return Dataset{Formatting: "moss"}, nil
+		return Layout{Formatting: "moss"}, nil
 	case isHHText(rec["chosen"]) && isHHText(rec["rejected"]) && !has("conversations"):
-		return Dataset{Formatting: "hh_rlhf", Ranking: true}, nil
+		return Layout{Formatting: "hh_rlhf", Ranking: true}, nil
 	case has("instruction") && has("output") && isDialogText(rec["instruction"]):
-		return Dataset{Formatting: "belle_multiturn"}, nil
+		return Layout{Formatting: "belle_multiturn"}, nil
 	case has("conversations") || has("messages"):
-		d := Dataset{Formatting: "sharegpt", Columns: map[string]string{}, Tags: map[string]string{}}
+		d := Layout{Formatting: "sharegpt", Columns: map[string]string{}, Tags: map[string]string{}}
 		msgs := "conversations"
 		if !has(msgs) {
 			msgs = "messages"
@@ -123,11 +73,11 @@ func Guess(rec map[string]any) (Dataset, error) {
 		return d, nil
 	case has("question") && has("response_chosen") && has("response_rejected"):
 		// MedicalGPT's reward data: alpaca-like with a history.
-		return Dataset{Formatting: "alpaca", Ranking: true, Columns: map[string]string{
+		return Layout{Formatting: "alpaca", Ranking: true, Columns: map[string]string{
 			"prompt": "question", "query": "", "chosen": "response_chosen", "rejected": "response_rejected",
 			"history": "history", "system": "system"}}, nil
 	case has("instruction") && (has("output") || has("chosen")):
-		d := Dataset{Formatting: "alpaca", Columns: map[string]string{}}
+		d := Layout{Formatting: "alpaca", Columns: map[string]string{}}
 		for _, c := range []string{"history", "system"} {
 			if has(c) {
 				d.Columns[c] = c
@@ -141,18 +91,18 @@ func Guess(rec map[string]any) (Dataset, error) {
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	return Dataset{}, fmt.Errorf("unknown layout (fields %s): expected alpaca (instruction, input, output), sharegpt (conversations or messages) or preference pairs", strings.Join(names, ", "))
+	return Layout{}, fmt.Errorf("unknown layout (fields %s): expected alpaca (instruction, input, output), sharegpt (conversations or messages) or preference pairs", strings.Join(names, ", "))
 }
 
-func (d Dataset) column(name, def string) string {
-	if c, ok := d.Columns[name]; ok {
+func (l Layout) column(name, def string) string {
+	if c, ok := l.Columns[name]; ok {
 		return c
 	}
 	return def
 }
 
-func (d Dataset) tag(name, def string) string {
-	if t, ok := d.Tags[name]; ok {
+func (l Layout) tag(name, def string) string {
+	if t, ok := l.Tags[name]; ok {
 		return t
 	}
 	return def
@@ -174,13 +124,13 @@ func str(rec map[string]any, field string) (string, error) {
 }
 
 // Convert turns a record into an Example, checking its structure.
-func (d Dataset) Convert(rec map[string]any) (Example, error) {
+func (l Layout) Convert(rec map[string]any) (Example, error) {
 	var ex Example
 	var err error
-	if ex.System, err = str(rec, d.column("system", "")); err != nil {
+	if ex.System, err = str(rec, l.column("system", "")); err != nil {
 		return ex, err
 	}
-	if tools, ok := rec[d.column("tools", "")]; ok && tools != nil {
+	if tools, ok := rec[l.column("tools", "")]; ok && tools != nil {
 		if s, ok := tools.(string); ok {
 			ex.Tools = s
 		} else {
@@ -188,9 +138,9 @@ func (d Dataset) Convert(rec map[string]any) (Example, error) {
 			ex.Tools = string(b)
 		}
 	}
-	switch d.Formatting {
+	switch l.Formatting {
 	case "sharegpt":
-		return d.convertShareGPT(rec, ex)
+		return l.convertShareGPT(rec, ex)
 	case "moss":
 		return convertMOSS(rec, ex)
 	case "hh_rlhf":
@@ -198,11 +148,11 @@ func (d Dataset) Convert(rec map[string]any) (Example, error) {
 	case "belle_multiturn":
 		return convertBelleMultiturn(rec, ex)
 	}
-	return d.convertAlpaca(rec, ex)
+	return l.convertAlpaca(rec, ex)
 }
 
-func (d Dataset) convertAlpaca(rec map[string]any, ex Example) (Example, error) {
-	if h, ok := rec[d.column("history", "")].([]any); ok {
+func (l Layout) convertAlpaca(rec map[string]any, ex Example) (Example, error) {
+	if h, ok := rec[l.column("history", "")].([]any); ok {
 		for i, turn := range h {
 			qa, ok := turn.([]any)
 			if !ok || len(qa) != 2 {
@@ -213,11 +163,11 @@ func (d Dataset) convertAlpaca(rec map[string]any, ex Example) (Example, error) 
 			if !ok1 || !ok2 {
 				return ex, fmt.Errorf("history turn %d is not two strings", i)
 			}
-			ex.Prompt = append(ex.Prompt, Message{User, q}, Message{Assistant, a})
+			ex.Prompt = append(ex.Prompt, msg(template.User, q), msg(template.Assistant, a))
 		}
 	}
 	var query []string
-	for _, c := range []string{d.column("prompt", "instruction"), d.column("query", "input")} {
+	for _, c := range []string{l.column("prompt", "instruction"), l.column("query", "input")} {
 		s, err := str(rec, c)
 		if err != nil {
 			return ex, err
@@ -227,22 +177,22 @@ func (d Dataset) convertAlpaca(rec map[string]any, ex Example) (Example, error) 
 		}
 	}
 	if len(query) == 0 {
-		return ex, fmt.Errorf("empty prompt: no %q or %q", d.column("prompt", "instruction"), d.column("query", "input"))
+		return ex, fmt.Errorf("empty prompt: no %q or %q", l.column("prompt", "instruction"), l.column("query", "input"))
 	}
-	ex.Prompt = append(ex.Prompt, Message{User, strings.Join(query, "\n")})
-	if d.Ranking {
-		c, err := str(rec, d.column("chosen", "chosen"))
+	ex.Prompt = append(ex.Prompt, msg(template.User, strings.Join(query, "\n")))
+	if l.Ranking {
+		c, err := str(rec, l.column("chosen", "chosen"))
 		if err != nil {
 			return ex, err
 		}
-		r, err := str(rec, d.column("rejected", "rejected"))
+		r, err := str(rec, l.column("rejected", "rejected"))
 		if err != nil {
 			return ex, err
 		}
-		ex.Response = []Message{{Assistant, c}, {Assistant, r}}
+		ex.Response = []template.Message{msg(template.Assistant, c), msg(template.Assistant, r)}
 		return ex, nil
 	}
-	resp := d.column("response", "output")
+	resp := l.column("response", "output")
 	if _, ok := rec[resp]; !ok {
 		return ex, fmt.Errorf("no response field %q", resp)
 	}
@@ -250,18 +200,18 @@ func (d Dataset) convertAlpaca(rec map[string]any, ex Example) (Example, error) 
 	if err != nil {
 		return ex, err
 	}
-	ex.Response = []Message{{Assistant, out}}
+	ex.Response = []template.Message{msg(template.Assistant, out)}
 	return ex, nil
 }
 
-func (d Dataset) convertShareGPT(rec map[string]any, ex Example) (Example, error) {
-	roleTag, contentTag := d.tag("role_tag", "from"), d.tag("content_tag", "value")
+func (l Layout) convertShareGPT(rec map[string]any, ex Example) (Example, error) {
+	roleTag, contentTag := l.tag("role_tag", "from"), l.tag("content_tag", "value")
 	roles := map[string]string{
-		d.tag("user_tag", "human"): User, d.tag("assistant_tag", "gpt"): Assistant,
-		d.tag("observation_tag", "observation"): Observation, d.tag("function_tag", "function_call"): Function,
+		l.tag("user_tag", "human"): template.User, l.tag("assistant_tag", "gpt"): template.Assistant,
+		l.tag("observation_tag", "observation"): template.Observation, l.tag("function_tag", "function_call"): template.Function,
 	}
-	systemTag := d.tag("system_tag", "system")
-	field := d.column("messages", "conversations")
+	systemTag := l.tag("system_tag", "system")
+	field := l.column("messages", "conversations")
 	raw, ok := rec[field].([]any)
 	if !ok {
 		return ex, fmt.Errorf("no message list %q", field)
@@ -278,7 +228,7 @@ func (d Dataset) convertShareGPT(rec map[string]any, ex Example) (Example, error
 		}
 		return tag, content, nil
 	}
-	var msgs []Message
+	var msgs []template.Message
 	for i, v := range raw {
 		tag, content, err := parse(v, i)
 		if err != nil {
@@ -293,29 +243,29 @@ func (d Dataset) convertShareGPT(rec map[string]any, ex Example) (Example, error
 			return ex, fmt.Errorf("message %d has unknown role %q", i, tag)
 		}
 		odd := len(msgs)%2 == 0 // positions 0, 2, ...: user or observation
-		if odd != (role == User || role == Observation) {
+		if odd != (role == template.User || role == template.Observation) {
 			return ex, fmt.Errorf("wrong role order: message %d is %q where a %s turn belongs", i, tag, map[bool]string{true: "user/observation", false: "assistant/function"}[odd])
 		}
-		msgs = append(msgs, Message{role, content})
+		msgs = append(msgs, msg(role, content))
 	}
-	if d.Ranking {
+	if l.Ranking {
 		if len(msgs)%2 != 1 {
 			return ex, fmt.Errorf("a ranking example's conversation must end with a user turn (%d messages)", len(msgs))
 		}
 		ex.Prompt = msgs
-		for _, k := range []string{d.column("chosen", "chosen"), d.column("rejected", "rejected")} {
+		for _, k := range []string{l.column("chosen", "chosen"), l.column("rejected", "rejected")} {
 			if s, ok := rec[k].(string); ok { // a bare answer
-				ex.Response = append(ex.Response, Message{Assistant, s})
+				ex.Response = append(ex.Response, msg(template.Assistant, s))
 				continue
 			}
 			tag, content, err := parse(rec[k], 0)
 			if err != nil {
 				return ex, fmt.Errorf("%s: %v", k, err)
 			}
-			if r := roles[tag]; r != Assistant && r != Function {
+			if r := roles[tag]; r != template.Assistant && r != template.Function {
 				return ex, fmt.Errorf("%s has role %q, not the assistant's", k, tag)
 			}
-			ex.Response = append(ex.Response, Message{roles[tag], content})
+			ex.Response = append(ex.Response, msg(roles[tag], content))
 		}
 		return ex, nil
 	}
@@ -333,8 +283,8 @@ func isHHText(v any) bool {
 }
 
 // splitDialog cuts text into turns at the given speaker markers.
-func splitDialog(text string, markers map[string]string) []Message {
-	var out []Message
+func splitDialog(text string, markers map[string]string) []template.Message {
+	var out []template.Message
 	for len(text) > 0 {
 		pos, role, mlen := -1, "", 0
 		for m, r := range markers {
@@ -351,7 +301,7 @@ func splitDialog(text string, markers map[string]string) []Message {
 		if len(out) > 0 {
 			out[len(out)-1].Content += text[:pos]
 		}
-		out = append(out, Message{Role: role})
+		out = append(out, template.Message{Role: role})
 		text = text[pos+mlen:]
 	}
 	for i := range out {
@@ -363,10 +313,10 @@ func splitDialog(text string, markers map[string]string) []Message {
 // convertHH turns an HH-RLHF pair into the shared conversation and the two
 // final answers.
 func convertHH(rec map[string]any, ex Example) (Example, error) {
-	markers := map[string]string{"\n\nHuman:": User, "\n\nAssistant:": Assistant}
+	markers := map[string]string{"\n\nHuman:": template.User, "\n\nAssistant:": template.Assistant}
 	c := splitDialog(rec["chosen"].(string), markers)
 	r := splitDialog(rec["rejected"].(string), markers)
-	if len(c) < 2 || len(r) < 2 || c[len(c)-1].Role != Assistant || r[len(r)-1].Role != Assistant {
+	if len(c) < 2 || len(r) < 2 || c[len(c)-1].Role != template.Assistant || r[len(r)-1].Role != template.Assistant {
 		return ex, fmt.Errorf("an HH-RLHF pair must end with the assistant's answer")
 	}
 	prompt := c[:len(c)-1]
@@ -377,12 +327,12 @@ func convertHH(rec map[string]any, ex Example) (Example, error) {
 		if r[i] != m {
 			return ex, fmt.Errorf("chosen and rejected differ before the last answer (turn %d)", i)
 		}
-		if (i%2 == 0) != (m.Role == User) {
+		if (i%2 == 0) != (m.Role == template.User) {
 			return ex, fmt.Errorf("wrong role order at turn %d", i)
 		}
 	}
 	ex.Prompt = prompt
-	ex.Response = []Message{c[len(c)-1], r[len(r)-1]}
+	ex.Response = []template.Message{c[len(c)-1], r[len(r)-1]}
 	return ex, nil
 }
 
@@ -399,20 +349,20 @@ func convertBelleMultiturn(rec map[string]any, ex Example) (Example, error) {
 	if !ok {
 		return ex, fmt.Errorf("no output")
 	}
-	msgs := splitDialog("\n"+instr, map[string]string{"\nHuman:": User, "\nAssistant:": Assistant})
-	if len(msgs) == 0 || msgs[len(msgs)-1].Role != Assistant || msgs[len(msgs)-1].Content != "" {
+	msgs := splitDialog("\n"+instr, map[string]string{"\nHuman:": template.User, "\nAssistant:": template.Assistant})
+	if len(msgs) == 0 || msgs[len(msgs)-1].Role != template.Assistant || msgs[len(msgs)-1].Content != "" {
 		return ex, fmt.Errorf("the instruction must end with an empty \"Assistant:\" turn")
 	}
 	msgs = msgs[:len(msgs)-1]
 	for i, m := range msgs {
-		if (i%2 == 0) != (m.Role == User) {
+		if (i%2 == 0) != (m.Role == template.User) {
 			return ex, fmt.Errorf("wrong role order at turn %d", i)
 		}
 	}
 	if len(msgs)%2 != 1 {
 		return ex, fmt.Errorf("the dialog must end with the human's turn")
 	}
-	ex.Prompt, ex.Response = msgs, []Message{{Assistant, out}}
+	ex.Prompt, ex.Response = msgs, []template.Message{msg(template.Assistant, out)}
 	return ex, nil
 }
 
@@ -426,7 +376,7 @@ func convertMOSS(rec map[string]any, ex Example) (Example, error) {
 		return ex, fmt.Errorf("no chat object")
 	}
 	ex.System, _ = rec["meta_instruction"].(string)
-	var msgs []Message
+	var msgs []template.Message
 	for i := 1; ; i++ {
 		turn, ok := chat[fmt.Sprintf("turn_%d", i)].(map[string]any)
 		if !ok {
@@ -437,7 +387,7 @@ func convertMOSS(rec map[string]any, ex Example) (Example, error) {
 		if !ok1 || !ok2 {
 			return ex, fmt.Errorf("turn_%d lacks Human or MOSS", i)
 		}
-		msgs = append(msgs, Message{User, mossTag.ReplaceAllString(h, "")}, Message{Assistant, mossTag.ReplaceAllString(m, "")})
+		msgs = append(msgs, msg(template.User, mossTag.ReplaceAllString(h, "")), msg(template.Assistant, mossTag.ReplaceAllString(m, "")))
 	}
 	if len(msgs) != 2*len(chat) || len(msgs) == 0 {
 		return ex, fmt.Errorf("chat turns are not turn_1..turn_%d", len(chat))

@@ -1,6 +1,8 @@
-// Package hf writes and reads the files of a Hugging Face model directory
-// that zhllama produces: here, the tokenizer files next to tokenizer.model.
-package hf
+// Package hfdir holds the files of a Hugging Face model directory that
+// zhllama writes and reads: here tokenizer_config.json and
+// special_tokens_map.json beside tokenizer.model (config.json, PEFT
+// adapters and value heads are to move in later).
+package hfdir
 
 import (
 	"encoding/json"

@@ -1,0 +1,10 @@
+package corpus
+
+import (
+	"testing"
+
+	"zhllama/internal/testenv"
+)
+
+// TestMain lists the tests skipped for want of shared data or a reference tool.
+func TestMain(m *testing.M) { testenv.Main(m) }
