@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"zhllama/internal/half"
 
 	"zhllama/internal/atomicfile"
 	"zhllama/safetensors"
@@ -91,9 +92,9 @@ func initValues(c *Config, seed uint64, i int, name string) func() float32 {
 func appendValue(b []byte, dt safetensors.DType, v float32) []byte {
 	switch dt {
 	case safetensors.F16:
-		return binary.LittleEndian.AppendUint16(b, safetensors.F32ToF16(v))
+		return binary.LittleEndian.AppendUint16(b, half.ToF16(v))
 	case safetensors.BF16:
-		return binary.LittleEndian.AppendUint16(b, safetensors.F32ToBF16(v))
+		return binary.LittleEndian.AppendUint16(b, half.ToBF16(v))
 	}
 	return binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
 }

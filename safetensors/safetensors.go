@@ -15,6 +15,7 @@ import (
 	"sort"
 	"syscall"
 	"unsafe"
+	"zhllama/internal/half"
 
 	"zhllama/internal/atomicfile"
 )
@@ -57,11 +58,11 @@ func (t *Tensor) Float32(dst []float32) ([]float32, error) {
 		}
 	case F16:
 		for i := range dst {
-			dst[i] = F16ToF32(binary.LittleEndian.Uint16(b[2*i:]))
+			dst[i] = half.FromF16(binary.LittleEndian.Uint16(b[2*i:]))
 		}
 	case BF16:
 		for i := range dst {
-			dst[i] = BF16ToF32(binary.LittleEndian.Uint16(b[2*i:]))
+			dst[i] = half.FromBF16(binary.LittleEndian.Uint16(b[2*i:]))
 		}
 	}
 	return dst, nil
@@ -323,9 +324,9 @@ func FromFloat32(name string, dtype DType, shape []int, data []float32) Source {
 		for i, v := range data {
 			switch dtype {
 			case F16:
-				buf = binary.LittleEndian.AppendUint16(buf, F32ToF16(v))
+				buf = binary.LittleEndian.AppendUint16(buf, half.ToF16(v))
 			case BF16:
-				buf = binary.LittleEndian.AppendUint16(buf, F32ToBF16(v))
+				buf = binary.LittleEndian.AppendUint16(buf, half.ToBF16(v))
 			default:
 				buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
 			}

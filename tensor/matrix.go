@@ -1,6 +1,6 @@
 package tensor
 
-import "zhllama/safetensors"
+import "zhllama/internal/half"
 
 // Matrix is a read-only weight matrix [rows × cols] held compactly
 // (bfloat16, or quantized), widened to float32 as the kernels read it, so
@@ -23,7 +23,7 @@ type BF16 struct {
 func NewBF16(w []float32, rows, cols int) *BF16 {
 	m := &BF16{rows, cols, make([]uint16, len(w))}
 	for i, v := range w {
-		m.Data[i] = safetensors.F32ToBF16(v)
+		m.Data[i] = half.ToBF16(v)
 	}
 	return m
 }
@@ -34,7 +34,7 @@ func (m *BF16) Bytes() int64     { return 2 * int64(len(m.Data)) }
 func (m *BF16) Widen(dst []float32, r, c0 int) {
 	src := m.Data[r*m.Cols+c0 : r*m.Cols+c0+len(dst)]
 	for i, h := range src {
-		dst[i] = safetensors.BF16ToF32(h)
+		dst[i] = half.FromBF16(h)
 	}
 }
 
@@ -79,7 +79,7 @@ func dotGo(a, b []float32) float32 {
 func dotBF16Go(a []float32, b []uint16) float32 {
 	var s float32
 	for i, h := range b {
-		s += a[i] * safetensors.BF16ToF32(h)
+		s += a[i] * half.FromBF16(h)
 	}
 	return s
 }
