@@ -4,6 +4,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"zhllama/hfdir"
 
 	"zhllama/eval"
 	"zhllama/internal/testenv/spmtest"
@@ -17,12 +18,11 @@ func TestPerplexityIsBatchInvariant(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.VocabSize, c.BOSTokenID, c.EOSTokenID = p.Size(), p.SpecialID("bos"), p.SpecialID("eos")
 	dir := t.TempDir()
-	if err := llama.Init(c, dir, llama.InitOptions{Seed: 2}); err != nil {
+	if err := hfdir.Init(c, p.Model(), dir, hfdir.InitOptions{Seed: 2}); err != nil {
 		t.Fatal(err)
 	}
-	m, err := llama.Load(dir)
+	m, err := hfdir.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ package hfdir
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"zhllama/internal/atomicfile"
@@ -90,4 +91,21 @@ func WriteTokenizer(dir string, m *spm.Model, pad string) error {
 		}
 	}
 	return nil
+}
+
+// SaveTokenizer writes p's tokenizer files to dir, with its pad piece if
+// it has one.
+func SaveTokenizer(dir string, p *spm.Processor) error {
+	return WriteTokenizer(dir, p.Model(), padPiece(p))
+}
+
+// TokenizerDir is the first of dirs that holds a tokenizer.model: an
+// adapter's (a resized vocabulary comes with it) before its base's.
+func TokenizerDir(dirs ...string) string {
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "tokenizer.model")); err == nil {
+			return d
+		}
+	}
+	return dirs[len(dirs)-1]
 }

@@ -5,7 +5,6 @@ package llama
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 )
@@ -75,19 +74,6 @@ func ParseConfig(b []byte) (Config, error) {
 		c.HeadDim = c.HiddenSize / c.NumAttentionHeads
 	}
 	return c, c.Validate()
-}
-
-// LoadConfig reads dir's config.json.
-func LoadConfig(path string) (Config, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return Config{}, err
-	}
-	c, err := ParseConfig(b)
-	if err != nil {
-		return c, fmt.Errorf("%s: %w", path, err)
-	}
-	return c, nil
 }
 
 // Validate checks that the shapes fit together.

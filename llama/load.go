@@ -2,17 +2,14 @@ package llama
 
 import (
 	"encoding/binary"
+	"fmt"
 	"unsafe"
 
 	"zhllama/safetensors"
 	"zhllama/tensor"
 )
 
-// Load reads a model directory (config.json and safetensors) into float32,
-// after checking every tensor's shape against the config.
-func Load(dir string) (*Model, error) { return LoadWith(dir, LoadOptions{}) }
-
-// LoadOptions control LoadWith.
+// LoadOptions control LoadWeights.
 type LoadOptions struct {
 	// KeepBF16 keeps bfloat16 weight matrices in bfloat16, read-only, for
 	// inference: half the memory, and the same results, since widening
@@ -26,59 +23,74 @@ type LoadOptions struct {
 	Progress func(done, total int64)
 }
 
-// LoadWith is Load with options.
-func LoadWith(dir string, o LoadOptions) (*Model, error) {
-	s, ck, err := openChecked(dir)
-	if err != nil {
-		return nil, err
-	}
-	m := &Model{Config: s.Config}
-	mapped := false
-	var done int64
-	for _, r := range m.Refs() {
+// LoadWeights reads the model c describes from a checkpoint whose tensors
+// were checked against c. With KeepBF16 the model reads bfloat16 weights
+// from the checkpoint's mapped pages and owns it (Close releases it);
+// otherwise the checkpoint is closed when LoadWeights returns.
+func LoadWeights(c Config, ck *safetensors.Checkpoint, o LoadOptions) (*Model, error) {
+	m := &Model{Config: c}
+	refs := m.Refs()
+	var total, done int64
+	for _, r := range refs {
 		t, err := ck.Tensor(r.Name)
 		if err != nil {
 			ck.Close()
 			return nil, err
 		}
+		total += int64(len(t.Data))
+	}
+	mapped := false
+	for _, r := range refs {
+		t, _ := ck.Tensor(r.Name)
 		if o.Progress != nil {
-			o.Progress(done, s.Bytes) // the tensors before this one are converted
+			o.Progress(done, total) // the tensors before this one are converted
 		}
 		done += int64(len(t.Data))
+		var err error
 		w := r.Weight
-		if w != nil && o.QuantizeBits != 0 && r.Layer >= 0 {
+		switch {
+		case w != nil && o.QuantizeBits != 0 && r.Layer >= 0:
 			// Tensor by tensor, so that the float32 model never exists whole.
 			if w.W, err = t.Float32(nil); err == nil {
 				err = w.quantize(t.Shape[0], t.Shape[1], o.QuantizeBits)
 			}
-			if err != nil {
-				ck.Close()
-				return nil, err
-			}
 			t.Release()
-			continue
-		}
-		if w != nil && o.KeepBF16 && t.DType == safetensors.BF16 {
+		case w != nil && o.KeepBF16 && t.DType == safetensors.BF16:
 			w.Compact = &tensor.BF16{Rows: t.Shape[0], Cols: t.Shape[1], Data: bf16View(t.Data)}
 			mapped = true
-			continue
+		default:
+			*r.Data, err = t.Float32(nil)
+			t.Release()
 		}
-		if *r.Data, err = t.Float32(nil); err != nil {
+		if err != nil {
 			ck.Close()
-			return nil, err
+			return nil, fmt.Errorf("tensor %s: %w", r.Name, err)
 		}
-		t.Release()
 	}
 	if o.Progress != nil {
-		o.Progress(s.Bytes, s.Bytes)
+		o.Progress(total, total)
 	}
-	m.tie()
+	m.Tie()
 	if mapped {
 		m.mapped = ck // the bfloat16 weights are the file's pages
 	} else {
 		ck.Close()
 	}
 	return m, nil
+}
+
+// Sources are the model's tensors for a safetensors writer, in dtype.
+// Weights held compactly are an error: save the model they were loaded
+// from.
+func (m *Model) Sources(dt safetensors.DType) ([]safetensors.Source, error) {
+	var srcs []safetensors.Source
+	for _, r := range m.Refs() {
+		if r.Weight != nil && r.Weight.Compact != nil {
+			return nil, fmt.Errorf("tensor %s is held compactly and cannot be saved", r.Name)
+		}
+		srcs = append(srcs, safetensors.FromFloat32(r.Name, dt, r.Shape, *r.Data))
+	}
+	return srcs, nil
 }
 
 // bf16View is b as little-endian uint16s: the mapped file itself where

@@ -141,6 +141,25 @@ func (l *LoRA) backward(p *Pass, dx []float32, g *LoRA, dy []float32, t, in, out
 	tensor.Gemm(false, false, t, in, l.R, 1, dxa, l.R, l.A, in, 1, dx, in)
 }
 
+// Attach puts l on the projection called param (a LoRA target), as the
+// adapter l.Name.
+func (m *Model) Attach(param string, l *LoRA) error {
+	r, err := m.Tensor(param)
+	if err != nil {
+		return err
+	}
+	if !r.LoRA {
+		return fmt.Errorf("%s is not a projection an adapter can sit on", param)
+	}
+	out, in := r.Shape[0], r.Shape[1]
+	if l.R < 1 || len(l.A) != l.R*in || len(l.B) != out*l.R {
+		return fmt.Errorf("%s: an adapter of rank %d needs A [%d × %d] and B [%d × %d], got %d and %d values", param, l.R, l.R, in, out, l.R, len(l.A), len(l.B))
+	}
+	l.key = adapterKey(param, l.Name)
+	r.Weight.Attach(l)
+	return nil
+}
+
 // Adapter is one LoRA module of a model.
 type Adapter struct {
 	Name   string // the projection's checkpoint name, e.g. model.layers.0.self_attn.q_proj.weight

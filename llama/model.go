@@ -30,12 +30,13 @@ func NewModel(c Config) *Model {
 	for _, r := range m.Refs() {
 		*r.Data = make([]float32, r.Size())
 	}
-	m.tie()
+	m.Tie()
 	return m
 }
 
-// tie makes the head the embedding again when the config ties them.
-func (m *Model) tie() {
+// Tie makes the head the embedding again when the config ties them (after
+// the embedding's values were replaced).
+func (m *Model) Tie() {
 	if m.Config.TieWordEmbeddings {
 		m.LMHead = m.Embed
 	}
@@ -56,7 +57,7 @@ func (m *Model) embed(x []float32, ids []int32) {
 // Randomize sets the parameters as Init writes them for the same seed.
 func (m *Model) Randomize(seed uint64) {
 	for i, p := range m.Named() {
-		next := initValues(&m.Config, seed, i, p.Name)
+		next := InitValues(&m.Config, seed, i, p.Name)
 		for k := range p.Data {
 			p.Data[k] = next()
 		}
@@ -82,7 +83,7 @@ func (m *Model) CompactBF16() {
 			w.Compact, w.W = tensor.NewBF16(w.W, r.Shape[0], r.Shape[1]), nil
 		}
 	}
-	m.tie()
+	m.Tie()
 }
 
 // Quantize stores the decoder layers' float32 projections as NF4 (bits 4)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"zhllama/hfdir"
 
 	"zhllama/internal/testenv"
 	"zhllama/llama"
@@ -36,10 +37,10 @@ func parityModel(t *testing.T, kvHeads int, tied bool, dtype string) (string, *l
 	cfg, _ := llama.Preset("tiny")
 	cfg.NumKeyValueHeads, cfg.TieWordEmbeddings = kvHeads, tied
 	dir := t.TempDir()
-	if err := llama.InitWithTokenizer(cfg, tok, dir, llama.InitOptions{Seed: 3, DType: dtype, MaxShard: 1 << 40}); err != nil {
+	if err := hfdir.Init(cfg, tok, dir, hfdir.InitOptions{Seed: 3, DType: dtype, MaxShard: 1 << 40}); err != nil {
 		t.Fatal(err)
 	}
-	m, err := llama.Load(dir)
+	m, err := hfdir.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,9 +8,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"zhllama/hfdir"
 
 	"zhllama/internal/atomicfile"
-	"zhllama/llama"
 	"zhllama/optim"
 	"zhllama/safetensors"
 )
@@ -167,7 +167,7 @@ func (t *Loop) Resume(which string) error {
 // openWeights opens a checkpoint's trained tensors: a PEFT adapter file, or
 // the model's safetensors.
 func openWeights(dir string) (func(string) (*safetensors.Tensor, error), func() error, error) {
-	path := filepath.Join(dir, llama.AdapterFile)
+	path := filepath.Join(dir, hfdir.AdapterFile)
 	if _, err := os.Stat(path); err == nil {
 		f, err := safetensors.Open(path)
 		if err != nil {

@@ -28,18 +28,10 @@ func tinyModel(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := spm.NewProcessor(tok)
-	if err != nil {
-		t.Fatal(err)
-	}
 	c, _ := llama.Preset("tiny")
 	c.TieWordEmbeddings = false
-	c.VocabSize, c.BOSTokenID, c.EOSTokenID = p.Size(), p.SpecialID("bos"), p.SpecialID("eos")
 	dir := filepath.Join(t.TempDir(), "base")
-	if err := llama.Init(c, dir, llama.InitOptions{Seed: 5, DType: "float32"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := hfdir.WriteTokenizer(dir, tok, ""); err != nil {
+	if err := hfdir.Init(c, tok, dir, hfdir.InitOptions{Seed: 5, DType: "float32"}); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -97,7 +89,7 @@ func TestTrainParityWithPyTorch(t *testing.T) {
 			}
 			var lora []map[string]any
 			for _, a := range tr.Model.Adapters(llama.DefaultAdapter) {
-				ka, kb := llama.LoRAKeys(a.Name)
+				ka, kb := hfdir.LoRAKeys(a.Name)
 				ka, kb = strings.TrimPrefix(ka, "base_model.model."), strings.TrimPrefix(kb, "base_model.model.")
 				lora = append(lora, map[string]any{"weight": a.Name, "a": ka, "b": kb, "A": slices.Clone(a.LoRA.A), "B": slices.Clone(a.LoRA.B), "r": a.LoRA.R, "scale": a.LoRA.Scale})
 			}
@@ -211,7 +203,7 @@ func TestResumeIsExact(t *testing.T) {
 		}
 	}
 	// The final directory is a model that loads, with the tokenizer beside it.
-	m, err := llama.Load(split.OutputDir)
+	m, err := hfdir.Load(split.OutputDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +262,7 @@ func TestResizeVocab(t *testing.T) {
 	model := tinyModel(t)
 	c := sftConfig(t, model, "--tokenizer_name_or_path", testenv.Path(t, "tokenizers/chinese-llama2/tokenizer.model"), "--max_steps", "1")
 	tr := newTrainer(t, c)
-	base, err := llama.Load(model)
+	base, err := hfdir.Load(model)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,15 +313,15 @@ func TestLoRAAdapterRoundTrip(t *testing.T) {
 	if err := tr.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	ac, err := llama.ReadAdapterConfig(c.OutputDir)
+	ac, err := hfdir.ReadAdapterConfig(c.OutputDir)
 	if err != nil || len(ac.TargetModules) != 7 || len(ac.ModulesToSave) != 3 {
 		t.Fatalf("adapter config %+v: %v", ac, err)
 	}
-	m, err := llama.Load(model)
+	m, err := hfdir.Load(model)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, replaced, err := m.LoadAdapter(c.OutputDir, llama.DefaultAdapter); err != nil || len(replaced) != 3 || m.Config.VocabSize != 55296 {
+	if _, replaced, err := hfdir.LoadAdapter(m, c.OutputDir, llama.DefaultAdapter); err != nil || len(replaced) != 3 || m.Config.VocabSize != 55296 {
 		t.Fatalf("load adapter: %v, replaced %v, vocab %d", err, replaced, m.Config.VocabSize)
 	}
 	ids := []int32{1, 450, 40000, 3}

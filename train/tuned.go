@@ -70,7 +70,7 @@ func LoadTuned(c *Config, log io.Writer) (*Tuned, error) {
 		fmt.Fprintf(log, "loading %s: %.0f%% of %.1f GB, %.0f MB/s, ETA %s\n", c.ModelNameOrPath, 100*float64(done)/float64(total),
 			float64(total)/1e9, float64(done)/1e6/el.Seconds(), eta.Round(time.Second))
 	}
-	if t.Model, err = llama.LoadWith(c.ModelNameOrPath, llama.LoadOptions{QuantizeBits: c.QuantizationBit, Progress: progress}); err != nil {
+	if t.Model, err = hfdir.LoadWith(c.ModelNameOrPath, llama.LoadOptions{QuantizeBits: c.QuantizationBit, Progress: progress}); err != nil {
 		return nil, err
 	}
 	if c.QuantizationBit != 0 {
@@ -209,7 +209,7 @@ func abs(x int) int { return max(x, -x) }
 func (t *Tuned) selectLoRA() error {
 	m, c := t.Model, t.cfg
 	if c.AdapterNameOrPath != "" {
-		ac, _, err := m.LoadAdapter(c.AdapterNameOrPath, llama.DefaultAdapter)
+		ac, _, err := hfdir.LoadAdapter(m, c.AdapterNameOrPath, llama.DefaultAdapter)
 		if err != nil {
 			return err
 		}
@@ -248,7 +248,7 @@ func (t *Tuned) selectLoRA() error {
 			return err
 		}
 		gl := gr.Weight.Adapter(llama.DefaultAdapter)
-		ka, kb := llama.LoRAKeys(a.Name)
+		ka, kb := hfdir.LoRAKeys(a.Name)
 		t.params = append(t.params, optim.Param{Name: ka, Data: a.LoRA.A, Grad: gl.A}, optim.Param{Name: kb, Data: a.LoRA.B, Grad: gl.B})
 	}
 	t.saved = nil
@@ -272,7 +272,7 @@ func (t *Tuned) selectLoRA() error {
 		}
 		grad, _ := g.Tensor(name)
 		*grad.Data = make([]float32, len(*ref.Data))
-		t.params = append(t.params, optim.Param{Name: llama.SavedModuleKey(name), Data: *ref.Data, Grad: *grad.Data, Group: group(ref)})
+		t.params = append(t.params, optim.Param{Name: hfdir.SavedModuleKey(name), Data: *ref.Data, Grad: *grad.Data, Group: group(ref)})
 		t.saved = append(t.saved, name)
 	}
 	if m.Config.TieWordEmbeddings {
@@ -286,7 +286,7 @@ func (t *Tuned) selectLoRA() error {
 }
 
 // adapterConfig describes the run's adapter as PEFT's adapter_config.json.
-func (t *Tuned) adapterConfig() llama.AdapterConfig {
+func (t *Tuned) adapterConfig() hfdir.AdapterConfig {
 	c := t.cfg
 	var targets []string
 	for _, a := range t.Model.Adapters(llama.DefaultAdapter) {
@@ -301,7 +301,7 @@ func (t *Tuned) adapterConfig() llama.AdapterConfig {
 			saved = append(saved, mod)
 		}
 	}
-	return llama.AdapterConfig{BaseModel: c.ModelNameOrPath, R: c.LoraRank, LoraAlpha: c.LoraAlpha, LoraDropout: c.LoraDropout,
+	return hfdir.AdapterConfig{BaseModel: c.ModelNameOrPath, R: c.LoraRank, LoraAlpha: c.LoraAlpha, LoraDropout: c.LoraDropout,
 		TargetModules: targets, ModulesToSave: saved, UseRSLoRA: c.UseRSLoRA}
 }
 
@@ -309,17 +309,13 @@ func (t *Tuned) adapterConfig() llama.AdapterConfig {
 // adapter as PEFT's, with the tokenizer.
 func (t *Tuned) Save(dir string) error {
 	if t.cfg.FinetuningType == "lora" {
-		if err := t.Model.SaveAdapter(dir, llama.DefaultAdapter, t.adapterConfig(), t.saved); err != nil {
+		if err := hfdir.SaveAdapter(t.Model, dir, llama.DefaultAdapter, t.adapterConfig(), t.saved); err != nil {
 			return err
 		}
-	} else if err := t.Model.Save(dir, "float32", 0); err != nil {
+	} else if err := hfdir.Save(t.Model, dir, "float32", 0); err != nil {
 		return err
 	}
-	pad := ""
-	if id := t.Tok.SpecialID("pad"); id >= 0 {
-		pad = t.Tok.IDToPiece(id)
-	}
-	return hfdir.WriteTokenizer(dir, t.Tok.Model(), pad)
+	return hfdir.SaveTokenizer(dir, t.Tok)
 }
 
 // numTrained counts the trained values.

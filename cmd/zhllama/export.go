@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"zhllama/hfdir"
@@ -27,11 +26,11 @@ func exportRun(args []string) error {
 	if *base == "" || *adapter == "" || *out == "" {
 		return usagef("--model, --adapter and --output_dir are required")
 	}
-	m, err := llama.Load(*base)
+	m, err := hfdir.Load(*base)
 	if err != nil {
 		return err
 	}
-	cfg, replaced, err := m.LoadAdapter(*adapter, llama.DefaultAdapter)
+	cfg, replaced, err := hfdir.LoadAdapter(m, *adapter, llama.DefaultAdapter)
 	if err != nil {
 		return err
 	}
@@ -42,14 +41,10 @@ func exportRun(args []string) error {
 	if *dtype == "" {
 		*dtype = m.Config.TorchDType
 	}
-	if err := m.Save(*out, *dtype, 0); err != nil {
+	if err := hfdir.Save(m, *out, *dtype, 0); err != nil {
 		return err
 	}
-	// The tokenizer: the adapter's (a resized vocabulary comes with it), else the base's.
-	tokPath := filepath.Join(*adapter, "tokenizer.model")
-	if _, err := os.Stat(tokPath); err != nil {
-		tokPath = filepath.Join(*base, "tokenizer.model")
-	}
+	tokPath := filepath.Join(hfdir.TokenizerDir(*adapter, *base), "tokenizer.model")
 	tok, err := spm.Load(tokPath)
 	if err != nil {
 		return err
@@ -61,11 +56,7 @@ func exportRun(args []string) error {
 	if p.Size() != m.Config.VocabSize {
 		return fmt.Errorf("%s has %d pieces but the merged model's vocab_size is %d", tokPath, p.Size(), m.Config.VocabSize)
 	}
-	pad := ""
-	if id := p.SpecialID("pad"); id >= 0 {
-		pad = p.IDToPiece(id)
-	}
-	if err := hfdir.WriteTokenizer(*out, tok, pad); err != nil {
+	if err := hfdir.SaveTokenizer(*out, p); err != nil {
 		return err
 	}
 	fmt.Printf("merged %d LoRA modules (r %d, scale %g) and %d whole tensors into %s (%s)\n", n, cfg.R, cfg.Scale(), len(replaced), *out, *dtype)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"zhllama/hfdir"
 
 	"zhllama/eval"
 	"zhllama/llama"
@@ -39,21 +40,19 @@ func (f modelFlags) load() (*llama.Model, *spm.Processor, error) {
 	if dtype != "auto" && dtype != "float32" && dtype != "bfloat16" {
 		return nil, nil, usagef("--dtype %q: use auto, float32 or bfloat16", dtype)
 	}
-	m, err := llama.LoadWith(dir, llama.LoadOptions{KeepBF16: dtype != "float32" && adapter == ""})
+	m, err := hfdir.LoadWith(dir, llama.LoadOptions{KeepBF16: dtype != "float32" && adapter == ""})
 	if err != nil {
 		return nil, nil, err
 	}
 	tokDir := dir
 	if adapter != "" {
-		if _, _, err := m.LoadAdapter(adapter, llama.DefaultAdapter); err != nil {
+		if _, _, err := hfdir.LoadAdapter(m, adapter, llama.DefaultAdapter); err != nil {
 			return nil, nil, err
 		}
 		if err := m.MergeLoRA(); err != nil {
 			return nil, nil, err
 		}
-		if _, err := os.Stat(filepath.Join(adapter, "tokenizer.model")); err == nil {
-			tokDir = adapter
-		}
+		tokDir = hfdir.TokenizerDir(adapter, dir)
 	}
 	if dtype == "bfloat16" {
 		m.CompactBF16()

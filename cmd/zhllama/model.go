@@ -46,7 +46,7 @@ func modelInit(args []string) error {
 	if *preset != "" {
 		c, err = llama.Preset(*preset)
 	} else {
-		c, err = llama.LoadConfig(*config)
+		c, err = hfdir.LoadConfig(*config)
 	}
 	if err != nil {
 		return err
@@ -55,28 +55,10 @@ func modelInit(args []string) error {
 	if err != nil {
 		return err
 	}
-	p, err := spm.NewProcessor(m)
-	if err != nil {
+	if err := hfdir.Init(c, m, *out, hfdir.InitOptions{Seed: *seed, DType: *dtype}); err != nil {
 		return err
 	}
-	c.VocabSize = p.Size()
-	if id := p.SpecialID("bos"); id >= 0 {
-		c.BOSTokenID = id
-	}
-	if id := p.SpecialID("eos"); id >= 0 {
-		c.EOSTokenID = id
-	}
-	if err := llama.Init(c, *out, llama.InitOptions{Seed: *seed, DType: *dtype}); err != nil {
-		return err
-	}
-	pad := ""
-	if id := p.SpecialID("pad"); id >= 0 {
-		pad = p.IDToPiece(id)
-	}
-	if err := hfdir.WriteTokenizer(*out, m, pad); err != nil {
-		return err
-	}
-	s, err := llama.Inspect(*out)
+	s, err := hfdir.Inspect(*out)
 	if err != nil {
 		return err
 	}
@@ -92,7 +74,7 @@ func modelInspect(args []string) error {
 	if fs.NArg() != 1 {
 		return usagef("give one model directory")
 	}
-	s, err := llama.Inspect(fs.Arg(0))
+	s, err := hfdir.Inspect(fs.Arg(0))
 	if err != nil {
 		return err
 	}

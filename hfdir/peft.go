@@ -1,4 +1,4 @@
-package llama
+package hfdir
 
 import (
 	"encoding/json"
@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"zhllama/internal/atomicfile"
+	"zhllama/llama"
 	"zhllama/safetensors"
 )
 
@@ -61,7 +62,7 @@ func SavedModuleKey(name string) string { return peftPrefix + name }
 // SaveAdapter writes dir/adapter_config.json and dir/adapter_model.safetensors
 // with m's LoRA modules of the adapter called name and the whole tensors
 // named in saved (checkpoint names such as model.embed_tokens.weight).
-func (m *Model) SaveAdapter(dir, name string, cfg AdapterConfig, saved []string) error {
+func SaveAdapter(m *llama.Model, dir, name string, cfg AdapterConfig, saved []string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -119,7 +120,7 @@ func ReadAdapterConfig(dir string) (*AdapterConfig, error) {
 // called name: LoRA modules on the targeted projections and whole tensors
 // (modules_to_save, resized embeddings included) in place of the model's.
 // It returns the config and the names of the tensors it replaced.
-func (m *Model) LoadAdapter(dir, name string) (*AdapterConfig, []string, error) {
+func LoadAdapter(m *llama.Model, dir, name string) (*AdapterConfig, []string, error) {
 	cfg, err := ReadAdapterConfig(dir)
 	if err != nil {
 		return nil, nil, err
@@ -145,7 +146,7 @@ func (m *Model) LoadAdapter(dir, name string) (*AdapterConfig, []string, error) 
 			return nil, nil, fmt.Errorf("%s: tensor %s does not belong to a llama model of this shape", path, t.Name)
 		}
 		want := r.Shape
-		vocab := tn == embedSpec.hf || tn == headSpec.hf
+		vocab := tn == llama.SavedModules["embed_tokens"] || tn == llama.SavedModules["lm_head"]
 		if vocab && len(t.Shape) == 2 && t.Shape[1] == m.Config.HiddenSize {
 			want = t.Shape // a resized vocabulary
 		}
@@ -160,9 +161,9 @@ func (m *Model) LoadAdapter(dir, name string) (*AdapterConfig, []string, error) 
 		if r.Weight != nil {
 			r.Weight.Compact = nil
 		}
-		if tn == embedSpec.hf {
+		if tn == llama.SavedModules["embed_tokens"] {
 			m.Config.VocabSize = t.Shape[0]
-			m.tie()
+			m.Tie()
 		}
 		used[t.Name] = true
 		replaced = append(replaced, tn)
@@ -192,14 +193,16 @@ func (m *Model) LoadAdapter(dir, name string) (*AdapterConfig, []string, error) 
 		if ta.Shape[0] != rank {
 			return nil, nil, fmt.Errorf("%s: %s has rank %d, adapter_config.json says r %d (rank_pattern is not supported)", path, ka, ta.Shape[0], rank)
 		}
-		lo := &LoRA{Name: name, R: rank, Scale: scale, Dropout: cfg.LoraDropout, key: adapterKey(r.Name, name)}
+		lo := &llama.LoRA{Name: name, R: rank, Scale: scale, Dropout: cfg.LoraDropout}
 		if lo.A, err = ta.Float32(nil); err != nil {
 			return nil, nil, err
 		}
 		if lo.B, err = tb.Float32(nil); err != nil {
 			return nil, nil, err
 		}
-		r.Weight.Attach(lo)
+		if err := m.Attach(r.Name, lo); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", path, err)
+		}
 		used[ka], used[kb] = true, true
 	}
 	for _, t := range f.Tensors {
