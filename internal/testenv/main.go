@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"sync"
@@ -31,16 +32,23 @@ func Main(m *testing.M) {
 // parity tests that did not run are seen without -v. It returns the exit
 // code, for a TestMain that cleans up before exiting.
 //
-// go test shows this output when run in a package's directory without
-// arguments, with -v or with -json; listing packages (go test ./...) hides
-// the output of packages that pass.
+// Listing packages (go test ./...) hides what passing packages print, so
+// on a terminal the lines go to the terminal itself.
 func Run(m *testing.M) int {
 	code := m.Run()
 	skipsMu.Lock()
 	defer skipsMu.Unlock()
+	if len(skips) == 0 {
+		return code
+	}
 	sort.SliceStable(skips, func(i, j int) bool { return skips[i].test < skips[j].test })
+	var out io.Writer = os.Stdout
+	if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil {
+		defer tty.Close()
+		out = tty
+	}
 	for _, s := range skips {
-		fmt.Printf("testenv: skipped %s: %s is missing: %s\n", s.test, s.what, s.how)
+		fmt.Fprintf(out, "testenv: skipped %s: %s is missing: %s\n", s.test, s.what, s.how)
 	}
 	return code
 }

@@ -31,7 +31,11 @@ func Need(t testing.TB, what, how string) {
 func Dir(t testing.TB) string {
 	t.Helper()
 	if d := os.Getenv("ZHLLAMA_SHARED"); d != "" {
-		return filepath.Join(d, "data")
+		d = filepath.Join(d, "data")
+		if _, err := os.Stat(d); err != nil {
+			Need(t, "shared test data at "+d, "point ZHLLAMA_SHARED at the shared folder")
+		}
+		return d
 	}
 	dir, err := os.Getwd()
 	if err != nil {
