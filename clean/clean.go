@@ -180,13 +180,33 @@ func Run(inputs []string, output string, o Options) (*Report, error) {
 	}
 	defer w.Abort()
 
-	var near *nearDup
+	k := &keeper{o: o, rep: rep, w: w, exact: map[uint64]struct{}{}, start: start, lastLog: start}
 	if o.Dedup == "minhash" {
-		near = newNearDup(o.MinhashThreshold)
+		k.near = newNearDup(o.MinhashThreshold)
 	}
-	exact := map[uint64]struct{}{}
-	lastLog := time.Now()
-	produce := func(emit func([]item) bool) error {
+	work := func(_ int, batch []item) []item {
+		for i := range batch {
+			analyze(&batch[i], o, t2s)
+		}
+		return batch
+	}
+	if err := pipeline.Ordered(o.Threads, readItems(inputs, o), work, k.sink); err != nil {
+		return nil, err
+	}
+	if rep.Kept == 0 {
+		return rep, fmt.Errorf("no record survived cleaning (%d read): the rules removed everything; see the report", rep.Read)
+	}
+	if err := w.Commit(); err != nil {
+		return nil, err
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	return rep, nil
+}
+
+// readItems is the pipeline's producer: every record of the inputs, in
+// order, in batches, malformed ones included as removals.
+func readItems(inputs []string, o Options) func(emit func([]item) bool) error {
+	return func(emit func([]item) bool) error {
 		var batch []item
 		for _, in := range inputs {
 			var layout *dataset.Layout
@@ -226,57 +246,53 @@ func Run(inputs []string, output string, o Options) (*Report, error) {
 		}
 		return nil
 	}
-	work := func(_ int, batch []item) []item {
-		for i := range batch {
-			analyze(&batch[i], o, t2s)
-		}
-		return batch
-	}
-	sink := func(batch []item) error {
-		for i := range batch {
-			it := &batch[i]
-			rep.Read++
-			if it.rule == "" && o.Dedup != "none" {
-				h := fnv.New64a()
-				h.Write([]byte(it.text))
-				if _, dup := exact[h.Sum64()]; dup {
-					it.rule = RuleExactDup
-				} else {
-					exact[h.Sum64()] = struct{}{}
-					if near != nil && it.hasS {
-						if j := near.add(it.sig); j >= 0 {
-							it.rule, it.why = RuleNearDup, fmt.Sprintf("like kept document %d", j)
-						}
+}
+
+// keeper is the pipeline's sink: in input order, it removes exact and
+// near duplicates of what it kept, counts every removal and writes what
+// is kept.
+type keeper struct {
+	o              Options
+	rep            *Report
+	w              io.Writer
+	exact          map[uint64]struct{}
+	near           *nearDup
+	start, lastLog time.Time
+}
+
+func (k *keeper) sink(batch []item) error {
+	for i := range batch {
+		it := &batch[i]
+		k.rep.Read++
+		if it.rule == "" && k.o.Dedup != "none" {
+			h := fnv.New64a()
+			h.Write([]byte(it.text))
+			if _, dup := k.exact[h.Sum64()]; dup {
+				it.rule = RuleExactDup
+			} else {
+				k.exact[h.Sum64()] = struct{}{}
+				if k.near != nil && it.hasS {
+					if j := k.near.add(it.sig); j >= 0 {
+						it.rule, it.why = RuleNearDup, fmt.Sprintf("like kept document %d", j)
 					}
 				}
 			}
-			if it.rule != "" {
-				rep.remove(it.rule, it.loc, it.text, it.why)
-				continue
-			}
-			rep.Kept++
-			if _, err := w.Write(it.out); err != nil {
-				return err
-			}
 		}
-		if o.Log != nil && time.Since(lastLog) > 2*time.Second {
-			lastLog = time.Now()
-			el := time.Since(start).Seconds()
-			fmt.Fprintf(o.Log, "cleaned %d records, kept %d, %.0f records/s\n", rep.Read, rep.Kept, float64(rep.Read)/el)
+		if it.rule != "" {
+			k.rep.remove(it.rule, it.loc, it.text, it.why)
+			continue
 		}
-		return nil
+		k.rep.Kept++
+		if _, err := k.w.Write(it.out); err != nil {
+			return err
+		}
 	}
-	if err := pipeline.Ordered(o.Threads, produce, work, sink); err != nil {
-		return nil, err
+	if k.o.Log != nil && time.Since(k.lastLog) > 2*time.Second {
+		k.lastLog = time.Now()
+		el := time.Since(k.start).Seconds()
+		fmt.Fprintf(k.o.Log, "cleaned %d records, kept %d, %.0f records/s\n", k.rep.Read, k.rep.Kept, float64(k.rep.Read)/el)
 	}
-	if rep.Kept == 0 {
-		return rep, fmt.Errorf("no record survived cleaning (%d read): the rules removed everything; see the report", rep.Read)
-	}
-	if err := w.Commit(); err != nil {
-		return nil, err
-	}
-	rep.Seconds = time.Since(start).Seconds()
-	return rep, nil
+	return nil
 }
 
 // detect names the layout of a file from its first record: nil for
