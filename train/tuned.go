@@ -176,18 +176,32 @@ func (t *Tuned) selectParams() error {
 		if !trainable(r) {
 			continue
 		}
-		gr, err := g.Tensor(r.Name)
-		if err != nil {
+		if err := t.trainWhole(g, r, r.Name); err != nil {
 			return err
 		}
-		*gr.Data = make([]float32, len(*r.Data))
-		t.params = append(t.params, optim.Param{Name: r.Name, Data: *r.Data, Grad: *gr.Data, Group: group(r)})
 	}
-	if m.Config.TieWordEmbeddings {
-		g.LMHead = g.Embed
+	return t.setGrads(g, fmt.Sprintf("check freeze_trainable_modules %v", c.FreezeTrainableMods))
+}
+
+// trainWhole trains ref whole under name, its gradient in g.
+func (t *Tuned) trainWhole(g *llama.Model, ref llama.Ref, name string) error {
+	gr, err := g.Tensor(ref.Name)
+	if err != nil {
+		return err
 	}
+	*gr.Data = make([]float32, len(*ref.Data))
+	t.params = append(t.params, optim.Param{Name: name, Data: *ref.Data, Grad: *gr.Data, Group: group(ref)})
+	return nil
+}
+
+// setGrads keeps g as the gradient holder (its head tied as the model's),
+// or says why nothing trains.
+func (t *Tuned) setGrads(g *llama.Model, why string) error {
 	if len(t.params) == 0 {
-		return fmt.Errorf("nothing to train: check freeze_trainable_modules %v", c.FreezeTrainableMods)
+		return fmt.Errorf("nothing to train: %s", why)
+	}
+	if g.Config.TieWordEmbeddings {
+		g.LMHead = g.Embed
 	}
 	t.Grads = g
 	return nil
@@ -270,19 +284,12 @@ func (t *Tuned) selectLoRA() error {
 		if err != nil {
 			return err
 		}
-		grad, _ := g.Tensor(name)
-		*grad.Data = make([]float32, len(*ref.Data))
-		t.params = append(t.params, optim.Param{Name: hfdir.SavedModuleKey(name), Data: *ref.Data, Grad: *grad.Data, Group: group(ref)})
+		if err := t.trainWhole(g, ref, hfdir.SavedModuleKey(name)); err != nil {
+			return err
+		}
 		t.saved = append(t.saved, name)
 	}
-	if m.Config.TieWordEmbeddings {
-		g.LMHead = g.Embed
-	}
-	if len(t.params) == 0 {
-		return fmt.Errorf("nothing to train: lora_target %v matched no projection", c.LoraTarget)
-	}
-	t.Grads = g
-	return nil
+	return t.setGrads(g, fmt.Sprintf("lora_target %v matched no projection", c.LoraTarget))
 }
 
 // adapterConfig describes the run's adapter as PEFT's adapter_config.json.
