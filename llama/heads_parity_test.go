@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"zhllama/internal/testenv"
 	"zhllama/llama"
 )
 
@@ -36,7 +37,7 @@ func TestHeadsParityWithPyTorch(t *testing.T) {
 	if n := m.TokenLogProbs(a, labels, logp); n != countLearned(labels, tt) {
 		t.Errorf("%d scored positions", n)
 	}
-	if d := maxRelDiff(logp, get("logp")); d > 1e-5 {
+	if d := testenv.ScaledDiff(logp, get("logp")); d > 1e-5 {
 		t.Errorf("log-probabilities differ by %.2e relative", d)
 	}
 	values := make([]float32, b*tt)
@@ -48,7 +49,7 @@ func TestHeadsParityWithPyTorch(t *testing.T) {
 			gotV, refV = append(gotV, values[i]), append(refV, refValues[i])
 		}
 	}
-	if d := maxRelDiff(gotV, refV); d > 1e-5 {
+	if d := testenv.ScaledDiff(gotV, refV); d > 1e-5 {
 		t.Errorf("values differ by %.2e relative", d)
 	}
 
@@ -58,7 +59,7 @@ func TestHeadsParityWithPyTorch(t *testing.T) {
 	m.Backward(a, dHidden, grads)
 	worst := 0.0
 	check := func(name string, got []float32) {
-		d := maxRelDiff(got, get("grad."+name))
+		d := testenv.ScaledDiff(got, get("grad."+name))
 		worst = math.Max(worst, d)
 		if d > 1e-4 {
 			t.Errorf("gradient of %s differs by %.2e relative", name, d)

@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"zhllama/internal/testenv"
 )
 
 // The LM head in chunks of a few rows gives the loss and gradients of the
@@ -85,14 +87,7 @@ func TestHeadGradients(t *testing.T) {
 	check := func(name string, p, g []float32, k int) {
 		for s := 0; s < k; s++ {
 			i := rng.IntN(len(p))
-			orig := p[i]
-			const eps = 1e-2
-			p[i] = orig + eps
-			hi := objective()
-			p[i] = orig - eps
-			lo := objective()
-			p[i] = orig
-			num := (hi - lo) / (2 * eps)
+			num := testenv.NumericGrad(objective, p, []int{i}, 1e-2)[0]
 			if math.Abs(num-float64(g[i])) > 2e-2*math.Max(0.1, math.Abs(num)) {
 				t.Errorf("%s grad[%d] = %g, numeric %g", name, i, g[i], num)
 			}

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"zhllama/internal/testenv"
 )
 
 // attachLoRA puts an adapter with random A and B on every linear weight of
@@ -58,14 +60,7 @@ func TestLoRAGradients(t *testing.T) {
 				for _, pair := range [][2][]float32{{lo.A, glo.A}, {lo.B, glo.B}} {
 					for s := 0; s < 2; s++ {
 						i := rng.IntN(len(pair[0]))
-						orig := pair[0][i]
-						const h = 1e-2
-						pair[0][i] = orig + h
-						lp := loss()
-						pair[0][i] = orig - h
-						lm := loss()
-						pair[0][i] = orig
-						num, got := (lp-lm)/(2*h), float64(pair[1][i])
+						num, got := testenv.NumericGrad(loss, pair[0], []int{i}, 1e-2)[0], float64(pair[1][i])
 						if math.Abs(num-got) > 1e-2*math.Max(0.1, math.Abs(num)) {
 							t.Errorf("dropout %g: %s LoRA grad[%d] = %g, numeric %g", dropout, ref.Name, i, got, num)
 						}

@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"zhllama/internal/testenv"
 )
 
 func tinyModel(t *testing.T, tied bool, kvHeads int) *Model {
@@ -55,14 +57,7 @@ func TestModelGradients(t *testing.T) {
 		for pi, p := range m.Named() {
 			for s := 0; s < 3; s++ {
 				i := rng.IntN(len(p.Data))
-				orig := p.Data[i]
-				const h = 1e-2
-				p.Data[i] = orig + h
-				lp := loss()
-				p.Data[i] = orig - h
-				lm := loss()
-				p.Data[i] = orig
-				num := (lp - lm) / (2 * h)
+				num := testenv.NumericGrad(loss, p.Data, []int{i}, 1e-2)[0]
 				got := float64(gp[pi].Data[i])
 				if math.Abs(num-got) > 1e-2*math.Max(0.1, math.Abs(num)) {
 					t.Errorf("tied %v kv %d: d%s[%d] = %g, numeric %g", c.tied, c.kvHeads, p.Name, i, got, num)

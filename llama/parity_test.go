@@ -18,16 +18,6 @@ import (
 
 func needTorch(t *testing.T) { testenv.RequireTorch(t) }
 
-// maxRelDiff is max|a−b| / max|b|.
-func maxRelDiff(a, b []float32) float64 {
-	var d, m float64
-	for i := range a {
-		d = math.Max(d, math.Abs(float64(a[i]-b[i])))
-		m = math.Max(m, math.Abs(float64(b[i])))
-	}
-	return d / math.Max(m, 1e-30)
-}
-
 // parityModel writes a tiny random checkpoint in dtype and loads it.
 func parityModel(t *testing.T, kvHeads int, tied bool, dtype string) (string, *llama.Model) {
 	tok, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
@@ -140,7 +130,7 @@ func TestParityWithPyTorch(t *testing.T) {
 					refL = append(refL, refLogits[i*v:(i+1)*v]...)
 				}
 			}
-			if d := maxRelDiff(gotL, refL); d > 1e-4 {
+			if d := testenv.ScaledDiff(gotL, refL); d > 1e-4 {
 				t.Errorf("logits differ by %.2e relative", d)
 			}
 			if rl := float64(get("loss")[0]); math.Abs(loss-rl) > 1e-4*math.Abs(rl) {
@@ -148,7 +138,7 @@ func TestParityWithPyTorch(t *testing.T) {
 			}
 			worst := 0.0
 			for _, prm := range grads.Named() {
-				d := maxRelDiff(prm.Data, get("grad."+prm.Name))
+				d := testenv.ScaledDiff(prm.Data, get("grad."+prm.Name))
 				worst = math.Max(worst, d)
 				if d > 1e-4 {
 					t.Errorf("gradient of %s differs by %.2e relative", prm.Name, d)
@@ -177,7 +167,7 @@ func TestParityWithPyTorch(t *testing.T) {
 			opt.Step(lr)
 			worst = 0
 			for _, prm := range m.Named() {
-				d := maxRelDiff(prm.Data, get("param."+prm.Name))
+				d := testenv.ScaledDiff(prm.Data, get("param."+prm.Name))
 				worst = math.Max(worst, d)
 				if d > 1e-6 {
 					t.Errorf("after an AdamW step %s differs by %.2e relative", prm.Name, d)

@@ -30,6 +30,18 @@ func MaxRelDiff[F Float](got, want []F, floor float64) (float64, int) {
 	return worst, at
 }
 
+// ScaledDiff is max|got[i]−want[i]| / max|want|: the worst difference on
+// the scale of the whole tensor, for values (logits, gradients) whose
+// near-zero entries carry no meaning of their own.
+func ScaledDiff[F Float](got, want []F) float64 {
+	var d, m float64
+	for i := range want {
+		d = math.Max(d, math.Abs(float64(got[i]-want[i])))
+		m = math.Max(m, math.Abs(float64(want[i])))
+	}
+	return d / math.Max(m, 1e-30)
+}
+
 // AssertClose fails t when got and want differ in length or when
 // MaxRelDiff(got, want, floor) exceeds tol, naming the worst entry.
 func AssertClose[F Float](t testing.TB, name string, got, want []F, tol, floor float64) {
