@@ -149,7 +149,7 @@ func (l *Loop) Run(ctx context.Context) error {
 		}
 	}
 	start, startStep := time.Now(), l.Step
-	var win window
+	win := window{start: start}
 	for l.Step < l.Total {
 		r := l.TrainStep()
 		if r.Skipped {
@@ -197,9 +197,6 @@ type window struct {
 }
 
 func (w *window) add(r StepResult) {
-	if w.start.IsZero() {
-		w.start = time.Now()
-	}
 	if !r.Skipped {
 		w.loss += r.Loss
 		w.n++
