@@ -134,19 +134,50 @@ func flagSet(name string) *flag.FlagSet {
 	return fs
 }
 
-// parseFlags parses args; on --help it prints the flags and returns flag.ErrHelp.
+// parseFlags parses args of a command that takes flags only; on --help it
+// prints the flags and returns flag.ErrHelp. Any other argument is a usage
+// error: a value with spaces that was not quoted would otherwise end the
+// flags there and drop every later one.
 func parseFlags(fs *flag.FlagSet, args []string, usage string) error {
-	err := fs.Parse(args)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Printf("usage: zhllama %s %s\n\nflags:\n", fs.Name(), usage)
-		fs.SetOutput(os.Stdout)
-		fs.PrintDefaults()
-		return err
+	_, err := parseArgs(fs, args, usage, 0, 0)
+	return err
+}
+
+// parseArgs parses flags and between min and max positional arguments
+// (max < 0: any number), which may stand anywhere among the flags;
+// everything after "--" is positional.
+func parseArgs(fs *flag.FlagSet, args []string, usage string, min, max int) ([]string, error) {
+	var pos []string
+	for {
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Printf("usage: zhllama %s %s\n\nflags:\n", fs.Name(), usage)
+			fs.SetOutput(os.Stdout)
+			fs.PrintDefaults()
+			return nil, err
+		}
+		if err != nil {
+			return nil, usageError{err.Error()}
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
 	}
-	if err != nil {
-		return usageError{err.Error()}
+	switch {
+	case max >= 0 && len(pos) > max && max == 0:
+		return nil, usagef("unexpected argument %q: every value belongs to a flag, and a value with spaces needs quotes (--prompt \"你好 世界\")", pos[0])
+	case max >= 0 && len(pos) > max:
+		return nil, usagef("unexpected argument %q: usage: zhllama %s %s", pos[max], fs.Name(), usage)
+	case len(pos) < min:
+		return nil, usagef("missing argument: usage: zhllama %s %s", fs.Name(), usage)
 	}
-	return nil
+	return pos, nil
 }
 
 // listFlag collects a repeatable flag.
