@@ -118,9 +118,39 @@ func str(rec map[string]any, field string) (string, error) {
 	}
 	s, ok := v.(string)
 	if !ok {
-		return "", fmt.Errorf("field %q is %T, not a string", field, v)
+		return "", fmt.Errorf("field %q is %s, not a string", field, jsonKind(v))
 	}
 	return s, nil
+}
+
+// answer is a required text field: absent or null is an error, as
+// LLaMA-Factory drops such examples (an empty string it keeps).
+func answer(rec map[string]any, field string) (string, error) {
+	v, ok := rec[field]
+	switch {
+	case !ok:
+		return "", fmt.Errorf("no response field %q", field)
+	case v == nil:
+		return "", fmt.Errorf("field %q is null: the record has no answer", field)
+	}
+	return str(rec, field)
+}
+
+// jsonKind names a decoded JSON value's type as JSON does.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case float64, json.Number:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprintf("%T", v)
 }
 
 // Convert turns a record into an Example, checking its structure.
@@ -181,22 +211,18 @@ func (l Layout) convertAlpaca(rec map[string]any, ex Example) (Example, error) {
 	}
 	ex.Prompt = append(ex.Prompt, msg(template.User, strings.Join(query, "\n")))
 	if l.Ranking {
-		c, err := str(rec, l.column("chosen", "chosen"))
+		c, err := answer(rec, l.column("chosen", "chosen"))
 		if err != nil {
 			return ex, err
 		}
-		r, err := str(rec, l.column("rejected", "rejected"))
+		r, err := answer(rec, l.column("rejected", "rejected"))
 		if err != nil {
 			return ex, err
 		}
 		ex.Response = []template.Message{msg(template.Assistant, c), msg(template.Assistant, r)}
 		return ex, nil
 	}
-	resp := l.column("response", "output")
-	if _, ok := rec[resp]; !ok {
-		return ex, fmt.Errorf("no response field %q", resp)
-	}
-	out, err := str(rec, resp)
+	out, err := answer(rec, l.column("response", "output"))
 	if err != nil {
 		return ex, err
 	}

@@ -92,6 +92,20 @@ func TestConvertErrors(t *testing.T) {
 	if _, err := al.Convert(map[string]any{"instruction": "", "input": "", "output": "x"}); err == nil {
 		t.Error("empty prompt accepted")
 	}
+	// A null answer is no answer (LLaMA-Factory drops the example); JSON types are named as JSON names them.
+	for want, rec := range map[string]map[string]any{
+		`field "output" is null`:                   {"instruction": "q", "output": nil},
+		`field "output" is a number, not a string`: {"instruction": "q", "output": 42.0},
+		`field "instruction" is an array`:          {"instruction": []any{"x"}, "output": "a"},
+	} {
+		if _, err := al.Convert(rec); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%v: %v, want %q", rec, err, want)
+		}
+	}
+	pref := Layout{Formatting: "alpaca", Ranking: true}
+	if _, err := pref.Convert(map[string]any{"instruction": "q", "chosen": "a", "rejected": nil}); err == nil || !strings.Contains(err.Error(), `"rejected" is null`) {
+		t.Errorf("null rejected: %v", err)
+	}
 	if _, err := Guess(map[string]any{"title": "x"}); err == nil || !strings.Contains(err.Error(), "title") {
 		t.Errorf("guess: %v", err)
 	}

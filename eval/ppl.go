@@ -91,5 +91,8 @@ func Perplexity(m *llama.Model, r io.Reader, tok *spm.Processor, cutoff, batch i
 	}
 	res.NLL = sum / float64(res.Tokens)
 	res.PPL = math.Exp(res.NLL)
+	if math.IsNaN(res.NLL) || math.IsInf(res.NLL, 0) {
+		return res, fmt.Errorf("the loss over %d tokens is %g: the model's weights or logits are not finite", res.Tokens, res.NLL)
+	}
 	return res, nil
 }

@@ -131,20 +131,59 @@ type Summary struct {
 	DTypes  map[string]int64 // elements per dtype
 	Bytes   int64            // of the weight files
 	Ignored []string         // tensors checkpoints carry but the model does not use
+	Notes   []string         // what looks wrong but does not stop the model from running
 }
 
 // legacy reports tensors old checkpoints carry that the model recomputes.
 func legacy(name string) bool { return strings.HasSuffix(name, "rotary_emb.inv_freq") }
 
 // Inspect reads a model directory's config and checks every tensor the
-// config implies against the checkpoint, with errors that say what to do.
-func Inspect(dir string) (*Summary, error) {
+// config implies against the checkpoint, and the tokenizer beside it
+// against vocab_size, with errors that say what to do. With values it
+// also reads every weight for NaN and infinite values.
+func Inspect(dir string, values bool) (*Summary, error) {
 	s, ck, err := openChecked(dir)
 	if err != nil {
 		return nil, err
 	}
-	ck.Close()
+	defer ck.Close()
+	if values {
+		if err := llama.CheckFinite(ck, llama.NewModelRefs(s.Config)); err != nil {
+			return nil, fmt.Errorf("%s: %w", dir, err)
+		}
+	}
+	tokPath := filepath.Join(dir, "tokenizer.model")
+	if _, err := os.Stat(tokPath); err == nil {
+		tok, err := spm.Load(tokPath)
+		if err != nil {
+			return nil, err
+		}
+		p, err := spm.NewProcessor(tok)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", tokPath, err)
+		}
+		note, err := CheckTokenizer(tokPath, p.Size(), s.Config.VocabSize)
+		if err != nil {
+			return nil, err
+		}
+		if note != "" {
+			s.Notes = append(s.Notes, note)
+		}
+	}
 	return s, nil
+}
+
+// CheckTokenizer compares a tokenizer's pieces with the model's
+// vocab_size: more pieces than embedding rows is an error (ids past the
+// table); fewer is a note (ids the model can sample but not decode).
+func CheckTokenizer(tokPath string, pieces, vocab int) (note string, err error) {
+	switch {
+	case pieces > vocab:
+		return "", fmt.Errorf("%s has %d pieces but the model's vocab_size is %d: its embeddings have no rows for the new pieces; resize them (zhllama train with tokenizer_name_or_path does) or use the model's own tokenizer", tokPath, pieces, vocab)
+	case pieces < vocab:
+		return fmt.Sprintf("%s has %d pieces, fewer than vocab_size %d: ids %d to %d decode to nothing", tokPath, pieces, vocab, pieces, vocab-1), nil
+	}
+	return "", nil
 }
 
 // openChecked is Inspect that leaves the checkpoint open for reading.
@@ -208,6 +247,9 @@ func (s *Summary) String() string {
 	b.WriteByte('\n')
 	if len(s.Ignored) > 0 {
 		fmt.Fprintf(&b, "ignored %d legacy tensors (%s, ...)\n", len(s.Ignored), s.Ignored[0])
+	}
+	for _, n := range s.Notes {
+		fmt.Fprintf(&b, "note: %s\n", n)
 	}
 	pm, am := c.MemoryEstimate(8, min(512, c.MaxPositionEmbeddings))
 	fmt.Fprintf(&b, "training memory estimate, batch 8 × %d: %.2f GB weights+gradients+AdamW, %.2f GB activations\n",

@@ -24,7 +24,7 @@ func TestInitAndInspect(t *testing.T) {
 	if err := Init(c, tok, dir, InitOptions{Seed: 7, DType: "bfloat16", MaxShard: 4 << 20}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Inspect(dir)
+	s, err := Inspect(dir, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestInitAndInspect(t *testing.T) {
 	raw["vocab_size"] = 32000
 	b, _ = json.Marshal(raw)
 	os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
-	if _, err := Inspect(dir); err == nil || !strings.Contains(err.Error(), "55296 rows but config.json says vocab_size 32000") {
+	if _, err := Inspect(dir, true); err == nil || !strings.Contains(err.Error(), "55296 rows but config.json says vocab_size 32000") {
 		t.Errorf("vocab mismatch: %v", err)
 	}
 }
@@ -94,13 +94,13 @@ func TestInspectIgnoresLegacyTensors(t *testing.T) {
 	if err := safetensors.Write(filepath.Join(dir, "model.safetensors"), nil, srcs); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Inspect(dir)
+	s, err := Inspect(dir, true)
 	if err != nil || len(s.Ignored) != 1 {
 		t.Errorf("legacy tensor: %v %+v", err, s)
 	}
 	srcs = append(srcs, safetensors.Bytes("model.extra.weight", safetensors.F32, []int{1}, make([]byte, 4)))
 	safetensors.Write(filepath.Join(dir, "model.safetensors"), nil, srcs)
-	if _, err := Inspect(dir); err == nil || !strings.Contains(err.Error(), "model.extra.weight") {
+	if _, err := Inspect(dir, true); err == nil || !strings.Contains(err.Error(), "model.extra.weight") {
 		t.Errorf("unexpected tensor: %v", err)
 	}
 }

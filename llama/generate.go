@@ -1,6 +1,8 @@
 package llama
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 
 	"zhllama/kvcache"
@@ -133,6 +135,14 @@ type Sampling struct {
 	StopIDs           []int // generation ends after any of these (EOS)
 }
 
+// Validate checks the settings' ranges, naming the setting.
+func (s Sampling) Validate() error {
+	if s.MaxNewTokens < 0 {
+		return fmt.Errorf("max_new_tokens %d: use 0 or more", s.MaxNewTokens)
+	}
+	return s.Params().Validate()
+}
+
 // Params are the sampler's settings.
 func (s Sampling) Params() sample.Params {
 	return sample.Params{Temperature: s.Temperature, TopK: s.TopK, TopP: s.TopP, RepetitionPenalty: s.RepetitionPenalty, Seed: s.Seed}
@@ -140,25 +150,46 @@ func (s Sampling) Params() sample.Params {
 
 // Generate continues prompt, calling emit with each new token as it comes
 // (emit returns false to stop, e.g. at a stop string). It returns the new ids.
-func (m *Model) Generate(prompt []int32, s Sampling, emit func(id int) bool) []int {
+func (m *Model) Generate(prompt []int32, s Sampling, emit func(id int) bool) ([]int, error) {
 	var e func(int, int) bool
 	if emit != nil {
 		e = func(_, id int) bool { return emit(id) }
 	}
-	return m.GenerateBatch([][]int32{prompt}, s, e)[0]
+	out, err := m.GenerateBatch([][]int32{prompt}, s, e)
+	if out == nil {
+		return nil, err
+	}
+	return out[0], err
 }
+
+// ErrNotFinite reports logits that are NaN or infinite: weights that are.
+var ErrNotFinite = errors.New("the model's logits are not finite (NaN or Inf): its weights or inputs hold such values")
+
+// Room is how many tokens a sequence of n can still grow by within the
+// model's context (max_position_embeddings).
+func (m *Model) Room(n int) int { return max(0, m.Config.MaxPositionEmbeddings-n) }
 
 // GenerateBatch continues each prompt, all of them decoded together: one
 // step feeds every unfinished sequence its last token. emit(b, id) is
 // called with each new token of sequence b; returning false ends that
-// sequence. Sequence b samples from its own stream (seed s.Seed+b), so
-// its output does not depend on the rest of the batch.
-func (m *Model) GenerateBatch(prompts [][]int32, s Sampling, emit func(b, id int) bool) [][]int {
+// sequence. A sequence also ends at a stop id, after MaxNewTokens, or when
+// it fills the model's context. Sequence b samples from its own stream
+// (seed s.Seed+b), so its output does not depend on the rest of the batch.
+// The cache grows with the sequences, so a large MaxNewTokens costs only
+// what is generated.
+func (m *Model) GenerateBatch(prompts [][]int32, s Sampling, emit func(b, id int) bool) ([][]int, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
 	maxT := 0
 	for _, p := range prompts {
 		maxT = max(maxT, len(p))
 	}
-	ca := m.NewCache(len(prompts), maxT+max(0, s.MaxNewTokens))
+	most := max(maxT, m.Config.MaxPositionEmbeddings)
+	if s.MaxNewTokens < most-maxT {
+		most = maxT + s.MaxNewTokens
+	}
+	ca := m.NewCache(len(prompts), most)
 	v := m.Config.VocabSize
 	out := make([][]int, len(prompts))
 	samplers := make([]*sample.Sampler, len(prompts))
@@ -170,7 +201,7 @@ func (m *Model) GenerateBatch(prompts [][]int32, s Sampling, emit func(b, id int
 			samplers[b].Observe(int(id))
 		}
 		feed[b] = p
-		done[b] = s.MaxNewTokens <= 0 || len(p) == 0
+		done[b] = s.MaxNewTokens <= 0 || len(p) == 0 || len(p) >= most
 	}
 	for {
 		logits := m.Step(ca, feed)
@@ -180,10 +211,15 @@ func (m *Model) GenerateBatch(prompts [][]int32, s Sampling, emit func(b, id int
 				feed[b] = nil
 				continue
 			}
-			id := samplers[b].Next(logits[b*v : (b+1)*v])
+			row := logits[b*v : (b+1)*v]
+			if !finite(row) {
+				return out, ErrNotFinite
+			}
+			id := samplers[b].Next(row)
 			out[b] = append(out[b], id)
 			stop := slices.Contains(s.StopIDs, id)
-			if (emit != nil && !emit(b, id)) || stop || len(out[b]) == s.MaxNewTokens {
+			// The sequence, this token included, fills at most most positions.
+			if (emit != nil && !emit(b, id)) || stop || len(out[b]) == s.MaxNewTokens || ca.Len(b)+1 >= most {
 				done[b] = true
 				feed[b] = nil
 				continue
@@ -193,7 +229,16 @@ func (m *Model) GenerateBatch(prompts [][]int32, s Sampling, emit func(b, id int
 			active = true
 		}
 		if !active {
-			return out
+			return out, nil
 		}
 	}
+}
+
+func finite(x []float32) bool {
+	for _, v := range x {
+		if v-v != 0 { // NaN or ±Inf
+			return false
+		}
+	}
+	return true
 }

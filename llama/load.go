@@ -39,6 +39,10 @@ func LoadWeights(c Config, ck *safetensors.Checkpoint, o LoadOptions) (*Model, e
 		}
 		total += int64(len(t.Data))
 	}
+	if err := CheckFinite(ck, refs); err != nil {
+		ck.Close()
+		return nil, err
+	}
 	mapped := false
 	for _, r := range refs {
 		t, _ := ck.Tensor(r.Name)
@@ -77,6 +81,21 @@ func LoadWeights(c Config, ck *safetensors.Checkpoint, o LoadOptions) (*Model, e
 		ck.Close()
 	}
 	return m, nil
+}
+
+// CheckFinite refuses NaN and infinite weights, which would only give
+// garbage (a damaged file, or a run that diverged).
+func CheckFinite(ck *safetensors.Checkpoint, refs []Ref) error {
+	for _, r := range refs {
+		t, err := ck.Tensor(r.Name)
+		if err != nil {
+			return err
+		}
+		if n, first := t.NonFinite(); n > 0 {
+			return fmt.Errorf("tensor %s holds %d NaN or infinite values (the first at index %d): the checkpoint is damaged or comes from a run that diverged; use an earlier checkpoint", r.Name, n, first)
+		}
+	}
+	return nil
 }
 
 // Sources are the model's tensors for a safetensors writer, in dtype.

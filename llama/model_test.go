@@ -98,17 +98,17 @@ func TestGenerateBatch(t *testing.T) {
 	m := tinyModel(t, false, 2)
 	prompts := [][]int32{{1, 5, 9}, {2}, {7, 7, 3, 12, 30, 4, 8, 1, 6, 2}}
 	for _, s := range []Sampling{{MaxNewTokens: 6}, {MaxNewTokens: 5, Temperature: 0.8, TopP: 0.9, Seed: 4}} {
-		batch := m.GenerateBatch(prompts, s, nil)
+		batch := must(m.GenerateBatch(prompts, s, nil))
 		for b, p := range prompts {
 			one := s
 			one.Seed += uint64(b)
-			if alone := m.Generate(p, one, nil); !equalInts(alone, batch[b]) {
+			if alone := must(m.Generate(p, one, nil)); !equalInts(alone, batch[b]) {
 				t.Errorf("prompt %d: batched %v, alone %v", b, batch[b], alone)
 			}
 		}
 	}
-	stop := m.Generate(prompts[0], Sampling{MaxNewTokens: 6}, nil)[1]
-	got := m.GenerateBatch(prompts, Sampling{MaxNewTokens: 6, StopIDs: []int{stop}}, nil)
+	stop := must(m.Generate(prompts[0], Sampling{MaxNewTokens: 6}, nil))[1]
+	got := must(m.GenerateBatch(prompts, Sampling{MaxNewTokens: 6, StopIDs: []int{stop}}, nil))
 	if len(got[0]) != 2 {
 		t.Errorf("sequence 0 did not stop at %d: %v", stop, got[0])
 	}
@@ -117,16 +117,16 @@ func TestGenerateBatch(t *testing.T) {
 func TestSampling(t *testing.T) {
 	m := tinyModel(t, true, 4)
 	prompt := []int32{1, 5, 9}
-	greedy := m.Generate(prompt, Sampling{MaxNewTokens: 8}, nil)
-	if k1 := m.Generate(prompt, Sampling{MaxNewTokens: 8, Temperature: 0.7, TopK: 1, Seed: 3}, nil); !equalInts(k1, greedy) {
+	greedy := must(m.Generate(prompt, Sampling{MaxNewTokens: 8}, nil))
+	if k1 := must(m.Generate(prompt, Sampling{MaxNewTokens: 8, Temperature: 0.7, TopK: 1, Seed: 3}, nil)); !equalInts(k1, greedy) {
 		t.Errorf("top_k 1 %v differs from greedy %v", k1, greedy)
 	}
 	s := Sampling{MaxNewTokens: 8, Temperature: 1, TopP: 0.9, RepetitionPenalty: 1.3, Seed: 11}
-	if a, b := m.Generate(prompt, s, nil), m.Generate(prompt, s, nil); !equalInts(a, b) {
+	if a, b := must(m.Generate(prompt, s, nil)), must(m.Generate(prompt, s, nil)); !equalInts(a, b) {
 		t.Errorf("the same seed gave %v and %v", a, b)
 	}
 	stop := greedy[2]
-	got := m.Generate(prompt, Sampling{MaxNewTokens: 8, StopIDs: []int{stop}}, nil)
+	got := must(m.Generate(prompt, Sampling{MaxNewTokens: 8, StopIDs: []int{stop}}, nil))
 	if got[len(got)-1] != stop || len(got) > 3 {
 		t.Errorf("did not stop at %d: %v", stop, got)
 	}
@@ -135,6 +135,14 @@ func TestSampling(t *testing.T) {
 	if n != 2 {
 		t.Errorf("emit was called %d times after asking to stop at 2", n)
 	}
+}
+
+// must is v, failing the test run on err.
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
 
 func equalInts(a, b []int) bool {

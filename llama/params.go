@@ -199,6 +199,10 @@ func (m *Model) Refs() []Ref {
 	return out
 }
 
+// NewModelRefs lists the parameters of a model of config c, with nothing
+// allocated: their names and shapes, for checks against a checkpoint.
+func NewModelRefs(c Config) []Ref { return (&Model{Config: c}).Refs() }
+
 // Tensor finds a parameter of m by its Hugging Face name; an unknown name
 // is an error. lm_head.weight of a tied model is the embedding.
 func (m *Model) Tensor(name string) (Ref, error) {

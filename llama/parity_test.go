@@ -147,7 +147,10 @@ func TestParityWithPyTorch(t *testing.T) {
 			t.Logf("loss %.6f; worst gradient difference %.2e relative", loss, worst)
 
 			// Greedy generation with the KV cache gives PyTorch's ids.
-			gen := m.Generate(prompt, llama.Sampling{MaxNewTokens: newTokens}, nil)
+			gen, err := m.Generate(prompt, llama.Sampling{MaxNewTokens: newTokens}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
 			for i, id := range get("generated") {
 				if i >= len(gen) || gen[i] != int(id) {
 					t.Fatalf("greedy ids %v, PyTorch %v", gen, get("generated"))

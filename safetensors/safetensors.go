@@ -209,6 +209,34 @@ func (f *File) Tensor(name string) (*Tensor, bool) {
 	return &f.Tensors[i], true
 }
 
+// NonFinite counts the NaN and infinite values of a float tensor, read
+// from the bytes (no conversion), and gives the index of the first (-1
+// when there is none). Other types have none.
+func (t *Tensor) NonFinite() (count, first int) {
+	first = -1
+	var size int
+	var bad func(b []byte) bool
+	switch t.DType {
+	case F32:
+		size, bad = 4, func(b []byte) bool { return binary.LittleEndian.Uint32(b)&0x7f800000 == 0x7f800000 }
+	case F16:
+		size, bad = 2, func(b []byte) bool { return binary.LittleEndian.Uint16(b)&0x7c00 == 0x7c00 }
+	case BF16:
+		size, bad = 2, func(b []byte) bool { return binary.LittleEndian.Uint16(b)&0x7f80 == 0x7f80 }
+	default:
+		return 0, -1
+	}
+	for i := 0; i+size <= len(t.Data); i += size {
+		if bad(t.Data[i:]) {
+			if count == 0 {
+				first = i / size
+			}
+			count++
+		}
+	}
+	return count, first
+}
+
 // Release tells the kernel a tensor's pages will not be read again: after
 // converting a tensor, so that loading a big checkpoint does not keep the
 // whole file resident. Its data must not be used afterwards.

@@ -4,6 +4,7 @@
 package sample
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"sort"
@@ -13,9 +14,25 @@ import (
 type Params struct {
 	Temperature       float64 // 0: greedy
 	TopK              int     // 0: off
-	TopP              float64 // 1: off
-	RepetitionPenalty float64 // 1: off
+	TopP              float64 // 1 (or 0, unset): off
+	RepetitionPenalty float64 // 1 (or 0, unset): off
 	Seed              uint64
+}
+
+// Validate checks the settings' ranges as transformers does, naming the
+// setting and its value (0 stands for unset where noted).
+func (p Params) Validate() error {
+	switch {
+	case math.IsNaN(p.Temperature) || math.IsInf(p.Temperature, 0) || p.Temperature < 0:
+		return fmt.Errorf("temperature %g: use 0 (greedy) or a positive number", p.Temperature)
+	case p.TopK < 0:
+		return fmt.Errorf("top_k %d: use 0 (off) or a positive number", p.TopK)
+	case !(p.TopP >= 0 && p.TopP <= 1):
+		return fmt.Errorf("top_p %g: use a number in (0, 1], 1 for off", p.TopP)
+	case !(p.RepetitionPenalty >= 0) || math.IsInf(p.RepetitionPenalty, 0):
+		return fmt.Errorf("repetition_penalty %g: use a positive number, 1 for off", p.RepetitionPenalty)
+	}
+	return nil
 }
 
 // Sampler draws one sequence's tokens from a stream of its own, so that

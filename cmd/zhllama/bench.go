@@ -144,7 +144,8 @@ func benchTrain(args []string) error {
 	runs := fs.Int("runs", 3, "runs of each; the median is reported")
 	vocab := fs.Int("vocab_size", 8000, "vocabulary size")
 	// Remaining arguments after -- are passed to both trainers.
-	if err := parseFlags(fs, args, "--input F --eval G [--vocab_size N] [--runs 3] [-- spm_train flags...]"); err != nil {
+	spmFlags, err := parseArgs(fs, args, "--input F --eval G [--vocab_size N] [--runs 3] [-- spm_train flags...]", 0, -1)
+	if err != nil {
 		return err
 	}
 	if *input == "" || *eval == "" {
@@ -159,7 +160,7 @@ func benchTrain(args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	flags := append([]string{"--input=" + *input, "--model_type=bpe", "--vocab_size=" + strconv.Itoa(*vocab), "--num_threads=" + strconv.Itoa(runtime.NumCPU())}, fs.Args()...)
+	flags := append([]string{"--input=" + *input, "--model_type=bpe", "--vocab_size=" + strconv.Itoa(*vocab), "--num_threads=" + strconv.Itoa(runtime.NumCPU())}, spmFlags...)
 	cfgArgs := append(slices.Clone(flags), "--model_prefix="+filepath.Join(dir, "zh"))
 	c, err := spm.ParseTrainArgs(cfgArgs)
 	if err != nil {

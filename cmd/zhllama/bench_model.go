@@ -174,7 +174,7 @@ func benchModelGenerate(args []string) error {
 	var steps []time.Duration
 	last := time.Now()
 	start := last
-	m.GenerateBatch(prompts, llama.Sampling{MaxNewTokens: *maxNew}, func(b, id int) bool {
+	_, err = m.GenerateBatch(prompts, llama.Sampling{MaxNewTokens: *maxNew}, func(b, id int) bool {
 		if b == *batch-1 {
 			now := time.Now()
 			steps = append(steps, now.Sub(last))
@@ -182,6 +182,9 @@ func benchModelGenerate(args []string) error {
 		}
 		return true
 	})
+	if err != nil {
+		return err
+	}
 	total := time.Since(start)
 	ours := float64(*batch) / median(steps[1:]).Seconds()
 	res := map[string]any{"bench": "generate", "preset": *preset, "batch": *batch, "max_new_tokens": *maxNew, "dtype": *dtype,

@@ -32,10 +32,11 @@ func dataClean(args []string) error {
 	fs.BoolVar(&o.Strict, "strict", false, "stop at the first malformed record")
 	fs.BoolVar(&o.Paragraphs, "paragraphs", false, "plain text: a blank-line-separated paragraph is one document (default: a line)")
 	fs.IntVar(&o.Threads, "num_threads", 0, "worker threads (0: all CPUs)")
-	if err := parseFlags(fs, args, "--input F [--input G ...] --output OUT.jsonl [--report R.json] [flags]"); err != nil {
+	files, err := parseArgs(fs, args, "--input F [--input G ...] --output OUT.jsonl [--report R.json] [flags]", 0, -1)
+	if err != nil {
 		return err
 	}
-	inputs = append(inputs, fs.Args()...)
+	inputs = append(inputs, files...)
 	if len(inputs) == 0 || *output == "" {
 		return usagef("--input and --output are required")
 	}

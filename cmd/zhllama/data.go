@@ -34,10 +34,11 @@ func dataPack(args []string) error {
 	threads := fs.Int("num_threads", 0, "tokenizer threads (0: all CPUs)")
 	strict := fs.Bool("strict", false, "stop at the first malformed record instead of skipping it")
 	paragraphs := fs.Bool("paragraphs", false, "plain text: a blank-line-separated paragraph is one document (default: a line)")
-	if err := parseFlags(fs, args, "--tokenizer T.model --input F --output_dir D --cutoff_len N"); err != nil {
+	files, err := parseArgs(fs, args, "--tokenizer T.model --input F --output_dir D --cutoff_len N", 0, -1)
+	if err != nil {
 		return err
 	}
-	inputs = append(inputs, fs.Args()...)
+	inputs = append(inputs, files...)
 	if *tok == "" || len(inputs) == 0 || *out == "" {
 		return usagef("--tokenizer, --input and --output_dir are required")
 	}
@@ -65,13 +66,11 @@ func dataInspect(args []string) error {
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		args = append(args[1:], args[0]) // the directory may come before the flags
 	}
-	if err := parseFlags(fs, args, "DIR [--blocks N]"); err != nil {
+	pos, err := parseArgs(fs, args, "DIR [--blocks N]", 1, 1)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return usagef("give one packed directory")
-	}
-	dir := fs.Arg(0)
+	dir := pos[0]
 	idx, err := corpus.ReadPackIndex(dir)
 	if err != nil {
 		return err

@@ -25,10 +25,12 @@ func download(args []string) error {
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		args = append(args[1:], args[0]) // the repository may come first
 	}
-	if err := parseFlags(fs, args, "REPO_ID [flags] --local_dir D"); err != nil {
+	pos, err := parseArgs(fs, args, "REPO_ID [flags] --local_dir D", 1, 1)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 || *localDir == "" {
+	repo := pos[0]
+	if *localDir == "" {
 		return usagef("give one REPO_ID and --local_dir")
 	}
 	// Checked here so that the message names the flag.
@@ -39,7 +41,7 @@ func download(args []string) error {
 	h.Log = os.Stderr
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	files, err := h.Download(ctx, hub.DownloadOptions{RepoID: fs.Arg(0), RepoType: *repoType, Revision: *revision,
+	files, err := h.Download(ctx, hub.DownloadOptions{RepoID: repo, RepoType: *repoType, Revision: *revision,
 		Include: include, LocalDir: *localDir, Workers: *workers})
 	if err != nil {
 		return err
@@ -48,6 +50,6 @@ func download(args []string) error {
 	for _, f := range files {
 		total += f.Size
 	}
-	fmt.Printf("%s: %d files, %.1f MB in %s (from %s)\n", fs.Arg(0), len(files), float64(total)/1e6, *localDir, h.Endpoint)
+	fmt.Printf("%s: %d files, %.1f MB in %s (from %s)\n", repo, len(files), float64(total)/1e6, *localDir, h.Endpoint)
 	return nil
 }

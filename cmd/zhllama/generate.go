@@ -57,9 +57,17 @@ func (f modelFlags) load() (*llama.Model, *spm.Processor, error) {
 	if dtype == "bfloat16" {
 		m.CompactBF16()
 	}
-	p, err := loadProcessor(filepath.Join(tokDir, "tokenizer.model"))
+	tokPath := filepath.Join(tokDir, "tokenizer.model")
+	p, err := loadProcessor(tokPath)
 	if err != nil {
 		return nil, nil, err
+	}
+	note, err := hfdir.CheckTokenizer(tokPath, p.Size(), m.Config.VocabSize)
+	if err != nil {
+		return nil, nil, err
+	}
+	if note != "" {
+		fmt.Fprintln(os.Stderr, "note:", note)
 	}
 	return m, p, nil
 }
@@ -89,23 +97,29 @@ func generate(args []string) error {
 	if *batch < 1 {
 		return usagef("--batch must be at least 1")
 	}
+	s := llama.Sampling{MaxNewTokens: *maxNew, Temperature: *temp, TopP: *topP, TopK: *topK, RepetitionPenalty: *rep, Seed: *seed}
+	if err := checkSampling(s); err != nil {
+		return err
+	}
 	m, p, err := mf.load()
 	if err != nil {
 		return err
 	}
-	s := llama.Sampling{MaxNewTokens: *maxNew, Temperature: *temp, TopP: *topP, TopK: *topK, RepetitionPenalty: *rep, Seed: *seed}
 	if eos := p.SpecialID("eos"); eos >= 0 {
 		s.StopIDs = []int{eos}
 	}
 	if *input != "" {
 		return generateFile(m, p, *input, *batch, s, stops)
 	}
-	ids := promptIDs(m, p, *prompt, *maxNew)
+	ids, err := promptIDs(m, p, *prompt, *maxNew)
+	if err != nil {
+		return err
+	}
 	var out []int
 	printed := ""
 	start := time.Now()
 	var first time.Duration
-	m.Generate(ids, s, func(id int) bool {
+	_, err = m.Generate(ids, s, func(id int) bool {
 		if len(out) == 0 {
 			first = time.Since(start)
 		}
@@ -119,6 +133,9 @@ func generate(args []string) error {
 		return !endsWithStop(text, stops)
 	})
 	fmt.Println()
+	if err != nil {
+		return err
+	}
 	if n := len(out); n > 1 {
 		rest := time.Since(start) - first
 		fmt.Fprintf(os.Stderr, "%d prompt tokens in %.2fs, %d new tokens at %.2f tokens/s, weights %.0f MB\n",
@@ -136,8 +153,25 @@ func endsWithStop(text string, stops []string) bool {
 	return false
 }
 
-// promptIDs is [BOS] + the prompt's ids.
-func promptIDs(m *llama.Model, p *spm.Processor, prompt string, maxNew int) []int32 {
+// checkSampling refuses sampling settings out of range, as transformers
+// does (0 for top_p or repetition_penalty included, which the library
+// reads as unset).
+func checkSampling(s llama.Sampling) error {
+	if s.TopP == 0 {
+		return usagef("--top_p 0: use a number in (0, 1], 1 for off")
+	}
+	if s.RepetitionPenalty == 0 {
+		return usagef("--repetition_penalty 0: use a positive number, 1 for off")
+	}
+	if err := s.Validate(); err != nil {
+		return usagef("--%v", err)
+	}
+	return nil
+}
+
+// promptIDs is [BOS] + the prompt's ids. A prompt past the model's context
+// is an error; an output that would pass it stops there, with a note.
+func promptIDs(m *llama.Model, p *spm.Processor, prompt string, maxNew int) ([]int32, error) {
 	ids := []int32{}
 	if bos := p.SpecialID("bos"); bos >= 0 {
 		ids = append(ids, int32(bos))
@@ -145,10 +179,14 @@ func promptIDs(m *llama.Model, p *spm.Processor, prompt string, maxNew int) []in
 	for _, id := range p.Encode(prompt) {
 		ids = append(ids, int32(id))
 	}
-	if len(ids)+maxNew > m.Config.MaxPositionEmbeddings {
-		fmt.Fprintf(os.Stderr, "note: %d prompt + %d new tokens pass max_position_embeddings %d\n", len(ids), maxNew, m.Config.MaxPositionEmbeddings)
+	ctx := m.Config.MaxPositionEmbeddings
+	if len(ids) >= ctx {
+		return nil, fmt.Errorf("the prompt has %d tokens, and the model's context (max_position_embeddings) is %d: shorten it", len(ids), ctx)
 	}
-	return ids
+	if room := m.Room(len(ids)); maxNew > room {
+		fmt.Fprintf(os.Stderr, "note: at most %d new tokens: %d prompt tokens and the output fill the context of %d (max_new_tokens %d)\n", room, len(ids), ctx, maxNew)
+	}
+	return ids, nil
 }
 
 // generateFile continues every non-empty line of path, batch lines decoded
@@ -170,10 +208,12 @@ func generateFile(m *llama.Model, p *spm.Processor, path string, batch int, s ll
 		group := prompts[lo:min(lo+batch, len(prompts))]
 		ids := make([][]int32, len(group))
 		for i, pr := range group {
-			ids[i] = promptIDs(m, p, pr, s.MaxNewTokens)
+			if ids[i], err = promptIDs(m, p, pr, s.MaxNewTokens); err != nil {
+				return fmt.Errorf("%s: prompt %d: %w", path, lo+i+1, err)
+			}
 		}
 		outs := make([][]int, len(group))
-		m.GenerateBatch(ids, s, func(i, id int) bool {
+		_, err := m.GenerateBatch(ids, s, func(i, id int) bool {
 			outs[i] = append(outs[i], id)
 			if len(stops) == 0 {
 				return true
@@ -181,6 +221,9 @@ func generateFile(m *llama.Model, p *spm.Processor, path string, batch int, s ll
 			text, _ := p.Decode(outs[i])
 			return !endsWithStop(text, stops)
 		})
+		if err != nil {
+			return err
+		}
 		for i, pr := range group {
 			text, _ := p.Decode(outs[i])
 			if err := enc.Encode(map[string]string{"prompt": pr, "output": text}); err != nil {
@@ -208,9 +251,16 @@ func evalPPL(args []string) error {
 	if *input == "" {
 		return usagef("--input is required")
 	}
+	if *cutoff < 2 || *batch < 1 {
+		return usagef("--cutoff_len must be at least 2 and --batch at least 1")
+	}
 	m, p, err := mf.load()
 	if err != nil {
 		return err
+	}
+	if ctx := m.Config.MaxPositionEmbeddings; *cutoff > ctx {
+		fmt.Fprintf(os.Stderr, "note: --cutoff_len %d is past the model's context %d: documents are cut to %d tokens\n", *cutoff, ctx, ctx)
+		*cutoff = ctx
 	}
 	f, err := os.Open(*input)
 	if err != nil {
@@ -221,7 +271,10 @@ func evalPPL(args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", *input, err)
 	}
-	b, _ := json.Marshal(res)
+	b, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
 	fmt.Println(string(b))
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 
@@ -35,6 +36,7 @@ func modelInit(args []string) error {
 	out := fs.String("output_dir", "", "directory to write")
 	seed := fs.Uint64("seed", 42, "random seed")
 	dtype := fs.String("dtype", "", "float32, float16 or bfloat16 (default: the config's torch_dtype)")
+	overwrite := fs.Bool("overwrite_output_dir", false, "write over a directory that holds files")
 	if err := parseFlags(fs, args, "--preset NAME | --config FILE --tokenizer T.model --output_dir D [flags]"); err != nil {
 		return err
 	}
@@ -55,10 +57,13 @@ func modelInit(args []string) error {
 	if err != nil {
 		return err
 	}
+	if entries, err := os.ReadDir(*out); err == nil && len(entries) > 0 && !*overwrite {
+		return fmt.Errorf("--output_dir %s is not empty (it holds %s): a random model would replace what is there; choose another directory or pass --overwrite_output_dir", *out, entries[0].Name())
+	}
 	if err := hfdir.Init(c, m, *out, hfdir.InitOptions{Seed: *seed, DType: *dtype}); err != nil {
 		return err
 	}
-	s, err := hfdir.Inspect(*out)
+	s, err := hfdir.Inspect(*out, false)
 	if err != nil {
 		return err
 	}
@@ -68,13 +73,11 @@ func modelInit(args []string) error {
 
 func modelInspect(args []string) error {
 	fs := flagSet("model inspect")
-	if err := parseFlags(fs, args, "DIR"); err != nil {
+	pos, err := parseArgs(fs, args, "DIR", 1, 1)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return usagef("give one model directory")
-	}
-	s, err := hfdir.Inspect(fs.Arg(0))
+	s, err := hfdir.Inspect(pos[0], true)
 	if err != nil {
 		return err
 	}

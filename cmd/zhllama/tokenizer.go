@@ -187,10 +187,11 @@ func tokEncode(args []string) error {
 	format := fs.String("output_format", "piece", "piece or id")
 	addBOS := fs.Bool("add_bos", false, "prepend the bos id")
 	addEOS := fs.Bool("add_eos", false, "append the eos id")
-	if err := parseFlags(fs, args, "--model M [flags] [files...]"); err != nil {
+	files, err := parseArgs(fs, args, "--model M [flags] [files...]", 0, -1)
+	if err != nil {
 		return err
 	}
-	return lf.run(fs.Args(), func(p *spm.Processor, in io.Reader, out io.Writer) error {
+	return lf.run(files, func(p *spm.Processor, in io.Reader, out io.Writer) error {
 		return p.EncodeLines(in, out, spm.LineOptions{Format: *format, AddBOS: *addBOS, AddEOS: *addEOS, Threads: *lf.threads})
 	})
 }
@@ -199,10 +200,11 @@ func tokDecode(args []string) error {
 	fs := flagSet("tokenizer decode")
 	lf := addLineFlags(fs)
 	format := fs.String("input_format", "piece", "piece or id")
-	if err := parseFlags(fs, args, "--model M [flags] [files...]"); err != nil {
+	files, err := parseArgs(fs, args, "--model M [flags] [files...]", 0, -1)
+	if err != nil {
 		return err
 	}
-	return lf.run(fs.Args(), func(p *spm.Processor, in io.Reader, out io.Writer) error {
+	return lf.run(files, func(p *spm.Processor, in io.Reader, out io.Writer) error {
 		return p.DecodeLines(in, out, spm.LineOptions{Format: *format, Threads: *lf.threads})
 	})
 }
@@ -234,9 +236,6 @@ func tokMerge(args []string) error {
 	}
 	if *base == "" || len(adds) == 0 || *outDir == "" {
 		return usagef("--base, --add and --output_dir are required")
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	b, err := spm.Load(*base)
 	if err != nil {
@@ -291,13 +290,11 @@ func tokMerge(args []string) error {
 
 func tokInspect(args []string) error {
 	fs := flagSet("tokenizer inspect")
-	if err := parseFlags(fs, args, "MODEL"); err != nil {
+	pos, err := parseArgs(fs, args, "MODEL", 1, 1)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return usagef("give one model file")
-	}
-	m, err := spm.Load(fs.Arg(0))
+	m, err := spm.Load(pos[0])
 	if err != nil {
 		return err
 	}
@@ -311,10 +308,11 @@ func tokStats(args []string) error {
 	fs.Var(&models, "model", "model to compare (repeatable)")
 	fs.Var(&inputs, "input", "text file, one sentence a line (repeatable)")
 	threads := fs.Int("num_threads", 0, "worker threads (0: all CPUs)")
-	if err := parseFlags(fs, args, "--model A [--model B ...] --input F"); err != nil {
+	files, err := parseArgs(fs, args, "--model A [--model B ...] --input F", 0, -1)
+	if err != nil {
 		return err
 	}
-	inputs = append(inputs, fs.Args()...)
+	inputs = append(inputs, files...)
 	if len(models) == 0 || len(inputs) == 0 {
 		return usagef("--model and --input are required")
 	}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"zhllama/internal/testenv"
+	"zhllama/safetensors"
+)
+
+// tinyModelDir writes a random tiny model with LLaMA-2's tokenizer.
+func tinyModelDir(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "m")
+	if _, errs, code := zhllama(t, "", "model", "init", "--preset", "tiny", "--tokenizer", testenv.Path(t, "tokenizers/llama2/tokenizer.model"), "--output_dir", dir); code != 0 {
+		t.Fatalf("model init: %s", errs)
+	}
+	return dir
+}
+
+// copyDir copies a model directory's files.
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	entries, err := os.ReadDir(src)
+	if err == nil {
+		err = os.MkdirAll(dst, 0o755)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		testenv.WriteFile(t, filepath.Join(dst, e.Name()), b)
+	}
+}
+
+// Every command takes its values through flags: a stray word is an error
+// that names it, instead of silently ending the flags (and dropping those
+// after it).
+func TestStrayArgumentsAreErrors(t *testing.T) {
+	m := tinyModelDir(t)
+	text := filepath.Join(t.TempDir(), "zh.txt")
+	testenv.WriteFile(t, text, []byte("中国的首都是北京，这是一个测试句子。\n"))
+	for _, args := range [][]string{
+		{"generate", "--model", m, "--prompt", "你好", "世界", "--max_new_tokens", "5"},
+		{"eval", "ppl", "--model", m, "世界", "--input", text},
+		{"export", "--model", m, "世界", "--adapter", m, "--output_dir", t.TempDir()},
+		{"model", "init", "--preset", "tiny", "世界", "--tokenizer", "x", "--output_dir", "y"},
+	} {
+		_, errs, code := zhllama(t, "", args...)
+		if code != 2 || !strings.Contains(errs, `unexpected argument "世界"`) {
+			t.Errorf("%v: code %d, %s", args[:2], code, errs)
+		}
+	}
+	// Positional arguments may come before or after flags.
+	if out, errs, code := zhllama(t, "", "model", "inspect", m); code != 0 || !strings.Contains(out, "vocab 32000") {
+		t.Errorf("model inspect: %d %s", code, errs)
+	}
+}
+
+// Sampling settings out of range are refused with the flag named; a
+// max_new_tokens past the context stops there, without reserving memory
+// for it.
+func TestGenerateSettings(t *testing.T) {
+	m := tinyModelDir(t)
+	for flag, value := range map[string]string{"max_new_tokens": "-5", "temperature": "-1", "top_p": "2", "top_k": "-3", "repetition_penalty": "0"} {
+		_, errs, code := zhllama(t, "", "generate", "--model", m, "--prompt", "hi", "--"+flag, value)
+		if code != 2 || !strings.Contains(errs, "--"+flag+" "+value) {
+			t.Errorf("--%s %s: code %d, %s", flag, value, code, errs)
+		}
+	}
+	for _, n := range []string{"9223372036854775807", "100000000"} {
+		_, errs, code := zhllama(t, "", "generate", "--model", m, "--prompt", "hi", "--max_new_tokens", n, "--temperature", "1", "--seed", "3")
+		if code != 0 || !strings.Contains(errs, "at most 254 new tokens") || !strings.Contains(errs, "254 new tokens at") {
+			t.Errorf("--max_new_tokens %s: code %d, %s", n, code, errs)
+		}
+	}
+}
+
+// A merged tokenizer dropped into a model folder without resizing the
+// embeddings, and NaN weights, are errors that say what to do — at load
+// and in model inspect.
+func TestModelMismatches(t *testing.T) {
+	m := tinyModelDir(t)
+	text := filepath.Join(t.TempDir(), "zh.txt")
+	testenv.WriteFile(t, text, []byte("中国的首都是北京，这是一个测试句子。\n"))
+	zh := filepath.Join(t.TempDir(), "zhtok")
+	copyDir(t, m, zh)
+	big, err := os.ReadFile(testenv.Path(t, "tokenizers/chinese-llama2/tokenizer.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WriteFile(t, filepath.Join(zh, "tokenizer.model"), big)
+	for _, args := range [][]string{
+		{"generate", "--model", zh, "--prompt", "中国", "--max_new_tokens", "3"},
+		{"eval", "ppl", "--model", zh, "--input", text},
+		{"model", "inspect", zh},
+	} {
+		_, errs, code := zhllama(t, "", args...)
+		if code != 1 || !strings.Contains(errs, "55296 pieces but the model's vocab_size is 32000") {
+			t.Errorf("%v: code %d, %s", args[:2], code, errs)
+		}
+	}
+
+	nan := filepath.Join(t.TempDir(), "nan")
+	copyDir(t, m, nan)
+	path := filepath.Join(nan, "model.safetensors")
+	f, err := safetensors.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var srcs []safetensors.Source
+	for _, tn := range f.Tensors {
+		v, err := tn.Float32(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tn.Name == "model.layers.1.self_attn.v_proj.weight" {
+			v[7] = float32(math.NaN())
+		}
+		srcs = append(srcs, safetensors.FromFloat32(tn.Name, tn.DType, tn.Shape, v))
+	}
+	f.Close()
+	if err := safetensors.Write(path, nil, srcs); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"generate", "--model", nan, "--prompt", "hello", "--max_new_tokens", "3"},
+		{"eval", "ppl", "--model", nan, "--input", text},
+		{"model", "inspect", nan},
+	} {
+		out, errs, code := zhllama(t, "", args...)
+		if code != 1 || !strings.Contains(errs, "model.layers.1.self_attn.v_proj.weight holds 1 NaN or infinite values (the first at index 7)") || strings.TrimSpace(out) != "" {
+			t.Errorf("%v: code %d, out %q, %s", args[:2], code, out, errs)
+		}
+	}
+}
+
+// model init does not write over a trained model unless told.
+func TestModelInitKeepsExistingModel(t *testing.T) {
+	m := tinyModelDir(t)
+	before, err := os.ReadFile(filepath.Join(m, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"model", "init", "--preset", "tiny", "--seed", "9", "--tokenizer", testenv.Path(t, "tokenizers/llama2/tokenizer.model"), "--output_dir", m}
+	_, errs, code := zhllama(t, "", args...)
+	after, _ := os.ReadFile(filepath.Join(m, "model.safetensors"))
+	if code != 1 || !strings.Contains(errs, "is not empty") || string(after) != string(before) {
+		t.Errorf("code %d, %s, weights kept %v", code, errs, string(after) == string(before))
+	}
+	if _, errs, code := zhllama(t, "", append(args, "--overwrite_output_dir")...); code != 0 {
+		t.Errorf("--overwrite_output_dir: %d %s", code, errs)
+	}
+}
