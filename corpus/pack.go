@@ -31,6 +31,8 @@ type PackIndex struct {
 	Tokenizer       string      `json:"tokenizer"`
 	TokenizerSHA256 string      `json:"tokenizer_sha256"`
 	Inputs          []string    `json:"inputs"`
+	InputFiles      []PackInput `json:"input_files,omitempty"` // sizes and times, so that a resume sees edits
+	Paragraphs      bool        `json:"paragraphs"`
 	Documents       int64       `json:"documents"`
 	Tokens          int64       `json:"tokens"` // tokens in blocks
 	Blocks          int64       `json:"blocks"`
@@ -43,6 +45,12 @@ type PackIndex struct {
 
 // errEnded is what a producer returns when emit reports the run is ending.
 var errEnded = errors.New("ended")
+
+// PackInput is an input file as a pack found it.
+type PackInput struct {
+	Size    int64 `json:"size"`
+	ModTime int64 `json:"mod_time_ns"`
+}
 
 // PackShard is one file of whole blocks.
 type PackShard struct {
@@ -132,14 +140,18 @@ func Pack(o PackOptions) (*PackIndex, error) {
 	if err != nil {
 		return nil, err
 	}
+	if k.idx.Blocks == 0 && k.shardBlocks == 0 {
+		// Nothing to write: no index either, so the folder is not taken.
+		os.Remove(k.indexPath)
+		os.Remove(filepath.Join(o.OutputDir, "tokenizer.model"))
+		os.Remove(o.OutputDir) // only if it is empty
+		return nil, fmt.Errorf("the inputs hold %d tokens in %d documents, fewer than one block of cutoff_len %d", len(k.carry), k.docsDone, o.CutoffLen)
+	}
 	idx, err := k.finish(skipped)
 	if err != nil {
 		return nil, err
 	}
 	prog.update(k.docsDone, idx.Tokens, true)
-	if idx.Blocks == 0 {
-		return idx, fmt.Errorf("the inputs hold %d tokens, fewer than one block of --cutoff_len=%d", idx.DroppedTokens, o.CutoffLen)
-	}
 	return idx, nil
 }
 
@@ -170,29 +182,36 @@ func startPack(o PackOptions, p *spm.Processor, raw []byte, bos, eos int) (*pack
 	sum := sha256.Sum256(raw)
 	idx := &PackIndex{
 		Format: packFormat, DType: "uint16", VocabSize: p.Size(), CutoffLen: o.CutoffLen, BOSID: bos, EOSID: eos,
-		Tokenizer: "tokenizer.model", TokenizerSHA256: hex.EncodeToString(sum[:]), Inputs: o.Inputs,
+		Tokenizer: "tokenizer.model", TokenizerSHA256: hex.EncodeToString(sum[:]), Inputs: o.Inputs, Paragraphs: o.Paragraphs,
 	}
 	if p.Size() > 1<<16 {
 		idx.DType = "uint32"
 	}
+	for _, in := range o.Inputs {
+		st, err := os.Stat(in)
+		if err != nil {
+			return nil, err
+		}
+		idx.InputFiles = append(idx.InputFiles, PackInput{Size: st.Size(), ModTime: st.ModTime().UnixNano()})
+	}
 	if err := os.MkdirAll(o.OutputDir, 0o755); err != nil {
 		return nil, err
 	}
+	// A shard that was being written when a run stopped is redone.
+	stale, _ := filepath.Glob(filepath.Join(o.OutputDir, ".tokens-*.tmp*"))
+	for _, f := range stale {
+		os.Remove(f)
+	}
 	resume := &packResume{}
 	if old, err := ReadPackIndex(o.OutputDir); err == nil {
-		switch {
-		case old.Complete:
+		if old.Complete {
 			return nil, fmt.Errorf("%s already holds a complete pack: choose another --output_dir or remove it", o.OutputDir)
-		case old.TokenizerSHA256 != idx.TokenizerSHA256 || old.CutoffLen != idx.CutoffLen || !slices.Equal(old.Inputs, idx.Inputs) || old.Resume == nil:
-			return nil, fmt.Errorf("%s holds an unfinished pack made with other inputs, tokenizer or cutoff_len: remove it or use the same options to resume", o.OutputDir)
+		}
+		if why := resumeMismatch(old, idx); why != "" {
+			return nil, fmt.Errorf("%s holds an unfinished pack made %s: run again with the options it was made with to resume it, or remove it", o.OutputDir, why)
 		}
 		idx, resume = old, old.Resume
 		fmt.Fprintf(logOf(o), "resuming after %d documents, %d shards\n", resume.DocumentsDone, len(idx.Shards))
-		// A shard that was being written when the run stopped is redone.
-		stale, _ := filepath.Glob(filepath.Join(o.OutputDir, ".tokens-*.tmp*"))
-		for _, f := range stale {
-			os.Remove(f)
-		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
@@ -205,6 +224,29 @@ func startPack(o PackOptions, p *spm.Processor, raw []byte, bos, eos int) (*pack
 		k.width = 4
 	}
 	return k, nil
+}
+
+// resumeMismatch says how an unfinished pack's options differ from a new
+// run's: everything that shapes the token stream must be the same.
+func resumeMismatch(old, now *PackIndex) string {
+	switch {
+	case old.Resume == nil:
+		return "by an older version, without a resume point"
+	case old.TokenizerSHA256 != now.TokenizerSHA256:
+		return "with another tokenizer"
+	case old.CutoffLen != now.CutoffLen:
+		return fmt.Sprintf("with cutoff_len %d, not %d", old.CutoffLen, now.CutoffLen)
+	case !slices.Equal(old.Inputs, now.Inputs):
+		return fmt.Sprintf("from the inputs %v, not %v", old.Inputs, now.Inputs)
+	case old.Paragraphs != now.Paragraphs:
+		return fmt.Sprintf("with paragraphs %v, not %v (documents are paragraphs or lines)", old.Paragraphs, now.Paragraphs)
+	}
+	for i, in := range old.InputFiles {
+		if i < len(now.InputFiles) && in != now.InputFiles[i] {
+			return fmt.Sprintf("before %s changed (size %d then, %d now, or its time)", now.Inputs[i], in.Size, now.InputFiles[i].Size)
+		}
+	}
+	return ""
 }
 
 // addDocument appends a framed document to the stream, writing the whole

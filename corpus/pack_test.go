@@ -133,8 +133,14 @@ func TestPackResumesExactly(t *testing.T) {
 	bad := o
 	bad.CutoffLen = 99
 	bad.stopAfterShards = 0
-	if _, err := Pack(bad); err == nil || !strings.Contains(err.Error(), "unfinished") {
+	if _, err := Pack(bad); err == nil || !strings.Contains(err.Error(), "unfinished") || !strings.Contains(err.Error(), "cutoff_len 100, not 99") {
 		t.Errorf("resuming with other options: %v", err)
+	}
+	// Documents as paragraphs or lines make other streams: never mixed.
+	bad = o
+	bad.Paragraphs, bad.stopAfterShards = true, 0
+	if _, err := Pack(bad); err == nil || !strings.Contains(err.Error(), "paragraphs false, not true") {
+		t.Errorf("resuming with paragraphs: %v", err)
 	}
 	o.stopAfterShards = 0
 	var log bytes.Buffer
@@ -170,10 +176,38 @@ func TestPackErrors(t *testing.T) {
 		t.Errorf("alpaca input: %v", err)
 	}
 	tiny := write(t, t.TempDir(), "tiny.txt", "hello\n")
-	if _, err := Pack(PackOptions{Tokenizer: tok, Inputs: []string{tiny}, OutputDir: t.TempDir(), CutoffLen: 64}); err == nil || !strings.Contains(err.Error(), "fewer than one block") {
+	out := t.TempDir()
+	if _, err := Pack(PackOptions{Tokenizer: tok, Inputs: []string{tiny}, OutputDir: out, CutoffLen: 64}); err == nil || !strings.Contains(err.Error(), "fewer than one block") {
 		t.Errorf("tiny input: %v", err)
+	}
+	// The failed pack claims nothing: the same folder takes a real one.
+	if _, err := os.Stat(filepath.Join(out, "index.json")); !os.IsNotExist(err) {
+		t.Errorf("an empty pack left index.json: %v", err)
+	}
+	if _, err := Pack(PackOptions{Tokenizer: tok, Inputs: packInputs(t), OutputDir: out, CutoffLen: 64}); err != nil {
+		t.Errorf("packing into the folder of an empty pack: %v", err)
 	}
 	if _, err := Pack(PackOptions{Tokenizer: tok, Inputs: []string{tiny}, OutputDir: t.TempDir(), CutoffLen: 0}); err == nil {
 		t.Error("cutoff 0 accepted")
+	}
+}
+
+// An input edited between a run and its resumption is noticed: resuming by
+// document count would mix the old text with the new.
+func TestPackResumeSeesEditedInput(t *testing.T) {
+	tok := testenv.Path(t, "tokenizers/llama2/tokenizer.model")
+	text, err := os.ReadFile(testenv.Path(t, "pretrain/medical_corpus.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := write(t, t.TempDir(), "in.txt", string(text))
+	o := PackOptions{Tokenizer: tok, Inputs: []string{in}, OutputDir: t.TempDir(), CutoffLen: 100, ShardTokens: 3000, stopAfterShards: 1}
+	if _, err := Pack(o); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Dir(in), "in.txt", "一行新的文字\n"+string(text))
+	o.stopAfterShards = 0
+	if _, err := Pack(o); err == nil || !strings.Contains(err.Error(), "in.txt changed") {
+		t.Errorf("resuming after an edit: %v", err)
 	}
 }
