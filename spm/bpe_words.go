@@ -48,13 +48,13 @@ func (t *bpeTrainer) countWords() (map[string]int64, error) {
 		}
 		return true
 	}
-	var n, tooLong int64
+	var n, tooLong, invalid int64
 	var err error
 	tsv := c.InputFormat == "tsv"
 	switch {
 	case c.InputSentenceSize > 0 && c.ShuffleInputSentence:
 		r := &reservoir{k: c.InputSentenceSize, rng: rand.New(rand.NewPCG(c.Seed, 1))}
-		n, tooLong, err = readSentences(c.Input, tsv, c.MaxSentenceLength, func(s sentence) bool { r.add(s); return true }, prog)
+		n, tooLong, err = readSentences(c.Input, tsv, c.MaxSentenceLength, func(s sentence) bool { r.add(s); return true }, prog, &invalid)
 		for _, s := range r.out {
 			emit(s)
 		}
@@ -64,9 +64,9 @@ func (t *bpeTrainer) countWords() (map[string]int64, error) {
 			emit(s)
 			left--
 			return left > 0
-		}, prog)
+		}, prog, &invalid)
 	default:
-		n, tooLong, err = readSentences(c.Input, tsv, c.MaxSentenceLength, emit, prog)
+		n, tooLong, err = readSentences(c.Input, tsv, c.MaxSentenceLength, emit, prog, &invalid)
 	}
 	flush()
 	close(batches)
@@ -80,6 +80,9 @@ func (t *bpeTrainer) countWords() (map[string]int64, error) {
 			used = min(n, int64(c.InputSentenceSize))
 		}
 		fmt.Fprintf(c.Log, "read %d sentences (%d used), skipped %d longer than --max_sentence_length=%d\n", n, used, tooLong, c.MaxSentenceLength)
+		if invalid > 0 {
+			fmt.Fprintf(c.Log, "warning: %d lines are not valid UTF-8; their invalid bytes are dropped (spm_train keeps them as U+FFFD)\n", invalid)
+		}
 	}
 	if n == 0 {
 		return nil, fmt.Errorf("--input %s has no usable sentence (empty, or every line longer than --max_sentence_length=%d)", strings.Join(c.Input, ","), c.MaxSentenceLength)

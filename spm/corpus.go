@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // sentence is one training line and its frequency.
@@ -19,10 +20,20 @@ type sentence struct {
 
 // readSentences streams the lines of files (gzip when the name ends in .gz)
 // to emit, skipping empty and over-long lines as spm_train does. It returns
-// the number of lines read and skipped as too long.
-func readSentences(files []string, tsv bool, maxLen int, emit func(sentence) bool, prog *progress) (n, tooLong int64, err error) {
+// the number of lines read and skipped as too long, and counts in invalid
+// the lines that are not valid UTF-8. A file that is mostly not UTF-8 is
+// an error: Chinese text in GBK or GB18030 would train a vocabulary of
+// mojibake.
+func readSentences(files []string, tsv bool, maxLen int, emit func(sentence) bool, prog *progress, invalid *int64) (n, tooLong int64, err error) {
 	var bytesRead int64
 	for _, name := range files {
+		var lines, bad int64
+		checkEncoding := func() error {
+			if bad > 0 && bad*2 >= lines {
+				return fmt.Errorf("%s: %d of the first %d lines are not valid UTF-8: is it GBK or GB18030? Convert it first: iconv -f gb18030 -t utf-8 %s > %s.utf8", name, bad, lines, name, name)
+			}
+			return nil
+		}
 		f, err := os.Open(name)
 		if err != nil {
 			return n, tooLong, fmt.Errorf("--input: %w", err)
@@ -50,6 +61,17 @@ func readSentences(files []string, tsv bool, maxLen int, emit func(sentence) boo
 			line++
 			bytesRead += int64(len(s))
 			s = strings.TrimSuffix(s, "\n")
+			if lines++; !utf8.ValidString(s) {
+				bad++
+				*invalid++
+			}
+			// Judged early on (the first thousand lines), and again at the end.
+			if lines == 1000 {
+				if err := checkEncoding(); err != nil {
+					f.Close()
+					return n, tooLong, err
+				}
+			}
 			freq := int64(1)
 			if tsv {
 				text, fs, ok := strings.Cut(s, "\t")
@@ -77,6 +99,9 @@ func readSentences(files []string, tsv bool, maxLen int, emit func(sentence) boo
 			}
 		}
 		f.Close()
+		if err := checkEncoding(); err != nil {
+			return n, tooLong, err
+		}
 	}
 	return n, tooLong, nil
 }

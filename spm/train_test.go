@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/text/encoding/simplifiedchinese"
+
 	"zhllama/internal/testenv"
 )
 
@@ -285,5 +287,36 @@ func TestTrainIsDeterministic(t *testing.T) {
 	}
 	if vocabs[0] != vocabs[1] || vocabs[1] != vocabs[2] {
 		t.Error("vocabularies differ between thread counts")
+	}
+}
+
+// Chinese text in GBK trains a vocabulary of mojibake: it is refused with
+// the file named and the conversion to run; a few bad lines only warn.
+func TestTrainRefusesGBK(t *testing.T) {
+	dir := t.TempDir()
+	text, err := os.ReadFile(testenv.Path(t, "corpus/songci_simplified_1MB.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gbk, err := simplifiedchinese.GB18030.NewEncoder().Bytes(text[:bytes.LastIndexByte(text[:200000], '\n')+1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(dir, "gbk.txt")
+	testenv.WriteFile(t, in, gbk)
+	c, err := ParseTrainArgs([]string{"--input=" + in, "--model_prefix=" + filepath.Join(dir, "m"), "--model_type=bpe", "--vocab_size=2000", "--hard_vocab_limit=false"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := TrainFiles(c); err == nil || !strings.Contains(err.Error(), "not valid UTF-8") || !strings.Contains(err.Error(), "iconv -f gb18030") {
+		t.Errorf("GBK input: %v", err)
+	}
+	mixed := filepath.Join(dir, "mixed.txt")
+	testenv.WriteFile(t, mixed, append(append([]byte(nil), text[:100000]...), "\xff\xfe bad line\n"...))
+	c.Input, c.VocabSize = []string{mixed}, 3000
+	var log bytes.Buffer
+	c.Log = &log
+	if _, err := TrainFiles(c); err != nil || !strings.Contains(log.String(), "1 lines are not valid UTF-8") {
+		t.Errorf("one bad line: %v\n%s", err, log.String())
 	}
 }
