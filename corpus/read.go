@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"unicode/utf8"
+	"zhllama/internal/textcheck"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -182,6 +184,7 @@ func readText(path string, br *bufio.Reader, paragraphs bool, fn func(Record, Lo
 	line, item := 0, 0
 	var para []string
 	paraStart := 0
+	enc := textcheck.Lines{Name: path}
 	flush := func() error {
 		if len(para) == 0 {
 			return nil
@@ -196,6 +199,16 @@ func readText(path string, br *bufio.Reader, paragraphs bool, fn func(Record, Lo
 		if s != "" {
 			line++
 			s = strings.TrimRight(s, "\r\n")
+			if line <= textcheck.Early {
+				if enc.Total++; !utf8.ValidString(s) {
+					enc.Bad++
+				}
+				if line == textcheck.Early {
+					if eerr := enc.Err(); eerr != nil {
+						return eerr
+					}
+				}
+			}
 			switch {
 			case paragraphs && strings.TrimSpace(s) == "":
 				if ferr := flush(); ferr != nil {
@@ -214,6 +227,9 @@ func readText(path string, br *bufio.Reader, paragraphs bool, fn func(Record, Lo
 			}
 		}
 		if err == io.EOF {
+			if eerr := enc.Err(); eerr != nil {
+				return eerr
+			}
 			return flush()
 		}
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/text/encoding/simplifiedchinese"
 
 	"zhllama/internal/testenv"
 )
@@ -137,5 +138,19 @@ func TestDocumentText(t *testing.T) {
 		if got != c.text || (c.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.err)) {
 			t.Errorf("%v: %q, %v", c.rec, got, err)
 		}
+	}
+}
+
+// Text in GB18030 (or GBK) is refused with the conversion to run, before
+// it becomes tokens of mojibake.
+func TestReadRefusesGB18030(t *testing.T) {
+	gbk, err := simplifiedchinese.GB18030.NewEncoder().String("中国的首都是北京。\n这是第二行。\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := write(t, t.TempDir(), "gbk.txt", gbk)
+	_, err = Read(path, ReadOptions{}, func(Record, Location) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "2 of the first 2 lines are not valid UTF-8") || !strings.Contains(err.Error(), "iconv") {
+		t.Errorf("GB18030 text: %v", err)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"zhllama/internal/textcheck"
 )
 
 // sentence is one training line and its frequency.
@@ -27,13 +29,7 @@ type sentence struct {
 func readSentences(files []string, tsv bool, maxLen int, emit func(sentence) bool, prog *progress, invalid *int64) (n, tooLong int64, err error) {
 	var bytesRead int64
 	for _, name := range files {
-		var lines, bad int64
-		checkEncoding := func() error {
-			if bad > 0 && bad*2 >= lines {
-				return fmt.Errorf("%s: %d of the first %d lines are not valid UTF-8: is it GBK or GB18030? Convert it first: iconv -f gb18030 -t utf-8 %s > %s.utf8", name, bad, lines, name, name)
-			}
-			return nil
-		}
+		enc := textcheck.Lines{Name: name}
 		f, err := os.Open(name)
 		if err != nil {
 			return n, tooLong, fmt.Errorf("--input: %w", err)
@@ -61,13 +57,13 @@ func readSentences(files []string, tsv bool, maxLen int, emit func(sentence) boo
 			line++
 			bytesRead += int64(len(s))
 			s = strings.TrimSuffix(s, "\n")
-			if lines++; !utf8.ValidString(s) {
-				bad++
+			if enc.Total++; !utf8.ValidString(s) {
+				enc.Bad++
 				*invalid++
 			}
-			// Judged early on (the first thousand lines), and again at the end.
-			if lines == 1000 {
-				if err := checkEncoding(); err != nil {
+			// Judged early on, and again at the end.
+			if enc.Total == textcheck.Early {
+				if err := enc.Err(); err != nil {
 					f.Close()
 					return n, tooLong, err
 				}
@@ -99,7 +95,7 @@ func readSentences(files []string, tsv bool, maxLen int, emit func(sentence) boo
 			}
 		}
 		f.Close()
-		if err := checkEncoding(); err != nil {
+		if err := enc.Err(); err != nil {
 			return n, tooLong, err
 		}
 	}
