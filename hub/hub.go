@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,6 +29,11 @@ type Client struct {
 	Token    string // HF_TOKEN
 	HTTP     *http.Client
 	Log      io.Writer
+	// Stall is how long a request may wait for the server's answer, or a
+	// download for its next bytes, before it is abandoned (and retried,
+	// resuming where it stopped); 0 means a minute. A mirror that accepts
+	// a connection and never answers would otherwise hang the download.
+	Stall time.Duration
 }
 
 // New returns a Client configured from the environment.
@@ -36,7 +42,57 @@ func New() *Client {
 	if ep == "" {
 		ep = "https://huggingface.co"
 	}
-	return &Client{Endpoint: strings.TrimRight(ep, "/"), Token: os.Getenv("HF_TOKEN"), HTTP: &http.Client{}}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSHandshakeTimeout, tr.ResponseHeaderTimeout = 30*time.Second, time.Minute
+	return &Client{Endpoint: strings.TrimRight(ep, "/"), Token: os.Getenv("HF_TOKEN"), HTTP: &http.Client{Transport: tr}}
+}
+
+func (h *Client) stall() time.Duration {
+	if h.Stall > 0 {
+		return h.Stall
+	}
+	return time.Minute
+}
+
+// watched is a request context that is cancelled when the server sends
+// nothing for Stall: Touch after every read.
+type watched struct {
+	context.Context
+	timer   *time.Timer
+	stall   time.Duration
+	stalled atomic.Bool
+	cancel  context.CancelFunc
+}
+
+func (h *Client) watch(ctx context.Context) *watched {
+	c, cancel := context.WithCancel(ctx)
+	w := &watched{Context: c, stall: h.stall(), cancel: cancel}
+	w.timer = time.AfterFunc(w.stall, func() { w.stalled.Store(true); cancel() })
+	return w
+}
+
+func (w *watched) Touch() { w.timer.Reset(w.stall) }
+
+func (w *watched) Stop() { w.timer.Stop(); w.cancel() }
+
+// explain turns the cancellation of a stalled request into what happened.
+func (w *watched) explain(err error, endpoint string) error {
+	if err != nil && w.stalled.Load() {
+		return fmt.Errorf("no data from %s for %s (a stalled server or mirror)", endpoint, w.stall)
+	}
+	return err
+}
+
+// touchReader reads through, touching the watch at every read.
+type touchReader struct {
+	r io.Reader
+	w *watched
+}
+
+func (t touchReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	t.w.Touch()
+	return n, err
 }
 
 // RepoFile is one file of a repository listing.
@@ -92,48 +148,94 @@ func (h *Client) List(ctx context.Context, o DownloadOptions) ([]RepoFile, error
 		rev = "main"
 	}
 	u := fmt.Sprintf("%s/api/%s/%s/tree/%s?recursive=true", h.Endpoint, kind, o.RepoID, url.PathEscape(rev))
-	resp, err := h.do(ctx, "GET", u, nil)
+	var files []RepoFile
+	// The listing comes in pages, each naming the next in its Link header.
+	for page := 1; u != ""; page++ {
+		entries, next, err := h.listPage(ctx, u, o.RepoID, kind, rev)
+		if err != nil {
+			return nil, fmt.Errorf("listing %s (page %d): %w", o.RepoID, page, err)
+		}
+		for _, e := range entries {
+			if e.Type != "file" {
+				continue
+			}
+			f := RepoFile{Path: e.Path, Size: e.Size, GitOID: e.OID}
+			if e.LFS != nil {
+				f.SHA256, f.Size = e.LFS.OID, e.LFS.Size
+			}
+			if len(o.Include) > 0 && !matchAny(o.Include, f.Path) {
+				continue
+			}
+			files = append(files, f)
+		}
+		u = next
+	}
+	return files, nil
+}
+
+// treeEntry is one entry of the Hub's tree listing.
+type treeEntry struct {
+	Type string `json:"type"`
+	Path string `json:"path"`
+	Size int64  `json:"size"`
+	OID  string `json:"oid"`
+	LFS  *struct {
+		OID  string `json:"oid"`
+		Size int64  `json:"size"`
+	} `json:"lfs"`
+}
+
+// listPage fetches one page of a tree listing and the URL of the next
+// (from the Link header's rel="next"), or "".
+func (h *Client) listPage(ctx context.Context, u, repo, kind, rev string) ([]treeEntry, string, error) {
+	w := h.watch(ctx)
+	defer w.Stop()
+	resp, err := h.do(w, "GET", u, nil)
 	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", o.RepoID, err)
+		return nil, "", w.explain(err, h.Endpoint)
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusUnauthorized, http.StatusForbidden:
-		return nil, fmt.Errorf("listing %s: %s: the repository is private or gated; set HF_TOKEN", o.RepoID, resp.Status)
+		return nil, "", fmt.Errorf("%s: the repository is private or gated; set HF_TOKEN", resp.Status)
 	case http.StatusNotFound:
-		return nil, fmt.Errorf("listing %s: no such %s repository or revision %q at %s", o.RepoID, strings.TrimSuffix(kind, "s"), rev, h.Endpoint)
+		return nil, "", fmt.Errorf("no such %s repository or revision %q at %s", strings.TrimSuffix(kind, "s"), rev, h.Endpoint)
 	default:
-		return nil, fmt.Errorf("listing %s: %s", o.RepoID, resp.Status)
+		return nil, "", errors.New(resp.Status)
 	}
-	var entries []struct {
-		Type string `json:"type"`
-		Path string `json:"path"`
-		Size int64  `json:"size"`
-		OID  string `json:"oid"`
-		LFS  *struct {
-			OID  string `json:"oid"`
-			Size int64  `json:"size"`
-		} `json:"lfs"`
+	var entries []treeEntry
+	if err := json.NewDecoder(touchReader{resp.Body, w}).Decode(&entries); err != nil {
+		return nil, "", fmt.Errorf("bad answer from %s: %w", h.Endpoint, w.explain(err, h.Endpoint))
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&entries); err != nil {
-		return nil, fmt.Errorf("listing %s: bad answer from %s: %w", o.RepoID, h.Endpoint, err)
-	}
-	var files []RepoFile
-	for _, e := range entries {
-		if e.Type != "file" {
-			continue
+	next := nextLink(resp.Header.Values("Link"))
+	if next != "" {
+		ref, err := url.Parse(next)
+		if err != nil {
+			return nil, "", fmt.Errorf("bad Link header %q: %w", next, err)
 		}
-		f := RepoFile{Path: e.Path, Size: e.Size, GitOID: e.OID}
-		if e.LFS != nil {
-			f.SHA256, f.Size = e.LFS.OID, e.LFS.Size
-		}
-		if len(o.Include) > 0 && !matchAny(o.Include, f.Path) {
-			continue
-		}
-		files = append(files, f)
+		next = resp.Request.URL.ResolveReference(ref).String()
 	}
-	return files, nil
+	return entries, next, nil
+}
+
+// nextLink finds the rel="next" target of Link headers
+// (<https://...?cursor=...>; rel="next").
+func nextLink(links []string) string {
+	for _, l := range links {
+		for _, part := range strings.Split(l, ",") {
+			target, params, ok := strings.Cut(strings.TrimSpace(part), ";")
+			if !ok || !strings.HasPrefix(target, "<") || !strings.HasSuffix(target, ">") {
+				continue
+			}
+			for _, p := range strings.Split(params, ";") {
+				if k, v, _ := strings.Cut(strings.TrimSpace(p), "="); k == "rel" && strings.Trim(v, `"`) == "next" {
+					return target[1 : len(target)-1]
+				}
+			}
+		}
+	}
+	return ""
 }
 
 func matchAny(globs []string, p string) bool {
@@ -279,9 +381,11 @@ func (h *Client) fetchOnce(ctx context.Context, u, part string, f RepoFile) erro
 	if have > 0 {
 		hdr["Range"] = fmt.Sprintf("bytes=%d-", have)
 	}
-	resp, err := h.do(ctx, "GET", u, hdr)
+	w := h.watch(ctx)
+	defer w.Stop()
+	resp, err := h.do(w, "GET", u, hdr)
 	if err != nil {
-		return err
+		return w.explain(err, h.Endpoint)
 	}
 	defer resp.Body.Close()
 	flags := os.O_CREATE | os.O_WRONLY
@@ -305,12 +409,17 @@ func (h *Client) fetchOnce(ctx context.Context, u, part string, f RepoFile) erro
 	if err != nil {
 		return err
 	}
-	n, err := io.Copy(out, resp.Body)
+	// One byte more than the listing promises tells a body that would not end.
+	n, err := io.Copy(out, io.LimitReader(touchReader{resp.Body, w}, f.Size-have+1))
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return err
+		return w.explain(err, h.Endpoint)
+	}
+	if have+n > f.Size {
+		os.Remove(part)
+		return fmt.Errorf("%w: the server sends more than the %d bytes the listing gives; removed the download", errPermanent, f.Size)
 	}
 	if have+n != f.Size {
 		return fmt.Errorf("got %d of %d bytes", have+n, f.Size)

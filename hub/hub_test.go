@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // fakeHub serves a repository the way the Hub's API does: a tree listing,
@@ -160,5 +161,74 @@ func TestDownloadRejectsCorruptFiles(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("left %v", entries)
+	}
+}
+
+// A server that never answers, or stops sending mid-file, ends in an error
+// that says so after a bounded wait (resuming with Range in between); a
+// body longer than the listing is cut off and refused.
+func TestStalledAndOversizedDownloads(t *testing.T) {
+	body := make([]byte, 100000)
+	fh := &fakeHub{files: map[string][]byte{"a.bin": body, "big.json": []byte("{}")}}
+	var mode atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch m, _ := mode.Load().(string); {
+		case m == "silent":
+			<-r.Context().Done() // accepts, never answers
+			return
+		case m == "slowbody" && strings.HasSuffix(r.URL.Path, "a.bin"):
+			w.Header().Set("Content-Length", "100000")
+			w.Write(body[:1000])
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+			return
+		case m == "endless" && strings.HasSuffix(r.URL.Path, "big.json"):
+			for i := 0; i < 1000 && r.Context().Err() == nil; i++ {
+				w.Write(make([]byte, 1<<16))
+			}
+			return
+		}
+		fh.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	h := &Client{Endpoint: srv.URL, HTTP: srv.Client(), Stall: 100 * time.Millisecond}
+	for _, m := range []string{"silent", "slowbody"} {
+		mode.Store(m)
+		dir := t.TempDir()
+		start := time.Now()
+		_, err := h.Download(context.Background(), DownloadOptions{RepoID: "org/repo", LocalDir: dir, Include: []string{"a.bin"}})
+		if err == nil || !strings.Contains(err.Error(), "no data from") || time.Since(start) > 20*time.Second {
+			t.Errorf("%s: %v after %s", m, err, time.Since(start))
+		}
+	}
+	mode.Store("endless")
+	dir := t.TempDir()
+	_, err := h.Download(context.Background(), DownloadOptions{RepoID: "org/repo", LocalDir: dir, Include: []string{"big.json"}})
+	if err == nil || !strings.Contains(err.Error(), "more than the 2 bytes") {
+		t.Errorf("endless body: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("left %v", entries)
+	}
+}
+
+// A tree listing in pages is followed to its last page.
+func TestListFollowsPages(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("cursor") == "" {
+			w.Header().Set("Link", `<`+r.URL.Path+`?recursive=true&cursor=2>; rel="next"`)
+			json.NewEncoder(w).Encode([]map[string]any{{"type": "file", "path": "page1.json", "size": 2, "oid": "x"}})
+			return
+		}
+		json.NewEncoder(w).Encode([]map[string]any{{"type": "file", "path": "page2.json", "size": 2, "oid": "y"}})
+	}))
+	defer srv.Close()
+	h := &Client{Endpoint: srv.URL, HTTP: srv.Client()}
+	files, err := h.List(context.Background(), DownloadOptions{RepoID: "org/repo"})
+	if err != nil || len(files) != 2 || files[1].Path != "page2.json" {
+		t.Errorf("listing: %v, %v", files, err)
+	}
+	if got := nextLink([]string{`<https://hub/a?cursor=3>; rel="next", <https://hub/a>; rel="first"`}); got != "https://hub/a?cursor=3" {
+		t.Errorf("nextLink: %q", got)
 	}
 }
