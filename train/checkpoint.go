@@ -34,7 +34,7 @@ const optimizerFile = "optimizer.safetensors"
 // save_total_limit.
 func (t *Loop) SaveCheckpoint() error {
 	c := &t.Cfg
-	final := filepath.Join(c.OutputDir, "checkpoint-"+strconv.Itoa(t.Step))
+	final := t.checkpointDir(t.Step)
 	tmp := final + ".tmp"
 	os.RemoveAll(tmp)
 	if err := t.Obj.Save(tmp); err != nil {
@@ -76,6 +76,11 @@ func (t *Loop) SaveCheckpoint() error {
 		}
 	}
 	return nil
+}
+
+// checkpointDir is where the checkpoint of a step goes.
+func (t *Loop) checkpointDir(step int) string {
+	return filepath.Join(t.Cfg.OutputDir, "checkpoint-"+strconv.Itoa(step))
 }
 
 type checkpointDir struct {

@@ -180,7 +180,7 @@ func (l *Loop) Run(ctx context.Context) error {
 			}
 		}
 		if stop {
-			return ErrInterrupted
+			return fmt.Errorf("%w (%s)", ErrInterrupted, l.checkpointDir(l.Step))
 		}
 	}
 	if err := l.Obj.Save(c.OutputDir); err != nil {

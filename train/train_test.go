@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"math"
 	"os"
@@ -393,7 +394,7 @@ func TestInterruptAndSaveLimit(t *testing.T) {
 	tr2 := newTrainer(t, c2)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // as Ctrl-C during the first step
-	if err := tr2.Run(ctx); err != ErrInterrupted {
+	if err := tr2.Run(ctx); !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "checkpoint-1") {
 		t.Fatalf("interrupted run: %v", err)
 	}
 	if cks, _ := checkpoints(c2.OutputDir); len(cks) != 1 || cks[0].step != 1 {

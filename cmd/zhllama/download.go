@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/signal"
 
 	"zhllama/hub"
 )
@@ -39,12 +37,12 @@ func download(args []string) error {
 	}
 	h := hub.New()
 	h.Log = os.Stderr
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop, exit := interruptible()
 	defer stop()
 	files, err := h.Download(ctx, hub.DownloadOptions{RepoID: repo, RepoType: *repoType, Revision: *revision,
 		Include: include, LocalDir: *localDir, Workers: *workers})
 	if err != nil {
-		return err
+		return exit(err)
 	}
 	var total int64
 	for _, f := range files {

@@ -3,12 +3,16 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"sync/atomic"
+	"syscall"
 )
 
 // command is one entry of the command table: a leaf runs, a group dispatches.
@@ -27,6 +31,44 @@ type usageError struct{ msg string }
 func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+// exitError ends the command with its own exit status: 130 or 143 after
+// an interruption by SIGINT or SIGTERM (128 + the signal, as shells report
+// it), so that 'train && export' or a scheduler sees it did not finish.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
+
+// interruptible is a context that Ctrl-C or SIGTERM cancels, and a function
+// that wraps an error with the exit status the signal calls for.
+func interruptible() (ctx context.Context, stop func(), exit func(error) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	var got atomic.Value
+	go func() {
+		if sig, ok := <-ch; ok {
+			got.Store(sig)
+			cancel()
+		}
+	}()
+	stop = func() { signal.Stop(ch); close(ch); cancel() }
+	exit = func(err error) error {
+		sig, _ := got.Load().(os.Signal)
+		switch {
+		case err == nil || sig == nil:
+			return err
+		case sig == syscall.SIGTERM:
+			return exitError{143, err}
+		}
+		return exitError{130, err}
+	}
+	return ctx, stop, exit
+}
 
 var version = "0.1.0"
 
@@ -83,6 +125,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if errors.As(err, &ue) {
 			fmt.Fprintf(stderr, "run 'zhllama help %s' for usage\n", strings.Join(path[1:], " "))
 			return 2
+		}
+		var ee exitError
+		if errors.As(err, &ee) {
+			return ee.code
 		}
 		return 1
 	}

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"zhllama/internal/testenv"
@@ -157,5 +160,40 @@ func TestModelInitKeepsExistingModel(t *testing.T) {
 	}
 	if _, errs, code := zhllama(t, "", append(args, "--overwrite_output_dir")...); code != 0 {
 		t.Errorf("--overwrite_output_dir: %d %s", code, errs)
+	}
+}
+
+// Training stopped by SIGINT or SIGTERM saves a checkpoint, names it, and
+// exits with 130 or 143, not 0.
+func TestTrainInterruptExitStatus(t *testing.T) {
+	base := tinyModelDir(t)
+	for sig, want := range map[syscall.Signal]int{syscall.SIGINT: 130, syscall.SIGTERM: 143} {
+		out := filepath.Join(t.TempDir(), "out")
+		cmd := exec.Command(binary, "train", "--stage", "sft", "--model_name_or_path", base, "--dataset", testenv.Path(t, "sft/alpaca_zh_demo.json"),
+			"--template", "llama2", "--cutoff_len", "64", "--per_device_train_batch_size", "2", "--max_steps", "100000", "--logging_steps", "1",
+			"--finetuning_type", "lora", "--output_dir", out)
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var log strings.Builder
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			log.WriteString(sc.Text() + "\n")
+			if strings.HasPrefix(sc.Text(), "step 1/") {
+				cmd.Process.Signal(sig)
+			}
+		}
+		err = cmd.Wait()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		if code != want || !strings.Contains(log.String(), "interrupted") || !strings.Contains(log.String(), filepath.Join(out, "checkpoint-")) {
+			t.Errorf("%v: exit %d, want %d\n%s", sig, code, want, log.String())
+		}
 	}
 }

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"zhllama/train"
 )
@@ -45,16 +41,13 @@ func trainRun(args []string) error {
 			return err
 		}
 	}
-	// Ctrl-C or SIGTERM: the run saves a checkpoint after the current step.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// Ctrl-C or SIGTERM: the run saves a checkpoint after the current step
+	// and exits with 130 or 143.
+	ctx, stop, exit := interruptible()
 	defer stop()
 	err = t.Run(ctx)
-	if errors.Is(err, train.ErrInterrupted) {
-		fmt.Fprintln(os.Stderr, err)
-		return nil
-	}
 	if err == nil {
 		fmt.Fprintf(os.Stderr, "wrote %s (metrics.jsonl, training_loss.svg)\n", c.OutputDir)
 	}
-	return err
+	return exit(err)
 }
