@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -23,7 +24,7 @@ type AdapterConfig struct {
 	R                 int      `json:"r"`
 	LoraAlpha         float64  `json:"lora_alpha"`
 	LoraDropout       float64  `json:"lora_dropout"`
-	TargetModules     []string `json:"target_modules"`
+	TargetModules     Modules  `json:"target_modules"`
 	ModulesToSave     []string `json:"modules_to_save"`
 	Bias              string   `json:"bias"`
 	FanInFanOut       bool     `json:"fan_in_fan_out"`
@@ -33,6 +34,74 @@ type AdapterConfig struct {
 	LayersToTransform any      `json:"layers_to_transform"`
 	RankPattern       any      `json:"rank_pattern"`
 	AlphaPattern      any      `json:"alpha_pattern"`
+	UseDoRA           bool     `json:"use_dora,omitempty"`
+}
+
+// Modules is PEFT's target_modules: a list of module names (matching the
+// end of a module's full name), or one string, a regular expression the
+// whole module name must match, or all-linear.
+type Modules struct {
+	List  []string
+	Regex string
+}
+
+func (m *Modules) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		return json.Unmarshal(b, &m.Regex)
+	}
+	return json.Unmarshal(b, &m.List)
+}
+
+func (m Modules) MarshalJSON() ([]byte, error) {
+	if m.Regex != "" {
+		return json.Marshal(m.Regex)
+	}
+	if m.List == nil {
+		return []byte("[]"), nil
+	}
+	return json.Marshal(m.List)
+}
+
+func (m Modules) String() string {
+	if m.Regex != "" {
+		return m.Regex
+	}
+	return strings.Join(m.List, ",")
+}
+
+// check refuses names no llama module has and a regular expression that
+// does not compile.
+func (m Modules) check() error {
+	if m.Regex != "" && m.Regex != "all-linear" {
+		if _, err := regexp.Compile(m.Regex); err != nil {
+			return fmt.Errorf("target_modules %q is not a regular expression: %w", m.Regex, err)
+		}
+	}
+	for _, n := range m.List {
+		if !slices.Contains(llama.LoRAModules, n) && !slices.Contains(llama.LoRAModules, n[strings.LastIndexByte(n, '.')+1:]) {
+			return fmt.Errorf("target_modules names %q, which a llama model does not have (its projections: %s)", n, strings.Join(llama.LoRAModules, ", "))
+		}
+	}
+	return nil
+}
+
+// Match reports whether a projection (its checkpoint name, e.g.
+// model.layers.0.self_attn.q_proj.weight) is targeted.
+func (m Modules) Match(param string) bool {
+	module := strings.TrimSuffix(param, ".weight")
+	switch {
+	case m.Regex == "all-linear":
+		return true // every projection; PEFT leaves out only the output layer
+	case m.Regex != "":
+		ok, _ := regexp.MatchString("^(?:"+m.Regex+")$", module)
+		return ok
+	}
+	for _, n := range m.List {
+		if module == n || strings.HasSuffix(module, "."+n) {
+			return true
+		}
+	}
+	return false
 }
 
 // Scale is the adapter's scaling: alpha/r, or alpha/√r with rsLoRA.
@@ -113,6 +182,12 @@ func ReadAdapterConfig(dir string) (*AdapterConfig, error) {
 	if c.FanInFanOut {
 		return nil, fmt.Errorf("%s: fan_in_fan_out adapters (GPT-2 style Conv1D) do not apply to llama", path)
 	}
+	if c.UseDoRA {
+		return nil, fmt.Errorf("%s: use_dora: DoRA adapters (a magnitude vector beside A and B) are not supported; merge it with PEFT first, or train a LoRA adapter", path)
+	}
+	if err := c.TargetModules.check(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	return &c, nil
 }
 
@@ -185,6 +260,9 @@ func LoadAdapter(m *llama.Model, dir, name string) (*AdapterConfig, []string, er
 		}
 		if !okA || !okB {
 			return nil, nil, fmt.Errorf("%s: has one of %s and %s but not the other", path, ka, kb)
+		}
+		if !cfg.TargetModules.Match(r.Name) {
+			return nil, nil, fmt.Errorf("%s: has weights for %s, which target_modules %q in adapter_config.json does not name: the config and the weights disagree", path, strings.TrimSuffix(r.Name, ".weight"), cfg.TargetModules)
 		}
 		rank := cfg.R
 		if len(ta.Shape) != 2 || ta.Shape[1] != in || len(tb.Shape) != 2 || tb.Shape[0] != out || ta.Shape[0] != tb.Shape[1] {

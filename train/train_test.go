@@ -315,7 +315,7 @@ func TestLoRAAdapterRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	ac, err := hfdir.ReadAdapterConfig(c.OutputDir)
-	if err != nil || len(ac.TargetModules) != 7 || len(ac.ModulesToSave) != 3 {
+	if err != nil || len(ac.TargetModules.List) != 7 || len(ac.ModulesToSave) != 3 {
 		t.Fatalf("adapter config %+v: %v", ac, err)
 	}
 	m, err := hfdir.Load(model)

@@ -227,7 +227,7 @@ func (t *Tuned) selectLoRA() error {
 		if err != nil {
 			return err
 		}
-		c.LoraRank, c.LoraAlpha, c.LoraDropout, c.UseRSLoRA, c.LoraTarget = ac.R, ac.LoraAlpha, ac.LoraDropout, ac.UseRSLoRA, ac.TargetModules
+		c.LoraRank, c.LoraAlpha, c.LoraDropout, c.UseRSLoRA = ac.R, ac.LoraAlpha, ac.LoraDropout, ac.UseRSLoRA
 		c.AdditionalTarget = append(c.AdditionalTarget, ac.ModulesToSave...)
 		fmt.Fprintf(t.log, "training adapter %s further (r %d, alpha %g, targets %v)\n", c.AdapterNameOrPath, ac.R, ac.LoraAlpha, ac.TargetModules)
 	} else {
@@ -309,7 +309,7 @@ func (t *Tuned) adapterConfig() hfdir.AdapterConfig {
 		}
 	}
 	return hfdir.AdapterConfig{BaseModel: c.ModelNameOrPath, R: c.LoraRank, LoraAlpha: c.LoraAlpha, LoraDropout: c.LoraDropout,
-		TargetModules: targets, ModulesToSave: saved, UseRSLoRA: c.UseRSLoRA}
+		TargetModules: hfdir.Modules{List: targets}, ModulesToSave: saved, UseRSLoRA: c.UseRSLoRA}
 }
 
 // Save writes the model as a Hugging Face directory, or with LoRA the
