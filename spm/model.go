@@ -4,9 +4,11 @@
 package spm
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -369,12 +371,18 @@ func (m *Model) Marshal() []byte {
 
 // Load reads and validates a model file.
 func Load(path string) (*Model, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		path = filepath.Join(path, "tokenizer.model") // a model directory, as train takes it
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
 	m, err := Parse(b)
 	if err != nil {
+		if t := bytes.TrimLeft(b, " \t\r\n"); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
+			return nil, fmt.Errorf("%s is a JSON file (a Hugging Face tokenizer.json?), not a SentencePiece model: give the tokenizer.model beside it", path)
+		}
 		return nil, fmt.Errorf("%s: not a valid SentencePiece model (truncated or corrupt?): %w", path, err)
 	}
 	if err := m.Validate(); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"zhllama/clean"
@@ -39,6 +40,12 @@ func dataClean(args []string) error {
 	inputs = append(inputs, files...)
 	if len(inputs) == 0 || *output == "" {
 		return usagef("--input and --output are required")
+	}
+	if err := refuseOverwrite("--output", *output, nil, inputs...); err != nil {
+		return err
+	}
+	if isDir(*output) {
+		return usagef("--output %s is a directory: give the file to write, e.g. %s", *output, filepath.Join(*output, "clean.jsonl"))
 	}
 	for _, l := range []struct {
 		path string

@@ -26,6 +26,9 @@ func exportRun(args []string) error {
 	if *base == "" || *adapter == "" || *out == "" {
 		return usagef("--model, --adapter and --output_dir are required")
 	}
+	if err := refuseOverwrite("--output_dir", *out, nil, *base, *adapter); err != nil {
+		return err
+	}
 	m, err := hfdir.Load(*base)
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -224,6 +225,43 @@ func parseArgs(fs *flag.FlagSet, args []string, usage string, min, max int) ([]s
 		return nil, usagef("missing argument: usage: zhllama %s %s", fs.Name(), usage)
 	}
 	return pos, nil
+}
+
+// refuseOverwrite is a usage error when a command would write over one of
+// its inputs: out itself (a file, or a directory given as an input) or the
+// files it writes in out. The input would be lost, or replaced while it is
+// still read.
+func refuseOverwrite(outFlag, out string, writes []string, inputs ...string) error {
+	targets := []string{out}
+	for _, w := range writes {
+		targets = append(targets, filepath.Join(out, w))
+	}
+	for _, in := range inputs {
+		for _, t := range targets {
+			if in != "" && samePath(t, in) {
+				return usagef("%s %s would write over the input %s: write the result elsewhere", outFlag, out, in)
+			}
+		}
+	}
+	return nil
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// samePath reports whether a and b name the same file: the same file on
+// disk when both exist, else the same absolute path.
+func samePath(a, b string) bool {
+	sa, ea := os.Stat(a)
+	sb, eb := os.Stat(b)
+	if ea == nil && eb == nil {
+		return os.SameFile(sa, sb)
+	}
+	aa, _ := filepath.Abs(a)
+	ab, _ := filepath.Abs(b)
+	return aa == ab
 }
 
 // listFlag collects a repeatable flag.

@@ -197,3 +197,38 @@ func TestTrainInterruptExitStatus(t *testing.T) {
 		}
 	}
 }
+
+// Commands refuse to write over their own inputs; a tokenizer.json or a
+// model folder where a tokenizer.model is expected gets the right hint.
+func TestInputsAreNeverOverwritten(t *testing.T) {
+	dir := t.TempDir()
+	tok := testenv.Path(t, "tokenizers/llama2/tokenizer.model")
+	inplace := filepath.Join(dir, "inplace")
+	copyDir(t, filepath.Dir(tok), inplace)
+	before, _ := os.ReadFile(filepath.Join(inplace, "tokenizer.model"))
+	_, errs, code := zhllama(t, "", "tokenizer", "merge", "--base", filepath.Join(inplace, "tokenizer.model"), "--add", testenv.Path(t, "tokenizers/chinese_sp/chinese_sp.model"), "--output_dir", inplace)
+	after, _ := os.ReadFile(filepath.Join(inplace, "tokenizer.model"))
+	if code != 2 || !strings.Contains(errs, "would write over the input") || string(before) != string(after) {
+		t.Errorf("merge in place: code %d, %s", code, errs)
+	}
+	sft := filepath.Join(dir, "sft.jsonl")
+	testenv.WriteFile(t, sft, []byte(`{"instruction":"介绍一下长城。","output":"长城是中国古代的军事防御工程，绵延上万里。"}`+"\n"))
+	if _, errs, code := zhllama(t, "", "data", "clean", "--input", sft, "--output", sft); code != 2 || !strings.Contains(errs, "would write over the input") {
+		t.Errorf("clean in place: code %d, %s", code, errs)
+	}
+	if _, errs, code := zhllama(t, "", "data", "clean", "--input", sft, "--output", dir); code != 2 || !strings.Contains(errs, "is a directory") {
+		t.Errorf("clean into a directory: code %d, %s", code, errs)
+	}
+	m := tinyModelDir(t)
+	if _, errs, code := zhllama(t, "", "export", "--model", m, "--adapter", m, "--output_dir", m); code != 2 || !strings.Contains(errs, "would write over the input") {
+		t.Errorf("export in place: code %d, %s", code, errs)
+	}
+	js := filepath.Join(dir, "tokenizer.json")
+	testenv.WriteFile(t, js, []byte(`{"version": "1.0", "model": {"type": "BPE"}}`))
+	if _, errs, code := zhllama(t, "", "tokenizer", "inspect", js); code != 1 || !strings.Contains(errs, "tokenizer.json?") {
+		t.Errorf("tokenizer.json: code %d, %s", code, errs)
+	}
+	if out, errs, code := zhllama(t, "", "tokenizer", "inspect", filepath.Dir(tok)); code != 0 || !strings.Contains(out, "32000") {
+		t.Errorf("a tokenizer folder: code %d, %s", code, errs)
+	}
+}

@@ -237,6 +237,9 @@ func tokMerge(args []string) error {
 	if *base == "" || len(adds) == 0 || *outDir == "" {
 		return usagef("--base, --add and --output_dir are required")
 	}
+	if err := refuseOverwrite("--output_dir", *outDir, []string{"tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"}, append([]string{*base}, adds...)...); err != nil {
+		return err
+	}
 	b, err := spm.Load(*base)
 	if err != nil {
 		return err
