@@ -154,13 +154,9 @@ func Inspect(dir string, values bool) (*Summary, error) {
 	}
 	tokPath := filepath.Join(dir, "tokenizer.model")
 	if _, err := os.Stat(tokPath); err == nil {
-		tok, err := spm.Load(tokPath)
+		p, err := spm.LoadProcessor(tokPath)
 		if err != nil {
 			return nil, err
-		}
-		p, err := spm.NewProcessor(tok)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", tokPath, err)
 		}
 		note, err := CheckTokenizer(tokPath, p.Size(), s.Config.VocabSize)
 		if err != nil {

@@ -18,7 +18,7 @@ const (
 // to the shorter, then the lexicographically smaller piece). Merges get
 // scores 0, -1, -2, ... in order; the alphabet follows, most frequent first.
 func Train(c TrainConfig) (*Model, error) {
-	if err := c.validate(); err != nil {
+	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	meta, err := c.metaPieces()

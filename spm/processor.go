@@ -34,6 +34,20 @@ type Processor struct {
 	minScore, maxScore float32
 }
 
+// LoadProcessor loads a tokenizer.model (or a model directory's) ready to
+// encode and decode; errors name the file.
+func LoadProcessor(path string) (*Processor, error) {
+	m, err := Load(path)
+	if err != nil {
+		return nil, err
+	}
+	p, err := NewProcessor(m)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return p, nil
+}
+
 // NewProcessor prepares a validated model for encoding and decoding.
 func NewProcessor(m *Model) (*Processor, error) {
 	if err := m.Validate(); err != nil {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -199,13 +201,16 @@ func TrainFlagHelp() string {
 	return b.String()
 }
 
-// validate checks the options as spm_train does, with errors that say what to change.
-func (c *TrainConfig) validate() error {
+// Validate checks the options as spm_train does, with errors that say
+// what to change, before any input is read.
+func (c *TrainConfig) Validate() error {
 	switch {
 	case len(c.Input) == 0:
 		return errors.New("--input is required: comma-separated text files, one sentence a line")
 	case c.ModelPrefix == "":
 		return errors.New("--model_prefix is required")
+	case !isDir(filepath.Dir(c.ModelPrefix)):
+		return fmt.Errorf("--model_prefix=%s: the directory %s does not exist; create it first", c.ModelPrefix, filepath.Dir(c.ModelPrefix))
 	case c.ModelType != "bpe":
 		return fmt.Errorf("--model_type=%s is not supported: zhllama trains bpe models (use --model_type=bpe)", c.ModelType)
 	case c.VocabSize <= 0:
@@ -409,4 +414,9 @@ func (p *progress) update(done, total int64, unit string, force bool) {
 		line += fmt.Sprintf(" %s, %.0f %s/s", unit, rate, unit)
 	}
 	fmt.Fprintf(p.w, "%s, %s elapsed\n", line, time.Duration(el*float64(time.Second)).Round(time.Millisecond))
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }

@@ -5,8 +5,6 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -48,15 +46,9 @@ func LoadTuned(c *Config, log io.Writer) (*Tuned, error) {
 	if tokPath == "" {
 		tokPath = c.ModelNameOrPath
 	}
-	if st, err := os.Stat(tokPath); err == nil && st.IsDir() {
-		tokPath = filepath.Join(tokPath, "tokenizer.model")
-	}
-	sm, err := spm.Load(tokPath)
-	if err != nil {
+	var err error
+	if t.Tok, err = spm.LoadProcessor(tokPath); err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
-	}
-	if t.Tok, err = spm.NewProcessor(sm); err != nil {
-		return nil, fmt.Errorf("%s: %w", tokPath, err)
 	}
 	start, next := time.Now(), 0.1
 	progress := func(done, total int64) {

@@ -48,11 +48,7 @@ func exportRun(args []string) error {
 		return err
 	}
 	tokPath := filepath.Join(hfdir.TokenizerDir(*adapter, *base), "tokenizer.model")
-	tok, err := spm.Load(tokPath)
-	if err != nil {
-		return err
-	}
-	p, err := spm.NewProcessor(tok)
+	p, err := spm.LoadProcessor(tokPath)
 	if err != nil {
 		return err
 	}

@@ -232,3 +232,35 @@ func TestInputsAreNeverOverwritten(t *testing.T) {
 		t.Errorf("a tokenizer folder: code %d, %s", code, errs)
 	}
 }
+
+// The exit status is a contract (README "Exit status"): a usage error is
+// 2 and names the flag or argument at fault, for every command.
+func TestUsageErrorsNameTheFlag(t *testing.T) {
+	var leaves [][]string
+	var walk func(c *command, path []string)
+	walk = func(c *command, path []string) {
+		if c.run != nil {
+			leaves = append(leaves, path)
+		}
+		for _, s := range c.sub {
+			walk(s, append(append([]string(nil), path...), s.name))
+		}
+	}
+	walk(commands(), nil)
+	for _, path := range leaves {
+		if path[0] == "version" {
+			continue
+		}
+		_, errs, code := zhllama(t, "", append(path, "--no_such_flag=1")...)
+		if code != 2 || !strings.Contains(errs, "no_such_flag") {
+			t.Errorf("%v --no_such_flag=1: exit %d, %q", path, code, errs)
+		}
+		if path[0] == "bench" {
+			continue // with no flags a benchmark runs
+		}
+		_, errs, code = zhllama(t, "", path...)
+		if code != 2 || !strings.Contains(errs, "--") && !strings.Contains(errs, "argument") && !strings.Contains(errs, "key ") {
+			t.Errorf("%v without flags: exit %d, %q", path, code, errs)
+		}
+	}
+}

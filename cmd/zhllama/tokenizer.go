@@ -36,6 +36,9 @@ func tokTrain(args []string) error {
 		}
 	}
 	c, err := spm.ParseTrainArgs(args)
+	if err == nil {
+		err = c.Validate()
+	}
 	if err != nil {
 		return usageError{err.Error()}
 	}
@@ -52,15 +55,7 @@ func loadProcessor(path string) (*spm.Processor, error) {
 	if path == "" {
 		return nil, usagef("--model is required")
 	}
-	m, err := spm.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	p, err := spm.NewProcessor(m)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return p, nil
+	return spm.LoadProcessor(path)
 }
 
 // openInputs concatenates the named files (stdin when none), ending each
