@@ -1,7 +1,9 @@
 package clean
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -70,6 +72,7 @@ func DefaultOptions() Options {
 const (
 	RuleMalformed   = "malformed"
 	RuleLayout      = "wrong_layout"
+	RuleRoleOrder   = "wrong_role_order"
 	RuleTooShort    = "too_short"
 	RuleTooLong     = "too_long"
 	RuleNotChinese  = "not_chinese"
@@ -335,7 +338,10 @@ func analyze(it *item, o Options, t2s *opencc.OpenCC) {
 		ex, err := layout.Convert(it.rec)
 		if err != nil {
 			it.rule, it.why = RuleLayout, err.Error()
-			it.text = fmt.Sprint(it.rec)
+			if errors.Is(err, dataset.ErrRoleOrder) {
+				it.rule = RuleRoleOrder
+			}
+			it.text = string(bytes.TrimSpace(it.out)) // the record as JSON
 			return
 		}
 		var prompt, answers []string

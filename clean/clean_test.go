@@ -65,7 +65,7 @@ func TestCleanInstructionData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]int64{RuleExactDup: 1, RuleRefusal: 1, RuleEmptyAnswer: 1, RuleEchoAnswer: 1, RuleMalformed: 1, RuleLayout: 1}
+	want := map[string]int64{RuleExactDup: 1, RuleRefusal: 1, RuleEmptyAnswer: 1, RuleEchoAnswer: 1, RuleMalformed: 1, RuleRoleOrder: 1}
 	for rule, n := range want {
 		if rep.Removed[rule] != n {
 			t.Errorf("%s removed %d, want %d (report %v)", rule, rep.Removed[rule], n, rep.Removed)

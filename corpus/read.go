@@ -23,12 +23,18 @@ import (
 
 // Location names a record's place in its file.
 type Location struct {
-	File string
-	Line int // 1-based; for JSON arrays, the line where the element starts
-	Item int // 0-based index of the record in its file
+	File    string
+	Line    int  // 1-based; for JSON arrays, the line where the element starts
+	Item    int  // 0-based index of the record in its file
+	InArray bool // an element of a JSON array, which can share its line with others
 }
 
-func (l Location) String() string { return fmt.Sprintf("%s:%d", l.File, l.Line) }
+func (l Location) String() string {
+	if l.InArray {
+		return fmt.Sprintf("%s:%d (element %d)", l.File, l.Line, l.Item)
+	}
+	return fmt.Sprintf("%s:%d", l.File, l.Line)
+}
 
 // Record is one JSON object, or {"text": line} for plain text.
 type Record map[string]any
@@ -192,7 +198,7 @@ func readText(path string, br *bufio.Reader, paragraphs bool, fn func(Record, Lo
 		text := strings.Join(para, "\n")
 		para = para[:0]
 		item++
-		return fn(Record{"text": text}, Location{path, paraStart, item - 1})
+		return fn(Record{"text": text}, Location{File: path, Line: paraStart, Item: item - 1})
 	}
 	for {
 		s, err := br.ReadString('\n')
@@ -221,7 +227,7 @@ func readText(path string, br *bufio.Reader, paragraphs bool, fn func(Record, Lo
 				para = append(para, s)
 			case s != "":
 				item++
-				if ferr := fn(Record{"text": s}, Location{path, line, item - 1}); ferr != nil {
+				if ferr := fn(Record{"text": s}, Location{File: path, Line: line, Item: item - 1}); ferr != nil {
 					return ferr
 				}
 			}
@@ -246,7 +252,7 @@ func readJSONL(path string, br *bufio.Reader, fn func(Record, Location) error, b
 			line++
 			b = bytes.TrimSpace(b)
 			if len(b) > 0 {
-				loc := Location{path, line, item}
+				loc := Location{File: path, Line: line, Item: item}
 				var rec Record
 				if jerr := json.Unmarshal(b, &rec); jerr != nil || rec == nil {
 					if jerr == nil {
@@ -321,7 +327,7 @@ func readJSONArray(path string, br *bufio.Reader, fn func(Record, Location) erro
 			// The array cannot be resynchronized after a syntax error.
 			return fmt.Errorf("%s:%d: malformed JSON in array element %d: %v", path, lc.lineAt(dec.InputOffset()), item, err)
 		}
-		loc := Location{path, lc.lineAt(dec.InputOffset() - int64(len(raw))), item}
+		loc := Location{File: path, Line: lc.lineAt(dec.InputOffset() - int64(len(raw))), Item: item, InArray: true}
 		var rec Record
 		if err := json.Unmarshal(raw, &rec); err != nil || rec == nil {
 			if err == nil {

@@ -154,3 +154,15 @@ func TestReadRefusesGB18030(t *testing.T) {
 		t.Errorf("GB18030 text: %v", err)
 	}
 }
+
+// Records of a one-line JSON array are told apart by their element.
+func TestArrayElementLocations(t *testing.T) {
+	path := write(t, t.TempDir(), "one.json", `[{"text":"a"},{"text":"b"}]`)
+	var locs []string
+	if _, err := Read(path, ReadOptions{}, func(_ Record, l Location) error { locs = append(locs, l.String()); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(locs) != 2 || !strings.HasSuffix(locs[1], "one.json:1 (element 1)") {
+		t.Errorf("locations %v", locs)
+	}
+}

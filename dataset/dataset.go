@@ -6,6 +6,7 @@ package dataset
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -153,6 +154,10 @@ func jsonKind(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
+// ErrRoleOrder is a conversation whose turns do not alternate user and
+// assistant as a chat template needs.
+var ErrRoleOrder = errors.New("wrong role order")
+
 // Convert turns a record into an Example, checking its structure.
 func (l Layout) Convert(rec map[string]any) (Example, error) {
 	var ex Example
@@ -270,7 +275,11 @@ func (l Layout) convertShareGPT(rec map[string]any, ex Example) (Example, error)
 		}
 		odd := len(msgs)%2 == 0 // positions 0, 2, ...: user or observation
 		if odd != (role == template.User || role == template.Observation) {
-			return ex, fmt.Errorf("wrong role order: message %d is %q where a %s turn belongs", i, tag, map[bool]string{true: "user/observation", false: "assistant/function"}[odd])
+			want := "assistant/function"
+			if odd {
+				want = "user/observation"
+			}
+			return ex, fmt.Errorf("%w: message %d is %q where a %s turn belongs", ErrRoleOrder, i, tag, want)
 		}
 		msgs = append(msgs, msg(role, content))
 	}
@@ -354,7 +363,7 @@ func convertHH(rec map[string]any, ex Example) (Example, error) {
 			return ex, fmt.Errorf("chosen and rejected differ before the last answer (turn %d)", i)
 		}
 		if (i%2 == 0) != (m.Role == template.User) {
-			return ex, fmt.Errorf("wrong role order at turn %d", i)
+			return ex, fmt.Errorf("%w at turn %d", ErrRoleOrder, i)
 		}
 	}
 	ex.Prompt = prompt
@@ -382,7 +391,7 @@ func convertBelleMultiturn(rec map[string]any, ex Example) (Example, error) {
 	msgs = msgs[:len(msgs)-1]
 	for i, m := range msgs {
 		if (i%2 == 0) != (m.Role == template.User) {
-			return ex, fmt.Errorf("wrong role order at turn %d", i)
+			return ex, fmt.Errorf("%w at turn %d", ErrRoleOrder, i)
 		}
 	}
 	if len(msgs)%2 != 1 {

@@ -1,6 +1,7 @@
 package dataset
 
 import (
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -145,5 +146,14 @@ func TestConvertOtherLayouts(t *testing.T) {
 	bad := map[string]any{"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: other\n\nAssistant: c"}
 	if _, err := (Layout{Formatting: "hh_rlhf"}).Convert(bad); err == nil {
 		t.Error("HH pair with different prompts accepted")
+	}
+}
+
+// A dataset_info.json that is not JSON names the line and column.
+func TestRegistrySyntaxError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dataset_info.json")
+	testenv.WriteFile(t, path, []byte("{\n  \"a\": {\"file_name\": \"a.json\"},\n}\n"))
+	if _, err := ReadRegistry(path); err == nil || !strings.Contains(err.Error(), "dataset_info.json:3:1:") {
+		t.Errorf("syntax error: %v", err)
 	}
 }

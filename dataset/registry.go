@@ -1,7 +1,9 @@
 package dataset
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,6 +19,12 @@ func ReadRegistry(path string) (map[string]Layout, error) {
 	}
 	var reg map[string]Layout
 	if err := json.Unmarshal(b, &reg); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			line := 1 + bytes.Count(b[:se.Offset], []byte("\n"))
+			col := int(se.Offset) - bytes.LastIndexByte(b[:se.Offset], '\n') - 1
+			return nil, fmt.Errorf("%s:%d:%d: %w", path, line, col, err)
+		}
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	for name, d := range reg {

@@ -11,8 +11,9 @@ import (
 
 // RopeScaling is config.json's rope_scaling.
 type RopeScaling struct {
-	Type   string  `json:"type"` // linear or dynamic
-	Factor float64 `json:"factor"`
+	Type     string  `json:"type"`      // linear or dynamic
+	RopeType string  `json:"rope_type"` // the same, as transformers 4.43 and later write it
+	Factor   float64 `json:"factor"`
 }
 
 // Config is LlamaForCausalLM's config.json. Load fills absent fields with
@@ -69,6 +70,9 @@ func ParseConfig(b []byte) (Config, error) {
 	}
 	if _, ok := raw["num_key_value_heads"]; !ok || c.NumKeyValueHeads == 0 {
 		c.NumKeyValueHeads = c.NumAttentionHeads
+	}
+	if rs := c.RopeScaling; rs != nil && rs.Type == "" {
+		rs.Type = rs.RopeType
 	}
 	if c.HeadDim == 0 && c.NumAttentionHeads > 0 {
 		c.HeadDim = c.HiddenSize / c.NumAttentionHeads

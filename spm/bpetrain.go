@@ -46,6 +46,9 @@ func Train(c TrainConfig) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(chars) == 0 || len(chars) == 1 && string(chars[0].r) == SpaceSymbol {
+		return nil, fmt.Errorf("--input %s holds no characters to learn pieces from: only whitespace", strings.Join(c.Input, ","))
+	}
 	t.initSymbols(words, chars)
 	target := c.VocabSize - len(meta) - len(chars)
 	t.merge(target)

@@ -209,6 +209,8 @@ func TestTrainErrors(t *testing.T) {
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "empty.txt")
 	os.WriteFile(empty, []byte("\n\n"), 0o644)
+	spaces := filepath.Join(dir, "spaces.txt")
+	testenv.WriteFile(t, spaces, []byte("   \n\t\t\n\n    \n"))
 	corpus := testenv.Path(t, "corpus/songci_simplified_1MB.txt")
 	base := []string{"--model_prefix=" + filepath.Join(dir, "m"), "--model_type=bpe", "--normalization_rule_name=identity"}
 	cases := []struct {
@@ -221,6 +223,9 @@ func TestTrainErrors(t *testing.T) {
 		{[]string{"--input=" + filepath.Join(dir, "missing.txt"), "--vocab_size=100"}, "missing.txt"},
 		{[]string{"--input=" + corpus, "--vocab_size=200000"}, "too high"},
 		{[]string{"--input=" + corpus, "--vocab_size=8000", "--character_coverage=0.5"}, "character_coverage"},
+		{[]string{"--input=" + corpus, "--vocab_size=100", "--byte_fallback"}, "they need 259 ids (256 of them the byte pieces"},
+		{[]string{"--input=" + spaces, "--vocab_size=100"}, "no characters to learn pieces from"},
+		{[]string{"--input=" + corpus, "--vocab_size=100", "--model_prefix=" + filepath.Join(dir, "nodir", "m")}, "does not exist"},
 	}
 	for _, c := range cases {
 		cfg, err := ParseTrainArgs(append(base, c.args...))

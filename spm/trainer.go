@@ -237,6 +237,22 @@ func (c *TrainConfig) Validate() error {
 // metaPieces places the special pieces at their ids, as spm_train does:
 // unk/bos/eos/pad at their flags' ids, then control symbols, user-defined
 // symbols and byte pieces in the first free ids.
+// minVocab is the number of ids the special pieces take: unk, bos, eos and
+// pad (those with an id), the control and user symbols, and the byte
+// pieces with byte fallback.
+func (c *TrainConfig) minVocab() int {
+	n := len(c.ControlSymbols) + len(c.UserDefinedSymbols)
+	for _, id := range []int{c.UnkID, c.BosID, c.EosID, c.PadID} {
+		if id >= 0 {
+			n++
+		}
+	}
+	if c.ByteFallback {
+		n += 256
+	}
+	return n
+}
+
 func (c *TrainConfig) metaPieces() (map[int]Piece, error) {
 	meta := map[int]Piece{}
 	put := func(flag string, id int, piece string) error {
@@ -299,7 +315,11 @@ func (c *TrainConfig) metaPieces() (map[int]Piece, error) {
 			next++
 		}
 		if next >= c.VocabSize {
-			return fmt.Errorf("--vocab_size=%d is too small for the special pieces", c.VocabSize)
+			bytes := ""
+			if c.ByteFallback {
+				bytes = " (256 of them the byte pieces of --byte_fallback)"
+			}
+			return fmt.Errorf("--vocab_size=%d is too small for the special pieces: they need %d ids%s; use --vocab_size=%d or more", c.VocabSize, c.minVocab(), bytes, c.minVocab()+1)
 		}
 		meta[next] = NewPiece(piece, 0, typ)
 		return nil

@@ -143,8 +143,13 @@ func Parse(path string, args []string) (Config, []string, error) {
 			if m.Kind != yaml.MappingNode {
 				return c, nil, fmt.Errorf("%s: line %d: expected a mapping of keys to values", path, m.Line)
 			}
+			seen := map[string]int{}
 			for i := 0; i+1 < len(m.Content); i += 2 {
 				k, vn := m.Content[i], m.Content[i+1]
+				if first, dup := seen[k.Value]; dup {
+					return c, nil, fmt.Errorf("%s: line %d: key %s is given again (first on line %d): keep one", path, k.Line, k.Value, first)
+				}
+				seen[k.Value] = k.Line
 				var v any
 				if err := vn.Decode(&v); err != nil {
 					return c, nil, fmt.Errorf("%s: line %d: %v", path, vn.Line, err)

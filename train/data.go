@@ -204,6 +204,9 @@ func pretrainExamples(c *Config, tok *spm.Processor, name string, log io.Writer)
 	if _, err := os.Stat(filepath.Join(path, "index.json")); err == nil {
 		return packedExamples(c, tok, path)
 	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return nil, fmt.Errorf("dataset %s is a directory without index.json: not a finished data pack (a failed or interrupted one?); run zhllama data pack into it again, or name a file", path)
+	}
 	bos, eos := tok.SpecialID("bos"), tok.SpecialID("eos")
 	out := newFlat(true)
 	var stream []int32

@@ -247,6 +247,10 @@ func TestParseConfig(t *testing.T) {
 		len(c.LoraTarget) != 2 || *c.Packing || c.LoraAlpha != 16 || len(ignored) != 1 {
 		t.Errorf("parsed %+v, ignored %v", c, ignored)
 	}
+	testenv.WriteFile(t, path, []byte("model_name_or_path: m\nlearning_rate: 1\noutput_dir: o\nlearning_rate: 5\n"))
+	if _, _, err := Parse(path, nil); err == nil || !strings.Contains(err.Error(), "line 4: key learning_rate is given again (first on line 2)") {
+		t.Errorf("duplicate key: %v", err)
+	}
 	os.WriteFile(path, []byte("model_name_or_path: m\nlearning_rte: 1\n"), 0o644)
 	if _, _, err := Parse(path, nil); err == nil || !strings.Contains(err.Error(), "line 2") || !strings.Contains(err.Error(), "did you mean learning_rate") {
 		t.Errorf("unknown key: %v", err)
@@ -489,6 +493,13 @@ func TestPackedSource(t *testing.T) {
 		if !slices.Equal(a.Train.Example(i).IDs, b.Train.Example(i).IDs) {
 			t.Errorf("block %d differs", i)
 		}
+	}
+	// A folder left by a failed pack is named as such.
+	stub := t.TempDir()
+	testenv.WriteFile(t, filepath.Join(stub, "tokenizer.model"), []byte("x"))
+	c, _, _ := Parse("", append(args, "--dataset", stub))
+	if _, err := New(c, io.Discard); err == nil || !strings.Contains(err.Error(), "without index.json") {
+		t.Errorf("a stub pack folder: %v", err)
 	}
 }
 
