@@ -280,7 +280,11 @@ func supervisedExamples(c *Config, tok *spm.Processor, name string, log io.Write
 	opts := template.SupervisedOptions{CutoffLen: c.CutoffLen, TrainOnPrompt: c.TrainOnPrompt, MaskHistory: c.MaskHistory}
 	out := newFlat(false)
 	bad := badRecord(log)
+	declared, first := layout.Formatting, corpus.Record(nil)
 	_, err = corpus.Read(path, corpus.ReadOptions{Bad: bad}, func(rec corpus.Record, loc corpus.Location) error {
+		if first == nil {
+			first = rec
+		}
 		if layout.Formatting == "" {
 			if layout, err = dataset.Guess(rec); err != nil {
 				return fmt.Errorf("%s: %w", loc, err)
@@ -310,11 +314,28 @@ func supervisedExamples(c *Config, tok *spm.Processor, name string, log io.Write
 		}
 		return nil
 	})
+	if err == nil && out.Len() == 0 && declared != "" && first != nil {
+		// Every record failed: the registry may say the wrong format.
+		if guess, gerr := dataset.Guess(first); gerr == nil && guess.Formatting != declared {
+			return nil, fmt.Errorf("dataset %s: dataset_info.json declares formatting %s, but its records look like %s: correct formatting (or columns) there", name, declared, guess.Formatting)
+		}
+	}
 	return out, err
 }
 
+// badRecord reports skipped records to log: the first ten in full, then
+// a count every thousand, so that a wrong layout does not flood the log.
 func badRecord(log io.Writer) func(corpus.Location, error) {
-	return func(loc corpus.Location, err error) { fmt.Fprintf(log, "skipped %s: %v\n", loc, err) }
+	n := 0
+	return func(loc corpus.Location, err error) {
+		n++
+		switch {
+		case n <= 10:
+			fmt.Fprintf(log, "skipped %s: %v\n", loc, err)
+		case n%1000 == 0:
+			fmt.Fprintf(log, "skipped %d records so far (the latest %s: %v)\n", n, loc, err)
+		}
+	}
 }
 
 func roundUp(t int) int { return (t + 7) / 8 * 8 }

@@ -550,3 +550,15 @@ func TestResumeChecksNames(t *testing.T) {
 		t.Errorf("resumed from numbered state: loss %g, straight %g", rb.Loss, ra.Loss)
 	}
 }
+
+// A dataset_info.json whose formatting contradicts its file is named as
+// the cause, instead of every record failing on its own.
+func TestDeclaredFormattingMismatch(t *testing.T) {
+	dir := t.TempDir()
+	testenv.WriteFile(t, filepath.Join(dir, "alpaca.json"), []byte(`[{"instruction":"介绍一下长城。","input":"","output":"长城是中国古代的军事防御工程。"}]`))
+	testenv.WriteFile(t, filepath.Join(dir, "dataset_info.json"), []byte(`{"d": {"file_name": "alpaca.json", "formatting": "sharegpt"}}`))
+	c := sftConfig(t, tinyModel(t), "--dataset", "d", "--dataset_dir", dir)
+	if _, err := New(c, io.Discard); err == nil || !strings.Contains(err.Error(), "declares formatting sharegpt, but its records look like alpaca") {
+		t.Errorf("mismatch: %v", err)
+	}
+}
