@@ -64,6 +64,11 @@ func (p *Processor) Stats(r io.Reader, threads int) (CorpusStats, error) {
 // normalizer, trainer spec, special ids and counts per piece type.
 func Describe(m *Model) string {
 	var b strings.Builder
+	if m.Trainer == nil && m.Normalizer == nil {
+		// sentencepiece writes both after the pieces: a file that ends
+		// between pieces reads as a smaller, valid-looking model.
+		fmt.Fprintf(&b, "warning: no trainer_spec and no normalizer_spec; sentencepiece writes both after the pieces, so this file may be cut short (the model type below is a guess)\n")
+	}
 	fmt.Fprintf(&b, "model type:  %s\n", ModelTypeName(m.ModelType()))
 	fmt.Fprintf(&b, "pieces:      %d\n", len(m.Pieces))
 	counts := map[PieceType]int{}

@@ -12,6 +12,7 @@ import (
 
 	"zhllama/internal/testenv"
 	"zhllama/safetensors"
+	"zhllama/spm"
 )
 
 // tinyModelDir writes a random tiny model with LLaMA-2's tokenizer.
@@ -262,5 +263,25 @@ func TestUsageErrorsNameTheFlag(t *testing.T) {
 		if code != 2 || !strings.Contains(errs, "--") && !strings.Contains(errs, "argument") && !strings.Contains(errs, "key ") {
 			t.Errorf("%v without flags: exit %d, %q", path, code, errs)
 		}
+	}
+}
+
+// A tokenizer.model cut short between two pieces still parses; inspect
+// says it may be truncated.
+func TestInspectTruncatedTokenizer(t *testing.T) {
+	b, err := os.ReadFile(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := spm.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := &spm.Model{Pieces: m.Pieces[:16000]}
+	path := filepath.Join(t.TempDir(), "cut.model")
+	testenv.WriteFile(t, path, cut.Marshal())
+	out, errs, code := zhllama(t, "", "tokenizer", "inspect", path)
+	if code != 0 || !strings.Contains(out, "may be cut short") {
+		t.Errorf("code %d, %s %s", code, out, errs)
 	}
 }
