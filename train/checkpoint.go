@@ -169,26 +169,61 @@ func (t *Loop) Resume(which string) error {
 	return nil
 }
 
-// openWeights opens a checkpoint's trained tensors: a PEFT adapter file, or
-// the model's safetensors.
+// openWeights opens a checkpoint's trained tensors: a PEFT adapter file or
+// the model's safetensors, and a value head beside them.
 func openWeights(dir string) (func(string) (*safetensors.Tensor, error), func() error, error) {
+	var lookup func(string) (*safetensors.Tensor, error)
+	var closers []func() error
 	path := filepath.Join(dir, hfdir.AdapterFile)
 	if _, err := os.Stat(path); err == nil {
 		f, err := safetensors.Open(path)
 		if err != nil {
 			return nil, nil, err
 		}
-		return func(name string) (*safetensors.Tensor, error) {
-			t, ok := f.Tensor(name)
-			if !ok {
-				return nil, fmt.Errorf("%s has no tensor %s", path, name)
+		closers = append(closers, f.Close)
+		lookup = fileLookup(f, path)
+	} else {
+		ck, err := safetensors.OpenDir(dir)
+		if err != nil {
+			return nil, nil, err
+		}
+		closers = append(closers, ck.Close)
+		lookup = ck.Tensor
+	}
+	closeAll := func() error {
+		var first error
+		for _, c := range closers {
+			if err := c(); err != nil && first == nil {
+				first = err
 			}
-			return t, nil
-		}, f.Close, nil
+		}
+		return first
 	}
-	ck, err := safetensors.OpenDir(dir)
-	if err != nil {
-		return nil, nil, err
+	head := filepath.Join(dir, hfdir.ValueHeadFile)
+	if _, err := os.Stat(head); err == nil {
+		f, err := safetensors.Open(head)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		closers = append(closers, f.Close)
+		model, inHead := lookup, fileLookup(f, head)
+		lookup = func(name string) (*safetensors.Tensor, error) {
+			if strings.HasPrefix(name, "v_head.") {
+				return inHead(name)
+			}
+			return model(name)
+		}
 	}
-	return ck.Tensor, ck.Close, nil
+	return lookup, closeAll, nil
+}
+
+func fileLookup(f *safetensors.File, path string) func(string) (*safetensors.Tensor, error) {
+	return func(name string) (*safetensors.Tensor, error) {
+		t, ok := f.Tensor(name)
+		if !ok {
+			return nil, fmt.Errorf("%s has no tensor %s", path, name)
+		}
+		return t, nil
+	}
 }

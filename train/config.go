@@ -15,7 +15,7 @@ import (
 // Config is a training run, with LLaMA-Factory's key names and defaults, so
 // that its YAML files run unchanged.
 type Config struct {
-	Stage                string   `yaml:"stage"` // pt or sft
+	Stage                string   `yaml:"stage"` // pt, sft or rm
 	ModelNameOrPath      string   `yaml:"model_name_or_path"`
 	TokenizerNameOrPath  string   `yaml:"tokenizer_name_or_path"`
 	AdapterNameOrPath    string   `yaml:"adapter_name_or_path"`
@@ -284,7 +284,7 @@ func (c *Config) check() error {
 		return fmt.Errorf("key %s: %q is not one of %s", key, v, strings.Join(allowed, ", "))
 	}
 	for _, e := range []error{
-		oneOf("stage", c.Stage, "pt", "sft"),
+		oneOf("stage", c.Stage, "pt", "sft", "rm"),
 		oneOf("finetuning_type", c.FinetuningType, "full", "freeze", "lora"),
 		oneOf("optim", c.Optim, "adamw_torch", "adamw_hf", "sgd"),
 		oneOf("lr_scheduler_type", c.LRSchedulerType, "linear", "cosine", "constant", "constant_with_warmup"),

@@ -168,15 +168,28 @@ func LoadData(c *Config, tok *spm.Processor, log io.Writer) (trainSet, valSet So
 	if len(all) == 1 {
 		whole = all[0]
 	}
-	if c.ValSize == 0 {
+	trainIdx, valIdx, err := split(c, whole.Len())
+	if err != nil {
+		whole.Close()
+		return nil, nil, err
+	}
+	if valIdx == nil {
 		return whole, nil, nil
 	}
-	n, total := int(c.ValSize), whole.Len()
+	return subset{whole, trainIdx}, subset{nopCloser{whole}, valIdx}, nil
+}
+
+// split draws the validation set (val_size: a fraction, or a count when 1
+// or more) from total examples with the seed; nil without one.
+func split(c *Config, total int) (trainIdx, valIdx []int32, err error) {
+	if c.ValSize == 0 {
+		return nil, nil, nil
+	}
+	n := int(c.ValSize)
 	if c.ValSize < 1 {
 		n = int(c.ValSize*float64(total) + 0.5)
 	}
 	if n < 1 || n >= total {
-		whole.Close()
 		return nil, nil, fmt.Errorf("val_size %g leaves %d of %d examples for validation; it must leave some for each", c.ValSize, n, total)
 	}
 	idx := make([]int32, total)
@@ -185,7 +198,7 @@ func LoadData(c *Config, tok *spm.Processor, log io.Writer) (trainSet, valSet So
 	}
 	rng := rand.New(rand.NewPCG(c.Seed, 0x5b1))
 	rng.Shuffle(total, func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
-	return subset{whole, idx[n:]}, subset{nopCloser{whole}, idx[:n]}, nil
+	return idx[n:], idx[:n], nil
 }
 
 // nopCloser leaves the closing to the source's other user.

@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"zhllama/optim"
@@ -40,7 +41,7 @@ type Loop struct {
 
 // NewLoop sets up the steps and the optimizer for obj.
 func NewLoop(c Config, obj Objective, log io.Writer) *Loop {
-	l := &Loop{Cfg: c, Obj: obj, Params: obj.Params(), Log: log}
+	l := &Loop{Cfg: c, Obj: obj, Params: obj.Trained(), Log: log}
 	l.perEpoch = (obj.Len() + c.BatchSize - 1) / c.BatchSize
 	// As transformers counts them: the last step of an epoch takes the
 	// micro-batches that are left, fewer than gradient_accumulation_steps.
@@ -223,15 +224,28 @@ func (l *Loop) logStep(w *window, r StepResult, eta time.Duration) error {
 	return l.metrics.Plot(filepath.Join(l.Cfg.OutputDir, "training_loss.svg"))
 }
 
-// evaluate logs the validation loss and perplexity, if there is a
-// validation set.
+// evaluate logs the objective's validation metrics (eval_loss and its
+// own), if there is a validation set.
 func (l *Loop) evaluate() error {
-	loss, n, ok := l.Obj.Evaluate()
+	m, ok := l.Obj.Evaluate()
 	if !ok {
 		return nil
 	}
-	fmt.Fprintf(l.Log, "step %d: eval loss %.4f, perplexity %.2f over %d tokens\n", l.Step, loss, math.Exp(loss), n)
-	return l.metrics.Write(map[string]any{"step": l.Step, "epoch": l.epoch(), "eval_loss": loss, "eval_ppl": math.Exp(loss)})
+	rec := map[string]any{"step": l.Step, "epoch": l.epoch()}
+	line := fmt.Sprintf("step %d: eval loss %.4f", l.Step, m["loss"])
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		rec["eval_"+k] = m[k]
+		if k != "loss" {
+			line += fmt.Sprintf(", %s %.4g", k, m[k])
+		}
+	}
+	fmt.Fprintln(l.Log, line)
+	return l.metrics.Write(rec)
 }
 
 func (l *Loop) epoch() float64 {

@@ -23,11 +23,12 @@ type Objective interface {
 	// gradient of its summed loss over denom to the parameters' gradients.
 	// micro numbers the micro-batch in the run, seeding its dropout.
 	Accumulate(batch []int, denom int, micro uint64) Result
-	// Evaluate is the validation loss over its weight; ok is false
-	// without a validation set.
-	Evaluate() (loss float64, weight int, ok bool)
-	// Params are the trained tensors, named as saved, and their groups.
-	Params() []optim.Param
+	// Evaluate measures the validation set: "loss" and the objective's own
+	// metrics (perplexity, pair accuracy); ok is false without one.
+	Evaluate() (metrics map[string]float64, ok bool)
+	// Trained are the trained tensors, named as saved, and Groups their
+	// optimizer groups.
+	Trained() []optim.Param
 	Groups() []optim.Group
 	// Save writes what is trained, with what goes with it, to dir.
 	Save(dir string) error
@@ -104,10 +105,11 @@ func (o *LM) Accumulate(batch []int, denom int, micro uint64) Result {
 	return r
 }
 
-// Evaluate is the mean loss over the validation set's learned tokens.
-func (o *LM) Evaluate() (float64, int, bool) {
+// Evaluate is the mean loss over the validation set's learned tokens and
+// its perplexity.
+func (o *LM) Evaluate() (map[string]float64, bool) {
 	if o.Val == nil || o.Val.Len() == 0 {
-		return 0, 0, false
+		return nil, false
 	}
 	var sum float64
 	tokens := 0
@@ -124,8 +126,9 @@ func (o *LM) Evaluate() (float64, int, bool) {
 		sum += l * float64(n)
 		tokens += n
 	}
-	if tokens == 0 {
-		return math.NaN(), 0, true
+	loss := math.NaN()
+	if tokens > 0 {
+		loss = sum / float64(tokens)
 	}
-	return sum / float64(tokens), tokens, true
+	return map[string]float64{"loss": loss, "ppl": math.Exp(loss), "tokens": float64(tokens)}, true
 }

@@ -18,6 +18,7 @@ import (
 	"zhllama/internal/testenv"
 	"zhllama/llama"
 	"zhllama/llama/torchref"
+	"zhllama/rlhf"
 	"zhllama/safetensors"
 	"zhllama/spm"
 )
@@ -560,5 +561,76 @@ func TestDeclaredFormattingMismatch(t *testing.T) {
 	c := sftConfig(t, tinyModel(t), "--dataset", "d", "--dataset_dir", dir)
 	if _, err := New(c, io.Discard); err == nil || !strings.Contains(err.Error(), "declares formatting sharegpt, but its records look like alpaca") {
 		t.Errorf("mismatch: %v", err)
+	}
+}
+
+func rmConfig(t *testing.T, model string, extra ...string) Config {
+	t.Helper()
+	args := append([]string{"--stage", "rm", "--model_name_or_path", model, "--dataset", testenv.Path(t, "preference/dpo_zh_demo.json"),
+		"--template", "llama2", "--cutoff_len", "64", "--max_samples", "12", "--finetuning_type", "lora", "--lora_rank", "4",
+		"--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "2", "--output_dir", filepath.Join(t.TempDir(), "out"),
+		"--learning_rate", "1e-3", "--logging_steps", "1", "--val_size", "4"}, extra...)
+	c, _, err := Parse("", args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// The reward model's gradients (value head and adapters) against central
+// differences of its pairwise loss.
+func TestRewardModelGradients(t *testing.T) {
+	tr := newTrainer(t, rmConfig(t, tinyModel(t)))
+	o := tr.RM
+	batch := []int{0, 1}
+	for _, p := range o.Trained() {
+		clear(p.Grad)
+	}
+	o.Accumulate(batch, len(batch), 0)
+	loss := func() float64 {
+		c, r, _, _ := o.scores(o.Pairs, batch)
+		l, _, _, _ := rlhf.RankLoss(c, r)
+		return l
+	}
+	for _, p := range o.Trained() {
+		if !strings.HasPrefix(p.Name, "v_head") && !strings.Contains(p.Name, "layers.1.self_attn.q_proj.lora_B") {
+			continue
+		}
+		for _, i := range []int{0, len(p.Data) - 1} {
+			num := testenv.NumericGrad(loss, p.Data, []int{i}, 1e-2)[0]
+			if math.Abs(num-float64(p.Grad[i])) > 2e-2*math.Max(0.05, math.Abs(num)) {
+				t.Errorf("%s[%d]: gradient %g, numeric %g", p.Name, i, p.Grad[i], num)
+			}
+		}
+	}
+}
+
+// A LoRA reward model trains, evaluates pair accuracy, saves its value head
+// beside the adapter, and resumes bit for bit.
+func TestRewardModelRun(t *testing.T) {
+	model := tinyModel(t)
+	a := newTrainer(t, rmConfig(t, model, "--max_steps", "4", "--save_steps", "2"))
+	var log strings.Builder
+	a.Log = &log
+	if err := a.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "accuracy") {
+		t.Errorf("no pair accuracy in the log:\n%s", log.String())
+	}
+	v, err := hfdir.LoadValueHead(a.Cfg.OutputDir, a.Model.Config.HiddenSize)
+	if err != nil || !slices.Equal(v.W, a.RM.Head.W) {
+		t.Fatalf("value head: %v", err)
+	}
+	b := newTrainer(t, rmConfig(t, model, "--max_steps", "4", "--output_dir", a.Cfg.OutputDir))
+	if err := b.Resume(filepath.Join(a.Cfg.OutputDir, "checkpoint-2")); err != nil {
+		t.Fatal(err)
+	}
+	b.TrainStep()
+	b.TrainStep()
+	for i, p := range a.Params {
+		if !slices.Equal(p.Data, b.Params[i].Data) {
+			t.Fatalf("%s differs after resuming", p.Name)
+		}
 	}
 }

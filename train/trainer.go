@@ -5,11 +5,14 @@ import (
 	"io"
 )
 
-// Trainer is a pretraining or SFT run: the language-model objective over a
-// tuned model and its data, driven by a Loop.
+// Trainer is a training run: an objective over a tuned model and its
+// data, driven by a Loop. LM is the objective of pt and sft, RM that of
+// rm (the other is nil).
 type Trainer struct {
 	*Loop
+	*Tuned
 	*LM
+	RM *RM
 }
 
 // New prepares a run from c: the tokenizer, the model (resized to the
@@ -20,32 +23,52 @@ func New(c Config, log io.Writer) (*Trainer, error) {
 	if err != nil {
 		return nil, err
 	}
-	trainSet, valSet, err := LoadData(&c, tuned.Tok, log)
-	if err != nil {
-		return nil, err
+	t := &Trainer{Tuned: tuned}
+	var obj Objective
+	var examples, val, maxLen, rows int
+	switch c.Stage {
+	case "rm":
+		trainSet, valSet, err := LoadPairs(&c, tuned.Tok, log)
+		if err != nil {
+			return nil, err
+		}
+		if t.RM, err = NewRM(tuned, trainSet, valSet); err != nil {
+			return nil, err
+		}
+		obj, examples, maxLen, rows = t.RM, trainSet.Len(), trainSet.MaxLen(), 2*c.BatchSize
+		if valSet != nil {
+			val, maxLen = valSet.Len(), max(maxLen, valSet.MaxLen())
+		}
+	default:
+		trainSet, valSet, err := LoadData(&c, tuned.Tok, log)
+		if err != nil {
+			return nil, err
+		}
+		t.LM = NewLM(tuned, trainSet, valSet)
+		obj, examples, maxLen, rows = t.LM, trainSet.Len(), trainSet.MaxLen(), c.BatchSize
+		if valSet != nil {
+			val, maxLen = valSet.Len(), max(maxLen, valSet.MaxLen())
+		}
 	}
-	lm := NewLM(tuned, trainSet, valSet)
-	t := &Trainer{Loop: NewLoop(c, lm, log), LM: lm}
+	t.Loop = NewLoop(c, obj, log)
 	mc := &tuned.Model.Config
-	bt := roundUp(trainSet.MaxLen())
-	if valSet != nil {
-		bt = roundUp(max(trainSet.MaxLen(), valSet.MaxLen()))
-	}
+	bt := roundUp(maxLen)
 	checkpointing := ""
 	if c.GradientCheckpoint {
 		checkpointing = ", gradient checkpointing"
 	}
 	fmt.Fprintf(log, "memory: weights %.0f MB, trained values with gradients and optimizer state %.0f MB, activations %.0f MB (batch %d × %d%s)\n",
-		float64(tuned.Model.Bytes())/1e6, float64(12*tuned.numTrained())/1e6, float64(mc.ActivationBytes(c.BatchSize, bt, c.GradientCheckpoint))/1e6,
-		c.BatchSize, bt, checkpointing)
-	val := 0
-	if valSet != nil {
-		val = valSet.Len()
-	}
-	fmt.Fprintf(log, "%s: training %d tensors (%.2fM values) of a %.1fM-parameter model; %d examples (%d validation), %d steps of %d × %d sequences, warmup %d\n",
-		c.FinetuningType, len(t.Params), float64(tuned.numTrained())/1e6, float64(mc.NumParams())/1e6, trainSet.Len(), val, t.Total, c.BatchSize, c.GradAccum, t.Warmup)
+		float64(tuned.Model.Bytes())/1e6, float64(12*tuned.numTrained())/1e6, float64(mc.ActivationBytes(rows, bt, c.GradientCheckpoint))/1e6,
+		rows, bt, checkpointing)
+	fmt.Fprintf(log, "%s %s: training %d tensors (%.2fM values) of a %.1fM-parameter model; %d examples (%d validation), %d steps of %d × %d, warmup %d\n",
+		c.Stage, c.FinetuningType, len(t.Params), float64(tuned.numTrained())/1e6, float64(mc.NumParams())/1e6, examples, val, t.Total, c.BatchSize, c.GradAccum, t.Warmup)
 	return t, nil
 }
 
 // Close releases the data (a mapped pack).
-func (t *Trainer) Close() error { return t.LM.Train.Close() }
+func (t *Trainer) Close() error {
+	if t.LM != nil {
+		return t.LM.Train.Close()
+	}
+	return nil
+}

@@ -80,8 +80,8 @@ func LoadTuned(c *Config, log io.Writer) (*Tuned, error) {
 	return t, err
 }
 
-// Params are the trained tensors, named as they are saved.
-func (t *Tuned) Params() []optim.Param { return t.params }
+// Trained are the trained tensors, named as they are saved.
+func (t *Tuned) Trained() []optim.Param { return t.params }
 
 // Groups are the optimizer's parameter groups.
 func (t *Tuned) Groups() []optim.Group {
