@@ -65,7 +65,7 @@ func TestCleanInstructionData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]int64{RuleExactDup: 1, RuleRefusal: 1, RuleEmptyAnswer: 1, RuleEchoAnswer: 1, RuleMalformed: 1, RuleRoleOrder: 1}
+	want := map[string]int64{RuleExactDup: 1, RuleRefusal: 1, RuleEmptyAnswer: 1, RuleEchoAnswer: 1, RuleMalformed: 1, RuleLayout: 1}
 	for rule, n := range want {
 		if rep.Removed[rule] != n {
 			t.Errorf("%s removed %d, want %d (report %v)", rule, rep.Removed[rule], n, rep.Removed)
@@ -142,5 +142,22 @@ func TestTraditionalToSimplified(t *testing.T) {
 	got := testenv.ReadJSONLines[map[string]any](t, filepath.Join(dir, "o.jsonl"))
 	if len(got) != 1 || got[0]["text"] != "床前明月光，疑是地上霜。举头望明月，低头思故乡。" {
 		t.Errorf("t2s gave %v", got)
+	}
+}
+
+// In a sharegpt file, turns out of order are reported as such, with the
+// record shown as JSON.
+func TestCleanRoleOrder(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "sg.jsonl")
+	testenv.WriteFile(t, in, []byte(`{"conversations":[{"from":"human","value":"长城有多长？"},{"from":"gpt","value":"长城全长两万多公里，是世界上最长的城墙。"}]}`+"\n"+
+		`{"conversations":[{"from":"gpt","value":"答"},{"from":"human","value":"问"}]}`+"\n"))
+	rep, err := Run([]string{in}, filepath.Join(dir, "out.jsonl"), DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := rep.Examples[RuleRoleOrder]
+	if rep.Removed[RuleRoleOrder] != 1 || len(ex) != 1 || !strings.HasPrefix(ex[0].Text, `{"conversations":`) {
+		t.Errorf("report %v, examples %+v", rep.Removed, ex)
 	}
 }
