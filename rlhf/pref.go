@@ -84,7 +84,7 @@ type PrefResult struct {
 // rewards/accuracies, rewards/margins, logps/chosen, logps/rejected.
 func (r PrefResult) Metrics(pc, pr []float64) map[string]float64 {
 	n := float64(len(pc))
-	m := map[string]float64{}
+	m := map[string]float64{"rewards/accuracies": 0}
 	for i := range pc {
 		m["rewards/chosen"] += r.RewardsChosen[i] / n
 		m["rewards/rejected"] += r.RewardsRejected[i] / n

@@ -15,7 +15,7 @@ import (
 // Config is a training run, with LLaMA-Factory's key names and defaults, so
 // that its YAML files run unchanged.
 type Config struct {
-	Stage                string   `yaml:"stage"` // pt, sft or rm
+	Stage                string   `yaml:"stage"` // pt, sft, rm or dpo
 	ModelNameOrPath      string   `yaml:"model_name_or_path"`
 	TokenizerNameOrPath  string   `yaml:"tokenizer_name_or_path"`
 	AdapterNameOrPath    string   `yaml:"adapter_name_or_path"`
@@ -63,6 +63,12 @@ type Config struct {
 	EvalSteps            int      `yaml:"eval_steps"` // default: logging_steps
 	ResumeFromCheckpoint string   `yaml:"resume_from_checkpoint"`
 	GradientCheckpoint   bool     `yaml:"gradient_checkpointing"`
+	PrefBeta             float64  `yaml:"pref_beta"`
+	PrefLoss             string   `yaml:"pref_loss"`
+	PrefFTX              float64  `yaml:"pref_ftx"`
+	DPOLabelSmoothing    float64  `yaml:"dpo_label_smoothing"`
+	SimPOGamma           float64  `yaml:"simpo_gamma"`
+	RefModel             string   `yaml:"ref_model"`
 }
 
 // Defaults are LLaMA-Factory's (and transformers' TrainingArguments').
@@ -70,6 +76,7 @@ func Defaults() Config {
 	return Config{
 		Stage: "sft", DatasetDir: "data", CutoffLen: 2048, FinetuningType: "lora", LoraRank: 8,
 		LoraTarget: []string{"all"}, FreezeTrainableLayer: 2, FreezeTrainableMods: []string{"all"},
+		PrefBeta: 0.1, PrefLoss: "sigmoid", SimPOGamma: 0.5,
 		NewEmbeddingInit: "noisy_mean", Optim: "adamw_torch", LearningRate: 5e-5, LRSchedulerType: "linear",
 		NumTrainEpochs: 3, BatchSize: 8, EvalBatchSize: 8, GradAccum: 1, MaxGradNorm: 1, AdamBeta1: 0.9,
 		AdamBeta2: 0.999, AdamEpsilon: 1e-8, Seed: 42, LoggingSteps: 500, SaveSteps: 500, Template: "default",
@@ -284,7 +291,7 @@ func (c *Config) check() error {
 		return fmt.Errorf("key %s: %q is not one of %s", key, v, strings.Join(allowed, ", "))
 	}
 	for _, e := range []error{
-		oneOf("stage", c.Stage, "pt", "sft", "rm"),
+		oneOf("stage", c.Stage, "pt", "sft", "rm", "dpo"),
 		oneOf("finetuning_type", c.FinetuningType, "full", "freeze", "lora"),
 		oneOf("optim", c.Optim, "adamw_torch", "adamw_hf", "sgd"),
 		oneOf("lr_scheduler_type", c.LRSchedulerType, "linear", "cosine", "constant", "constant_with_warmup"),

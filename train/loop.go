@@ -93,6 +93,7 @@ type StepResult struct {
 	Tokens             int // the step's weight: learned tokens, over which the loss is averaged
 	Inputs             int // tokens fed (padding excluded), for the rate
 	Skipped            bool
+	Metrics            map[string]float64 // the objective's own, step means
 }
 
 // TrainStep runs one optimizer step: forward and backward over the
@@ -113,6 +114,12 @@ func (l *Loop) TrainStep() StepResult {
 		mr := l.Obj.Accumulate(b, denom, uint64(l.Step*c.GradAccum+i))
 		r.Loss += mr.Loss
 		r.Inputs += mr.Inputs
+		for k, v := range mr.Metrics {
+			if r.Metrics == nil {
+				r.Metrics = map[string]float64{}
+			}
+			r.Metrics[k] += v
+		}
 	}
 	if c.MaxGradNorm > 0 {
 		r.GradNorm = optim.ClipGradNorm(l.Params, c.MaxGradNorm)
@@ -195,12 +202,19 @@ type window struct {
 	loss, tokens float64
 	n            int
 	start        time.Time
+	metrics      map[string]float64 // sums over the window's steps
 }
 
 func (w *window) add(r StepResult) {
 	if !r.Skipped {
 		w.loss += r.Loss
 		w.n++
+		for k, v := range r.Metrics {
+			if w.metrics == nil {
+				w.metrics = map[string]float64{}
+			}
+			w.metrics[k] += v
+		}
 	}
 	w.tokens += float64(r.Inputs)
 }
@@ -214,6 +228,9 @@ func (l *Loop) logStep(w *window, r StepResult, eta time.Duration) error {
 		avg = w.loss / float64(w.n)
 	}
 	rec := map[string]any{"step": l.Step, "epoch": l.epoch(), "loss": avg, "lr": r.LR, "grad_norm": r.GradNorm, "tokens_per_s": rate}
+	for k, v := range w.metrics {
+		rec[k] = v / float64(w.n)
+	}
 	fmt.Fprintf(l.Log, "step %d/%d  epoch %.2f  loss %.4f  lr %.3g  grad norm %.3f  %.0f tokens/s  ETA %s\n",
 		l.Step, l.Total, l.epoch(), avg, r.LR, r.GradNorm, rate, eta.Round(time.Second))
 	if err := l.metrics.Write(rec); err != nil {

@@ -36,8 +36,9 @@ type Objective interface {
 
 // Result is one micro-batch's part of a step.
 type Result struct {
-	Loss   float64 // its share of the step's mean loss
-	Inputs int     // tokens fed, for the rate
+	Loss    float64            // its share of the step's mean loss
+	Inputs  int                // tokens fed, for the rate
+	Metrics map[string]float64 // the objective's own, as shares of the step's means
 }
 
 // LM is the language-model objective of pretraining and SFT: mean

@@ -7,12 +7,13 @@ import (
 
 // Trainer is a training run: an objective over a tuned model and its
 // data, driven by a Loop. LM is the objective of pt and sft, RM that of
-// rm (the other is nil).
+// rm, DPO that of dpo (the others are nil).
 type Trainer struct {
 	*Loop
 	*Tuned
 	*LM
-	RM *RM
+	RM  *RM
+	DPO *DPO
 }
 
 // New prepares a run from c: the tokenizer, the model (resized to the
@@ -27,15 +28,22 @@ func New(c Config, log io.Writer) (*Trainer, error) {
 	var obj Objective
 	var examples, val, maxLen, rows int
 	switch c.Stage {
-	case "rm":
+	case "rm", "dpo":
 		trainSet, valSet, err := LoadPairs(&c, tuned.Tok, log)
 		if err != nil {
 			return nil, err
 		}
-		if t.RM, err = NewRM(tuned, trainSet, valSet); err != nil {
+		if c.Stage == "rm" {
+			t.RM, err = NewRM(tuned, trainSet, valSet)
+			obj = t.RM
+		} else {
+			t.DPO, err = NewDPO(tuned, trainSet, valSet)
+			obj = t.DPO
+		}
+		if err != nil {
 			return nil, err
 		}
-		obj, examples, maxLen, rows = t.RM, trainSet.Len(), trainSet.MaxLen(), 2*c.BatchSize
+		examples, maxLen, rows = trainSet.Len(), trainSet.MaxLen(), 2*c.BatchSize
 		if valSet != nil {
 			val, maxLen = valSet.Len(), max(maxLen, valSet.MaxLen())
 		}
