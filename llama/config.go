@@ -43,6 +43,7 @@ type Config struct {
 	AttentionBias         bool         `json:"attention_bias"`
 	AttentionDropout      float64      `json:"attention_dropout"`
 	MLPBias               bool         `json:"mlp_bias"`
+	SummaryDropoutProb    *float64     `json:"summary_dropout_prob,omitempty"` // TRL's value head dropout; absent: 0.1
 	TorchDType            string       `json:"torch_dtype"`
 }
 

@@ -18,8 +18,12 @@ type RM struct {
 	*Tuned
 	Pairs, ValPairs *Pairs
 	Head, headGrad  *llama.ValueHead
+	// HeadDropout is the dropout on the value head's input in training:
+	// config.json's summary_dropout_prob, else TRL's 0.1.
+	HeadDropout     float64
 	acts            *llama.Acts
 	dHidden, values []float32
+	dropped, mask   []float32
 	pad             int32
 	batch           int
 	params          []optim.Param
@@ -30,7 +34,10 @@ type RM struct {
 // initialization), trained with the model.
 func NewRM(t *Tuned, trainSet, valSet *Pairs) (*RM, error) {
 	c, h := t.cfg, t.Model.Config.HiddenSize
-	o := &RM{Tuned: t, Pairs: trainSet, ValPairs: valSet, batch: c.BatchSize, headGrad: llama.NewValueHead(h)}
+	o := &RM{Tuned: t, Pairs: trainSet, ValPairs: valSet, batch: c.BatchSize, headGrad: llama.NewValueHead(h), HeadDropout: 0.1}
+	if p := t.Model.Config.SummaryDropoutProb; p != nil {
+		o.HeadDropout = *p
+	}
 	for _, dir := range []string{c.AdapterNameOrPath, c.ModelNameOrPath} {
 		if _, err := os.Stat(filepath.Join(dir, hfdir.ValueHeadFile)); dir != "" && err == nil {
 			v, err := hfdir.LoadValueHead(dir, h)
@@ -73,7 +80,7 @@ func (o *RM) Trained() []optim.Param { return o.params }
 // n..2n−1 the rejected, as LLaMA-Factory's collator lays them out. It
 // returns the scores (the value at each sequence's last token) and where
 // they were read.
-func (o *RM) scores(src *Pairs, batch []int) (chosen, rejected []float64, at []int, inputs int) {
+func (o *RM) scores(src *Pairs, batch []int, seed uint64) (chosen, rejected []float64, at []int, inputs int) {
 	n := len(batch)
 	exs := make([]Example, 2*n)
 	for i, k := range batch {
@@ -83,7 +90,7 @@ func (o *RM) scores(src *Pairs, batch []int) (chosen, rejected []float64, at []i
 	o.acts.Reshape(&o.Model.Config, b.B, b.T)
 	o.Model.Forward(o.acts, b.IDs, b.Valid)
 	o.values = grow(&o.values, b.B*b.T)
-	o.Head.Forward(o.values, o.acts.Hidden, b.B*b.T)
+	o.Head.Forward(o.values, o.headInput(seed), b.B*b.T)
 	chosen, rejected, at = make([]float64, n), make([]float64, n), make([]int, 2*n)
 	for i, e := range exs {
 		at[i] = i*b.T + len(e.IDs) - 1
@@ -95,9 +102,31 @@ func (o *RM) scores(src *Pairs, batch []int) (chosen, rejected []float64, at []i
 	return chosen, rejected, at, inputs
 }
 
+// headInput is the value head's input: the final hidden states, through
+// dropout in training (seed not 0), as TRL's v_head applies it.
+func (o *RM) headInput(seed uint64) []float32 {
+	hidden := o.acts.Hidden
+	if seed == 0 || o.HeadDropout <= 0 {
+		o.mask = o.mask[:0]
+		return hidden
+	}
+	o.dropped, o.mask = grow(&o.dropped, len(hidden)), grow(&o.mask, len(hidden))
+	rng := rand.New(rand.NewPCG(seed, 0xd0))
+	keep := float32(1 / (1 - o.HeadDropout))
+	for i, v := range hidden {
+		o.mask[i] = 0
+		if rng.Float64() >= o.HeadDropout {
+			o.mask[i] = keep
+		}
+		o.dropped[i] = v * o.mask[i]
+	}
+	return o.dropped
+}
+
 func (o *RM) Accumulate(batch []int, denom int, micro uint64) Result {
-	o.acts.Dropout, o.acts.Seed = true, o.cfg.Seed^micro<<8
-	chosen, rejected, at, inputs := o.scores(o.Pairs, batch)
+	seed := o.cfg.Seed ^ micro<<8 | 1 // never 0: 0 means no dropout
+	o.acts.Dropout, o.acts.Seed = true, seed
+	chosen, rejected, at, inputs := o.scores(o.Pairs, batch, seed)
 	loss, dc, dr, _ := rlhf.RankLoss(chosen, rejected)
 	// The mean over this micro-batch's pairs, as a share of the step's.
 	share := float64(len(batch)) / float64(max(1, denom))
@@ -111,7 +140,14 @@ func (o *RM) Accumulate(batch []int, denom int, micro uint64) Result {
 	rows := len(o.values)
 	o.dHidden = grow(&o.dHidden, rows*h)
 	clear(o.dHidden)
-	o.Head.Backward(o.dHidden, o.headGrad, dValues, o.acts.Hidden, rows)
+	input := o.acts.Hidden
+	if len(o.mask) > 0 {
+		input = o.dropped
+	}
+	o.Head.Backward(o.dHidden, o.headGrad, dValues, input, rows)
+	for i, m := range o.mask {
+		o.dHidden[i] *= m // through the dropout
+	}
 	o.Model.Backward(o.acts, o.dHidden, o.Grads)
 	return Result{Loss: loss * share, Inputs: inputs}
 }
@@ -130,7 +166,7 @@ func (o *RM) Evaluate() (map[string]float64, bool) {
 		for k := lo; k < min(lo+o.batch, total); k++ {
 			batch = append(batch, k)
 		}
-		c, r, _, _ := o.scores(o.ValPairs, batch)
+		c, r, _, _ := o.scores(o.ValPairs, batch, 0)
 		l, _, _, acc := rlhf.RankLoss(c, r)
 		loss += l * float64(len(batch))
 		correct += acc * float64(len(batch))

@@ -583,23 +583,29 @@ func TestRewardModelGradients(t *testing.T) {
 	tr := newTrainer(t, rmConfig(t, tinyModel(t)))
 	o := tr.RM
 	batch := []int{0, 1}
-	for _, p := range o.Trained() {
-		clear(p.Grad)
-	}
-	o.Accumulate(batch, len(batch), 0)
-	loss := func() float64 {
-		c, r, _, _ := o.scores(o.Pairs, batch)
-		l, _, _, _ := rlhf.RankLoss(c, r)
-		return l
-	}
-	for _, p := range o.Trained() {
-		if !strings.HasPrefix(p.Name, "v_head") && !strings.Contains(p.Name, "layers.1.self_attn.q_proj.lora_B") {
-			continue
+	// Without and with the value head's dropout (its mask is the same for
+	// the same seed, which is what Accumulate draws for micro-batch 0).
+	for _, drop := range []float64{0, 0.3} {
+		o.HeadDropout = drop
+		seed := o.cfg.Seed | 1
+		for _, p := range o.Trained() {
+			clear(p.Grad)
 		}
-		for _, i := range []int{0, len(p.Data) - 1} {
-			num := testenv.NumericGrad(loss, p.Data, []int{i}, 1e-2)[0]
-			if math.Abs(num-float64(p.Grad[i])) > 2e-2*math.Max(0.05, math.Abs(num)) {
-				t.Errorf("%s[%d]: gradient %g, numeric %g", p.Name, i, p.Grad[i], num)
+		o.Accumulate(batch, len(batch), 0)
+		loss := func() float64 {
+			c, r, _, _ := o.scores(o.Pairs, batch, seed)
+			l, _, _, _ := rlhf.RankLoss(c, r)
+			return l
+		}
+		for _, p := range o.Trained() {
+			if !strings.HasPrefix(p.Name, "v_head") && !strings.Contains(p.Name, "layers.1.self_attn.q_proj.lora_B") {
+				continue
+			}
+			for _, i := range []int{0, len(p.Data) - 1} {
+				num := testenv.NumericGrad(loss, p.Data, []int{i}, 1e-2)[0]
+				if math.Abs(num-float64(p.Grad[i])) > 2e-2*math.Max(0.05, math.Abs(num)) {
+					t.Errorf("dropout %g: %s[%d]: gradient %g, numeric %g", drop, p.Name, i, p.Grad[i], num)
+				}
 			}
 		}
 	}
