@@ -101,16 +101,7 @@ func (l *LoRA) forward(p *Pass, y, x []float32, t, in, out int) {
 	if p.dropout(l) {
 		// Never into the input's buffer, which other projections still read.
 		la.xd = grow(&la.drop, t*in)
-		grow(&la.mask, t*in)
-		rng := rand.New(rand.NewPCG(p.Seed^l.key, uint64(t)))
-		keep := float32(1 / (1 - l.Dropout))
-		for i, v := range x {
-			la.mask[i] = 0
-			if rng.Float64() >= l.Dropout {
-				la.mask[i] = keep
-			}
-			la.xd[i] = v * la.mask[i]
-		}
+		tensor.Dropout(la.xd, grow(&la.mask, t*in), x, l.Dropout, rand.New(rand.NewPCG(p.Seed^l.key, uint64(t))))
 	}
 	grow(&la.xa, t*l.R)
 	tensor.Linear(la.xa, la.xd, l.A, t, in, l.R)

@@ -1,6 +1,9 @@
 package tensor
 
-import "math"
+import (
+	"math"
+	"math/rand/v2"
+)
 
 // RMSNorm: y = x / sqrt(mean(x²) + eps) · w, per row of length d. rstd
 // keeps 1/sqrt(mean(x²)+eps) of each row for the backward pass.
@@ -273,5 +276,19 @@ func logSoftmaxRows(logits []float32, targets []int32, rows, v int, logp []float
 func Add(y, x []float32) {
 	for i, v := range x[:len(y)] {
 		y[i] += v
+	}
+}
+
+// Dropout writes x with each value dropped (zeroed) with probability p and
+// the rest scaled by 1/(1−p) to out, and the factor of each (0 or
+// 1/(1−p)) to mask for the backward pass, drawing from rng in order.
+func Dropout(out, mask, x []float32, p float64, rng *rand.Rand) {
+	keep := float32(1 / (1 - p))
+	for i, v := range x {
+		mask[i] = 0
+		if rng.Float64() >= p {
+			mask[i] = keep
+		}
+		out[i] = v * mask[i]
 	}
 }

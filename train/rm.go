@@ -9,6 +9,7 @@ import (
 	"zhllama/llama"
 	"zhllama/optim"
 	"zhllama/rlhf"
+	"zhllama/tensor"
 )
 
 // RM is the reward model objective (stage rm): the trunk plus a value
@@ -111,15 +112,7 @@ func (o *RM) headInput(seed uint64) []float32 {
 		return hidden
 	}
 	o.dropped, o.mask = grow(&o.dropped, len(hidden)), grow(&o.mask, len(hidden))
-	rng := rand.New(rand.NewPCG(seed, 0xd0))
-	keep := float32(1 / (1 - o.HeadDropout))
-	for i, v := range hidden {
-		o.mask[i] = 0
-		if rng.Float64() >= o.HeadDropout {
-			o.mask[i] = keep
-		}
-		o.dropped[i] = v * o.mask[i]
-	}
+	tensor.Dropout(o.dropped, o.mask, hidden, o.HeadDropout, rand.New(rand.NewPCG(seed, 0xd0)))
 	return o.dropped
 }
 
