@@ -85,6 +85,7 @@ func commands() *command {
 			exportCommand(),
 			generateCommand(),
 			evalCommand(),
+			scoreCommand(),
 			downloadCommand(),
 			benchCommand(),
 			{name: "version", summary: "print the version", run: func([]string) error {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"math"
 	"os"
 	"os/exec"
@@ -283,5 +284,43 @@ func TestInspectTruncatedTokenizer(t *testing.T) {
 	out, errs, code := zhllama(t, "", "tokenizer", "inspect", path)
 	if code != 0 || !strings.Contains(out, "may be cut short") {
 		t.Errorf("code %d, %s %s", code, out, errs)
+	}
+}
+
+// A reward model trained with stage rm scores texts; the scores do not
+// depend on the batch; a model without a value head is named as such.
+func TestScore(t *testing.T) {
+	base := tinyModelDir(t)
+	rm := filepath.Join(t.TempDir(), "rm")
+	if _, errs, code := zhllama(t, "", "train", "--stage", "rm", "--model_name_or_path", base, "--dataset", testenv.Path(t, "preference/dpo_zh_demo.json"),
+		"--template", "llama2", "--cutoff_len", "64", "--max_samples", "8", "--finetuning_type", "lora", "--per_device_train_batch_size", "2",
+		"--max_steps", "2", "--output_dir", rm); code != 0 {
+		t.Fatalf("train rm: %s", errs)
+	}
+	in := filepath.Join(t.TempDir(), "texts.jsonl")
+	testenv.WriteFile(t, in, []byte(`{"text": "长城有多长？长城全长两万多公里。"}`+"\n"+"一行纯文本\n"+`{"text": "a longer English text to score with the model"}`+"\n"))
+	one, errs, code := zhllama(t, "", "score", "--model", base, "--adapter", rm, "--input", in, "--batch", "1")
+	all, _, _ := zhllama(t, "", "score", "--model", base, "--adapter", rm, "--input", in, "--batch", "3")
+	if code != 0 || strings.Count(one, "\n") != 3 || !strings.Contains(one, `"score":`) {
+		t.Fatalf("score: code %d, %s %s", code, one, errs)
+	}
+	var a, b []struct{ Score float64 }
+	for _, l := range strings.Split(strings.TrimSpace(one), "\n") {
+		var r struct{ Score float64 }
+		json.Unmarshal([]byte(l), &r)
+		a = append(a, r)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(all), "\n") {
+		var r struct{ Score float64 }
+		json.Unmarshal([]byte(l), &r)
+		b = append(b, r)
+	}
+	for i := range a {
+		if i >= len(b) || math.Abs(a[i].Score-b[i].Score) > 1e-4 {
+			t.Errorf("text %d: %v alone, %v in a batch", i, a, b)
+		}
+	}
+	if _, errs, code := zhllama(t, "", "score", "--model", base, "--input", in); code != 1 || !strings.Contains(errs, "not a reward model") {
+		t.Errorf("no value head: code %d, %s", code, errs)
 	}
 }

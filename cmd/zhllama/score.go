@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"zhllama/hfdir"
+	"zhllama/llama"
+	"zhllama/spm"
+)
+
+func scoreCommand() *command {
+	return &command{name: "score", summary: "score texts with a reward model (the value at each text's last token)",
+		usage: "--model D [--adapter A] --input FILE [--batch N]", run: score}
+}
+
+// score prints a JSON line {"text", "score"} for every line of the input:
+// a JSON object with "text", or plain text. A text is [BOS] + its pieces,
+// scored as the reward model scored prompt + answer in training.
+func score(args []string) error {
+	fs := flagSet("score")
+	mf := addModelFlags(fs)
+	input := fs.String("input", "", "JSON lines with \"text\", or plain text, one a line")
+	batch := fs.Int("batch", 8, "texts per forward pass")
+	if err := parseFlags(fs, args, "--model D [--adapter A] --input FILE [flags]"); err != nil {
+		return err
+	}
+	if *input == "" || *batch < 1 {
+		return usagef("--input is required and --batch must be at least 1")
+	}
+	m, p, err := mf.load()
+	if err != nil {
+		return err
+	}
+	headDir := *mf.dir
+	if *mf.adapter != "" {
+		headDir = *mf.adapter
+	}
+	if _, err := os.Stat(filepath.Join(headDir, hfdir.ValueHeadFile)); err != nil {
+		return fmt.Errorf("%s has no %s: it is not a reward model (train one with stage: rm)", headDir, hfdir.ValueHeadFile)
+	}
+	head, err := hfdir.LoadValueHead(headDir, m.Config.HiddenSize)
+	if err != nil {
+		return err
+	}
+	texts, err := readTexts(*input)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetEscapeHTML(false)
+	for lo := 0; lo < len(texts); lo += *batch {
+		group := texts[lo:min(lo+*batch, len(texts))]
+		scores, err := scoreTexts(m, p, head, group)
+		if err != nil {
+			return fmt.Errorf("%s: %w", *input, err)
+		}
+		for i, t := range group {
+			if err := enc.Encode(map[string]any{"text": t, "score": scores[i]}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// readTexts reads the non-empty lines of path: the "text" of a JSON
+// object, or the line itself.
+func readTexts(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<26)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		if strings.HasPrefix(line, "{") {
+			var rec struct {
+				Text *string `json:"text"`
+			}
+			if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Text == nil {
+				return nil, fmt.Errorf("%s:%d: a JSON line needs a \"text\" string", path, n)
+			}
+			line = *rec.Text
+		}
+		out = append(out, line)
+	}
+	return out, sc.Err()
+}
+
+// scoreTexts runs the texts as one right-padded batch and reads the value
+// head at each one's last token.
+func scoreTexts(m *llama.Model, p *spm.Processor, head *llama.ValueHead, texts []string) ([]float32, error) {
+	var seqs [][]int32
+	t := 0
+	for _, s := range texts {
+		ids := []int32{}
+		if bos := p.SpecialID("bos"); bos >= 0 {
+			ids = append(ids, int32(bos))
+		}
+		for _, id := range p.Encode(s) {
+			ids = append(ids, int32(id))
+		}
+		if len(ids) > m.Config.MaxPositionEmbeddings {
+			return nil, fmt.Errorf("a text of %d tokens is longer than the model's context %d", len(ids), m.Config.MaxPositionEmbeddings)
+		}
+		seqs = append(seqs, ids)
+		t = max(t, len(ids))
+	}
+	ids, valid := make([]int32, len(seqs)*t), make([]bool, len(seqs)*t)
+	for b, s := range seqs {
+		copy(ids[b*t:], s)
+		for i := range s {
+			valid[b*t+i] = true
+		}
+	}
+	a := m.NewActs(len(seqs), t)
+	m.Forward(a, ids, valid)
+	values := make([]float32, len(seqs)*t)
+	head.Forward(values, a.Hidden, len(seqs)*t)
+	out := make([]float32, len(seqs))
+	for b, s := range seqs {
+		out[b] = values[b*t+len(s)-1]
+	}
+	return out, nil
+}
