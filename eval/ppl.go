@@ -67,10 +67,7 @@ func Perplexity(m *llama.Model, r io.Reader, tok *spm.Processor, cutoff, batch i
 		if strings.TrimSpace(line) == "" {
 			continue
 		}
-		d := []int32{int32(bos)}
-		for _, id := range tok.Encode(line) {
-			d = append(d, int32(id))
-		}
+		d := tok.ModelInput(line)
 		if len(d) > cutoff {
 			d = d[:cutoff]
 		}

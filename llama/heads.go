@@ -46,23 +46,13 @@ func (m *Model) headChunks(a *Acts, targets []int32, f func(r0, r1 int, lg []flo
 	step := headRows(c, bt)
 	for r0 := 0; r0 < bt; r0 += step {
 		r1 := min(bt, r0+step)
-		if countTargets(targets[r0:r1]) == 0 {
+		if tensor.CountTargets(targets[r0:r1]) == 0 {
 			continue // nothing to score: its logits would only be cleared
 		}
 		lg := a.logits[:(r1-r0)*v]
 		m.LMHead.forward(&a.Pass, lg, a.Hidden[r0*h:r1*h], r1-r0, h, v)
 		f(r0, r1, lg)
 	}
-}
-
-func countTargets(targets []int32) int {
-	n := 0
-	for _, t := range targets {
-		if t != tensor.IgnoreIndex {
-			n++
-		}
-	}
-	return n
 }
 
 // headBackward takes a chunk's logit gradients through the LM head: into
@@ -86,7 +76,7 @@ func (m *Model) headBackward(a *Acts, grads *Model, r0, r1 int, dlogits []float3
 // logits are computed in chunks of rows and never held whole.
 func (m *Model) LMLoss(a *Acts, labels []int32, denom int, grads *Model) (float64, int, []float32) {
 	targets := a.shiftTargets(labels)
-	count := countTargets(targets)
+	count := tensor.CountTargets(targets)
 	if denom <= 0 {
 		denom = count
 	}

@@ -185,6 +185,19 @@ type token struct {
 	id         int32
 }
 
+// ModelInput is what a LLaMA model is fed for text: [BOS] (when the model
+// has one) and the text's ids, as int32.
+func (p *Processor) ModelInput(text string) []int32 {
+	var ids []int32
+	if bos := p.SpecialID("bos"); bos >= 0 {
+		ids = append(ids, int32(bos))
+	}
+	for _, id := range p.Encode(text) {
+		ids = append(ids, int32(id))
+	}
+	return ids
+}
+
 // Encode returns the ids of text.
 func (p *Processor) Encode(text string) []int {
 	return p.AppendIDs(nil, text, &Scratch{})

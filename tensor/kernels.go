@@ -162,7 +162,7 @@ const IgnoreIndex = -100
 // It returns the mean loss and the number of counted rows.
 func CrossEntropy(logits []float32, targets []int32, rows, v, denom int) (float64, int) {
 	if denom <= 0 {
-		denom = countTargets(targets[:rows])
+		denom = CountTargets(targets[:rows])
 	}
 	sum, n := CrossEntropySum(logits, targets, rows, v, denom)
 	if n == 0 {
@@ -188,7 +188,8 @@ func CrossEntropySum(logits []float32, targets []int32, rows, v, denom int) (flo
 	})
 }
 
-func countTargets(targets []int32) int {
+// CountTargets counts the targets that are not IgnoreIndex.
+func CountTargets(targets []int32) int {
 	n := 0
 	for _, t := range targets {
 		if t != IgnoreIndex {
@@ -225,7 +226,7 @@ func LogProbsBackward(logits []float32, targets []int32, dlogp []float32, rows, 
 // With grad set, the row is overwritten by exp(x − max) and grad turns it
 // into a gradient, given Σexp; rows without a target are cleared.
 func logSoftmaxRows(logits []float32, targets []int32, rows, v int, logp []float32, grad func(r int, l []float32, sum float32)) (float64, int) {
-	count := countTargets(targets[:rows])
+	count := CountTargets(targets[:rows])
 	losses := make([]float64, rows)
 	Parallel(rows, func(lo, hi int) {
 		for r := lo; r < hi; r++ {

@@ -172,13 +172,7 @@ func checkSampling(s llama.Sampling) error {
 // promptIDs is [BOS] + the prompt's ids. A prompt past the model's context
 // is an error; an output that would pass it stops there, with a note.
 func promptIDs(m *llama.Model, p *spm.Processor, prompt string, maxNew int) ([]int32, error) {
-	ids := []int32{}
-	if bos := p.SpecialID("bos"); bos >= 0 {
-		ids = append(ids, int32(bos))
-	}
-	for _, id := range p.Encode(prompt) {
-		ids = append(ids, int32(id))
-	}
+	ids := p.ModelInput(prompt)
 	ctx := m.Config.MaxPositionEmbeddings
 	if len(ids) >= ctx {
 		return nil, fmt.Errorf("the prompt has %d tokens, and the model's context (max_position_embeddings) is %d: shorten it", len(ids), ctx)

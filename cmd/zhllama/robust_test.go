@@ -304,19 +304,25 @@ func TestScore(t *testing.T) {
 	if code != 0 || strings.Count(one, "\n") != 3 || !strings.Contains(one, `"score":`) {
 		t.Fatalf("score: code %d, %s %s", code, one, errs)
 	}
-	var a, b []struct{ Score float64 }
-	for _, l := range strings.Split(strings.TrimSpace(one), "\n") {
-		var r struct{ Score float64 }
-		json.Unmarshal([]byte(l), &r)
-		a = append(a, r)
+	scores := func(out string) []float64 {
+		var s []float64
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			var r struct {
+				Score *float64 `json:"score"`
+			}
+			if err := json.Unmarshal([]byte(l), &r); err != nil || r.Score == nil {
+				t.Fatalf("output line %q: %v", l, err)
+			}
+			s = append(s, *r.Score)
+		}
+		return s
 	}
-	for _, l := range strings.Split(strings.TrimSpace(all), "\n") {
-		var r struct{ Score float64 }
-		json.Unmarshal([]byte(l), &r)
-		b = append(b, r)
+	a, b := scores(one), scores(all)
+	if len(a) != 3 || len(b) != 3 || a[0] == a[1] && a[1] == a[2] {
+		t.Fatalf("scores %v and %v", a, b)
 	}
 	for i := range a {
-		if i >= len(b) || math.Abs(a[i].Score-b[i].Score) > 1e-4 {
+		if math.Abs(a[i]-b[i]) > 1e-4 {
 			t.Errorf("text %d: %v alone, %v in a batch", i, a, b)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"zhllama/hfdir"
 	"zhllama/llama"
 	"zhllama/spm"
+	"zhllama/train"
 )
 
 func scoreCommand() *command {
@@ -101,36 +102,22 @@ func readTexts(path string) ([]string, error) {
 // scoreTexts runs the texts as one right-padded batch and reads the value
 // head at each one's last token.
 func scoreTexts(m *llama.Model, p *spm.Processor, head *llama.ValueHead, texts []string) ([]float32, error) {
-	var seqs [][]int32
-	t := 0
-	for _, s := range texts {
-		ids := []int32{}
-		if bos := p.SpecialID("bos"); bos >= 0 {
-			ids = append(ids, int32(bos))
-		}
-		for _, id := range p.Encode(s) {
-			ids = append(ids, int32(id))
-		}
+	exs := make([]train.Example, len(texts))
+	for i, s := range texts {
+		ids := p.ModelInput(s)
 		if len(ids) > m.Config.MaxPositionEmbeddings {
 			return nil, fmt.Errorf("a text of %d tokens is longer than the model's context %d", len(ids), m.Config.MaxPositionEmbeddings)
 		}
-		seqs = append(seqs, ids)
-		t = max(t, len(ids))
+		exs[i] = train.Example{IDs: ids, Labels: ids}
 	}
-	ids, valid := make([]int32, len(seqs)*t), make([]bool, len(seqs)*t)
-	for b, s := range seqs {
-		copy(ids[b*t:], s)
-		for i := range s {
-			valid[b*t+i] = true
-		}
-	}
-	a := m.NewActs(len(seqs), t)
-	m.Forward(a, ids, valid)
-	values := make([]float32, len(seqs)*t)
-	head.Forward(values, a.Hidden, len(seqs)*t)
-	out := make([]float32, len(seqs))
-	for b, s := range seqs {
-		out[b] = values[b*t+len(s)-1]
+	b := train.MakeBatch(exs, 0)
+	a := m.NewActs(b.B, b.T)
+	m.Forward(a, b.IDs, b.Valid)
+	values := make([]float32, b.B*b.T)
+	head.Forward(values, a.Hidden, b.B*b.T)
+	out := make([]float32, len(exs))
+	for i, e := range exs {
+		out[i] = values[i*b.T+len(e.IDs)-1]
 	}
 	return out, nil
 }
