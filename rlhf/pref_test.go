@@ -65,3 +65,25 @@ func TestPrefLossGolden(t *testing.T) {
 		}
 	}
 }
+
+// §6.10: TRL's KTO loss with its KL estimate from the mismatched rows.
+func TestKTOGolden(t *testing.T) {
+	k := KTO{Beta: 0.1, ChosenWeight: 1, RejectedWeight: 1}
+	res := k.Compute([]float64{-10, -20}, []float64{-15}, []float64{-11, -19.5}, []float64{-14},
+		[]float64{-30, -25, -28}, []float64{-31, -26, -27})
+	near(t, "kl, loss", []float64{res.KL, res.Loss}, []float64{0.3333333333, 0.4902922502}, 1e-9)
+	near(t, "rewards", []float64{res.Metrics["rewards/chosen"], res.Metrics["rewards/rejected"]}, []float64{(0.1 - 0.05) / 2, -0.1}, 1e-12)
+	// The gradient by central differences of the loss.
+	const h = 1e-6
+	for i := range 2 {
+		pc := []float64{-10, -20}
+		pc[i] += h
+		up := k.Compute(pc, []float64{-15}, []float64{-11, -19.5}, []float64{-14}, []float64{-30, -25, -28}, []float64{-31, -26, -27}).Loss
+		pc[i] -= 2 * h
+		down := k.Compute(pc, []float64{-15}, []float64{-11, -19.5}, []float64{-14}, []float64{-30, -25, -28}, []float64{-31, -26, -27}).Loss
+		near(t, "∂/∂π_c", []float64{res.DChosen[i]}, []float64{(up - down) / (2 * h)}, 1e-8)
+	}
+	up := k.Compute([]float64{-10, -20}, []float64{-15 + h}, []float64{-11, -19.5}, []float64{-14}, []float64{-30, -25, -28}, []float64{-31, -26, -27}).Loss
+	down := k.Compute([]float64{-10, -20}, []float64{-15 - h}, []float64{-11, -19.5}, []float64{-14}, []float64{-30, -25, -28}, []float64{-31, -26, -27}).Loss
+	near(t, "∂/∂π_r", res.DRejected, []float64{(up - down) / (2 * h)}, 1e-8)
+}
