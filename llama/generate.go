@@ -133,6 +133,9 @@ type Sampling struct {
 	RepetitionPenalty float64 // 1: off
 	Seed              uint64
 	StopIDs           []int // generation ends after any of these (EOS)
+	// Adapters selects the LoRA adapters that apply (nil: all), e.g. the
+	// policy's alone when a reward adapter shares the model.
+	Adapters func(name string) bool
 }
 
 // Validate checks the settings' ranges, naming the setting.
@@ -190,6 +193,7 @@ func (m *Model) GenerateBatch(prompts [][]int32, s Sampling, emit func(b, id int
 		most = maxT + s.MaxNewTokens
 	}
 	ca := m.NewCache(len(prompts), most)
+	ca.Adapters = s.Adapters
 	v := m.Config.VocabSize
 	out := make([][]int, len(prompts))
 	samplers := make([]*sample.Sampler, len(prompts))

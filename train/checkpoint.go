@@ -29,6 +29,17 @@ type trainerState struct {
 
 const optimizerFile = "optimizer.safetensors"
 
+// objectiveStateFile holds an objective's own running state (PPO's KL
+// coefficient and score statistics).
+const objectiveStateFile = "objective_state.json"
+
+// stateful is an objective with state of its own beyond its tensors.
+type stateful interface {
+	State() any
+	// SetState reads what State wrote, as JSON.
+	SetState(b []byte) error
+}
+
 // SaveCheckpoint writes output_dir/checkpoint-N (N the step) through a
 // temporary directory renamed at the end, and removes the oldest beyond
 // save_total_limit.
@@ -39,6 +50,11 @@ func (t *Loop) SaveCheckpoint() error {
 	os.RemoveAll(tmp)
 	if err := t.Obj.Save(tmp); err != nil {
 		return err
+	}
+	if s, ok := t.Obj.(stateful); ok {
+		if err := atomicfile.WriteJSON(filepath.Join(tmp, objectiveStateFile), s.State()); err != nil {
+			return err
+		}
 	}
 	var srcs []safetensors.Source
 	st := t.Opt.State()
@@ -161,6 +177,15 @@ func (t *Loop) Resume(which string) error {
 	})
 	if err != nil {
 		return fmt.Errorf("resume_from_checkpoint %s: %w", dir, err)
+	}
+	if s, ok := t.Obj.(stateful); ok {
+		b, err := os.ReadFile(filepath.Join(dir, objectiveStateFile))
+		if err == nil {
+			err = s.SetState(b)
+		}
+		if err != nil {
+			return fmt.Errorf("resume_from_checkpoint %s: %w", dir, err)
+		}
 	}
 	steps, _ := strconv.Atoi(of.Metadata["step"])
 	t.Opt.SetSteps(steps)

@@ -10,12 +10,14 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"zhllama/rlhf"
 )
 
 // Config is a training run, with LLaMA-Factory's key names and defaults, so
 // that its YAML files run unchanged.
 type Config struct {
-	Stage                string   `yaml:"stage"` // pt, sft, rm or dpo
+	Stage                string   `yaml:"stage"` // pt, sft, rm, dpo, kto or ppo
 	ModelNameOrPath      string   `yaml:"model_name_or_path"`
 	TokenizerNameOrPath  string   `yaml:"tokenizer_name_or_path"`
 	AdapterNameOrPath    string   `yaml:"adapter_name_or_path"`
@@ -69,6 +71,37 @@ type Config struct {
 	DPOLabelSmoothing    float64  `yaml:"dpo_label_smoothing"`
 	SimPOGamma           float64  `yaml:"simpo_gamma"`
 	RefModel             string   `yaml:"ref_model"`
+	PrecomputeRefLogps   bool     `yaml:"precompute_ref_log_probs"`
+	KTOChosenWeight      float64  `yaml:"kto_chosen_weight"`
+	KTORejectedWeight    float64  `yaml:"kto_rejected_weight"`
+
+	// PPO: LLaMA-Factory's keys, then TRL's PPOConfig fields that it does
+	// not expose (with TRL's defaults).
+	RewardModel         string   `yaml:"reward_model"`
+	RewardModelType     string   `yaml:"reward_model_type"` // lora, full or api
+	RewardModelAdapters []string `yaml:"reward_model_adapters"`
+	PPOBufferSize       int      `yaml:"ppo_buffer_size"`
+	PPOEpochs           int      `yaml:"ppo_epochs"`
+	PPOScoreNorm        bool     `yaml:"ppo_score_norm"`
+	PPOTarget           float64  `yaml:"ppo_target"`
+	PPOWhitenRewards    bool     `yaml:"ppo_whiten_rewards"`
+	InitKLCoef          float64  `yaml:"init_kl_coef"`
+	AdapKLCtrl          bool     `yaml:"adap_kl_ctrl"`
+	KLPenalty           string   `yaml:"kl_penalty"`
+	Horizon             float64  `yaml:"horizon"`
+	Gamma               float64  `yaml:"gamma"`
+	Lam                 float64  `yaml:"lam"`
+	ClipRange           float64  `yaml:"cliprange"`
+	ClipRangeValue      float64  `yaml:"cliprange_value"`
+	VFCoef              float64  `yaml:"vf_coef"`
+	RatioThreshold      float64  `yaml:"ratio_threshold"`
+	// Generation (LLaMA-Factory's generating keys), for PPO's rollouts.
+	MaxNewTokens      int     `yaml:"max_new_tokens"`
+	DoSample          bool    `yaml:"do_sample"`
+	Temperature       float64 `yaml:"temperature"`
+	TopP              float64 `yaml:"top_p"`
+	TopK              int     `yaml:"top_k"`
+	RepetitionPenalty float64 `yaml:"repetition_penalty"`
 }
 
 // Defaults are LLaMA-Factory's (and transformers' TrainingArguments').
@@ -76,7 +109,10 @@ func Defaults() Config {
 	return Config{
 		Stage: "sft", DatasetDir: "data", CutoffLen: 2048, FinetuningType: "lora", LoraRank: 8,
 		LoraTarget: []string{"all"}, FreezeTrainableLayer: 2, FreezeTrainableMods: []string{"all"},
-		PrefBeta: 0.1, PrefLoss: "sigmoid", SimPOGamma: 0.5,
+		PrefBeta: 0.1, PrefLoss: "sigmoid", SimPOGamma: 0.5, KTOChosenWeight: 1, KTORejectedWeight: 1,
+		RewardModelType: "lora", PPOBufferSize: 1, PPOEpochs: 4, PPOTarget: 6, InitKLCoef: 0.2, AdapKLCtrl: true,
+		KLPenalty: "kl", Horizon: 10000, Gamma: 1, Lam: 0.95, ClipRange: 0.2, ClipRangeValue: 0.2, VFCoef: 0.1,
+		RatioThreshold: 10, MaxNewTokens: 1024, DoSample: true, Temperature: 0.95, TopP: 0.7, TopK: 50, RepetitionPenalty: 1,
 		NewEmbeddingInit: "noisy_mean", Optim: "adamw_torch", LearningRate: 5e-5, LRSchedulerType: "linear",
 		NumTrainEpochs: 3, BatchSize: 8, EvalBatchSize: 8, GradAccum: 1, MaxGradNorm: 1, AdamBeta1: 0.9,
 		AdamBeta2: 0.999, AdamEpsilon: 1e-8, Seed: 42, LoggingSteps: 500, SaveSteps: 500, Template: "default",
@@ -291,7 +327,8 @@ func (c *Config) check() error {
 		return fmt.Errorf("key %s: %q is not one of %s", key, v, strings.Join(allowed, ", "))
 	}
 	for _, e := range []error{
-		oneOf("stage", c.Stage, "pt", "sft", "rm", "dpo"),
+		oneOf("stage", c.Stage, "pt", "sft", "rm", "dpo", "kto", "ppo"),
+		oneOf("reward_model_type", c.RewardModelType, "lora", "full", "api"),
 		oneOf("finetuning_type", c.FinetuningType, "full", "freeze", "lora"),
 		oneOf("optim", c.Optim, "adamw_torch", "adamw_hf", "sgd"),
 		oneOf("lr_scheduler_type", c.LRSchedulerType, "linear", "cosine", "constant", "constant_with_warmup"),
@@ -323,6 +360,11 @@ func (c *Config) check() error {
 	case c.LoraRank < 1:
 		return fmt.Errorf("key lora_rank: %d must be at least 1", c.LoraRank)
 	}
+	if c.Stage == "ppo" {
+		if err := c.checkPPO(); err != nil {
+			return err
+		}
+	}
 	if c.LoraAlpha == 0 {
 		c.LoraAlpha = 2 * float64(c.LoraRank)
 	}
@@ -334,4 +376,26 @@ func (c *Config) check() error {
 		c.Packing = &p
 	}
 	return nil
+}
+
+// checkPPO validates the PPO keys, as LLaMA-Factory's parser does and
+// beyond it.
+func (c *Config) checkPPO() error {
+	switch {
+	case c.RewardModel == "":
+		return fmt.Errorf("stage ppo needs key reward_model: a reward model directory (stage rm's output_dir) or an http(s) URL with reward_model_type: api")
+	case c.RewardModelType == "lora" && c.FinetuningType != "lora":
+		return fmt.Errorf("reward_model_type lora puts the reward adapter on the policy's own base and needs finetuning_type: lora; use reward_model_type: full for a %s policy", c.FinetuningType)
+	case c.RewardModelType == "api" && !strings.HasPrefix(c.RewardModel, "http://") && !strings.HasPrefix(c.RewardModel, "https://"):
+		return fmt.Errorf("reward_model_type api: reward_model %q is not an http(s) URL", c.RewardModel)
+	case c.PPOBufferSize < 1 || c.PPOEpochs < 1:
+		return fmt.Errorf("keys ppo_buffer_size and ppo_epochs must be at least 1")
+	case c.MaxNewTokens < 1:
+		return fmt.Errorf("key max_new_tokens: %d; PPO needs at least 1 token of response", c.MaxNewTokens)
+	case c.Gamma < 0 || c.Gamma > 1 || c.Lam < 0 || c.Lam > 1:
+		return fmt.Errorf("keys gamma and lam must lie in [0, 1]")
+	case c.ClipRange <= 0 || c.ClipRangeValue <= 0 || c.VFCoef < 0 || c.RatioThreshold <= 0 || c.Horizon <= 0 || c.InitKLCoef < 0:
+		return fmt.Errorf("keys cliprange, cliprange_value, ratio_threshold and horizon must be positive, vf_coef and init_kl_coef not negative")
+	}
+	return rlhf.ValidKLPenalty(c.KLPenalty)
 }

@@ -12,7 +12,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
@@ -46,6 +45,9 @@ func NewLoop(c Config, obj Objective, log io.Writer) *Loop {
 	// As transformers counts them: the last step of an epoch takes the
 	// micro-batches that are left, fewer than gradient_accumulation_steps.
 	l.stepsPerEpoch = (l.perEpoch + c.GradAccum - 1) / c.GradAccum
+	if s, ok := obj.(Stepper); ok {
+		l.stepsPerEpoch = s.StepsPerEpoch()
+	}
 	l.Total = c.MaxSteps
 	if l.Total <= 0 {
 		l.Total = max(1, int(math.Ceil(c.NumTrainEpochs*float64(l.stepsPerEpoch))))
@@ -87,8 +89,18 @@ func (l *Loop) stepBatches(s int) [][]int {
 	return out
 }
 
+// Stepper is an objective that takes its own optimizer steps: PPO gathers
+// experience, then makes several updates on it, all one step of the Loop.
+// The Loop still schedules, logs, evaluates and checkpoints.
+type Stepper interface {
+	StepsPerEpoch() int
+	// Step runs step l.Step with l's optimizer and parameters.
+	Step(l *Loop) StepResult
+}
+
 // StepResult is what one optimizer step measured.
 type StepResult struct {
+	Err                error // the run cannot go on (a reward service down)
 	Loss, GradNorm, LR float64
 	Tokens             int // the step's weight: learned tokens, over which the loss is averaged
 	Inputs             int // tokens fed (padding excluded), for the rate
@@ -101,6 +113,11 @@ type StepResult struct {
 // weight, clipping, then the update.
 func (l *Loop) TrainStep() StepResult {
 	c := &l.Cfg
+	if s, ok := l.Obj.(Stepper); ok {
+		r := s.Step(l)
+		l.Step++
+		return r
+	}
 	micro := l.stepBatches(l.Step)
 	denom := 0
 	for _, b := range micro {
@@ -160,6 +177,9 @@ func (l *Loop) Run(ctx context.Context) error {
 	win := window{start: start}
 	for l.Step < l.Total {
 		r := l.TrainStep()
+		if r.Err != nil {
+			return fmt.Errorf("step %d: %w", l.Step, r.Err)
+		}
 		if r.Skipped {
 			l.nanRun++
 			fmt.Fprintf(l.Log, "step %d: loss %g, grad norm %g: not finite, step skipped\n", l.Step, r.Loss, r.GradNorm)
@@ -194,7 +214,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	if err := l.Obj.Save(c.OutputDir); err != nil {
 		return err
 	}
-	return l.metrics.Plot(filepath.Join(c.OutputDir, "training_loss.svg"))
+	return l.metrics.Plot(c.OutputDir)
 }
 
 // window accumulates the steps between two log lines.
@@ -231,14 +251,20 @@ func (l *Loop) logStep(w *window, r StepResult, eta time.Duration) error {
 	for k, v := range w.metrics {
 		rec[k] = v / float64(w.n)
 	}
-	fmt.Fprintf(l.Log, "step %d/%d  epoch %.2f  loss %.4f  lr %.3g  grad norm %.3f  %.0f tokens/s  ETA %s\n",
-		l.Step, l.Total, l.epoch(), avg, r.LR, r.GradNorm, rate, eta.Round(time.Second))
+	extra := ""
+	for _, k := range []string{"reward", "objective/kl", "rewards/accuracies", "rewards/margins"} {
+		if v, ok := rec[k].(float64); ok {
+			extra += fmt.Sprintf("  %s %.4g", k, v)
+		}
+	}
+	fmt.Fprintf(l.Log, "step %d/%d  epoch %.2f  loss %.4f%s  lr %.3g  grad norm %.3f  %.0f tokens/s  ETA %s\n",
+		l.Step, l.Total, l.epoch(), avg, extra, r.LR, r.GradNorm, rate, eta.Round(time.Second))
 	if err := l.metrics.Write(rec); err != nil {
 		return err
 	}
 	*w = window{start: time.Now()}
 	// The curve is redrawn as the run goes, so it can be watched.
-	return l.metrics.Plot(filepath.Join(l.Cfg.OutputDir, "training_loss.svg"))
+	return l.metrics.Plot(l.Cfg.OutputDir)
 }
 
 // evaluate logs the objective's validation metrics (eval_loss and its

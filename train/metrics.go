@@ -75,19 +75,43 @@ func (m *metricsLog) Write(rec map[string]any) error {
 
 func (m *metricsLog) Close() error { return m.f.Close() }
 
-// Plot draws the training loss (and the validation loss, if any) against
-// the step as an SVG file.
-func (m *metricsLog) Plot(path string) error {
-	series := map[string][][2]float64{}
-	for _, r := range m.recs {
-		s, _ := r["step"].(float64)
-		for _, k := range []string{"loss", "eval_loss"} {
-			if v, ok := r[k].(float64); ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
-				series[k] = append(series[k], [2]float64{s, v})
+// curves are the charts Plot draws besides the loss, when the run logs
+// their keys: file name suffix and series.
+var curves = []struct {
+	file string
+	keys []string
+}{
+	{"reward", []string{"reward"}},
+	{"kl", []string{"objective/kl"}},
+	{"accuracy", []string{"rewards/accuracies", "eval_rewards/accuracies", "eval_accuracy"}},
+}
+
+// Plot draws, in dir, the training loss (and the validation loss, if any)
+// against the step as training_loss.svg, and the reward, KL and accuracy
+// curves of the runs that log them (training_reward.svg, ...).
+func (m *metricsLog) Plot(dir string) error {
+	all := append([]struct {
+		file string
+		keys []string
+	}{{"loss", []string{"loss", "eval_loss"}}}, curves...)
+	for _, c := range all {
+		series := map[string][][2]float64{}
+		for _, r := range m.recs {
+			s, _ := r["step"].(float64)
+			for _, k := range c.keys {
+				if v, ok := r[k].(float64); ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
+					series[k] = append(series[k], [2]float64{s, v})
+				}
 			}
 		}
+		if len(series) == 0 && c.file != "loss" {
+			continue
+		}
+		if err := atomicfile.WriteFile(filepath.Join(dir, "training_"+c.file+".svg"), []byte(lineChart(c.file, series, c.keys))); err != nil {
+			return err
+		}
 	}
-	return atomicfile.WriteFile(path, []byte(lineChart("loss", series, []string{"loss", "eval_loss"})))
+	return nil
 }
 
 // lineChart renders series (x, y points) as polylines in a small SVG with

@@ -9,7 +9,6 @@ import (
 	"zhllama/llama"
 	"zhllama/optim"
 	"zhllama/rlhf"
-	"zhllama/tensor"
 )
 
 // RM is the reward model objective (stage rm): the trunk plus a value
@@ -22,9 +21,9 @@ type RM struct {
 	// HeadDropout is the dropout on the value head's input in training:
 	// config.json's summary_dropout_prob, else TRL's 0.1.
 	HeadDropout     float64
+	drop            headDropout
 	acts            *llama.Acts
 	dHidden, values []float32
-	dropped, mask   []float32
 	pad             int32
 	batch           int
 	params          []optim.Param
@@ -106,14 +105,8 @@ func (o *RM) scores(src *Pairs, batch []int, seed uint64) (chosen, rejected []fl
 // headInput is the value head's input: the final hidden states, through
 // dropout in training (seed not 0), as TRL's v_head applies it.
 func (o *RM) headInput(seed uint64) []float32 {
-	hidden := o.acts.Hidden
-	if seed == 0 || o.HeadDropout <= 0 {
-		o.mask = o.mask[:0]
-		return hidden
-	}
-	o.dropped, o.mask = grow(&o.dropped, len(hidden)), grow(&o.mask, len(hidden))
-	tensor.Dropout(o.dropped, o.mask, hidden, o.HeadDropout, rand.New(rand.NewPCG(seed, 0xd0)))
-	return o.dropped
+	o.drop.p = o.HeadDropout
+	return o.drop.input(o.acts.Hidden, seed)
 }
 
 func (o *RM) Accumulate(batch []int, denom int, micro uint64) Result {
@@ -133,14 +126,8 @@ func (o *RM) Accumulate(batch []int, denom int, micro uint64) Result {
 	rows := len(o.values)
 	o.dHidden = grow(&o.dHidden, rows*h)
 	clear(o.dHidden)
-	input := o.acts.Hidden
-	if len(o.mask) > 0 {
-		input = o.dropped
-	}
-	o.Head.Backward(o.dHidden, o.headGrad, dValues, input, rows)
-	for i, m := range o.mask {
-		o.dHidden[i] *= m // through the dropout
-	}
+	o.Head.Backward(o.dHidden, o.headGrad, dValues, o.drop.last(o.acts.Hidden), rows)
+	o.drop.back(o.dHidden)
 	o.Model.Backward(o.acts, o.dHidden, o.Grads)
 	return Result{Loss: loss * share, Inputs: inputs}
 }

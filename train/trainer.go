@@ -7,13 +7,14 @@ import (
 
 // Trainer is a training run: an objective over a tuned model and its
 // data, driven by a Loop. LM is the objective of pt and sft, RM that of
-// rm, DPO that of dpo (the others are nil).
+// rm, DPO that of dpo, PPO that of ppo (the others are nil).
 type Trainer struct {
 	*Loop
 	*Tuned
 	*LM
 	RM  *RM
 	DPO *DPO
+	PPO *PPO
 }
 
 // New prepares a run from c: the tokenizer, the model (resized to the
@@ -28,6 +29,15 @@ func New(c Config, log io.Writer) (*Trainer, error) {
 	var obj Objective
 	var examples, val, maxLen, rows int
 	switch c.Stage {
+	case "ppo":
+		prompts, err := LoadPrompts(&c, tuned.Tok, log)
+		if err != nil {
+			return nil, err
+		}
+		if t.PPO, err = NewPPO(tuned, prompts); err != nil {
+			return nil, err
+		}
+		obj, examples, maxLen, rows = t.PPO, prompts.Len(), prompts.MaxLen()+c.MaxNewTokens, c.BatchSize
 	case "rm", "dpo":
 		trainSet, valSet, err := LoadPairs(&c, tuned.Tok, log)
 		if err != nil {

@@ -1,0 +1,531 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"zhllama/hfdir"
+	"zhllama/llama"
+	"zhllama/optim"
+	"zhllama/rlhf"
+	"zhllama/tensor"
+)
+
+// PPO is stage ppo, TRL 0.9.6's PPOTrainer as LLaMA-Factory drives it. Each
+// step takes an experience batch of per_device_train_batch_size ×
+// gradient_accumulation_steps × ppo_buffer_size prompts, generates the
+// policy's responses, scores them with the reward model, computes the
+// per-token KL-penalised rewards against the reference and GAE with the
+// critic (the policy's trunk plus a value head), then makes ppo_epochs
+// passes over the batch in shuffled mini-batches, one optimizer update per
+// gradient_accumulation_steps mini-batches. The KL coefficient and the
+// running score statistics are part of the checkpoint, so a resumed run
+// continues exactly.
+type PPO struct {
+	*Tuned
+	Prompts            Source
+	Critic, criticGrad *llama.ValueHead
+	Reward             Scorer
+	KL                 rlhf.KLController
+	Moments            rlhf.RunningMoments
+	Clip               rlhf.Clip
+
+	sampling   llama.Sampling
+	ref        *llama.Model      // nil: the policy with its adapters off
+	policy     func(string) bool // the policy's adapters (nil: all)
+	drop       headDropout
+	acts       *llama.Acts
+	refActs    *llama.Acts
+	params     []optim.Param
+	pad        int32
+	batch      int // rollouts per step
+	perEpoch   int
+	order      []int
+	orderEpoch int
+	logpBuf    []float32
+	valueBuf   []float32
+	logitsBuf  [2][]float32
+	dValues    []float32
+	dCritic    []float32
+	dLogpBuf   []float32
+}
+
+// rollout is one prompt's experience: the sequence, where the response
+// starts, and per response token the old log-probabilities, values,
+// penalties, advantages and returns.
+type rollout struct {
+	seq                   []int32
+	qlen                  int
+	logp, ref, values, kl []float64
+	adv, ret              []float64
+	score                 float64
+}
+
+// NewPPO sets up stage ppo over t: prompts, critic head, reward model and
+// reference.
+func NewPPO(t *Tuned, prompts Source) (*PPO, error) {
+	c := t.cfg
+	h := t.Model.Config.HiddenSize
+	o := &PPO{Tuned: t, Prompts: prompts, criticGrad: llama.NewValueHead(h), orderEpoch: -1,
+		batch: c.BatchSize * c.GradAccum * c.PPOBufferSize,
+		KL:    rlhf.KLController{Value: c.InitKLCoef, Horizon: c.Horizon}, Moments: rlhf.NewRunningMoments(),
+		Clip: rlhf.Clip{Range: c.ClipRange, ValueRange: c.ClipRangeValue, VFCoef: c.VFCoef, RatioThreshold: c.RatioThreshold}}
+	if c.AdapKLCtrl {
+		o.KL.Target = c.PPOTarget
+	}
+	o.drop.p = 0.1
+	if p := t.Model.Config.SummaryDropoutProb; p != nil {
+		o.drop.p = *p
+	}
+	if prompts.Len() < o.batch {
+		return nil, fmt.Errorf("stage ppo: %d prompts, fewer than one experience batch of %d (per_device_train_batch_size × gradient_accumulation_steps × ppo_buffer_size)", prompts.Len(), o.batch)
+	}
+	o.perEpoch = prompts.Len() / o.batch // TRL's loader drops the last partial batch
+	if id := t.Tok.SpecialID("pad"); id >= 0 {
+		o.pad = int32(id)
+	} else if id := t.Tok.SpecialID("eos"); id >= 0 {
+		o.pad = int32(id)
+	}
+	o.sampling = llama.Sampling{MaxNewTokens: c.MaxNewTokens, Temperature: c.Temperature, TopK: c.TopK, TopP: c.TopP, RepetitionPenalty: c.RepetitionPenalty}
+	if !c.DoSample {
+		o.sampling.Temperature = 0
+	}
+	if err := o.sampling.Validate(); err != nil {
+		return nil, fmt.Errorf("key %w", err)
+	}
+	if eos := t.Tok.SpecialID("eos"); eos >= 0 {
+		o.sampling.StopIDs = []int{eos}
+	}
+	rows, bt := c.BatchSize, roundUp(min(prompts.MaxLen()+c.MaxNewTokens, t.Model.Config.MaxPositionEmbeddings))
+	if c.GradientCheckpoint {
+		o.acts = t.Model.NewCheckpointedActs(rows, bt)
+	} else {
+		o.acts = t.Model.NewActs(rows, bt)
+	}
+	if err := o.loadCritic(); err != nil {
+		return nil, err
+	}
+	var err error
+	if o.Reward, err = newRewardScorer(c, t, o.acts, rows, o.pad); err != nil {
+		return nil, err
+	}
+	if c.RewardModelType == "lora" {
+		o.policy = llama.OnlyAdapters(llama.DefaultAdapter)
+	}
+	o.sampling.Adapters = o.policy
+	switch {
+	case c.RefModel != "":
+		if o.ref, err = hfdir.Load(c.RefModel); err != nil {
+			return nil, fmt.Errorf("ref_model: %w", err)
+		}
+		if o.ref.Config.VocabSize != t.Model.Config.VocabSize {
+			return nil, fmt.Errorf("ref_model %s has vocab_size %d, the policy %d: they must share the tokenizer", c.RefModel, o.ref.Config.VocabSize, t.Model.Config.VocabSize)
+		}
+	case c.FinetuningType != "lora":
+		o.ref = frozenCopy(t.Model)
+	}
+	if o.ref != nil {
+		o.refActs = o.ref.NewActs(rows, bt)
+	}
+	o.params = append(append([]optim.Param(nil), t.params...),
+		optim.Param{Name: llama.ValueHeadWeight, Data: o.Critic.W, Grad: o.criticGrad.W, Group: decayGroup},
+		optim.Param{Name: llama.ValueHeadBias, Data: o.Critic.B, Grad: o.criticGrad.B, Group: noDecayGroup})
+	return o, nil
+}
+
+// loadCritic reads the critic's value head from adapter_name_or_path or
+// model_name_or_path, as LLaMA-Factory does, or starts a new one.
+func (o *PPO) loadCritic() error {
+	c, h := o.cfg, o.Model.Config.HiddenSize
+	for _, dir := range []string{c.AdapterNameOrPath, c.ModelNameOrPath} {
+		if _, err := os.Stat(filepath.Join(dir, hfdir.ValueHeadFile)); dir != "" && err == nil {
+			v, err := hfdir.LoadValueHead(dir, h)
+			if err != nil {
+				return err
+			}
+			o.Critic = v
+			fmt.Fprintf(o.log, "critic: value head from %s\n", dir)
+			return nil
+		}
+	}
+	o.Critic = llama.NewValueHead(h)
+	o.Critic.Init(rand.New(rand.NewPCG(c.Seed, 0xc41)))
+	fmt.Fprintf(o.log, "critic: a new value head (no %s beside the model or adapter)\n", hfdir.ValueHeadFile)
+	return nil
+}
+
+func (o *PPO) Len() int               { return o.Prompts.Len() }
+func (o *PPO) StepsPerEpoch() int     { return o.perEpoch }
+func (o *PPO) Trained() []optim.Param { return o.params }
+
+// Weight and Accumulate are not used: PPO takes its own steps (Stepper).
+func (o *PPO) Weight(batch []int) int                                 { return len(batch) }
+func (o *PPO) Accumulate(batch []int, denom int, micro uint64) Result { return Result{} }
+
+// Evaluate: PPO has no validation set (LLaMA-Factory forbids one).
+func (o *PPO) Evaluate() (map[string]float64, bool) { return nil, false }
+
+// Save writes the policy (model or adapter) and the critic's value head.
+func (o *PPO) Save(dir string) error {
+	if err := o.Tuned.Save(dir); err != nil {
+		return err
+	}
+	return hfdir.SaveValueHead(dir, o.Critic)
+}
+
+// ppoState is what a checkpoint keeps beyond the tensors.
+type ppoState struct {
+	KLCoef  float64             `json:"kl_coef"`
+	Moments rlhf.RunningMoments `json:"score_moments"`
+}
+
+func (o *PPO) State() any { return ppoState{o.KL.Value, o.Moments} }
+
+func (o *PPO) SetState(b []byte) error {
+	var s ppoState
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("%s: %w", objectiveStateFile, err)
+	}
+	o.KL.Value, o.Moments = s.KLCoef, s.Moments
+	return nil
+}
+
+// prompts returns step s's experience batch: consecutive prompts of an
+// order shuffled by the seed and the epoch.
+func (o *PPO) prompts(s int) []int {
+	epoch, u := s/o.perEpoch, s%o.perEpoch
+	if o.orderEpoch != epoch {
+		o.order = make([]int, o.Prompts.Len())
+		for i := range o.order {
+			o.order[i] = i
+		}
+		rng := rand.New(rand.NewPCG(o.cfg.Seed, uint64(epoch)))
+		rng.Shuffle(len(o.order), func(i, j int) { o.order[i], o.order[j] = o.order[j], o.order[i] })
+		o.orderEpoch = epoch
+	}
+	return o.order[u*o.batch : (u+1)*o.batch]
+}
+
+// stepSeed is step s's random stream (sampling, shuffles, dropout): drawn
+// from the seed and the step alone, so a resumed run repeats it.
+func (o *PPO) stepSeed(s int) uint64 {
+	return o.cfg.Seed ^ (uint64(s)+1)*0x9e3779b97f4a7c15
+}
+
+// Step runs one PPO step: generate, score, evaluate the experience, then
+// ppo_epochs passes of updates.
+func (o *PPO) Step(l *Loop) StepResult {
+	c := o.cfg
+	r := StepResult{LR: optim.LR(c.LRSchedulerType, c.LearningRate, l.Step, l.Warmup, l.Total)}
+	seed := o.stepSeed(l.Step)
+	start := time.Now()
+	rolls, err := o.generate(o.prompts(l.Step), seed)
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	genTime := time.Since(start)
+	start = time.Now()
+	seqs := make([][]int32, len(rolls))
+	for i, ro := range rolls {
+		seqs[i] = ro.seq
+	}
+	raw, err := o.Reward.Score(seqs)
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	scores := raw
+	if c.PPOScoreNorm {
+		scores = o.Moments.Update(raw)
+	}
+	scoreTime := time.Since(start)
+	start = time.Now()
+	m, err := o.experience(rolls, scores)
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	m["reward"] = mean(raw)
+	stats := o.optimize(l, rolls, seed, &r)
+	for k, v := range stats {
+		m[k] = v
+	}
+	m["time/generate"], m["time/score"], m["time/train"] = genTime.Seconds(), scoreTime.Seconds(), time.Since(start).Seconds()
+	o.KL.Update(m["objective/kl"], len(rolls))
+	r.Metrics = m
+	r.Loss = m["ppo/loss/total"]
+	for _, ro := range rolls {
+		r.Inputs += len(ro.seq)
+		r.Tokens += len(ro.seq) - ro.qlen
+	}
+	return r
+}
+
+// generate samples a response to each prompt. A response keeps its EOS;
+// one that is empty (the prompt filled the context) is a lone EOS, as
+// LLaMA-Factory allows.
+func (o *PPO) generate(idx []int, seed uint64) ([]*rollout, error) {
+	queries := make([][]int32, len(idx))
+	for i, k := range idx {
+		queries[i] = o.Prompts.Example(k).IDs
+	}
+	s := o.sampling
+	s.Seed = seed
+	out, err := o.Model.GenerateBatch(queries, s, nil)
+	if err != nil {
+		return nil, fmt.Errorf("generating the rollouts: %w", err)
+	}
+	rolls := make([]*rollout, len(idx))
+	for i, q := range queries {
+		resp := out[i]
+		if len(resp) == 0 {
+			resp = []int{int(o.pad)}
+		}
+		seq := append(make([]int32, 0, len(q)+len(resp)), q...)
+		for _, id := range resp {
+			seq = append(seq, int32(id))
+		}
+		rolls[i] = &rollout{seq: seq, qlen: len(q)}
+	}
+	return rolls, nil
+}
+
+// batchOf lays rollouts out as a right-padded batch whose labels are the
+// response tokens alone.
+func (o *PPO) batchOf(rolls []*rollout) Batch {
+	exs := make([]Example, len(rolls))
+	for i, ro := range rolls {
+		labels := make([]int32, len(ro.seq))
+		for t := range labels {
+			labels[t] = tensor.IgnoreIndex
+			if t >= ro.qlen {
+				labels[t] = ro.seq[t]
+			}
+		}
+		exs[i] = Example{IDs: ro.seq, Labels: labels}
+	}
+	return MakeBatch(exs, o.pad)
+}
+
+// forward runs m over rolls and returns, per response token, the
+// log-probability (and with the critic, the value of the state before
+// it). Position qlen−1+t predicts response token t.
+func (o *PPO) forward(m *llama.Model, a *llama.Acts, adapters func(string) bool, rolls []*rollout, critic bool, dropSeed uint64) (b Batch, logp, values [][]float64) {
+	b = o.batchOf(rolls)
+	a.Adapters, a.Dropout, a.Seed = adapters, dropSeed != 0, dropSeed
+	a.Reshape(&m.Config, b.B, b.T)
+	m.Forward(a, b.IDs, b.Valid)
+	o.logpBuf = grow(&o.logpBuf, b.B*b.T)
+	m.TokenLogProbs(a, b.Labels, o.logpBuf)
+	if critic {
+		o.valueBuf = grow(&o.valueBuf, b.B*b.T)
+		o.Critic.Forward(o.valueBuf, o.drop.input(a.Hidden, dropSeed), b.B*b.T)
+	}
+	logp, values = make([][]float64, len(rolls)), make([][]float64, len(rolls))
+	for i, ro := range rolls {
+		n := len(ro.seq) - ro.qlen
+		logp[i] = make([]float64, n)
+		for t := range n {
+			logp[i][t] = float64(o.logpBuf[i*b.T+ro.qlen-1+t])
+		}
+		if critic {
+			values[i] = make([]float64, n)
+			for t := range n {
+				values[i][t] = float64(o.valueBuf[i*b.T+ro.qlen-1+t])
+			}
+		}
+	}
+	return b, logp, values
+}
+
+// experience computes the old log-probabilities and values, the
+// reference's log-probabilities, the penalties, the per-token rewards and
+// GAE, mini-batch by mini-batch without gradients, and returns TRL's
+// objective/* and scores statistics.
+func (o *PPO) experience(rolls []*rollout, scores []float64) (map[string]float64, error) {
+	c := o.cfg
+	full := c.KLPenalty == "full"
+	for lo := 0; lo < len(rolls); lo += c.BatchSize {
+		mini := rolls[lo:min(lo+c.BatchSize, len(rolls))]
+		b, logp, values := o.forward(o.Model, o.acts, o.policy, mini, true, 0)
+		if full {
+			o.logitsBuf[0] = o.logits(o.Model, o.acts, b, 0)
+		}
+		var ref [][]float64
+		var refModel, refActs = o.Model, o.acts
+		adapters := llama.NoAdapters
+		if o.ref != nil {
+			refModel, refActs, adapters = o.ref, o.refActs, nil
+		}
+		_, ref, _ = o.forward(refModel, refActs, adapters, mini, false, 0)
+		if full {
+			o.logitsBuf[1] = o.logits(refModel, refActs, b, 1)
+		}
+		o.acts.Adapters = nil
+		v := o.Model.Config.VocabSize
+		for i, ro := range mini {
+			ro.logp, ro.values, ro.ref = logp[i], values[i], ref[i]
+			ro.kl = make([]float64, len(ro.logp))
+			for t := range ro.kl {
+				if full {
+					at := (i*b.T + ro.qlen - 1 + t) * v
+					ro.kl[t] = rlhf.FullKL(o.logitsBuf[0][at:at+v], o.logitsBuf[1][at:at+v])
+				} else {
+					ro.kl[t] = rlhf.KLPenalty(c.KLPenalty, ro.logp[t], ro.ref[t])
+				}
+			}
+		}
+	}
+	kl, values := make([][]float64, len(rolls)), make([][]float64, len(rolls))
+	pad := make([]int, len(rolls))
+	longest := 0
+	for _, ro := range rolls {
+		longest = max(longest, len(ro.seq))
+	}
+	for i, ro := range rolls {
+		kl[i], values[i], pad[i] = ro.kl, ro.values, longest-len(ro.seq)
+		ro.score = scores[i]
+	}
+	rewards, klSum := rlhf.TokenRewards(kl, scores, o.KL.Value)
+	adv, ret, err := rlhf.GAE(rewards, values, pad, c.Gamma, c.Lam, c.PPOWhitenRewards)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]float64{"objective/kl_coef": o.KL.Value}
+	n := float64(len(rolls))
+	var nonScore float64
+	for i, ro := range rolls {
+		ro.adv, ro.ret = adv[i], ret[i]
+		m["objective/kl"] += klSum[i] / n
+		for t, lp := range ro.logp {
+			m["objective/entropy"] -= lp / n
+			nonScore -= o.KL.Value * kl[i][t]
+		}
+		m["tokens/responses_len_mean"] += float64(len(ro.seq)-ro.qlen) / n
+		m["tokens/queries_len_mean"] += float64(ro.qlen) / n
+	}
+	m["ppo/mean_non_score_reward"] = nonScore / n
+	m["ppo/mean_scores"] = mean(scores)
+	m["ppo/std_scores"] = stddev(scores)
+	return m, nil
+}
+
+// logits is m's full logits over batch b, kept in buffer k (kl_penalty
+// full compares both models' distributions at every response token).
+func (o *PPO) logits(m *llama.Model, a *llama.Acts, b Batch, k int) []float32 {
+	buf := grow(&o.logitsBuf[k], b.B*b.T*m.Config.VocabSize)
+	m.Logits(a, buf)
+	return buf
+}
+
+// optimize makes ppo_epochs passes over the rollouts in mini-batches, an
+// optimizer update per gradient_accumulation_steps of them, and returns
+// the means of TRL's ppo/* statistics.
+func (o *PPO) optimize(l *Loop, rolls []*rollout, seed uint64, r *StepResult) map[string]float64 {
+	c := o.cfg
+	mb, ga := c.BatchSize, c.GradAccum
+	sum := map[string]float64{}
+	minis := 0
+	for epoch := range c.PPOEpochs {
+		perm := rand.New(rand.NewPCG(seed, uint64(epoch))).Perm(len(rolls))
+		for lo := 0; lo < len(rolls); lo += mb * ga {
+			for _, p := range l.Params {
+				clear(p.Grad)
+			}
+			for k := range ga {
+				idx := perm[lo+k*mb : lo+(k+1)*mb]
+				mini := make([]*rollout, len(idx))
+				for i, j := range idx {
+					mini[i] = rolls[j]
+				}
+				st := o.trainMini(mini, 1/float64(ga), seed^uint64(minis+1)<<16)
+				minis++
+				for name, v := range map[string]float64{
+					"ppo/loss/policy": st.Policy, "ppo/loss/value": st.Value, "ppo/loss/total": st.Total,
+					"ppo/policy/clipfrac": st.PolicyClipFrac, "ppo/policy/approxkl": st.ApproxKL, "ppo/policy/policykl": st.PolicyKL,
+					"ppo/policy/ratio": st.Ratio, "ppo/policy/advantages_mean": st.AdvantagesMean, "ppo/val/clipfrac": st.ValueClipFrac,
+				} {
+					sum[name] += v
+				}
+				if st.Skipped {
+					sum["ppo/skipped_batches"]++
+				}
+			}
+			max := c.MaxGradNorm
+			if max <= 0 {
+				max = math.Inf(1)
+			}
+			r.GradNorm = optim.ClipGradNorm(l.Params, max)
+			if math.IsNaN(r.GradNorm) || math.IsInf(r.GradNorm, 0) {
+				r.Skipped = true
+				continue
+			}
+			l.Opt.Step(r.LR)
+		}
+	}
+	for k, v := range sum {
+		if k != "ppo/skipped_batches" {
+			sum[k] = v / float64(minis)
+		}
+	}
+	return sum
+}
+
+// trainMini runs a mini-batch forward with dropout, computes the PPO loss
+// and adds scale times its gradient to the trained tensors'.
+func (o *PPO) trainMini(mini []*rollout, scale float64, dropSeed uint64) rlhf.PPOStats {
+	b, logp, vpred := o.forward(o.Model, o.acts, o.policy, mini, true, dropSeed|1)
+	old, oldV, adv, ret := make([][]float64, len(mini)), make([][]float64, len(mini)), make([][]float64, len(mini)), make([][]float64, len(mini))
+	for i, ro := range mini {
+		old[i], oldV[i], adv[i], ret[i] = ro.logp, ro.values, ro.adv, ro.ret
+	}
+	st, dLp, dV := o.Clip.PPOLoss(logp, old, vpred, oldV, adv, ret)
+	rows, h := b.B*b.T, o.Model.Config.HiddenSize
+	dLogp := grow(&o.dLogpBuf, rows)
+	dValues := grow(&o.dValues, rows)
+	clear(dLogp)
+	clear(dValues)
+	for i, ro := range mini {
+		for t := range dLp[i] {
+			at := i*b.T + ro.qlen - 1 + t
+			dLogp[at], dValues[at] = float32(dLp[i][t]*scale), float32(dV[i][t]*scale)
+		}
+	}
+	dHidden := o.Model.TokenLogProbsBackward(o.acts, b.Labels, dLogp, o.Grads)
+	dCritic := grow(&o.dCritic, rows*h)
+	clear(dCritic)
+	o.Critic.Backward(dCritic, o.criticGrad, dValues, o.drop.last(o.acts.Hidden), rows)
+	o.drop.back(dCritic)
+	for i, d := range dCritic {
+		dHidden[i] += d
+	}
+	o.Model.Backward(o.acts, dHidden, o.Grads)
+	o.acts.Adapters = nil
+	return st
+}
+
+func mean(x []float64) float64 {
+	s := 0.0
+	for _, v := range x {
+		s += v
+	}
+	return s / float64(max(1, len(x)))
+}
+
+// stddev is the unbiased standard deviation, as torch.std.
+func stddev(x []float64) float64 {
+	if len(x) < 2 {
+		return math.NaN()
+	}
+	m, s := mean(x), 0.0
+	for _, v := range x {
+		s += (v - m) * (v - m)
+	}
+	return math.Sqrt(s / float64(len(x)-1))
+}

@@ -1,0 +1,76 @@
+package train
+
+import (
+	"fmt"
+	"io"
+
+	"zhllama/corpus"
+	"zhllama/dataset"
+	"zhllama/spm"
+	"zhllama/template"
+)
+
+// LoadPrompts reads c's instruction datasets for PPO: each example's
+// prompt (history included) rendered with the template, as
+// LLaMA-Factory's unsupervised processor builds it, cut by cutoff_len
+// with room kept for the dataset's answer. The answers themselves are not
+// kept: the policy writes its own.
+func LoadPrompts(c *Config, tok *spm.Processor, log io.Writer) (Source, error) {
+	tpl, err := template.Get(c.Template)
+	if err != nil {
+		return nil, fmt.Errorf("key template: %w", err)
+	}
+	out := newFlat(false)
+	bad := badRecord(log)
+	for _, name := range c.Dataset {
+		layout, path, err := dataset.Resolve(c.DatasetDir, name)
+		if err != nil {
+			return nil, err
+		}
+		before := out.Len()
+		_, err = corpus.Read(path, corpus.ReadOptions{Bad: bad}, func(rec corpus.Record, loc corpus.Location) error {
+			if layout.Formatting == "" {
+				if layout, err = dataset.Guess(rec); err != nil {
+					return fmt.Errorf("%s: %w", loc, err)
+				}
+			}
+			ex, err := layout.Convert(rec)
+			if err != nil {
+				bad(loc, err)
+				return nil
+			}
+			if len(ex.Response) == 0 {
+				bad(loc, fmt.Errorf("no answer to size the prompt's share of cutoff_len by"))
+				return nil
+			}
+			enc, err := tpl.EncodeMessages(tok, append(ex.Prompt, ex.Response[0]), ex.System, ex.Tools)
+			if err != nil {
+				return fmt.Errorf("%s: %w", loc, err)
+			}
+			var prompt []int
+			for _, e := range enc[:len(enc)-1] {
+				prompt = append(prompt, e...)
+			}
+			sl, _ := template.InferSeqLen(len(prompt), len(enc[len(enc)-1]), c.CutoffLen)
+			ids := int32s(prompt[:sl])
+			labels := make([]int32, len(ids))
+			for i := range labels {
+				labels[i] = template.IgnoreIndex
+			}
+			if len(ids) > 0 {
+				out.add(ids, labels)
+			}
+			if c.MaxSamples > 0 && out.Len()-before >= c.MaxSamples {
+				return corpus.ErrStop
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if out.Len() == before {
+			return nil, fmt.Errorf("dataset %s: no usable prompt", name)
+		}
+	}
+	return out, nil
+}
