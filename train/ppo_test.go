@@ -5,15 +5,19 @@ import (
 	"encoding/json"
 	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"zhllama/hfdir"
 	"zhllama/internal/testenv"
-	"zhllama/rlhf"
+	"zhllama/llama"
+	"zhllama/spm"
 )
 
 // rewardModel trains a tiny LoRA reward model for two steps and returns
@@ -155,6 +159,116 @@ func TestPPOStepAndGradients(t *testing.T) {
 	if checked == 0 {
 		t.Fatal("nothing checked")
 	}
-	_ = rlhf.Clip{}
-	_ = io.Discard
+}
+
+// The reward service of reward_model_type api: what is sent, and the
+// errors when it is down or answers the wrong count.
+func TestPPORewardAPI(t *testing.T) {
+	model := tinyModel(t)
+	var got []string
+	answer := func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Model    string   `json:"model"`
+			Messages []string `json:"messages"`
+		}
+		json.NewDecoder(r.Body).Decode(&req)
+		got = req.Messages
+		scores := make([]float64, len(req.Messages))
+		for i, m := range req.Messages {
+			scores[i] = float64(len(m)) / 100
+		}
+		json.NewEncoder(w).Encode(map[string]any{"scores": scores})
+	}
+	srv := httptest.NewServer(http.HandlerFunc(answer))
+	defer srv.Close()
+	tr := newTrainer(t, ppoConfig(t, model, srv.URL, "--reward_model_type", "api", "--max_steps", "1"))
+	r := tr.TrainStep()
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	want := 0.0
+	for _, m := range got {
+		want += float64(len(m)) / 100 / float64(len(got))
+		if !strings.HasPrefix(m, "<s>[INST]") {
+			t.Errorf("text sent %q: want the decoded sequence with its special tokens", m)
+		}
+	}
+	if len(got) != 4 || math.Abs(r.Metrics["reward"]-want) > 1e-12 {
+		t.Errorf("reward %g from %d texts, want %g from 4", r.Metrics["reward"], len(got), want)
+	}
+
+	short := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"scores": [1]}`)
+	}))
+	defer short.Close()
+	tr = newTrainer(t, ppoConfig(t, model, short.URL, "--reward_model_type", "api"))
+	if r := tr.TrainStep(); r.Err == nil || !strings.Contains(r.Err.Error(), "answered 1 scores for 4 texts") {
+		t.Errorf("wrong count: %v", r.Err)
+	}
+	down := httptest.NewServer(http.NotFoundHandler())
+	url := down.URL
+	down.Close()
+	tr = newTrainer(t, ppoConfig(t, model, url, "--reward_model_type", "api", "--output_dir", filepath.Join(t.TempDir(), "o")))
+	tr.PPO.Reward.(*apiScorer).wait = time.Millisecond
+	err := tr.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "is the reward service running") || !strings.Contains(err.Error(), url) {
+		t.Errorf("service down: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(tr.Cfg.OutputDir, "adapter_model.safetensors")); err == nil {
+		t.Error("a failed run wrote a model")
+	}
+}
+
+// Reward models PPO cannot use are refused with what to do.
+func TestPPOBadRewardModels(t *testing.T) {
+	model := tinyModel(t)
+	rm := rewardModel(t, model)
+	expect := func(name string, c Config, parseErr error, want string) {
+		t.Helper()
+		err := parseErr
+		if err == nil {
+			_, err = New(c, io.Discard)
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error with %q", name, err, want)
+		}
+	}
+	args := func(extra ...string) []string {
+		return append([]string{"--stage", "ppo", "--model_name_or_path", model, "--dataset", testenv.Path(t, "sft/alpaca_zh_demo.json"),
+			"--output_dir", t.TempDir()}, extra...)
+	}
+	_, _, err := Parse("", args("--reward_model", rm, "--finetuning_type", "full"))
+	expect("lora reward, full policy", Config{}, err, "needs finetuning_type: lora")
+	_, _, err = Parse("", args())
+	expect("no reward model", Config{}, err, "needs key reward_model")
+	_, _, err = Parse("", args("--reward_model", "localhost:8000", "--reward_model_type", "api"))
+	expect("api without a URL", Config{}, err, "not an http(s) URL")
+
+	// An SFT adapter has no value head.
+	sft := newTrainer(t, sftConfig(t, model, "--finetuning_type", "lora", "--max_steps", "1"))
+	if err := sft.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	expect("no value head", ppoConfig(t, model, sft.Cfg.OutputDir), nil, "has no value_head.safetensors")
+
+	// A value head of another width.
+	bad := filepath.Join(t.TempDir(), "rm")
+	os.CopyFS(bad, os.DirFS(rm))
+	if err := hfdir.SaveValueHead(bad, llama.NewValueHead(7)); err != nil {
+		t.Fatal(err)
+	}
+	expect("head width", ppoConfig(t, model, bad), nil, "has shape [1 7]")
+
+	// A full reward model of another vocabulary.
+	tok, err := spm.Load(testenv.Path(t, "tokenizers/chinese-llama2/tokenizer.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := llama.Preset("tiny")
+	other := filepath.Join(t.TempDir(), "other")
+	if err := hfdir.Init(cfg, tok, other, hfdir.InitOptions{Seed: 1, DType: "float32"}); err != nil {
+		t.Fatal(err)
+	}
+	hfdir.SaveValueHead(other, llama.NewValueHead(cfg.HiddenSize))
+	expect("vocabulary", ppoConfig(t, model, other, "--reward_model_type", "full"), nil, "must share the tokenizer and vocabulary")
 }
