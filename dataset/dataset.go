@@ -33,6 +33,9 @@ type Example struct {
 	Tools    string
 	Prompt   []template.Message
 	Response []template.Message
+	// Desirable is a KTO example's label (the kto_tag column): whether its
+	// one answer is desirable; nil for other data.
+	Desirable *bool
 }
 
 func msg(role, content string) template.Message {
@@ -71,6 +74,7 @@ func Guess(rec map[string]any) (Layout, error) {
 		if has("chosen") && has("rejected") {
 			d.Ranking = true
 		}
+		ktoTag(rec, d.Columns)
 		return d, nil
 	case has("question") && has("response_chosen") && has("response_rejected"):
 		// MedicalGPT's reward data: alpaca-like with a history.
@@ -85,6 +89,7 @@ func Guess(rec map[string]any) (Layout, error) {
 			}
 		}
 		d.Ranking = has("chosen") && has("rejected")
+		ktoTag(rec, d.Columns)
 		return d, nil
 	}
 	names := make([]string, 0, len(rec))
@@ -93,6 +98,17 @@ func Guess(rec map[string]any) (Layout, error) {
 	}
 	sort.Strings(names)
 	return Layout{}, fmt.Errorf("unknown layout (fields %s): expected alpaca (instruction, input, output), sharegpt (conversations or messages) or preference pairs", strings.Join(names, ", "))
+}
+
+// ktoTag notes a KTO label column (LLaMA-Factory's demo data calls it
+// "label"; "kto_tag" is the key's own name) when it holds a boolean.
+func ktoTag(rec map[string]any, columns map[string]string) {
+	for _, f := range []string{"kto_tag", "label"} {
+		if _, ok := rec[f].(bool); ok {
+			columns["kto_tag"] = f
+			return
+		}
+	}
 }
 
 func (l Layout) column(name, def string) string {
@@ -172,6 +188,13 @@ func (l Layout) Convert(rec map[string]any) (Example, error) {
 			b, _ := json.Marshal(tools)
 			ex.Tools = string(b)
 		}
+	}
+	if col := l.column("kto_tag", ""); col != "" {
+		v, ok := rec[col].(bool)
+		if !ok {
+			return ex, fmt.Errorf("field %q (kto_tag) is %s, not true or false", col, jsonKind(rec[col]))
+		}
+		ex.Desirable = &v
 	}
 	switch l.Formatting {
 	case "sharegpt":

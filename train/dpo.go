@@ -3,7 +3,6 @@ package train
 import (
 	"fmt"
 
-	"zhllama/hfdir"
 	"zhllama/llama"
 	"zhllama/optim"
 	"zhllama/rlhf"
@@ -20,9 +19,9 @@ type DPO struct {
 	*Tuned
 	Pairs, ValPairs *Pairs
 	Pref            rlhf.Pref
-	ref             *llama.Model // nil: the policy itself with no adapters
-	acts, refActs   *llama.Acts
-	logp            []float32
+	ref             *reference // nil: no reference (ORPO, SimPO)
+	acts            *llama.Acts
+	logp, dLogp     []float32
 	pad             int32
 	batch           int
 }
@@ -53,21 +52,12 @@ func NewDPO(t *Tuned, trainSet, valSet *Pairs) (*DPO, error) {
 	if !o.Pref.UsesReference() {
 		return o, nil
 	}
-	switch {
-	case c.RefModel != "":
-		ref, err := hfdir.Load(c.RefModel)
-		if err != nil {
-			return nil, fmt.Errorf("ref_model: %w", err)
-		}
-		if ref.Config.VocabSize != t.Model.Config.VocabSize {
-			return nil, fmt.Errorf("ref_model %s has vocab_size %d, the policy %d: they must share the tokenizer", c.RefModel, ref.Config.VocabSize, t.Model.Config.VocabSize)
-		}
-		o.ref = ref
-	case c.FinetuningType != "lora":
-		o.ref = frozenCopy(t.Model)
+	var err error
+	if o.ref, err = newReference(t, o.acts, rows, bt, o.Pref.Averaged(), o.pad); err != nil {
+		return nil, err
 	}
-	if o.ref != nil {
-		o.refActs = o.ref.NewActs(rows, bt)
+	if c.PrecomputeRefLogps {
+		o.ref.precompute([]*flat{trainSet.chosen, trainSet.rejected}, rows, t.log)
 	}
 	return o, nil
 }
@@ -95,23 +85,45 @@ func (o *DPO) Trained() []optim.Param { return o.params }
 // its answer (summed over the answer's tokens, or averaged with IPO, ORPO
 // and SimPO), the per-token values left in o.logp, and the answer lengths.
 func (o *DPO) seqLogps(m *llama.Model, a *llama.Acts, b Batch) (seq []float64, lens []int) {
+	return sequenceLogps(m, a, b, &o.logp, o.Pref.Averaged())
+}
+
+// sequenceLogps runs m on b and returns each row's summed (or averaged)
+// log-probability of its labelled tokens and their count; the per-token
+// values stay in *buf for a backward pass.
+func sequenceLogps(m *llama.Model, a *llama.Acts, b Batch, buf *[]float32, averaged bool) (seq []float64, lens []int) {
 	a.Reshape(&m.Config, b.B, b.T)
 	m.Forward(a, b.IDs, b.Valid)
-	o.logp = grow(&o.logp, b.B*b.T)
-	m.TokenLogProbs(a, b.Labels, o.logp)
+	logp := grow(buf, b.B*b.T)
+	m.TokenLogProbs(a, b.Labels, logp)
 	seq, lens = make([]float64, b.B), make([]int, b.B)
 	for r := 0; r < b.B; r++ {
 		for t := 0; t+1 < b.T; t++ {
 			if b.Labels[r*b.T+t+1] != tensor.IgnoreIndex {
-				seq[r] += float64(o.logp[r*b.T+t])
+				seq[r] += float64(logp[r*b.T+t])
 				lens[r]++
 			}
 		}
-		if o.Pref.Averaged() && lens[r] > 0 {
+		if averaged && lens[r] > 0 {
 			seq[r] /= float64(lens[r])
 		}
 	}
 	return seq, lens
+}
+
+// spreadSeqGrad is dLogp for a loss with gradient g[r] with respect to
+// each row's sequence log-probability: g[r] on each of its labelled tokens.
+func spreadSeqGrad(b Batch, g []float64, dst *[]float32) []float32 {
+	d := grow(dst, b.B*b.T)
+	clear(d)
+	for r := 0; r < b.B; r++ {
+		for t := 0; t+1 < b.T; t++ {
+			if b.Labels[r*b.T+t+1] != tensor.IgnoreIndex {
+				d[r*b.T+t] = float32(g[r])
+			}
+		}
+	}
+	return d
 }
 
 // pass computes a batch's preference loss: the reference first (no
@@ -125,15 +137,12 @@ func (o *DPO) pass(src *Pairs, batch []int) (b Batch, res rlhf.PrefResult, pc, p
 	}
 	b = MakeBatch(exs, o.pad)
 	var rc, rr []float64
-	if o.Pref.UsesReference() {
-		var ref []float64
-		if o.ref != nil {
-			ref, _ = o.seqLogps(o.ref, o.refActs, b)
-		} else {
-			o.acts.Adapters = llama.NoAdapters
-			ref, _ = o.seqLogps(o.Model, o.acts, b)
-			o.acts.Adapters = nil
+	if o.ref != nil {
+		rows := make([]row, 2*n)
+		for i, k := range batch {
+			rows[i], rows[n+i] = row{src.chosen, src.base(k)}, row{src.rejected, src.base(k)}
 		}
+		ref := o.ref.logps(rows)
 		rc, rr = ref[:n], ref[n:]
 	}
 	seq, lens := o.seqLogps(o.Model, o.acts, b)
@@ -156,32 +165,28 @@ func (o *DPO) Accumulate(batch []int, denom int, micro uint64) Result {
 	b, res, pc, pr, _, lens, dAvg := o.pass(o.Pairs, batch)
 	n := len(batch)
 	share := float64(n) / float64(max(1, denom))
-	// ∂loss/∂(token log-probability): the sequence's gradient on each of
-	// its answer tokens, over the length where the loss averages.
-	dLogp := make([]float32, b.B*b.T)
-	for r := 0; r < b.B; r++ {
-		g := 0.0
+	// ∂loss/∂(sequence log-probability), over the length where the loss
+	// averages, on each of the answer's tokens.
+	g := make([]float64, b.B)
+	for r := range g {
 		if r < n {
-			g = res.DChosen[r]
+			g[r] = res.DChosen[r]
 			if dAvg != nil {
 				if o.Pref.Averaged() {
-					g += dAvg[r]
+					g[r] += dAvg[r]
 				} else {
-					g += dAvg[r] / float64(max(1, lens[r]))
+					g[r] += dAvg[r] / float64(max(1, lens[r]))
 				}
 			}
 		} else {
-			g = res.DRejected[r-n]
+			g[r] = res.DRejected[r-n]
 		}
 		if o.Pref.Averaged() {
-			g /= float64(max(1, lens[r]))
+			g[r] /= float64(max(1, lens[r]))
 		}
-		for t := 0; t+1 < b.T; t++ {
-			if b.Labels[r*b.T+t+1] != tensor.IgnoreIndex {
-				dLogp[r*b.T+t] = float32(g * share)
-			}
-		}
+		g[r] *= share
 	}
+	dLogp := spreadSeqGrad(b, g, &o.dLogp)
 	dHidden := o.Model.TokenLogProbsBackward(o.acts, b.Labels, dLogp, o.Grads)
 	o.Model.Backward(o.acts, dHidden, o.Grads)
 	metrics := res.Metrics(pc, pr)

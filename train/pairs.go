@@ -27,10 +27,16 @@ func (p *Pairs) Len() int {
 
 // Pair returns pair i.
 func (p *Pairs) Pair(i int) (chosen, rejected Example) {
-	if p.idx != nil {
-		i = int(p.idx[i])
-	}
+	i = p.base(i)
 	return p.chosen.Example(i), p.rejected.Example(i)
+}
+
+// base is pair i's row in the arrays a subset shares with the whole set.
+func (p *Pairs) base(i int) int {
+	if p.idx != nil {
+		return int(p.idx[i])
+	}
+	return i
 }
 
 // MaxLen bounds the sequences' length.

@@ -7,13 +7,15 @@ import (
 
 // Trainer is a training run: an objective over a tuned model and its
 // data, driven by a Loop. LM is the objective of pt and sft, RM that of
-// rm, DPO that of dpo, PPO that of ppo (the others are nil).
+// rm, DPO that of dpo, KTO that of kto, PPO that of ppo (the others are
+// nil).
 type Trainer struct {
 	*Loop
 	*Tuned
 	*LM
 	RM  *RM
 	DPO *DPO
+	KTO *KTO
 	PPO *PPO
 }
 
@@ -38,6 +40,18 @@ func New(c Config, log io.Writer) (*Trainer, error) {
 			return nil, err
 		}
 		obj, examples, maxLen, rows = t.PPO, prompts.Len(), prompts.MaxLen()+c.MaxNewTokens, c.BatchSize
+	case "kto":
+		trainSet, valSet, err := LoadFeedback(&c, tuned.Tok, log)
+		if err != nil {
+			return nil, err
+		}
+		if t.KTO, err = NewKTO(tuned, trainSet, valSet); err != nil {
+			return nil, err
+		}
+		obj, examples, maxLen, rows = t.KTO, trainSet.Len(), trainSet.MaxLen(), 2*c.BatchSize
+		if valSet != nil {
+			val, maxLen = valSet.Len(), max(maxLen, valSet.MaxLen())
+		}
 	case "rm", "dpo":
 		trainSet, valSet, err := LoadPairs(&c, tuned.Tok, log)
 		if err != nil {

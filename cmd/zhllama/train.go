@@ -9,7 +9,7 @@ import (
 )
 
 func trainCommand() *command {
-	return &command{name: "train", summary: "continued pretraining (pt) or supervised fine-tuning (sft): full, freeze, LoRA or QLoRA, with LLaMA-Factory's keys",
+	return &command{name: "train", summary: "pt, sft, rm, dpo, kto or ppo: full, freeze, LoRA or QLoRA, with LLaMA-Factory's keys",
 		usage: "[CONFIG.yaml] [--key value ...]",
 		help:  "Keys (in the YAML file, or as flags that override it):\n  " + strings.Join(train.Keys(), "\n  ") + "\n",
 		run:   trainRun}
