@@ -6,6 +6,8 @@ Usage: torch_reference.py MODEL_DIR INPUT.json OUTPUT.safetensors
        torch_reference.py train MODEL_DIR INPUT.json OUTPUT.safetensors
        torch_reference.py adapter MODEL_DIR ADAPTER_DIR INPUT.json OUTPUT.safetensors
        torch_reference.py heads MODEL_DIR INPUT.json OUTPUT.safetensors
+       torch_reference.py bench-dpo CONFIG.json SHAPE.json
+       torch_reference.py bench-ppo CONFIG.json SHAPE.json
 
 Reads config.json and model.safetensors (F32, F16 or BF16), runs
 LlamaForCausalLM's computation in float32 on the batch in INPUT.json
@@ -374,12 +376,217 @@ def bench():
     print(json.dumps({"tokens_per_s": b * t / times[len(times) // 2],
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
+def blas():
+    """The BLAS library this process multiplies through, from its mappings."""
+    for line in open("/proc/self/maps"):
+        path = line.split()[-1]
+        if "blas" in path.lower() and ".so" in path:
+            return path
+    return "?"
+
+
+def attend(q, k, v, causal):
+    """Causal attention: PyTorch's fused kernel (SDPA) where this torch has
+    it (2.0 and later), else softmax(q·kᵀ/√d + mask)·v."""
+    F = torch.nn.functional
+    if hasattr(F, "scaled_dot_product_attention"):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    s = q @ k.transpose(2, 3) / math.sqrt(q.shape[-1])
+    if causal:
+        tq, tk = s.shape[-2], s.shape[-1]
+        s = s.masked_fill(torch.ones(tq, tk, dtype=torch.bool).triu(1), float("-inf"))
+    return torch.softmax(s, dim=-1) @ v
+
+
+def layers_fast(cfg, w, x, pos0=0, cache=None):
+    """The decoder layers with PyTorch's fastest eager attention; with cache
+    (lists of K and V per layer) the new positions attend to the cached ones
+    too."""
+    B, T, H = x.shape
+    nh = cfg["num_attention_heads"]
+    nkv = cfg.get("num_key_value_heads") or nh
+    hd = cfg.get("head_dim") or H // nh
+    eps = cfg["rms_norm_eps"]
+    inv_freq = 1.0 / (cfg.get("rope_theta", 10000.0) ** (torch.arange(0, hd, 2).float() / hd))
+    freqs = torch.outer(torch.arange(pos0, pos0 + T).float(), inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    cos, sin = emb.cos(), emb.sin()
+    F = torch.nn.functional
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        n = rms_norm(x, w[p + "input_layernorm.weight"], eps)
+        q = (n @ w[p + "self_attn.q_proj.weight"].T).view(B, T, nh, hd).transpose(1, 2)
+        k = (n @ w[p + "self_attn.k_proj.weight"].T).view(B, T, nkv, hd).transpose(1, 2)
+        v = (n @ w[p + "self_attn.v_proj.weight"].T).view(B, T, nkv, hd).transpose(1, 2)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        if cache is not None:
+            if pos0 > 0:
+                k = torch.cat((cache[0][l], k), dim=2)
+                v = torch.cat((cache[1][l], v), dim=2)
+            if len(cache[0]) <= l:
+                cache[0].append(k)
+                cache[1].append(v)
+            else:
+                cache[0][l], cache[1][l] = k, v
+        rep = nh // nkv
+        if rep > 1:
+            k = k.repeat_interleave(rep, dim=1)
+            v = v.repeat_interleave(rep, dim=1)
+        att = attend(q, k, v, T > 1)
+        h = x + att.transpose(1, 2).reshape(B, T, nh * hd) @ w[p + "self_attn.o_proj.weight"].T
+        n2 = rms_norm(h, w[p + "post_attention_layernorm.weight"], eps)
+        x = h + (F.silu(n2 @ w[p + "mlp.gate_proj.weight"].T) * (n2 @ w[p + "mlp.up_proj.weight"].T)) @ w[p + "mlp.down_proj.weight"].T
+    return rms_norm(x, w["model.norm.weight"], eps)
+
+
+def head_of(w):
+    return w["lm_head.weight"] if "lm_head.weight" in w else w["model.embed_tokens.weight"]
+
+
+def token_logps(cfg, w, ids, hidden=None):
+    """log π(ids[t+1] | ids[..t]) for every t, and the final hidden states."""
+    if hidden is None:
+        hidden = layers_fast(cfg, w, w["model.embed_tokens.weight"][ids])
+    logits = hidden[:, :-1] @ head_of(w).T
+    return torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None]).squeeze(-1), hidden
+
+
+def bench_result(times, extra):
+    import resource
+    times = sorted(times[1:])
+    out = {"step_s": times[len(times) // 2], "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "blas": blas()}
+    out.update(extra)
+    print(json.dumps(out))
+
+
+def bench_dpo():
+    """Times full-parameter DPO steps (sigmoid loss): a reference pass
+    without gradients and a policy pass over [chosen; rejected], the loss on
+    the answers' summed log-probabilities, backward, clipping, AdamW."""
+    import time
+    cfg, shape = json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
+    torch.set_num_threads(shape["threads"])
+    torch.manual_seed(0)
+    b, t, prompt = shape["batch"], shape["seq_len"], shape["prompt_len"]
+    w = {k: v.requires_grad_(True) for k, v in random_weights(cfg).items()}
+    ref = {k: v.detach().clone() for k, v in w.items()}
+    opt = torch.optim.AdamW(list(w.values()), lr=1e-6, weight_decay=0.0)
+    ids = torch.randint(0, cfg["vocab_size"], (2 * b, t))
+    answer = torch.zeros(2 * b, t - 1)
+    answer[:, prompt - 1:] = 1
+    times = []
+    for _ in range(shape["steps"] + 1):
+        start = time.perf_counter()
+        opt.zero_grad()
+        with torch.no_grad():
+            r = (token_logps(cfg, ref, ids)[0] * answer).sum(-1)
+        p = (token_logps(cfg, w, ids)[0] * answer).sum(-1)
+        x = (p[:b] - p[b:]) - (r[:b] - r[b:])
+        loss = -torch.nn.functional.logsigmoid(0.1 * x).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(w.values()), 1.0)
+        opt.step()
+        times.append(time.perf_counter() - start)
+    bench_result(times, {})
+
+
+def bench_ppo():
+    """Times full-parameter PPO steps as TRL takes them: sample responses
+    with a KV cache, score them with a separate reward model (value head at
+    the last token), the policy's old log-probabilities and values and the
+    reference's log-probabilities without gradients, KL-penalised rewards,
+    GAE and whitening, then ppo_epochs passes of clipped updates in
+    mini-batches (backward, clipping, AdamW). Prints the median step time and
+    its split."""
+    import time
+    cfg, shape = json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
+    torch.set_num_threads(shape["threads"])
+    torch.manual_seed(0)
+    B, P, N, mb = shape["batch"], shape["prompt_len"], shape["new_tokens"], shape["mini_batch"]
+    H, V = cfg["hidden_size"], cfg["vocab_size"]
+    w = {k: v.requires_grad_(True) for k, v in random_weights(cfg).items()}
+    vw = (torch.randn(1, H) * 0.02).requires_grad_(True)
+    vb = torch.zeros(1).requires_grad_(True)
+    ref = {k: v.detach().clone() for k, v in w.items()}
+    rm = random_weights(cfg)
+    rw, rb = torch.randn(1, H) * 0.02, torch.zeros(1)
+    params = list(w.values()) + [vw, vb]
+    opt = torch.optim.AdamW(params, lr=1e-6, weight_decay=0.0)
+    prompts = torch.randint(0, V, (B, P))
+    split = {"generate": [], "score": [], "train": []}
+    times = []
+    for _ in range(shape["steps"] + 1):
+        start = time.perf_counter()
+        with torch.no_grad():
+            cache = ([], [])
+            hidden = layers_fast(cfg, w, w["model.embed_tokens.weight"][prompts], 0, cache)
+            out = [prompts]
+            for pos in range(P, P + N):
+                probs = torch.softmax(hidden[:, -1] @ head_of(w).T, -1)
+                tok = torch.multinomial(probs, 1)
+                out.append(tok)
+                if pos + 1 < P + N:
+                    hidden = layers_fast(cfg, w, w["model.embed_tokens.weight"][tok], pos, cache)
+            seqs = torch.cat(out, 1)
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            h = layers_fast(cfg, rm, rm["model.embed_tokens.weight"][seqs])
+            scores = (h[:, -1] @ rw.T + rb).squeeze(-1)
+        t2 = time.perf_counter()
+        mask = torch.zeros(B, P + N - 1)
+        mask[:, P - 1:] = 1
+        with torch.no_grad():
+            old, hid = token_logps(cfg, w, seqs)
+            values = (hid[:, :-1] @ vw.T + vb).squeeze(-1)
+            refl, _ = token_logps(cfg, ref, seqs)
+            rewards = -0.2 * (old - refl)
+            rewards[:, -1] += scores
+            vals, rew = values * mask, rewards * mask
+            adv = torch.zeros_like(rew)
+            last = torch.zeros(B)
+            for t in reversed(range(P + N - 1)):
+                nxt = vals[:, t + 1] if t + 1 < P + N - 1 else torch.zeros(B)
+                last = rew[:, t] + nxt - vals[:, t] + 0.95 * last
+                adv[:, t] = last
+            ret = adv + vals
+            mean = (adv * mask).sum() / mask.sum()
+            var = (((adv - mean) ** 2) * mask).sum() / mask.sum() * mask.sum() / (mask.sum() - 1)
+            adv = (adv - mean) * torch.rsqrt(var + 1e-8)
+        for epoch in range(shape["ppo_epochs"]):
+            perm = torch.randperm(B)
+            for lo in range(0, B, mb):
+                idx = perm[lo:lo + mb]
+                opt.zero_grad()
+                lp, hid = token_logps(cfg, w, seqs[idx])
+                vp = (hid[:, :-1] @ vw.T + vb).squeeze(-1)
+                m = mask[idx]
+                ratio = torch.exp(lp - old[idx])
+                pg = torch.max(-adv[idx] * ratio, -adv[idx] * ratio.clamp(0.8, 1.2))
+                vc = torch.clamp(vp, values[idx] - 0.2, values[idx] + 0.2)
+                vf = 0.5 * torch.max((vp - ret[idx]) ** 2, (vc - ret[idx]) ** 2)
+                loss = (pg * m).sum() / m.sum() + 0.1 * (vf * m).sum() / m.sum()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+        end = time.perf_counter()
+        split["generate"].append(t1 - start)
+        split["score"].append(t2 - t1)
+        split["train"].append(end - t2)
+        times.append(end - start)
+    med = lambda xs: sorted(xs[1:])[len(xs[1:]) // 2]
+    bench_result(times, {"generate_s": med(split["generate"]), "score_s": med(split["score"]), "train_s": med(split["train"])})
+
 
 if __name__ == "__main__":
     if sys.argv[1] == "bench":
         bench()
     elif sys.argv[1] == "bench-generate":
         bench_generate()
+    elif sys.argv[1] == "bench-dpo":
+        bench_dpo()
+    elif sys.argv[1] == "bench-ppo":
+        bench_ppo()
     elif sys.argv[1] == "adapter":
         adapter()
     elif sys.argv[1] == "heads":

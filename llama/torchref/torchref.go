@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 )
 
 //go:embed torch_reference.py
@@ -26,11 +27,36 @@ func Available() bool {
 // Run runs the reference script with args in dir (where it is written)
 // and returns its standard output.
 func Run(dir string, args ...string) ([]byte, error) {
+	return run(dir, nil, args)
+}
+
+// RunFair runs a benchmark mode with OpenBLAS's own choices: without
+// OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which tests and CI may set to
+// pin a slower code path.
+func RunFair(dir string, args ...string) ([]byte, error) {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OPENBLAS_CORETYPE=") && !strings.HasPrefix(kv, "OPENBLAS_L2_SIZE=") {
+			env = append(env, kv)
+		}
+	}
+	return run(dir, env, args)
+}
+
+// FairBLAS reports whether a BLAS library path (as the reference prints
+// it) is an optimized one rather than the reference BLAS that Debian's
+// libblas.so.3 falls back to.
+func FairBLAS(path string) bool {
+	return strings.Contains(strings.ToLower(path), "openblas") || strings.Contains(strings.ToLower(path), "mkl") || strings.Contains(path, "blis")
+}
+
+func run(dir string, env []string, args []string) ([]byte, error) {
 	path := filepath.Join(dir, "torch_reference.py")
 	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(Python, append([]string{path}, args...)...)
+	cmd.Env = env
 	out, err := cmd.Output()
 	if ee, ok := err.(*exec.ExitError); ok {
 		return out, fmt.Errorf("torch reference: %v\n%s", err, ee.Stderr)
