@@ -162,6 +162,8 @@ func jsonKind(v any) string {
 		return "a number"
 	case bool:
 		return "a boolean"
+	case string:
+		return "a string"
 	case []any:
 		return "an array"
 	case map[string]any:

@@ -1,7 +1,9 @@
 package train
 
 import (
+	"io"
 	"math"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -108,5 +110,30 @@ func TestPrecomputeRefLogProbs(t *testing.T) {
 				t.Fatalf("%s: %s differs with precomputed reference log-probs", a.Cfg.Stage, p.Name)
 			}
 		}
+	}
+}
+
+// KTO data must carry a boolean label per example.
+func TestKTOData(t *testing.T) {
+	model := tinyModel(t)
+	for _, tc := range []struct{ data, want string }{
+		{"sft/alpaca_zh_demo.json", "has no kto_tag column"},
+		{"preference/dpo_zh_demo.json", "is a ranking dataset"},
+	} {
+		_, err := New(ktoConfig(t, model, "--dataset", testenv.Path(t, tc.data)), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.data, err, tc.want)
+		}
+	}
+	dir := t.TempDir()
+	testenv.WriteFile(t, filepath.Join(dir, "kto.json"), []byte(`[{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}], "label": true},
+{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "go away"}], "label": "no"}]`))
+	var log strings.Builder
+	tr, err := New(ktoConfig(t, model, "--dataset", filepath.Join(dir, "kto.json"), "--val_size", "0"), &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.KTO.Data.Len() != 1 || !strings.Contains(log.String(), `"label" (kto_tag) is a string`) {
+		t.Errorf("%d examples; log:\n%s", tr.KTO.Data.Len(), log.String())
 	}
 }
