@@ -272,3 +272,34 @@ func TestPPOBadRewardModels(t *testing.T) {
 	hfdir.SaveValueHead(other, llama.NewValueHead(cfg.HiddenSize))
 	expect("vocabulary", ppoConfig(t, model, other, "--reward_model_type", "full"), nil, "must share the tokenizer and vocabulary")
 }
+
+// The three ways to give PPO the same reward model agree: a LoRA reward
+// adapter on the policy's own base, and the base with that adapter merged
+// as a separate model (reward_model_adapters).
+func TestPPORewardModelTypesAgree(t *testing.T) {
+	model := tinyModel(t)
+	rm := rewardModel(t, model)
+	lora := newTrainer(t, ppoConfig(t, model, rm))
+	full := newTrainer(t, ppoConfig(t, model, model, "--reward_model_type", "full", "--reward_model_adapters", rm))
+	rolls, err := lora.PPO.generate(lora.PPO.prompts(0), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := make([][]int32, len(rolls))
+	for i, ro := range rolls {
+		seqs[i] = ro.seq
+	}
+	a, err := lora.PPO.Reward.Score(seqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := full.PPO.Reward.Score(seqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range a {
+		if math.Abs(a[i]-b[i]) > 1e-4*math.Max(1, math.Abs(a[i])) {
+			t.Errorf("sequence %d: lora reward %g, merged full reward %g", i, a[i], b[i])
+		}
+	}
+}
