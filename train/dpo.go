@@ -34,21 +34,13 @@ func NewDPO(t *Tuned, trainSet, valSet *Pairs) (*DPO, error) {
 	if err := o.Pref.Validate(); err != nil {
 		return nil, fmt.Errorf("key %w", err)
 	}
-	if id := t.Tok.SpecialID("pad"); id >= 0 {
-		o.pad = int32(id)
-	} else if id := t.Tok.SpecialID("eos"); id >= 0 {
-		o.pad = int32(id)
-	}
+	o.pad = t.padID()
 	maxT := trainSet.MaxLen()
 	if valSet != nil {
 		maxT = max(maxT, valSet.MaxLen())
 	}
 	rows, bt := 2*c.BatchSize, roundUp(maxT)
-	if c.GradientCheckpoint {
-		o.acts = t.Model.NewCheckpointedActs(rows, bt)
-	} else {
-		o.acts = t.Model.NewActs(rows, bt)
-	}
+	o.acts = t.newActs(rows, bt)
 	if !o.Pref.UsesReference() {
 		return o, nil
 	}
@@ -186,20 +178,8 @@ func (o *DPO) Accumulate(batch []int, denom int, micro uint64) Result {
 		}
 		g[r] *= share
 	}
-	dLogp := spreadSeqGrad(b, g, &o.dLogp)
-	dHidden := o.Model.TokenLogProbsBackward(o.acts, b.Labels, dLogp, o.Grads)
-	o.Model.Backward(o.acts, dHidden, o.Grads)
-	metrics := res.Metrics(pc, pr)
-	for k, v := range metrics {
-		metrics[k] = v * share
-	}
-	inputs := 0
-	for _, ok := range b.Valid {
-		if ok {
-			inputs++
-		}
-	}
-	return Result{Loss: res.Loss * share, Inputs: inputs, Metrics: metrics}
+	o.backwardSeq(o.acts, b, g, &o.dLogp)
+	return shareResult(b, res.Loss, share, res.Metrics(pc, pr))
 }
 
 // Evaluate is the validation pairs' loss and TRL's reward metrics.
@@ -210,17 +190,9 @@ func (o *DPO) Evaluate() (map[string]float64, bool) {
 	o.acts.Dropout = false
 	total := o.ValPairs.Len()
 	out := map[string]float64{}
-	for lo := 0; lo < total; lo += o.batch {
-		var batch []int
-		for k := lo; k < min(lo+o.batch, total); k++ {
-			batch = append(batch, k)
-		}
+	batchesOf(total, o.batch, func(batch []int, w float64) {
 		_, res, pc, pr, _, _, _ := o.pass(o.ValPairs, batch)
-		w := float64(len(batch)) / float64(total)
-		out["loss"] += res.Loss * w
-		for k, v := range res.Metrics(pc, pr) {
-			out[k] += v * w
-		}
-	}
+		addWeighted(out, res.Loss, res.Metrics(pc, pr), w)
+	})
 	return out, true
 }

@@ -170,21 +170,13 @@ func NewKTO(t *Tuned, trainSet, valSet *Feedback) (*KTO, error) {
 	}
 	o := &KTO{Tuned: t, Data: trainSet, Val: valSet, batch: c.BatchSize,
 		Loss: rlhf.KTO{Beta: c.PrefBeta, ChosenWeight: c.KTOChosenWeight, RejectedWeight: c.KTORejectedWeight}}
-	if id := t.Tok.SpecialID("pad"); id >= 0 {
-		o.pad = int32(id)
-	} else if id := t.Tok.SpecialID("eos"); id >= 0 {
-		o.pad = int32(id)
-	}
+	o.pad = t.padID()
 	maxT := trainSet.MaxLen()
 	if valSet != nil {
 		maxT = max(maxT, valSet.MaxLen())
 	}
 	rows, bt := 2*c.BatchSize, roundUp(maxT)
-	if c.GradientCheckpoint {
-		o.acts = t.Model.NewCheckpointedActs(rows, bt)
-	} else {
-		o.acts = t.Model.NewActs(rows, bt)
-	}
+	o.acts = t.newActs(rows, bt)
 	var err error
 	if o.ref, err = newReference(t, o.acts, rows, bt, false, o.pad); err != nil {
 		return nil, err
@@ -279,20 +271,8 @@ func (o *KTO) Accumulate(batch []int, denom int, micro uint64) Result {
 		}
 		g[i] *= share
 	}
-	dLogp := spreadSeqGrad(b, g, &o.dLogp)
-	dHidden := o.Model.TokenLogProbsBackward(o.acts, b.Labels, dLogp, o.Grads)
-	o.Model.Backward(o.acts, dHidden, o.Grads)
-	metrics := map[string]float64{}
-	for k, v := range res.Metrics {
-		metrics[k] = v * share
-	}
-	inputs := 0
-	for _, ok := range b.Valid {
-		if ok {
-			inputs++
-		}
-	}
-	return Result{Loss: res.Loss * share, Inputs: inputs, Metrics: metrics}
+	o.backwardSeq(o.acts, b, g, &o.dLogp)
+	return shareResult(b, res.Loss, share, res.Metrics)
 }
 
 // Evaluate is the validation examples' loss and TRL's metrics.
@@ -302,18 +282,10 @@ func (o *KTO) Evaluate() (map[string]float64, bool) {
 	}
 	total := o.Val.Len()
 	out := map[string]float64{}
-	for lo := 0; lo < total; lo += o.batch {
-		var batch []int
-		for k := lo; k < min(lo+o.batch, total); k++ {
-			batch = append(batch, k)
-		}
+	batchesOf(total, o.batch, func(batch []int, w float64) {
 		_, res, pi, lens := o.pass(o.Val, batch)
 		sft, _ := o.sftTerm(pi, lens, o.Val.labels(batch))
-		w := float64(len(batch)) / float64(total)
-		out["loss"] += (res.Loss + sft) * w
-		for k, v := range res.Metrics {
-			out[k] += v * w
-		}
-	}
+		addWeighted(out, res.Loss+sft, res.Metrics, w)
+	})
 	return out, true
 }

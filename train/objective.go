@@ -64,11 +64,7 @@ func NewLM(t *Tuned, trainSet, valSet Source) *LM {
 		maxT = max(maxT, valSet.MaxLen())
 	}
 	bt := roundUp(maxT)
-	if t.cfg.GradientCheckpoint {
-		o.acts = t.Model.NewCheckpointedActs(t.cfg.BatchSize, bt)
-	} else {
-		o.acts = t.Model.NewActs(t.cfg.BatchSize, bt)
-	}
+	o.acts = t.newActs(t.cfg.BatchSize, bt)
 	return o
 }
 

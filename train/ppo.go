@@ -86,11 +86,7 @@ func NewPPO(t *Tuned, prompts Source) (*PPO, error) {
 		return nil, fmt.Errorf("stage ppo: %d prompts, fewer than one experience batch of %d (per_device_train_batch_size × gradient_accumulation_steps × ppo_buffer_size)", prompts.Len(), o.batch)
 	}
 	o.perEpoch = prompts.Len() / o.batch // TRL's loader drops the last partial batch
-	if id := t.Tok.SpecialID("pad"); id >= 0 {
-		o.pad = int32(id)
-	} else if id := t.Tok.SpecialID("eos"); id >= 0 {
-		o.pad = int32(id)
-	}
+	o.pad = t.padID()
 	o.sampling = llama.Sampling{MaxNewTokens: c.MaxNewTokens, Temperature: c.Temperature, TopK: c.TopK, TopP: c.TopP, RepetitionPenalty: c.RepetitionPenalty}
 	if !c.DoSample {
 		o.sampling.Temperature = 0
@@ -102,11 +98,7 @@ func NewPPO(t *Tuned, prompts Source) (*PPO, error) {
 		o.sampling.StopIDs = []int{eos}
 	}
 	rows, bt := c.BatchSize, roundUp(min(prompts.MaxLen()+c.MaxNewTokens, t.Model.Config.MaxPositionEmbeddings))
-	if c.GradientCheckpoint {
-		o.acts = t.Model.NewCheckpointedActs(rows, bt)
-	} else {
-		o.acts = t.Model.NewActs(rows, bt)
-	}
+	o.acts = t.newActs(rows, bt)
 	if err := o.loadCritic(); err != nil {
 		return nil, err
 	}

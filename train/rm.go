@@ -52,20 +52,12 @@ func NewRM(t *Tuned, trainSet, valSet *Pairs) (*RM, error) {
 		o.Head = llama.NewValueHead(h)
 		o.Head.Init(rand.New(rand.NewPCG(c.Seed, 0x7a1)))
 	}
-	if id := t.Tok.SpecialID("pad"); id >= 0 {
-		o.pad = int32(id)
-	} else if id := t.Tok.SpecialID("eos"); id >= 0 {
-		o.pad = int32(id) // LLaMA-Factory pads with EOS when there is no pad piece
-	}
+	o.pad = t.padID()
 	maxT := trainSet.MaxLen()
 	if valSet != nil {
 		maxT = max(maxT, valSet.MaxLen())
 	}
-	if c.GradientCheckpoint {
-		o.acts = t.Model.NewCheckpointedActs(2*c.BatchSize, roundUp(maxT))
-	} else {
-		o.acts = t.Model.NewActs(2*c.BatchSize, roundUp(maxT))
-	}
+	o.acts = t.newActs(2*c.BatchSize, roundUp(maxT))
 	o.params = append(append([]optim.Param(nil), t.params...),
 		optim.Param{Name: llama.ValueHeadWeight, Data: o.Head.W, Grad: o.headGrad.W, Group: decayGroup},
 		optim.Param{Name: llama.ValueHeadBias, Data: o.Head.B, Grad: o.headGrad.B, Group: noDecayGroup})
@@ -139,19 +131,13 @@ func (o *RM) Evaluate() (map[string]float64, bool) {
 		return nil, false
 	}
 	o.acts.Dropout = false
-	var loss, correct float64
-	total := o.ValPairs.Len()
-	for lo := 0; lo < total; lo += o.batch {
-		var batch []int
-		for k := lo; k < min(lo+o.batch, total); k++ {
-			batch = append(batch, k)
-		}
+	out := map[string]float64{}
+	batchesOf(o.ValPairs.Len(), o.batch, func(batch []int, w float64) {
 		c, r, _, _ := o.scores(o.ValPairs, batch, 0)
 		l, _, _, acc := rlhf.RankLoss(c, r)
-		loss += l * float64(len(batch))
-		correct += acc * float64(len(batch))
-	}
-	return map[string]float64{"loss": loss / float64(total), "accuracy": correct / float64(total)}, true
+		addWeighted(out, l, map[string]float64{"accuracy": acc}, w)
+	})
+	return out, true
 }
 
 // Save writes the model or adapter, the tokenizer and value_head.safetensors.

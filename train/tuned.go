@@ -325,3 +325,66 @@ func (t *Tuned) numTrained() int {
 	}
 	return n
 }
+
+// padID is the id batches are padded with: the pad piece, else EOS as
+// LLaMA-Factory pads when there is none, else 0.
+func (t *Tuned) padID() int32 {
+	if id := t.Tok.SpecialID("pad"); id >= 0 {
+		return int32(id)
+	}
+	return int32(max(0, t.Tok.SpecialID("eos")))
+}
+
+// newActs are activations for rows × bt tokens, checkpointed when the run
+// asks for gradient checkpointing.
+func (t *Tuned) newActs(rows, bt int) *llama.Acts {
+	if t.cfg.GradientCheckpoint {
+		return t.Model.NewCheckpointedActs(rows, bt)
+	}
+	return t.Model.NewActs(rows, bt)
+}
+
+// backwardSeq takes gradients with respect to each row's sequence
+// log-probability back through the LM head and the model (after the
+// forward pass that left b's activations in a).
+func (t *Tuned) backwardSeq(a *llama.Acts, b Batch, g []float64, buf *[]float32) {
+	dLogp := spreadSeqGrad(b, g, buf)
+	dHidden := t.Model.TokenLogProbsBackward(a, b.Labels, dLogp, t.Grads)
+	t.Model.Backward(a, dHidden, t.Grads)
+}
+
+// shareResult is a micro-batch's Result with its loss and metrics as
+// share of the step's means, and the tokens it fed.
+func shareResult(b Batch, loss, share float64, metrics map[string]float64) Result {
+	r := Result{Loss: loss * share, Metrics: map[string]float64{}}
+	for k, v := range metrics {
+		r.Metrics[k] = v * share
+	}
+	for _, ok := range b.Valid {
+		if ok {
+			r.Inputs++
+		}
+	}
+	return r
+}
+
+// batchesOf calls f with consecutive batches of up to size of the indices
+// 0..total−1, each with its share of the whole.
+func batchesOf(total, size int, f func(batch []int, w float64)) {
+	for lo := 0; lo < total; lo += size {
+		batch := make([]int, 0, size)
+		for k := lo; k < min(lo+size, total); k++ {
+			batch = append(batch, k)
+		}
+		f(batch, float64(len(batch))/float64(total))
+	}
+}
+
+// addWeighted adds w times a batch's loss and metrics to an evaluation's
+// means.
+func addWeighted(out map[string]float64, loss float64, metrics map[string]float64, w float64) {
+	out["loss"] += loss * w
+	for k, v := range metrics {
+		out[k] += v * w
+	}
+}
