@@ -74,13 +74,7 @@ func NewLoop(c Config, obj Objective, log io.Writer) *Loop {
 func (l *Loop) stepBatches(s int) [][]int {
 	epoch, u := s/l.stepsPerEpoch, s%l.stepsPerEpoch
 	if l.order == nil || l.orderEpoch != epoch {
-		l.order = make([]int, l.Obj.Len())
-		for i := range l.order {
-			l.order[i] = i
-		}
-		rng := rand.New(rand.NewPCG(l.Cfg.Seed, uint64(epoch)))
-		rng.Shuffle(len(l.order), func(i, j int) { l.order[i], l.order[j] = l.order[j], l.order[i] })
-		l.orderEpoch = epoch
+		l.order, l.orderEpoch = shuffled(l.Obj.Len(), l.Cfg.Seed, epoch), epoch
 	}
 	var out [][]int
 	for pos := u * l.Cfg.GradAccum; pos < min((u+1)*l.Cfg.GradAccum, l.perEpoch); pos++ {
@@ -302,4 +296,17 @@ func (l *Loop) prepareOutput() error {
 		return fmt.Errorf("output_dir %s is not empty: set overwrite_output_dir: true, or resume_from_checkpoint: true to continue it", c.OutputDir)
 	}
 	return os.MkdirAll(c.OutputDir, 0o755)
+}
+
+// shuffled is 0..n−1 in the order of an epoch: shuffled by the seed and
+// the epoch alone, so that a resumed run sees what an uninterrupted one
+// would.
+func shuffled(n int, seed uint64, epoch int) []int {
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i
+	}
+	rng := rand.New(rand.NewPCG(seed, uint64(epoch)))
+	rng.Shuffle(n, func(i, j int) { order[i], order[j] = order[j], order[i] })
+	return order
 }

@@ -192,13 +192,7 @@ func (o *PPO) SetState(b []byte) error {
 func (o *PPO) prompts(s int) []int {
 	epoch, u := s/o.perEpoch, s%o.perEpoch
 	if o.orderEpoch != epoch {
-		o.order = make([]int, o.Prompts.Len())
-		for i := range o.order {
-			o.order[i] = i
-		}
-		rng := rand.New(rand.NewPCG(o.cfg.Seed, uint64(epoch)))
-		rng.Shuffle(len(o.order), func(i, j int) { o.order[i], o.order[j] = o.order[j], o.order[i] })
-		o.orderEpoch = epoch
+		o.order, o.orderEpoch = shuffled(o.Prompts.Len(), o.cfg.Seed, epoch), epoch
 	}
 	return o.order[u*o.batch : (u+1)*o.batch]
 }

@@ -43,22 +43,16 @@ func LoadPrompts(c *Config, tok *spm.Processor, log io.Writer) (Source, error) {
 				bad(loc, fmt.Errorf("no answer to size the prompt's share of cutoff_len by"))
 				return nil
 			}
-			enc, err := tpl.EncodeMessages(tok, append(ex.Prompt, ex.Response[0]), ex.System, ex.Tools)
+			ids, labels, err := oneTurn(tpl, tok, ex.Prompt, ex.Response[0], ex.System, ex.Tools, c.CutoffLen)
 			if err != nil {
 				return fmt.Errorf("%s: %w", loc, err)
 			}
-			var prompt []int
-			for _, e := range enc[:len(enc)-1] {
-				prompt = append(prompt, e...)
+			sl := 0 // the prompt: the masked part
+			for sl < len(labels) && labels[sl] == template.IgnoreIndex {
+				sl++
 			}
-			sl, _ := template.InferSeqLen(len(prompt), len(enc[len(enc)-1]), c.CutoffLen)
-			ids := int32s(prompt[:sl])
-			labels := make([]int32, len(ids))
-			for i := range labels {
-				labels[i] = template.IgnoreIndex
-			}
-			if len(ids) > 0 {
-				out.add(ids, labels)
+			if sl > 0 {
+				out.add(ids[:sl], labels[:sl])
 			}
 			if c.MaxSamples > 0 && out.Len()-before >= c.MaxSamples {
 				return corpus.ErrStop
