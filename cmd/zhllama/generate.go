@@ -116,7 +116,8 @@ func generate(args []string) error {
 		return err
 	}
 	var out []int
-	printed := ""
+	var text strings.Builder
+	d := p.NewDetokenizer()
 	start := time.Now()
 	var first time.Duration
 	_, err = m.Generate(ids, s, func(id int) bool {
@@ -124,15 +125,13 @@ func generate(args []string) error {
 			first = time.Since(start)
 		}
 		out = append(out, id)
-		// Decode the whole output each time so that multi-token characters print whole.
-		text, _ := p.Decode(out)
-		if strings.HasPrefix(text, printed) {
-			fmt.Print(text[len(printed):])
-			printed = text
-		}
-		return !endsWithStop(text, stops)
+		// Characters print whole: the detokenizer holds a partial one back.
+		piece := d.Add(id)
+		fmt.Print(piece)
+		text.WriteString(piece)
+		return !endsWithStop(text.String(), stops)
 	})
-	fmt.Println()
+	fmt.Println(d.Flush())
 	if err != nil {
 		return err
 	}

@@ -84,6 +84,7 @@ func commands() *command {
 			trainCommand(),
 			exportCommand(),
 			generateCommand(),
+			chatCommand(),
 			evalCommand(),
 			scoreCommand(),
 			downloadCommand(),

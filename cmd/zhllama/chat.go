@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+
+	"zhllama/llama"
+	"zhllama/spm"
+	"zhllama/template"
+)
+
+func chatCommand() *command {
+	return &command{name: "chat", summary: "talk to a model in the terminal, the history rendered by a chat template, the answer streamed",
+		usage: "--model D [--adapter A] [--template T] [--system S] [--max_new_tokens N --temperature T --top_p P --top_k K --repetition_penalty R --seed S]",
+		help:  "Type a message and Enter. /clear forgets the conversation, /system TEXT sets the system prompt (and clears), /exit or end of input quits.\nCtrl-C stops an answer being written; at the prompt it quits.\n",
+		run:   chat}
+}
+
+// conversation is a chat's state: the system prompt and the turns so far
+// (user and assistant alternating).
+type conversation struct {
+	tpl    *template.Template
+	tok    *spm.Processor
+	system string
+	turns  []template.Message
+}
+
+// prompt renders the conversation with a new user message for the model
+// to answer: every turn through the template, the answer's slot left open.
+// Turns are dropped from the oldest while the prompt leaves fewer than
+// room tokens of the context; dropped says how many.
+func (c *conversation) prompt(user string, ctx, room int) (ids []int32, dropped int, err error) {
+	msgs := append(append([]template.Message(nil), c.turns...), template.Message{Role: template.User, Content: user})
+	for {
+		enc, err := c.tpl.EncodeMessages(c.tok, append(msgs, template.Message{Role: template.Assistant}), c.system, "")
+		if err != nil {
+			return nil, 0, err
+		}
+		ids = ids[:0]
+		for _, e := range enc[:len(enc)-1] {
+			for _, id := range e {
+				ids = append(ids, int32(id))
+			}
+		}
+		if len(ids)+room <= ctx || len(msgs) == 1 {
+			break
+		}
+		msgs, dropped = msgs[2:], dropped+2
+	}
+	if len(ids) >= ctx {
+		return nil, dropped, fmt.Errorf("the message alone has %d tokens with the template, and the model's context is %d: shorten it", len(ids), ctx)
+	}
+	return ids, dropped, nil
+}
+
+func chat(args []string) error {
+	fs := flagSet("chat")
+	mf := addModelFlags(fs)
+	tplName := fs.String("template", "llama2_zh", "chat template: "+strings.Join(template.Names(), ", "))
+	system := fs.String("system", "", "system prompt")
+	maxNew := fs.Int("max_new_tokens", 512, "tokens an answer may have at most")
+	temp := fs.Float64("temperature", 0.95, "0: greedy")
+	topP := fs.Float64("top_p", 0.7, "nucleus sampling mass")
+	topK := fs.Int("top_k", 50, "sample among the K most likely (0: all)")
+	rep := fs.Float64("repetition_penalty", 1, "divide the logits of seen tokens (1: off)")
+	seed := fs.Uint64("seed", 0, "sampling seed")
+	if err := parseFlags(fs, args, "--model D [flags]"); err != nil {
+		return err
+	}
+	tpl, err := template.Get(*tplName)
+	if err != nil {
+		return usagef("--template: %v", err)
+	}
+	s := llama.Sampling{MaxNewTokens: *maxNew, Temperature: *temp, TopP: *topP, TopK: *topK, RepetitionPenalty: *rep, Seed: *seed}
+	if err := checkSampling(s); err != nil {
+		return err
+	}
+	m, p, err := mf.load()
+	if err != nil {
+		return err
+	}
+	if eos := p.SpecialID("eos"); eos >= 0 {
+		s.StopIDs = []int{eos}
+	}
+	// Ctrl-C stops the answer being written; at the prompt it ends the chat.
+	var generating, stop atomic.Bool
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	go func() {
+		for range sig {
+			if !generating.Load() {
+				fmt.Fprintln(os.Stderr)
+				os.Exit(130)
+			}
+			stop.Store(true)
+		}
+	}()
+	conv := &conversation{tpl: tpl, tok: p, system: *system}
+	in := bufio.NewReader(os.Stdin)
+	fmt.Fprintf(os.Stderr, "chat with %s (template %s); /clear, /system TEXT, /exit\n", *mf.dir, *tplName)
+	for turn := 0; ; turn++ {
+		fmt.Fprint(os.Stderr, "> ")
+		line, err := in.ReadString('\n')
+		if err != nil && (err != io.EOF || line == "") {
+			fmt.Fprintln(os.Stderr)
+			return nil
+		}
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "":
+			continue
+		case line == "/exit" || line == "/quit":
+			return nil
+		case line == "/clear":
+			conv.turns = nil
+			fmt.Fprintln(os.Stderr, "(conversation cleared)")
+			continue
+		case line == "/system" || strings.HasPrefix(line, "/system "):
+			conv.system, conv.turns = strings.TrimSpace(strings.TrimPrefix(line, "/system")), nil
+			fmt.Fprintf(os.Stderr, "(system prompt set to %q; conversation cleared)\n", conv.system)
+			continue
+		case strings.HasPrefix(line, "/"):
+			fmt.Fprintf(os.Stderr, "(unknown command %s: /clear, /system TEXT, /exit)\n", strings.Fields(line)[0])
+			continue
+		}
+		ctx := m.Config.MaxPositionEmbeddings
+		ids, dropped, err := conv.prompt(line, ctx, min(*maxNew, ctx/2))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "(%v)\n", err)
+			continue
+		}
+		if dropped > 0 {
+			fmt.Fprintf(os.Stderr, "(the conversation passed the context of %d tokens: the oldest %d turns are left out)\n", ctx, dropped)
+			conv.turns = conv.turns[dropped:]
+		}
+		s.Seed = *seed + uint64(turn)
+		var answer strings.Builder
+		d := p.NewDetokenizer()
+		stop.Store(false)
+		generating.Store(true)
+		_, err = m.Generate(ids, s, func(id int) bool {
+			if slices.Contains(s.StopIDs, id) {
+				return false
+			}
+			piece := d.Add(id)
+			fmt.Print(piece)
+			answer.WriteString(piece)
+			return !stop.Load()
+		})
+		generating.Store(false)
+		rest := d.Flush()
+		fmt.Print(rest)
+		answer.WriteString(rest)
+		fmt.Println()
+		if err != nil {
+			return err
+		}
+		if stop.Load() {
+			fmt.Fprintln(os.Stderr, "(stopped)")
+		}
+		conv.turns = append(conv.turns, template.Message{Role: template.User, Content: line}, template.Message{Role: template.Assistant, Content: answer.String()})
+	}
+}
