@@ -278,11 +278,15 @@ func TestPrefParityWithPyTorch(t *testing.T) {
 		{Loss: "orpo", Beta: 0.7, FTX: 0.2},
 		{Loss: "simpo", Beta: 2, SimPOGamma: 0.5},
 		{Loss: "simpo", Beta: 2.5, SimPOGamma: 1.2, FTX: 0.3},
+		// The first step of a run: the reference is the policy, every
+		// reward 0, and no pair counts as won (strict >).
+		{Loss: "sigmoid", Beta: 0.1, FTX: 0.1},
 	}
 	var in []prefCase
 	var cases []map[string]any
 	hingeBelow, hingeAbove := 0, 0
-	for _, p := range prefs {
+	for k, p := range prefs {
+		sameRef := k == len(prefs)-1
 		for _, shape := range []struct{ n, t int }{{1, 5}, {3, 12}, {6, 9}} {
 			rows := 2 * shape.n
 			c := prefCase{pref: p, mask: make([][]bool, rows)}
@@ -293,6 +297,9 @@ func TestPrefParityWithPyTorch(t *testing.T) {
 				c.refLogp[r] = make([]float64, shape.t)
 				for j, v := range c.logp[r] {
 					c.refLogp[r][j] = math.Min(-1e-3, v+0.7*rng.NormFloat64())
+					if sameRef {
+						c.refLogp[r][j] = v
+					}
 				}
 				// A prompt, then the answer, then padding: ragged rows.
 				start := rng.IntN(shape.t - 1)
