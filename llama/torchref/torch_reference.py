@@ -267,19 +267,70 @@ def schedule(kind, warmup, total):
     return f
 
 
+def pref_losses(kind, beta, eps, gamma, pc, pr, rc, rr):
+    """Per-pair preference losses and rewards from the policy's (pc, pr)
+    and the reference's (rc, rr; unused by orpo and simpo) sequence
+    log-probabilities: TRL's dpo_loss for sigmoid (label smoothing eps),
+    hinge and ipo, LF's orpo and simpo."""
+    logsig = torch.nn.functional.logsigmoid
+    if kind in ("sigmoid", "hinge", "ipo"):
+        x = (pc - pr) - (rc - rr)
+        if kind == "sigmoid":
+            losses = -(1 - eps) * logsig(beta * x) - eps * logsig(-beta * x)
+        elif kind == "hinge":
+            losses = torch.relu(1 - beta * x)
+        else:
+            losses = (x - 1 / (2 * beta)) ** 2
+        return losses, beta * (pc - rc), beta * (pr - rr)
+    if kind == "orpo":
+        log_odds = (pc - pr) - (torch.log1p(-torch.exp(pc)) - torch.log1p(-torch.exp(pr)))
+        return -pc - beta * logsig(log_odds), beta * pc, beta * pr
+    if kind == "simpo":
+        return -logsig(beta * ((pc - pr) - gamma / beta)), beta * pc, beta * pr
+    raise ValueError("unknown pref_loss " + kind)
+
+
+def sequence_logps(logits, labels, averaged):
+    """LF's get_batch_logps: each row's summed log-probability of its
+    labels (not -100) given the previous tokens, in float64 from the
+    float32 logits, or the per-token average; and the label counts."""
+    target = labels[:, 1:]
+    keep = target != -100
+    logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(2, target.clamp(min=0)[..., None]).squeeze(-1)
+    seq = (logp.double() * keep).sum(-1)
+    length = keep.sum(-1)
+    return (seq / length if averaged else seq), length
+
+
 def train():
     """Optimizer steps as transformers' Trainer takes them: per step, the
-    micro-batches' summed token losses over the step's token count,
-    clip_grad_norm_, the optimizer (weight decay off for no_decay names),
-    then the scheduler. Writes "param." + name for the trained tensors."""
+    micro-batches' summed losses over the step's weight, clip_grad_norm_,
+    the optimizer (weight decay off for no_decay names), then the
+    scheduler. Writes "param." + name for the trained tensors.
+
+    "objective" picks the loss: "lm" (the default; cross-entropy summed
+    over the learned tokens, the weight is the step's token count), "rm"
+    (LF's reward model: a value head "v_head": {"weight", "bias"}, trained
+    with the model, scores each row at its last real token; rows 0..n-1
+    chosen, n..2n-1 rejected; -logsigmoid(chosen - rejected) summed over
+    the pairs, the weight is the step's pair count) or "dpo" (the
+    preference loss "pref": {"loss", "beta", "label_smoothing",
+    "simpo_gamma", "ftx"} on LF's sequence log-probabilities, the reference
+    being the starting weights without LoRA: a frozen copy, or the base
+    with the adapters off)."""
     model_dir, inp_path, out_path = sys.argv[2:5]
     cfg = json.load(open(model_dir + "/config.json"))
     w = load(model_dir + "/model.safetensors")
+    ref_w = {k: v.clone() for k, v in w.items()}  # the reference of dpo: the starting weights, no adapters
     inp = json.load(open(inp_path))
+    objective = inp.get("objective", "lm")
     lora = inp.get("lora") or []
     for m in lora:  # PEFT's LoRA: W + scale·B·A on a frozen W
         w[m["a"]] = torch.tensor(m["A"], dtype=torch.float32).reshape(m["r"], -1)
         w[m["b"]] = torch.tensor(m["B"], dtype=torch.float32).reshape(-1, m["r"])
+    if "v_head" in inp:
+        w["v_head.summary.weight"] = torch.tensor(inp["v_head"]["weight"], dtype=torch.float32).reshape(1, -1)
+        w["v_head.summary.bias"] = torch.tensor(inp["v_head"]["bias"], dtype=torch.float32).reshape(1)
     names = inp.get("trainable") or list(w)
     for n in names:
         w[n].requires_grad_(True)
@@ -299,23 +350,52 @@ def train():
     else:
         opt = torch.optim.AdamW(groups, lr=inp["lr"], betas=tuple(inp["betas"]), eps=inp["eps"])
     sch = torch.optim.lr_scheduler.LambdaLR(opt, schedule(inp["scheduler"], inp["warmup"], inp["total"]))
+    def loss_sum(ids, valid, labels):
+        """The micro-batch's summed loss."""
+        if objective == "lm":
+            logits = run(cfg, weights(), ids, valid)
+            return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                                                     ignore_index=-100, reduction="sum")
+        n = ids.shape[0] // 2
+        if objective == "rm":
+            _, hidden = run(cfg, weights(), ids, valid, with_hidden=True)
+            values = torch.nn.functional.linear(hidden, w["v_head.summary.weight"], w["v_head.summary.bias"]).squeeze(-1)
+            scores = values.gather(1, (valid.long().sum(-1) - 1)[:, None]).squeeze(1)
+            return -torch.nn.functional.logsigmoid(scores[:n] - scores[n:]).sum()
+        p = inp["pref"]
+        averaged = p["loss"] in ("ipo", "orpo", "simpo")
+        seq, length = sequence_logps(run(cfg, weights(), ids, valid), labels, averaged)
+        rc = rr = None
+        if p["loss"] not in ("orpo", "simpo"):
+            with torch.no_grad():
+                ref, _ = sequence_logps(run(cfg, ref_w, ids, valid), labels, averaged)
+            rc, rr = ref[:n], ref[n:]
+        losses, _, _ = pref_losses(p["loss"], p["beta"], p["label_smoothing"], p["simpo_gamma"], seq[:n], seq[n:], rc, rr)
+        if p["ftx"] > 1e-6:
+            losses = losses + p["ftx"] * -(seq[:n] if averaged else seq[:n] / length[:n])
+        return losses.sum()
+
     for micro in inp["steps"]:
         opt.zero_grad()
-        denom = sum(int((torch.tensor(b["labels"])[:, 1:] != -100).sum()) for b in micro)
+        if objective == "lm":
+            denom = sum(int((torch.tensor(b["labels"])[:, 1:] != -100).sum()) for b in micro)
+        else:
+            denom = sum(len(b["ids"]) // 2 for b in micro)
         for b in micro:
             ids, valid, labels = torch.tensor(b["ids"]), torch.tensor(b["valid"]), torch.tensor(b["labels"])
-            logits = run(cfg, weights(), ids, valid)
-            loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                                                     ignore_index=-100, reduction="sum") / denom
+            loss = loss_sum(ids, valid, labels) / denom
             loss.backward()
         if inp["max_grad_norm"] > 0:
             # clip_grad_norm_'s rule, with the norm summed in float64: torch's
             # float32 reduction over millions of values is off by ~1e-4.
-            total = math.sqrt(sum(float(w[n].grad.double().pow(2).sum()) for n in names))
+            # A tensor the loss does not reach (the lm_head of a reward
+            # model) has no gradient: clipping and the optimizer skip it.
+            grads = [w[n].grad for n in names if w[n].grad is not None]
+            total = math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads))
             coef = inp["max_grad_norm"] / (total + 1e-6)
             if coef < 1:
-                for n in names:
-                    w[n].grad.mul_(coef)
+                for g in grads:
+                    g.mul_(coef)
         opt.step()
         sch.step()
     save(out_path, {"param." + n: w[n] for n in names})
@@ -443,7 +523,6 @@ def rlhf_pref(c):
     part w.r.t. the sequence log-probabilities, of the ftx part w.r.t.
     chosen_logps_avg, and of the whole loss w.r.t. the per-token values."""
     kind, beta, eps, gamma, ftx = c["loss"], c["beta"], c["label_smoothing"], c["simpo_gamma"], c["ftx"]
-    logsig = torch.nn.functional.logsigmoid
     tok = f64(c["logp"]).requires_grad_(True)
     ref_tok = f64(c["ref_logp"])
     mask = f64(c["mask"])
@@ -456,24 +535,7 @@ def rlhf_pref(c):
     pc, pr = seq[:n], seq[n:]
     rc, rr = ref_seq[:n], ref_seq[n:]
     chosen_avg = pc if averaged else pc / length[:n]
-    if kind in ("sigmoid", "hinge", "ipo"):
-        x = (pc - pr) - (rc - rr)
-        if kind == "sigmoid":
-            losses = -(1 - eps) * logsig(beta * x) - eps * logsig(-beta * x)
-        elif kind == "hinge":
-            losses = torch.relu(1 - beta * x)
-        else:
-            losses = (x - 1 / (2 * beta)) ** 2
-        rew_c, rew_r = beta * (pc - rc), beta * (pr - rr)
-    elif kind == "orpo":
-        log_odds = (pc - pr) - (torch.log1p(-torch.exp(pc)) - torch.log1p(-torch.exp(pr)))
-        losses = -pc - beta * logsig(log_odds)
-        rew_c, rew_r = beta * pc, beta * pr
-    elif kind == "simpo":
-        losses = -logsig(beta * ((pc - pr) - gamma / beta))
-        rew_c, rew_r = beta * pc, beta * pr
-    else:
-        raise ValueError("unknown pref_loss " + kind)
+    losses, rew_c, rew_r = pref_losses(kind, beta, eps, gamma, pc, pr, rc, rr)
     pref = losses.mean()
     sft = ftx * -chosen_avg if ftx > 1e-6 else torch.zeros_like(losses)
     loss = (losses + sft).mean()
