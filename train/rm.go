@@ -58,7 +58,17 @@ func NewRM(t *Tuned, trainSet, valSet *Pairs) (*RM, error) {
 		maxT = max(maxT, valSet.MaxLen())
 	}
 	o.acts = t.newActs(2*c.BatchSize, roundUp(maxT))
-	o.params = append(append([]optim.Param(nil), t.params...),
+	// The loss never reaches an untied LM head (the scores come from the
+	// value head): torch leaves its gradient None, so the optimizer skips
+	// it and weight decay does not shrink it. It is not trained here.
+	lmHead := &t.Model.LMHead.W
+	for _, p := range t.params {
+		if !t.Model.Config.TieWordEmbeddings && len(p.Data) > 0 && len(*lmHead) > 0 && &p.Data[0] == &(*lmHead)[0] {
+			continue
+		}
+		o.params = append(o.params, p)
+	}
+	o.params = append(o.params,
 		optim.Param{Name: llama.ValueHeadWeight, Data: o.Head.W, Grad: o.headGrad.W, Group: decayGroup},
 		optim.Param{Name: llama.ValueHeadBias, Data: o.Head.B, Grad: o.headGrad.B, Group: noDecayGroup})
 	return o, nil

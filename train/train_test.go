@@ -80,37 +80,12 @@ func TestTrainParityWithPyTorch(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := sftConfig(t, model, tc.extra...)
 			tr := newTrainer(t, c)
-			before := map[string][]float32{}
-			noDecay, names := []string{}, []string{}
-			for _, p := range tr.Params {
-				before[p.Name] = append([]float32(nil), p.Data...)
-				names = append(names, p.Name)
-				if p.Group == noDecayGroup {
-					noDecay = append(noDecay, p.Name)
-				}
-			}
-			var lora []map[string]any
-			for _, a := range tr.Model.Adapters(llama.DefaultAdapter) {
-				ka, kb := hfdir.LoRAKeys(a.Name)
-				ka, kb = strings.TrimPrefix(ka, "base_model.model."), strings.TrimPrefix(kb, "base_model.model.")
-				lora = append(lora, map[string]any{"weight": a.Name, "a": ka, "b": kb, "A": slices.Clone(a.LoRA.A), "B": slices.Clone(a.LoRA.B), "r": a.LoRA.R, "scale": a.LoRA.Scale})
-			}
-			for i, n := range names { // the reference names whole tensors as the model does
-				names[i] = strings.TrimPrefix(n, "base_model.model.")
-			}
-			for i, n := range noDecay {
-				noDecay[i] = strings.TrimPrefix(n, "base_model.model.")
-			}
+			in, before := torchTrainInput(tr, c)
 			var steps [][]map[string]any
 			for s := 0; s < tc.steps; s++ {
 				var micro []map[string]any
 				for _, idx := range tr.stepBatches(s) {
-					b := MakeBatch(tr.examples(tr.Train, idx), 0)
-					ids, valid, labels := make([][]int32, b.B), make([][]bool, b.B), make([][]int32, b.B)
-					for r := 0; r < b.B; r++ {
-						ids[r], valid[r], labels[r] = b.IDs[r*b.T:(r+1)*b.T], b.Valid[r*b.T:(r+1)*b.T], b.Labels[r*b.T:(r+1)*b.T]
-					}
-					micro = append(micro, map[string]any{"ids": ids, "valid": valid, "labels": labels})
+					micro = append(micro, batchJSON(MakeBatch(tr.examples(tr.Train, idx), 0)))
 				}
 				steps = append(steps, micro)
 			}
@@ -119,37 +94,81 @@ func TestTrainParityWithPyTorch(t *testing.T) {
 					t.Fatalf("step %d skipped: %+v", s, r)
 				}
 			}
-			in := map[string]any{"steps": steps, "optim": map[bool]string{true: "sgd", false: "adamw"}[c.Optim == "sgd"],
-				"lr": c.LearningRate, "weight_decay": c.WeightDecay, "betas": []float64{c.AdamBeta1, c.AdamBeta2}, "eps": c.AdamEpsilon,
-				"max_grad_norm": c.MaxGradNorm, "scheduler": c.LRSchedulerType, "warmup": tr.Warmup, "total": tr.Total,
-				"no_decay": noDecay, "trainable": names, "lora": lora}
-			dir := t.TempDir()
-			b, _ := json.Marshal(in)
-			os.WriteFile(filepath.Join(dir, "in.json"), b, 0o644)
-			if _, err := torchref.Run(dir, "train", model, filepath.Join(dir, "in.json"), filepath.Join(dir, "out.safetensors")); err != nil {
-				t.Fatal(err)
-			}
-			ref, err := safetensors.Open(filepath.Join(dir, "out.safetensors"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ref.Close()
-			worst := 0.0
-			for _, p := range tr.Params {
-				rt, ok := ref.Tensor("param." + strings.TrimPrefix(p.Name, "base_model.model."))
-				if !ok {
-					t.Fatalf("reference lacks %s", p.Name)
-				}
-				want, _ := rt.Float32(nil)
-				d := updateDiff(before[p.Name], p.Data, want)
-				worst = math.Max(worst, d)
-				if d > 1e-4 {
-					t.Errorf("%s: update differs from PyTorch's by %.2g relative", p.Name, d)
-				}
-			}
+			in["steps"] = steps
+			worst := compareTrained(t, tr, model, in, before)
 			t.Logf("%s: %d steps, worst relative update difference %.2g", tc.name, tc.steps, worst)
 		})
 	}
+}
+
+// torchTrainInput is the reference's train input for tr before its first
+// step (all but the steps): what trains, named as the reference names
+// whole tensors, the no-decay group, the adapters' starting values and
+// the optimizer's settings; and the trained tensors' starting values.
+func torchTrainInput(tr *Trainer, c Config) (in map[string]any, before map[string][]float32) {
+	before = map[string][]float32{}
+	noDecay, names := []string{}, []string{}
+	for _, p := range tr.Params {
+		before[p.Name] = append([]float32(nil), p.Data...)
+		names = append(names, strings.TrimPrefix(p.Name, "base_model.model."))
+		if p.Group == noDecayGroup {
+			noDecay = append(noDecay, strings.TrimPrefix(p.Name, "base_model.model."))
+		}
+	}
+	var lora []map[string]any
+	for _, a := range tr.Model.Adapters(llama.DefaultAdapter) {
+		ka, kb := hfdir.LoRAKeys(a.Name)
+		ka, kb = strings.TrimPrefix(ka, "base_model.model."), strings.TrimPrefix(kb, "base_model.model.")
+		lora = append(lora, map[string]any{"weight": a.Name, "a": ka, "b": kb, "A": slices.Clone(a.LoRA.A), "B": slices.Clone(a.LoRA.B), "r": a.LoRA.R, "scale": a.LoRA.Scale})
+	}
+	return map[string]any{"optim": map[bool]string{true: "sgd", false: "adamw"}[c.Optim == "sgd"],
+		"lr": c.LearningRate, "weight_decay": c.WeightDecay, "betas": []float64{c.AdamBeta1, c.AdamBeta2}, "eps": c.AdamEpsilon,
+		"max_grad_norm": c.MaxGradNorm, "scheduler": c.LRSchedulerType, "warmup": tr.Warmup, "total": tr.Total,
+		"no_decay": noDecay, "trainable": names, "lora": lora}, before
+}
+
+// batchJSON is a batch as the reference reads it: rows of ids, valid and labels.
+func batchJSON(b Batch) map[string]any {
+	ids, valid, labels := make([][]int32, b.B), make([][]bool, b.B), make([][]int32, b.B)
+	for r := 0; r < b.B; r++ {
+		ids[r], valid[r], labels[r] = b.IDs[r*b.T:(r+1)*b.T], b.Valid[r*b.T:(r+1)*b.T], b.Labels[r*b.T:(r+1)*b.T]
+	}
+	return map[string]any{"ids": ids, "valid": valid, "labels": labels}
+}
+
+// compareTrained runs the reference's train mode on in and fails t where
+// a trained tensor's update differs from PyTorch's by more than 1e-4
+// relative (updateDiff); it returns the worst difference.
+func compareTrained(t *testing.T, tr *Trainer, model string, in map[string]any, before map[string][]float32) float64 {
+	t.Helper()
+	dir := t.TempDir()
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WriteFile(t, filepath.Join(dir, "in.json"), b)
+	if _, err := torchref.Run(dir, "train", model, filepath.Join(dir, "in.json"), filepath.Join(dir, "out.safetensors")); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := safetensors.Open(filepath.Join(dir, "out.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	worst := 0.0
+	for _, p := range tr.Params {
+		rt, ok := ref.Tensor("param." + strings.TrimPrefix(p.Name, "base_model.model."))
+		if !ok {
+			t.Fatalf("reference lacks %s", p.Name)
+		}
+		want, _ := rt.Float32(nil)
+		d := updateDiff(before[p.Name], p.Data, want)
+		worst = math.Max(worst, d)
+		if d > 1e-4 {
+			t.Errorf("%s: update differs from PyTorch's by %.2g relative", p.Name, d)
+		}
+	}
+	return worst
 }
 
 // updateDiff is ‖got−want‖ / ‖want−before‖: the error relative to the

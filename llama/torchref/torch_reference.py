@@ -8,6 +8,7 @@ Usage: torch_reference.py MODEL_DIR INPUT.json OUTPUT.safetensors
        torch_reference.py heads MODEL_DIR INPUT.json OUTPUT.safetensors
        torch_reference.py bench-dpo CONFIG.json SHAPE.json
        torch_reference.py bench-ppo CONFIG.json SHAPE.json
+       torch_reference.py rlhf INPUT.json OUTPUT.json
 
 Reads config.json and model.safetensors (F32, F16 or BF16), runs
 LlamaForCausalLM's computation in float32 on the batch in INPUT.json
@@ -268,19 +269,70 @@ def schedule(kind, warmup, total):
     return f
 
 
+def pref_losses(kind, beta, eps, gamma, pc, pr, rc, rr):
+    """Per-pair preference losses and rewards from the policy's (pc, pr)
+    and the reference's (rc, rr; unused by orpo and simpo) sequence
+    log-probabilities: TRL's dpo_loss for sigmoid (label smoothing eps),
+    hinge and ipo, LF's orpo and simpo."""
+    logsig = torch.nn.functional.logsigmoid
+    if kind in ("sigmoid", "hinge", "ipo"):
+        x = (pc - pr) - (rc - rr)
+        if kind == "sigmoid":
+            losses = -(1 - eps) * logsig(beta * x) - eps * logsig(-beta * x)
+        elif kind == "hinge":
+            losses = torch.relu(1 - beta * x)
+        else:
+            losses = (x - 1 / (2 * beta)) ** 2
+        return losses, beta * (pc - rc), beta * (pr - rr)
+    if kind == "orpo":
+        log_odds = (pc - pr) - (torch.log1p(-torch.exp(pc)) - torch.log1p(-torch.exp(pr)))
+        return -pc - beta * logsig(log_odds), beta * pc, beta * pr
+    if kind == "simpo":
+        return -logsig(beta * ((pc - pr) - gamma / beta)), beta * pc, beta * pr
+    raise ValueError("unknown pref_loss " + kind)
+
+
+def sequence_logps(logits, labels, averaged):
+    """LF's get_batch_logps: each row's summed log-probability of its
+    labels (not -100) given the previous tokens, in float64 from the
+    float32 logits, or the per-token average; and the label counts."""
+    target = labels[:, 1:]
+    keep = target != -100
+    logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(2, target.clamp(min=0)[..., None]).squeeze(-1)
+    seq = (logp.double() * keep).sum(-1)
+    length = keep.sum(-1)
+    return (seq / length if averaged else seq), length
+
+
 def train():
     """Optimizer steps as transformers' Trainer takes them: per step, the
-    micro-batches' summed token losses over the step's token count,
-    clip_grad_norm_, the optimizer (weight decay off for no_decay names),
-    then the scheduler. Writes "param." + name for the trained tensors."""
+    micro-batches' summed losses over the step's weight, clip_grad_norm_,
+    the optimizer (weight decay off for no_decay names), then the
+    scheduler. Writes "param." + name for the trained tensors.
+
+    "objective" picks the loss: "lm" (the default; cross-entropy summed
+    over the learned tokens, the weight is the step's token count), "rm"
+    (LF's reward model: a value head "v_head": {"weight", "bias"}, trained
+    with the model, scores each row at its last real token; rows 0..n-1
+    chosen, n..2n-1 rejected; -logsigmoid(chosen - rejected) summed over
+    the pairs, the weight is the step's pair count) or "dpo" (the
+    preference loss "pref": {"loss", "beta", "label_smoothing",
+    "simpo_gamma", "ftx"} on LF's sequence log-probabilities, the reference
+    being the starting weights without LoRA: a frozen copy, or the base
+    with the adapters off)."""
     model_dir, inp_path, out_path = sys.argv[2:5]
     cfg = json.load(open(model_dir + "/config.json"))
     w = load(model_dir + "/model.safetensors")
+    ref_w = {k: v.clone() for k, v in w.items()}  # the reference of dpo: the starting weights, no adapters
     inp = json.load(open(inp_path))
+    objective = inp.get("objective", "lm")
     lora = inp.get("lora") or []
     for m in lora:  # PEFT's LoRA: W + scale·B·A on a frozen W
         w[m["a"]] = torch.tensor(m["A"], dtype=torch.float32).reshape(m["r"], -1)
         w[m["b"]] = torch.tensor(m["B"], dtype=torch.float32).reshape(-1, m["r"])
+    if "v_head" in inp:
+        w["v_head.summary.weight"] = torch.tensor(inp["v_head"]["weight"], dtype=torch.float32).reshape(1, -1)
+        w["v_head.summary.bias"] = torch.tensor(inp["v_head"]["bias"], dtype=torch.float32).reshape(1)
     names = inp.get("trainable") or list(w)
     for n in names:
         w[n].requires_grad_(True)
@@ -300,23 +352,52 @@ def train():
     else:
         opt = torch.optim.AdamW(groups, lr=inp["lr"], betas=tuple(inp["betas"]), eps=inp["eps"])
     sch = torch.optim.lr_scheduler.LambdaLR(opt, schedule(inp["scheduler"], inp["warmup"], inp["total"]))
+    def loss_sum(ids, valid, labels):
+        """The micro-batch's summed loss."""
+        if objective == "lm":
+            logits = run(cfg, weights(), ids, valid)
+            return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                                                     ignore_index=-100, reduction="sum")
+        n = ids.shape[0] // 2
+        if objective == "rm":
+            _, hidden = run(cfg, weights(), ids, valid, with_hidden=True)
+            values = torch.nn.functional.linear(hidden, w["v_head.summary.weight"], w["v_head.summary.bias"]).squeeze(-1)
+            scores = values.gather(1, (valid.long().sum(-1) - 1)[:, None]).squeeze(1)
+            return -torch.nn.functional.logsigmoid(scores[:n] - scores[n:]).sum()
+        p = inp["pref"]
+        averaged = p["loss"] in ("ipo", "orpo", "simpo")
+        seq, length = sequence_logps(run(cfg, weights(), ids, valid), labels, averaged)
+        rc = rr = None
+        if p["loss"] not in ("orpo", "simpo"):
+            with torch.no_grad():
+                ref, _ = sequence_logps(run(cfg, ref_w, ids, valid), labels, averaged)
+            rc, rr = ref[:n], ref[n:]
+        losses, _, _ = pref_losses(p["loss"], p["beta"], p["label_smoothing"], p["simpo_gamma"], seq[:n], seq[n:], rc, rr)
+        if p["ftx"] > 1e-6:
+            losses = losses + p["ftx"] * -(seq[:n] if averaged else seq[:n] / length[:n])
+        return losses.sum()
+
     for micro in inp["steps"]:
         opt.zero_grad()
-        denom = sum(int((torch.tensor(b["labels"])[:, 1:] != -100).sum()) for b in micro)
+        if objective == "lm":
+            denom = sum(int((torch.tensor(b["labels"])[:, 1:] != -100).sum()) for b in micro)
+        else:
+            denom = sum(len(b["ids"]) // 2 for b in micro)
         for b in micro:
             ids, valid, labels = torch.tensor(b["ids"]), torch.tensor(b["valid"]), torch.tensor(b["labels"])
-            logits = run(cfg, weights(), ids, valid)
-            loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                                                     ignore_index=-100, reduction="sum") / denom
+            loss = loss_sum(ids, valid, labels) / denom
             loss.backward()
         if inp["max_grad_norm"] > 0:
             # clip_grad_norm_'s rule, with the norm summed in float64: torch's
             # float32 reduction over millions of values is off by ~1e-4.
-            total = math.sqrt(sum(float(w[n].grad.double().pow(2).sum()) for n in names))
+            # A tensor the loss does not reach (the lm_head of a reward
+            # model) has no gradient: clipping and the optimizer skip it.
+            grads = [w[n].grad for n in names if w[n].grad is not None]
+            total = math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads))
             coef = inp["max_grad_norm"] / (total + 1e-6)
             if coef < 1:
-                for n in names:
-                    w[n].grad.mul_(coef)
+                for g in grads:
+                    g.mul_(coef)
         opt.step()
         sch.step()
     save(out_path, {"param." + n: w[n] for n in names})
@@ -578,6 +659,249 @@ def bench_ppo():
     bench_result(times, {"generate_s": med(split["generate"]), "score_s": med(split["score"]), "train_s": med(split["train"])})
 
 
+# ---------------------------------------------------------------------------
+# rlhf: the losses of learning from preferences as TRL 0.9.6 and
+# LLaMA-Factory compute them (shared/specs/rlhf.md §2.2, §3.3, §3.4,
+# §4.1–4.7), in float64 with autograd for the gradients. INPUT.json is
+# {"cases": [{"kind": ..., ...}]}; OUTPUT.json is {"results": [...]} in the
+# same order, numbers as JSON floats ("inf", "-inf", "nan" as strings).
+
+
+def f64(x):
+    return torch.tensor(x, dtype=torch.float64)
+
+
+def jsonable(x):
+    if isinstance(x, torch.Tensor):
+        x = x.detach().tolist()
+    if isinstance(x, dict):
+        return {k: jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    return x
+
+
+def masked_mean(x, m):
+    return (x * m).sum() / m.sum()
+
+
+def masked_var(x, m):
+    """The Bessel-corrected variance of x where m is 1."""
+    mu = masked_mean(x, m)
+    v = masked_mean((x - mu) ** 2, m)
+    n = m.sum()
+    if n == 0:
+        raise ValueError("empty mask")
+    return v * (n / (n - 1))
+
+
+def masked_whiten(x, m, shift_mean=True):
+    mu = masked_mean(x, m)
+    out = (x - mu) * torch.rsqrt(masked_var(x, m) + 1e-8)
+    return out if shift_mean else out + mu
+
+
+def rlhf_rank(c):
+    """LF's reward-model loss: each row's value at its last real token
+    (attention_mask.sum() - 1), rows 0..n-1 chosen and n..2n-1 rejected,
+    mean -logsigmoid(chosen - rejected); the gradient over all values."""
+    values = f64(c["values"]).requires_grad_(True)
+    attn = torch.tensor(c["attention_mask"], dtype=torch.long)
+    n = values.shape[0] // 2
+    scores = values.gather(1, (attn.sum(-1) - 1)[:, None]).squeeze(1)
+    sc, sr = scores[:n], scores[n:]
+    loss = -torch.nn.functional.logsigmoid(sc - sr).mean()
+    loss.backward()
+    return {"loss": loss, "chosen": sc, "rejected": sr, "accuracy": (sc > sr).double().mean(), "grad_values": values.grad}
+
+
+def rlhf_pref(c):
+    """TRL's dpo_loss (sigmoid with label smoothing, hinge, ipo) and LF's
+    orpo and simpo on sequence log-probabilities built as LF's
+    get_batch_logps builds them from per-token log-probabilities (summed
+    over the answer's tokens, averaged for ipo/orpo/simpo), plus pref_ftx
+    times the chosen answers' per-token NLL. Gradients: of the preference
+    part w.r.t. the sequence log-probabilities, of the ftx part w.r.t.
+    chosen_logps_avg, and of the whole loss w.r.t. the per-token values."""
+    kind, beta, eps, gamma, ftx = c["loss"], c["beta"], c["label_smoothing"], c["simpo_gamma"], c["ftx"]
+    tok = f64(c["logp"]).requires_grad_(True)
+    ref_tok = f64(c["ref_logp"])
+    mask = f64(c["mask"])
+    n = tok.shape[0] // 2
+    length = mask.sum(-1)
+    seq, ref_seq = (tok * mask).sum(-1), (ref_tok * mask).sum(-1)
+    averaged = kind in ("ipo", "orpo", "simpo")
+    if averaged:
+        seq, ref_seq = seq / length, ref_seq / length
+    pc, pr = seq[:n], seq[n:]
+    rc, rr = ref_seq[:n], ref_seq[n:]
+    chosen_avg = pc if averaged else pc / length[:n]
+    losses, rew_c, rew_r = pref_losses(kind, beta, eps, gamma, pc, pr, rc, rr)
+    pref = losses.mean()
+    sft = ftx * -chosen_avg if ftx > 1e-6 else torch.zeros_like(losses)
+    loss = (losses + sft).mean()
+    d_pc, d_pr = torch.autograd.grad(pref, [pc, pr], retain_graph=True)
+    out = {"pc": pc, "pr": pr, "rc": rc, "rr": rr, "chosen_avg": chosen_avg, "length": length,
+           "pref_loss": pref, "loss": loss, "losses": losses, "d_pc": d_pc, "d_pr": d_pr}
+    if ftx > 1e-6:
+        (out["d_avg"],) = torch.autograd.grad(sft.mean(), [chosen_avg], retain_graph=True)
+    loss.backward()
+    out["grad_logp"] = tok.grad
+    rew_c, rew_r = rew_c.detach(), rew_r.detach()
+    out["rewards_chosen"], out["rewards_rejected"] = rew_c, rew_r
+    out["metrics"] = {"rewards/chosen": rew_c.mean(), "rewards/rejected": rew_r.mean(),
+                      "rewards/accuracies": (rew_c > rew_r).double().mean(), "rewards/margins": (rew_c - rew_r).mean(),
+                      "logps/chosen": pc.mean(), "logps/rejected": pr.mean()}
+    return out
+
+
+def rlhf_kto(c):
+    """TRL's kto_loss: the reference point KL = clamp>=0(mean(pi_KL - ref_KL))
+    without gradient; desirable 1 - sigmoid(beta(logr - KL)), undesirable
+    1 - sigmoid(beta(KL - logr)), weighted, nanmean over all examples."""
+    beta, wc, wr = c["beta"], c["chosen_weight"], c["rejected_weight"]
+    pc, pr = f64(c["pc"]).requires_grad_(True), f64(c["pr"]).requires_grad_(True)
+    rc, rr = f64(c["rc"]), f64(c["rr"])
+    kl = (f64(c["p_kl"]) - f64(c["r_kl"])).mean().clamp(min=0)
+    logr_c, logr_r = pc - rc, pr - rr
+    lc = 1 - torch.sigmoid(beta * (logr_c - kl))
+    lr = 1 - torch.sigmoid(beta * (kl - logr_r))
+    loss = torch.cat((wc * lc, wr * lr)).nanmean()
+    loss.backward()
+    out = {"loss": loss, "kl": kl, "d_pc": pc.grad if pc.grad is not None else torch.zeros(0),
+           "d_pr": pr.grad if pr.grad is not None else torch.zeros(0), "metrics": {"kl": kl}}
+    if len(pc):
+        out["metrics"].update({"rewards/chosen": (beta * logr_c).mean(), "logps/chosen": pc.mean()})
+    if len(pr):
+        out["metrics"].update({"rewards/rejected": (beta * logr_r).mean(), "logps/rejected": pr.mean()})
+    return out
+
+
+def response_mask(query_lens, response_lens):
+    """TRL's mask over [B, L-1] log-prob positions of right-padded
+    query+response rows: 1 from len(q)-1 for len(r) positions."""
+    T = max(q + r for q, r in zip(query_lens, response_lens)) - 1
+    m = torch.zeros(len(query_lens), T, dtype=torch.float64)
+    for i, (q, r) in enumerate(zip(query_lens, response_lens)):
+        m[i, q - 1 : q - 1 + r] = 1
+    return m
+
+
+def rlhf_gae(c):
+    """TRL's compute_rewards (kl, abs, mse or full penalty, the score on the
+    last response token) and compute_advantages (GAE over all positions of
+    the padded batch with masked rewards and values, optional reward
+    whitening, then advantage whitening)."""
+    mask = response_mask(c["query_lens"], c["response_lens"])
+    B, T = mask.shape
+    kind, coef = c["kl_penalty"], c["kl_coef"]
+    if kind == "full":
+        lp = torch.log_softmax(f64(c["logits"]), dim=-1)
+        rlp = torch.log_softmax(f64(c["ref_logits"]), dim=-1)
+        kl = torch.nn.functional.kl_div(rlp, lp, log_target=True, reduction="none").sum(-1)
+    else:
+        d = f64(c["logprobs"]) - f64(c["ref_logprobs"])
+        kl = {"kl": d, "abs": d.abs(), "mse": 0.5 * d.square()}[kind]
+    rewards = -coef * kl
+    for i in range(B):
+        rewards[i, int(mask[i].nonzero()[-1])] += c["scores"][i]
+    values = f64(c["values"]) * mask
+    r = rewards * mask
+    if c["whiten_rewards"]:
+        r = masked_whiten(r, mask, shift_mean=False)
+    gamma, lam = c["gamma"], c["lam"]
+    last, rev = 0.0, []
+    for t in reversed(range(T)):
+        nxt = values[:, t + 1] if t < T - 1 else 0.0
+        last = r[:, t] + gamma * nxt - values[:, t] + gamma * lam * last
+        rev.append(last)
+    adv = torch.stack(rev[::-1], dim=1)
+    returns = adv + values
+    kl_sum = (kl * mask).sum(-1)
+    return {"mask": mask, "kl": kl, "rewards": rewards, "kl_sum": kl_sum, "objective_kl": kl_sum.mean(),
+            "advantages": masked_whiten(adv, mask), "returns": returns, "values": values}
+
+
+def rlhf_whiten(c):
+    x, m = f64(c["x"]), f64(c["mask"])
+    return {"whitened": masked_whiten(x, m, c["shift_mean"])}
+
+
+def rlhf_ppo_loss(c):
+    """TRL's PPOTrainer.loss over a padded mini-batch, with the gradients of
+    the total w.r.t. the new log-probs and value predictions."""
+    m = f64(c["mask"])
+    old_lp, old_v = f64(c["old_logprobs"]), f64(c["old_values"])
+    lp, vpred = f64(c["logprobs"]).requires_grad_(True), f64(c["vpreds"]).requires_grad_(True)
+    adv, ret = f64(c["advantages"]), f64(c["returns"])
+    cr, cv = c["cliprange"], c["cliprange_value"]
+    vclip = torch.max(torch.min(vpred, old_v + cv), old_v - cv)
+    vf1, vf2 = (vpred - ret) ** 2, (vclip - ret) ** 2
+    vf_loss = 0.5 * masked_mean(torch.max(vf1, vf2), m)
+    ratio = torch.exp(lp - old_lp)
+    pg1, pg2 = -adv * ratio, -adv * torch.clamp(ratio, 1 - cr, 1 + cr)
+    pg_loss = masked_mean(torch.max(pg1, pg2), m)
+    loss = pg_loss + c["vf_coef"] * vf_loss
+    avg_ratio = masked_mean(ratio, m)
+    skipped = bool(avg_ratio > c["ratio_threshold"])
+    if skipped:
+        pg_loss, vf_loss, loss = pg_loss * 0.0, vf_loss * 0.0, loss * 0.0
+    loss.backward()
+    return {"pg_loss": pg_loss, "vf_loss": vf_loss, "loss": loss, "skipped": skipped,
+            "pg_clipfrac": masked_mean((pg2 > pg1).double(), m), "vf_clipfrac": masked_mean((vf2 > vf1).double(), m),
+            "approxkl": 0.5 * masked_mean((lp - old_lp) ** 2, m), "policykl": masked_mean(old_lp - lp, m),
+            "ratio": avg_ratio, "advantages_mean": masked_mean(adv, m),
+            "grad_logprobs": lp.grad, "grad_vpreds": vpred.grad}
+
+
+def rlhf_kl_ctl(c):
+    """TRL's AdaptiveKLController (or the fixed one) after each update."""
+    value, out = c["init"], []
+    for kl, n in c["updates"]:
+        if c["adaptive"]:
+            err = min(max(kl / c["target"] - 1, -0.2), 0.2)
+            value *= 1 + err * n / c["horizon"]
+        out.append(value)
+    return {"values": out}
+
+
+def rlhf_moments(c):
+    """TRL's RunningMoments on float32 scores (one process), and the
+    scores normalised by the statistics that include them (use_score_norm
+    with use_score_scaling)."""
+    mean, var, std, count = 0, 1, 1, 1e-24
+    steps = []
+    for xs in c["batches"]:
+        xs = torch.tensor(xs, dtype=torch.float32)
+        n = xs.numel()
+        bv, bm = torch.var_mean(xs, unbiased=False)
+        bm, bv = bm.float(), bv.float()
+        delta = bm - mean
+        total = count + n
+        tot_sum = var * count + delta ** 2 * count * n / total + bv * n
+        mean = mean + delta * n / total
+        var = tot_sum / total
+        std = (var * total / (total - 1)).float().sqrt()
+        count = total
+        norm = (xs - mean.to(torch.float32)) / (std.to(torch.float32) + torch.finfo(torch.float32).eps)
+        steps.append({"mean": float(mean), "var": float(var), "std": float(std), "count": count, "normalised": norm})
+    return {"steps": steps}
+
+
+RLHF_CASES = {"rank": rlhf_rank, "pref": rlhf_pref, "kto": rlhf_kto, "gae": rlhf_gae, "whiten": rlhf_whiten,
+              "ppo_loss": rlhf_ppo_loss, "kl_ctl": rlhf_kl_ctl, "moments": rlhf_moments}
+
+
+def rlhf():
+    inp_path, out_path = sys.argv[2:4]
+    cases = json.load(open(inp_path))["cases"]
+    results = [jsonable(RLHF_CASES[c["kind"]](c)) for c in cases]
+    with open(out_path, "w") as f:
+        json.dump({"results": results}, f)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "bench":
         bench()
@@ -589,6 +913,9 @@ if __name__ == "__main__":
         bench_ppo()
     elif sys.argv[1] == "adapter":
         adapter()
+    elif sys.argv[1] == "rlhf":
+        torch.set_num_threads(1)
+        rlhf()
     elif sys.argv[1] == "heads":
         torch.set_num_threads(1)
         heads()
