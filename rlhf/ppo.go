@@ -74,7 +74,9 @@ func Moments(x [][]float64) (mean, variance float64, err error) {
 	}
 	variance /= float64(n)
 	if n == 1 {
-		return mean, math.Inf(1), nil // Bessel's correction of one value, as torch gives it
+		// Bessel's correction of one value. TRL's masked variance is then
+		// 0·∞ = NaN and so are its advantages; +Inf whitens them to 0.
+		return mean, math.Inf(1), nil
 	}
 	return mean, variance * float64(n) / float64(n-1), nil
 }
