@@ -130,6 +130,9 @@ func LoadMC(task, dir, split string) (*MCData, error) {
 	if !slices.Contains(splits, split) {
 		return nil, fmt.Errorf("task %s has no %s split; it evaluates %s", task, split, strings.Join(splits[1:], " or "))
 	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("%s: not a directory", dir)
+	}
 	subs, err := Subjects(task, dir)
 	if err != nil {
 		return nil, err

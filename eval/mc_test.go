@@ -348,7 +348,7 @@ func TestMCBadInput(t *testing.T) {
 	writeFiles(t, dir, good)
 	bad(map[string]string{"dev/clinical_medicine_dev.csv": "id,question,A,B,C,D\n0,q,a,b,c,d\n"}, eval.TaskCEval, "val", "clinical_medicine_dev.csv", "no answers")
 	writeFiles(t, dir, map[string]string{"dev/clinical_medicine_dev.csv": "id,question,A,B,C,D,answer\n0,q,a,b,c,d,B\n"})
-	bad(nil, eval.TaskCEval, "test", "clinical_medicine_test.csv", "no test split")
+	bad(nil, eval.TaskCEval, "test", "clinical_medicine_test.csv: no such file")
 	bad(map[string]string{"subject_mapping.json": `{"law": ["Law", "法学", "Sciences"]}`}, eval.TaskCEval, "val", "subject_mapping.json", `"Sciences"`)
 	bad(nil, "gaokao", "val", `unknown task "gaokao"`, "ceval, cmmlu and mmlu")
 	bad(nil, eval.TaskCMMLU, "val", "cmmlu has no val split")

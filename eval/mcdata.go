@@ -193,7 +193,7 @@ func splitFiles(task, dir, subject, split string) ([]string, error) {
 			}
 		}
 	}
-	return nil, fmt.Errorf("%s: missing: subject %s has no %s split (no %s, nor Parquet files under %s)", csvs[0], subject, split, filepath.Base(csvs[0]), sub)
+	return nil, fmt.Errorf("%s: no such file, nor Parquet files of subject %s's %s split under %s", csvs[0], subject, split, sub)
 }
 
 // ReadSplit reads one subject's split. In a file either every question has
