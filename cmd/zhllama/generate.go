@@ -229,7 +229,10 @@ func generateFile(m *llama.Model, p *spm.Processor, path string, batch int, s ll
 
 func evalCommand() *command {
 	return &command{name: "eval", summary: "evaluate models",
-		sub: []*command{{name: "ppl", summary: "perplexity of a model on a text file, a document a line", usage: "--model D --input FILE [--cutoff_len N] [--batch N]", run: evalPPL}}}
+		sub: []*command{
+			{name: "ppl", summary: "perplexity of a model on a text file, a document a line", usage: "--model D --input FILE [--cutoff_len N] [--batch N]", run: evalPPL},
+			{name: "mc", summary: "multiple-choice benchmarks (C-Eval, CMMLU, MMLU) as LLaMA-Factory's evaluator scores them", usage: evalMCUsage, run: evalMC},
+		}}
 }
 
 func evalPPL(args []string) error {
