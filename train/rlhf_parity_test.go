@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"zhllama/internal/testenv"
+	"zhllama/tensor"
 )
 
 // prefPairs are a tiny preference dataset in alpaca's ranking layout:
@@ -22,12 +23,34 @@ var prefPairs = []map[string]string{
 	{"instruction": "推荐一本书。", "input": "", "chosen": "《红楼梦》，中国古典小说的巅峰之作。", "rejected": "随便。"},
 }
 
+// feedback is a tiny KTO dataset in the sharegpt layout: a conversation
+// (one turn or two) and a boolean label, answers of different lengths.
+var feedback = []map[string]any{
+	{"messages": []map[string]string{{"role": "user", "content": "介绍一下长城。"}, {"role": "assistant", "content": "长城是中国古代的军事防御工程，绵延上万里。"}}, "label": true},
+	{"messages": []map[string]string{{"role": "user", "content": "1 + 1 等于几？"}, {"role": "assistant", "content": "等于 3，因为一加一再加一。"}}, "label": false},
+	{"messages": []map[string]string{{"role": "user", "content": "Translate to English: 你好，世界"}, {"role": "assistant", "content": "Hello, world."}}, "label": true},
+	{"messages": []map[string]string{{"role": "user", "content": "写一句关于春天的诗。"}, {"role": "assistant", "content": "冬天很冷。"}}, "label": false},
+	{"messages": []map[string]string{{"role": "user", "content": "What is the capital of France?"}, {"role": "assistant", "content": "Paris."},
+		{"role": "user", "content": "And of Italy?"}, {"role": "assistant", "content": "Rome is the capital of Italy."}}, "label": true},
+	{"messages": []map[string]string{{"role": "user", "content": "用一个词形容大海。"}, {"role": "assistant", "content": "大海是一种由咸水组成的很大的水体。"}}, "label": false},
+	{"messages": []map[string]string{{"role": "user", "content": "Name a prime number."}, {"role": "assistant", "content": "7"}}, "label": true},
+	{"messages": []map[string]string{{"role": "user", "content": "推荐一本书。"}, {"role": "assistant", "content": "《红楼梦》，中国古典小说的巅峰之作。"}}, "label": true},
+}
+
 // prefConfig is a run of stage over prefPairs, written to a file in a
 // temporary directory: two micro-batches of two pairs a step, no dropout.
 func prefConfig(t *testing.T, model, stage string, extra ...string) Config {
 	t.Helper()
-	data := filepath.Join(t.TempDir(), "pairs.json")
-	b, err := json.Marshal(prefPairs)
+	return dataConfig(t, model, stage, prefPairs, extra...)
+}
+
+// dataConfig is a run of stage over records, written to a file in a
+// temporary directory: two micro-batches of two examples a step, no
+// dropout.
+func dataConfig(t *testing.T, model, stage string, records any, extra ...string) Config {
+	t.Helper()
+	data := filepath.Join(t.TempDir(), "data.json")
+	b, err := json.Marshal(records)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,6 +174,109 @@ func TestDPOParityWithPyTorch(t *testing.T) {
 			}
 			worst := compareTrained(t, tr, model, in, before)
 			t.Logf("%s: 2 steps (losses %.6f, %.6f), worst relative update difference %.2g", tc.name, losses[0], losses[1], worst)
+		})
+	}
+}
+
+// feedbackSteps are the micro-batches of the first steps as KTO lays them
+// out (the answer rows, their KL rows and the labels, padded with pad),
+// for the reference, and whether one of them holds both labels.
+func feedbackSteps(tr *Trainer, f *Feedback, pad int32, steps int) (out [][]map[string]any, mixed bool) {
+	for s := 0; s < steps; s++ {
+		var micro []map[string]any
+		for _, idx := range tr.stepBatches(s) {
+			targets, kls := make([]Example, len(idx)), make([]Example, len(idx))
+			for i, k := range idx {
+				targets[i], kls[i] = f.target.Example(f.base(k)), f.kl.Example(f.base(k))
+			}
+			labels := f.labels(idx)
+			mixed = mixed || slices.Contains(labels, true) && slices.Contains(labels, false)
+			b := batchJSON(MakeBatch(targets, pad))
+			b["kl"], b["desirable"] = batchJSON(MakeBatch(kls, pad)), labels
+			micro = append(micro, b)
+		}
+		out = append(out, micro)
+	}
+	return out, mixed
+}
+
+// checkKLRows fails t unless each example's KL row is its own prompt with
+// the previous example's answer (the first with the last's), as
+// LLaMA-Factory builds it: the reference takes the rows as given.
+func checkKLRows(t *testing.T, f *Feedback) {
+	t.Helper()
+	split := func(e Example) (prompt, answer []int32) {
+		n := 0
+		for n < len(e.Labels) && e.Labels[n] == tensor.IgnoreIndex {
+			n++
+		}
+		return e.IDs[:n], e.IDs[n:]
+	}
+	n := f.target.Len()
+	for j := range n {
+		p, _ := split(f.target.Example(j))
+		_, prev := split(f.target.Example((j + n - 1) % n))
+		kp, ka := split(f.kl.Example(j))
+		if !slices.Equal(p, kp) || !slices.Equal(prev, ka) {
+			t.Fatalf("example %d: KL row %v + %v, want its prompt %v + the previous answer %v", j, kp, ka, p, prev)
+		}
+	}
+}
+
+// Whole KTO steps: the desirable and undesirable answers against the
+// reference (the policy with its adapters off, or a frozen copy of the
+// starting weights), the reference point from the KL rows (each prompt
+// with the previous example's answer), the weights of either label and
+// the pref_ftx term, move the trained tensors as PyTorch moves them. On
+// the second step the policy differs from its reference.
+//
+// As for DPO, AdamW's step for a gradient entry near its epsilon (1e-8)
+// follows that entry's float32 rounding: with pref_ftx 0.3 and the
+// adapters of q_proj, v_proj and down_proj under AdamW, one
+// layers.0.mlp.down_proj.lora_B entry's first gradient is −2.1e−9 here and
+// −1.6e−9 in PyTorch (whose own float32 and float64 runs differ by 1e-4 on
+// that tensor), and the second step's lora_A updates then differ by 8%.
+// SGD carries pref_ftx.
+func TestKTOParityWithPyTorch(t *testing.T) {
+	testenv.RequireTorch(t)
+	model := tinyModel(t)
+	for _, tc := range []struct {
+		name  string
+		extra []string
+	}{
+		{"lora-sgd-weights-ftx", []string{"--lora_target", "all", "--optim", "sgd", "--learning_rate", "0.5", "--weight_decay", "0.01",
+			"--kto_chosen_weight", "1.5", "--kto_rejected_weight", "0.7", "--pref_ftx", "0.3", "--pref_beta", "0.5"}},
+		{"lora-adamw-weights", []string{"--lora_target", "q_proj,v_proj,down_proj", "--weight_decay", "0.01", "--learning_rate", "5e-3",
+			"--kto_chosen_weight", "1.5", "--kto_rejected_weight", "0.7", "--pref_beta", "0.5"}},
+		{"full-sgd-ftx", []string{"--finetuning_type", "full", "--optim", "sgd", "--learning_rate", "0.5", "--pref_ftx", "0.2", "--pref_beta", "0.5",
+			"--max_grad_norm", "0.5"}},
+		{"full-adamw-weights", []string{"--finetuning_type", "full", "--weight_decay", "0.01", "--kto_chosen_weight", "0.8", "--kto_rejected_weight", "1.3"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dataConfig(t, model, "kto", feedback, tc.extra...)
+			tr := newTrainer(t, c)
+			o := tr.KTO
+			in, before := torchTrainInput(tr, c)
+			in["objective"] = "kto"
+			in["kto"] = map[string]any{"beta": c.PrefBeta, "chosen_weight": c.KTOChosenWeight, "rejected_weight": c.KTORejectedWeight,
+				"ftx": c.PrefFTX}
+			checkKLRows(t, o.Data)
+			steps, mixed := feedbackSteps(tr, o.Data, o.pad, 2)
+			if !mixed {
+				t.Fatal("no micro-batch holds both labels: change the data or the seed")
+			}
+			in["steps"] = steps
+			var losses []float64
+			var r StepResult
+			for s := range 2 {
+				if r = tr.TrainStep(); r.Skipped {
+					t.Fatalf("step %d skipped: %+v", s, r)
+				}
+				losses = append(losses, r.Loss)
+			}
+			worst := compareTrained(t, tr, model, in, before)
+			t.Logf("%s: 2 steps (losses %.6f, %.6f; second step's kl %.3g, gradient norm %.3g), worst relative update difference %.2g",
+				tc.name, losses[0], losses[1], r.Metrics["kl"], r.GradNorm, worst)
 		})
 	}
 }

@@ -315,11 +315,14 @@ def train():
     (LF's reward model: a value head "v_head": {"weight", "bias"}, trained
     with the model, scores each row at its last real token; rows 0..n-1
     chosen, n..2n-1 rejected; -logsigmoid(chosen - rejected) summed over
-    the pairs, the weight is the step's pair count) or "dpo" (the
+    the pairs, the weight is the step's pair count), "dpo" (the
     preference loss "pref": {"loss", "beta", "label_smoothing",
     "simpo_gamma", "ftx"} on LF's sequence log-probabilities, the reference
     being the starting weights without LoRA: a frozen copy, or the base
-    with the adapters off)."""
+    with the adapters off), "kto" (TRL's KTO loss, "kto": {"beta",
+    "chosen_weight", "rejected_weight", "ftx"}, each micro-batch being the
+    answer rows with their "kl" rows and "desirable" flags; the batch's
+    mean loss times its size, the weight is the step's example count)."""
     model_dir, inp_path, out_path = sys.argv[2:5]
     cfg = json.load(open(model_dir + "/config.json"))
     w = load(model_dir + "/model.safetensors")
@@ -352,8 +355,9 @@ def train():
     else:
         opt = torch.optim.AdamW(groups, lr=inp["lr"], betas=tuple(inp["betas"]), eps=inp["eps"])
     sch = torch.optim.lr_scheduler.LambdaLR(opt, schedule(inp["scheduler"], inp["warmup"], inp["total"]))
-    def loss_sum(ids, valid, labels):
+    def loss_sum(b):
         """The micro-batch's summed loss."""
+        ids, valid, labels = torch.tensor(b["ids"]), torch.tensor(b["valid"]), torch.tensor(b["labels"])
         if objective == "lm":
             logits = run(cfg, weights(), ids, valid)
             return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
@@ -364,6 +368,8 @@ def train():
             values = torch.nn.functional.linear(hidden, w["v_head.summary.weight"], w["v_head.summary.bias"]).squeeze(-1)
             scores = values.gather(1, (valid.long().sum(-1) - 1)[:, None]).squeeze(1)
             return -torch.nn.functional.logsigmoid(scores[:n] - scores[n:]).sum()
+        if objective == "kto":
+            return kto_loss_sum(cfg, weights(), ref_w, inp["kto"], ids, valid, labels, b)
         p = inp["pref"]
         averaged = p["loss"] in ("ipo", "orpo", "simpo")
         seq, length = sequence_logps(run(cfg, weights(), ids, valid), labels, averaged)
@@ -381,26 +387,58 @@ def train():
         opt.zero_grad()
         if objective == "lm":
             denom = sum(int((torch.tensor(b["labels"])[:, 1:] != -100).sum()) for b in micro)
+        elif objective == "kto":
+            denom = sum(len(b["ids"]) for b in micro)
         else:
             denom = sum(len(b["ids"]) // 2 for b in micro)
         for b in micro:
-            ids, valid, labels = torch.tensor(b["ids"]), torch.tensor(b["valid"]), torch.tensor(b["labels"])
-            loss = loss_sum(ids, valid, labels) / denom
+            loss = loss_sum(b) / denom
             loss.backward()
-        if inp["max_grad_norm"] > 0:
-            # clip_grad_norm_'s rule, with the norm summed in float64: torch's
-            # float32 reduction over millions of values is off by ~1e-4.
-            # A tensor the loss does not reach (the lm_head of a reward
-            # model) has no gradient: clipping and the optimizer skip it.
-            grads = [w[n].grad for n in names if w[n].grad is not None]
-            total = math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads))
-            coef = inp["max_grad_norm"] / (total + 1e-6)
-            if coef < 1:
-                for g in grads:
-                    g.mul_(coef)
+        clip_grads([w[n] for n in names], inp["max_grad_norm"])
         opt.step()
         sch.step()
     save(out_path, {"param." + n: w[n] for n in names})
+
+
+def clip_grads(params, max_norm):
+    """clip_grad_norm_'s rule, with the norm summed in float64: torch's
+    float32 reduction over millions of values is off by ~1e-4. A tensor the
+    loss does not reach (the lm_head of a reward model) has no gradient:
+    clipping and the optimizer skip it."""
+    if max_norm <= 0:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    total = math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads))
+    coef = max_norm / (total + 1e-6)
+    if coef < 1:
+        for g in grads:
+            g.mul_(coef)
+
+
+def kto_loss_sum(cfg, w, ref_w, k, ids, valid, labels, b):
+    """LF's KTO loss on a micro-batch, times its size: TRL's kto_loss
+    (the reference point KL = clamp>=0(mean(pi_KL - ref_KL)) from the KL
+    rows b["kl"], without gradient; desirable 1 - sigmoid(beta(logr - KL)),
+    undesirable 1 - sigmoid(beta(KL - logr)), weighted, nanmean), plus
+    ftx * nanmean(-pi_c/len_c) / n_chosen * n when the batch has desirable
+    answers. Sequence log-probabilities are LF's sums over the answers."""
+    d = torch.tensor(b["desirable"], dtype=torch.bool)
+    kb = b["kl"]
+    kids, kvalid, klabels = torch.tensor(kb["ids"]), torch.tensor(kb["valid"]), torch.tensor(kb["labels"])
+    seq, length = sequence_logps(run(cfg, w, ids, valid), labels, False)
+    with torch.no_grad():
+        p_kl, _ = sequence_logps(run(cfg, w, kids, kvalid), klabels, False)
+        ref, _ = sequence_logps(run(cfg, ref_w, ids, valid), labels, False)
+        r_kl, _ = sequence_logps(run(cfg, ref_w, kids, kvalid), klabels, False)
+    kl = (p_kl - r_kl).mean().clamp(min=0)
+    logr = seq - ref
+    lc = 1 - torch.sigmoid(k["beta"] * (logr[d] - kl))
+    lr = 1 - torch.sigmoid(k["beta"] * (kl - logr[~d]))
+    loss = torch.cat((k["chosen_weight"] * lc, k["rejected_weight"] * lr)).nanmean()
+    n_chosen = int(d.sum())
+    if k["ftx"] > 1e-6 and n_chosen > 0:
+        loss = loss + k["ftx"] * (-(seq[d] / length[d])).nanmean() / n_chosen * len(d)
+    return loss * len(d)
 
 
 def adapter():
