@@ -2,11 +2,16 @@ package train
 
 import (
 	"encoding/json"
+	"math"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"zhllama/internal/testenv"
+	"zhllama/llama"
+	"zhllama/optim"
+	"zhllama/safetensors"
 	"zhllama/tensor"
 )
 
@@ -277,6 +282,167 @@ func TestKTOParityWithPyTorch(t *testing.T) {
 			worst := compareTrained(t, tr, model, in, before)
 			t.Logf("%s: 2 steps (losses %.6f, %.6f; second step's kl %.3g, gradient norm %.3g), worst relative update difference %.2g",
 				tc.name, losses[0], losses[1], r.Metrics["kl"], r.GradNorm, worst)
+		})
+	}
+}
+
+// ppoParityConfig is a PPO run on a few alpaca prompts with short sampled
+// responses and no dropout; the reward service is never called (the
+// tests score the rollouts themselves).
+func ppoParityConfig(t *testing.T, model string, extra ...string) Config {
+	t.Helper()
+	args := append([]string{"--stage", "ppo", "--model_name_or_path", model, "--reward_model", "http://127.0.0.1:9", "--reward_model_type", "api",
+		"--dataset", testenv.Path(t, "sft/alpaca_zh_demo.json"), "--template", "llama2", "--cutoff_len", "40", "--max_samples", "16",
+		"--finetuning_type", "lora", "--lora_rank", "4", "--lora_dropout", "0", "--per_device_train_batch_size", "2",
+		"--gradient_accumulation_steps", "1", "--ppo_buffer_size", "2", "--ppo_epochs", "1", "--max_new_tokens", "6",
+		"--top_k", "0", "--top_p", "1", "--temperature", "1", "--output_dir", filepath.Join(t.TempDir(), "out"),
+		"--learning_rate", "1e-3", "--logging_steps", "1", "--max_steps", "2"}, extra...)
+	c, _, err := Parse("", args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// compareExperience fails t where a rollout's old log-probabilities,
+// values, reference log-probabilities, advantages or returns differ from
+// the reference's ("exp." + name, TRL's padded [B, L−1] layout) by more
+// than 1e-5 (relative above 1); it returns the worst difference.
+func compareExperience(t *testing.T, rolls []*rollout, ref *safetensors.File) float64 {
+	t.Helper()
+	worst := 0.0
+	for _, f := range []struct {
+		name string
+		get  func(*rollout) []float64
+	}{
+		{"logprobs", func(ro *rollout) []float64 { return ro.logp }},
+		{"values", func(ro *rollout) []float64 { return ro.values }},
+		{"ref_logprobs", func(ro *rollout) []float64 { return ro.ref }},
+		{"advantages", func(ro *rollout) []float64 { return ro.adv }},
+		{"returns", func(ro *rollout) []float64 { return ro.ret }},
+	} {
+		rt, ok := ref.Tensor("exp." + f.name)
+		if !ok {
+			t.Fatalf("reference lacks exp.%s", f.name)
+		}
+		want, _ := rt.Float32(nil)
+		T := len(want) / len(rolls)
+		for i, ro := range rolls {
+			got := f.get(ro)
+			if len(got) != len(ro.seq)-ro.qlen {
+				t.Fatalf("rollout %d: %d %s for %d response tokens", i, len(got), f.name, len(ro.seq)-ro.qlen)
+			}
+			for k, g := range got {
+				w := float64(want[i*T+ro.qlen-1+k])
+				d := math.Abs(g-w) / math.Max(1, math.Abs(w))
+				worst = math.Max(worst, d)
+				if d > 1e-5 {
+					t.Errorf("rollout %d, response token %d: %s %g, PyTorch %g", i, k, f.name, g, w)
+				}
+			}
+		}
+	}
+	return worst
+}
+
+// moveAway starts the policy away from its reference, as after earlier
+// steps (on the first, the penalties are all 0): the adapters' B (LoRA), or
+// the norms' weights (full; the final norm's scaled up, for sharper
+// next-token distributions), which it returns for the reference.
+func moveAway(tr *Trainer) map[string][]float32 {
+	for _, ad := range tr.Model.Adapters(llama.DefaultAdapter) {
+		for i := range ad.LoRA.B {
+			ad.LoRA.B[i] = 0.03 * float32(i%5-2)
+		}
+	}
+	start := map[string][]float32{}
+	if tr.Cfg.FinetuningType == "full" {
+		for _, p := range tr.Params {
+			if strings.HasSuffix(p.Name, "norm.weight") {
+				scale := float32(1)
+				if p.Name == "model.norm.weight" {
+					scale = 3
+				}
+				for i := range p.Data {
+					p.Data[i] *= scale * (1 + 0.1*float32(i%7-3))
+				}
+				start[p.Name] = slices.Clone(p.Data)
+			}
+		}
+	}
+	return start
+}
+
+// One whole PPO step on fixed rollouts (the policy's own samples, some cut
+// short as an EOS would, scored by fixed numbers), dropout off: the old
+// log-probabilities and values, the reference's log-probabilities (the
+// adapters off, or a frozen copy of the starting weights), the KL-penalised
+// rewards, GAE (with reward whitening on TRL's padded layout) and the
+// whitened advantages match PyTorch's, and ppo_epochs passes of clipped
+// updates in the same mini-batch order, with accumulation and clipping,
+// move the policy and the critic's head as PyTorch moves them.
+func TestPPOParityWithPyTorch(t *testing.T) {
+	testenv.RequireTorch(t)
+	model := tinyModel(t)
+	for _, tc := range []struct {
+		name  string
+		extra []string
+	}{
+		{"lora-sgd", []string{"--lora_target", "all", "--optim", "sgd", "--learning_rate", "0.5", "--weight_decay", "0.01", "--ppo_epochs", "2"}},
+		{"full-adamw-ga", []string{"--finetuning_type", "full", "--weight_decay", "0.01", "--ppo_epochs", "2", "--gradient_accumulation_steps", "2",
+			"--max_grad_norm", "0.5", "--kl_penalty", "mse", "--init_kl_coef", "0.3"}},
+		{"lora-adamw-whiten-abs", []string{"--lora_target", "q_proj,v_proj,down_proj", "--learning_rate", "5e-3", "--ppo_epochs", "2",
+			"--ppo_whiten_rewards", "--kl_penalty", "abs", "--init_kl_coef", "0.5", "--gamma", "0.9", "--lam", "0.8", "--cliprange", "0.1",
+			"--cliprange_value", "0.05", "--vf_coef", "0.5"}},
+		{"full-sgd-fullkl", []string{"--finetuning_type", "full", "--optim", "sgd", "--learning_rate", "0.1", "--kl_penalty", "full",
+			"--ppo_whiten_rewards", "--gradient_accumulation_steps", "2", "--ppo_buffer_size", "1", "--max_grad_norm", "0", "--ppo_epochs", "3",
+			"--ratio_threshold", "1.1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ppoParityConfig(t, model, tc.extra...)
+			tr := newTrainer(t, c)
+			o := tr.PPO
+			o.drop.p = 0 // TRL's value head dropout draws its own masks: off on both sides
+			start := moveAway(tr)
+			in, before := torchTrainInput(tr, c)
+			in["start"] = start
+			seed := o.stepSeed(0)
+			rolls, err := o.generate(o.prompts(0), seed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Responses of different lengths (down to one token), as stopping at
+			// an EOS leaves them.
+			seqs, qlens, scores := make([][]int32, len(rolls)), make([]int, len(rolls)), make([]float64, len(rolls))
+			for i, ro := range rolls {
+				ro.seq = ro.seq[:ro.qlen+max(1, len(ro.seq)-ro.qlen-3*(i%3))]
+				seqs[i], qlens[i], scores[i] = ro.seq, ro.qlen, 1.5*math.Sin(float64(3*i+1))
+			}
+			m, err := o.experience(rolls, scores)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := StepResult{LR: optim.LR(c.LRSchedulerType, c.LearningRate, 0, tr.Warmup, tr.Total)}
+			stats := o.optimize(tr.Loop, rolls, seed, &r)
+			if r.Skipped {
+				t.Fatalf("an update skipped: %+v", r)
+			}
+			var orders [][]int
+			for e := range c.PPOEpochs {
+				orders = append(orders, epochOrder(seed, e, len(rolls)))
+			}
+			in["objective"], in["lr"] = "ppo", r.LR
+			in["v_head"] = map[string]any{"weight": before[llama.ValueHeadWeight], "bias": before[llama.ValueHeadBias]}
+			in["ppo"] = map[string]any{"sequences": seqs, "query_lens": qlens, "scores": scores, "pad": o.pad,
+				"mini_batch_size": c.BatchSize, "gradient_accumulation_steps": c.GradAccum, "orders": orders,
+				"kl_coef": c.InitKLCoef, "kl_penalty": c.KLPenalty, "gamma": c.Gamma, "lam": c.Lam, "whiten_rewards": c.PPOWhitenRewards,
+				"cliprange": c.ClipRange, "cliprange_value": c.ClipRangeValue, "vf_coef": c.VFCoef, "ratio_threshold": c.RatioThreshold}
+			ref := torchTrain(t, model, in)
+			exp := compareExperience(t, rolls, ref)
+			worst := compareParams(t, tr, ref, before)
+			t.Logf("%s: %d rollouts (objective/kl %.3g), %d updates (loss %.4g, clipfrac %.3g, value clipfrac %.3g, %g mini-batches skipped, last gradient norm %.3g); worst experience difference %.2g, worst relative update difference %.2g",
+				tc.name, len(rolls), m["objective/kl"], c.PPOEpochs*len(rolls)/(c.BatchSize*c.GradAccum), stats["ppo/loss/total"], stats["ppo/policy/clipfrac"],
+				stats["ppo/val/clipfrac"], stats["ppo/skipped_batches"], r.GradNorm, exp, worst)
 		})
 	}
 }
