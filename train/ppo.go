@@ -419,7 +419,7 @@ func (o *PPO) optimize(l *Loop, rolls []*rollout, seed uint64, r *StepResult) ma
 	sum := map[string]float64{}
 	minis := 0
 	for epoch := range c.PPOEpochs {
-		perm := rand.New(rand.NewPCG(seed, uint64(epoch))).Perm(len(rolls))
+		perm := epochOrder(seed, epoch, len(rolls))
 		for lo := 0; lo < len(rolls); lo += mb * ga {
 			for _, p := range l.Params {
 				clear(p.Grad)
@@ -461,6 +461,12 @@ func (o *PPO) optimize(l *Loop, rolls []*rollout, seed uint64, r *StepResult) ma
 		}
 	}
 	return sum
+}
+
+// epochOrder is the order in which PPO epoch epoch of a step takes its n
+// rollouts, drawn from the step's seed.
+func epochOrder(seed uint64, epoch, n int) []int {
+	return rand.New(rand.NewPCG(seed, uint64(epoch))).Perm(n)
 }
 
 // trainMini runs a mini-batch forward with dropout, computes the PPO loss

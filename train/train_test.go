@@ -141,6 +141,13 @@ func batchJSON(b Batch) map[string]any {
 // relative (updateDiff); it returns the worst difference.
 func compareTrained(t *testing.T, tr *Trainer, model string, in map[string]any, before map[string][]float32) float64 {
 	t.Helper()
+	return compareParams(t, tr, torchTrain(t, model, in), before)
+}
+
+// torchTrain runs the reference's train mode on in and returns its
+// output, open until the test ends.
+func torchTrain(t *testing.T, model string, in map[string]any) *safetensors.File {
+	t.Helper()
 	dir := t.TempDir()
 	b, err := json.Marshal(in)
 	if err != nil {
@@ -154,7 +161,15 @@ func compareTrained(t *testing.T, tr *Trainer, model string, in map[string]any, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ref.Close()
+	t.Cleanup(func() { ref.Close() })
+	return ref
+}
+
+// compareParams fails t where a trained tensor's update differs from the
+// reference's ("param." + name) by more than 1e-4 relative (updateDiff);
+// it returns the worst difference.
+func compareParams(t *testing.T, tr *Trainer, ref *safetensors.File, before map[string][]float32) float64 {
+	t.Helper()
 	worst := 0.0
 	for _, p := range tr.Params {
 		rt, ok := ref.Tensor("param." + strings.TrimPrefix(p.Name, "base_model.model."))

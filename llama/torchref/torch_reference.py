@@ -315,16 +315,25 @@ def train():
     (LF's reward model: a value head "v_head": {"weight", "bias"}, trained
     with the model, scores each row at its last real token; rows 0..n-1
     chosen, n..2n-1 rejected; -logsigmoid(chosen - rejected) summed over
-    the pairs, the weight is the step's pair count) or "dpo" (the
+    the pairs, the weight is the step's pair count), "dpo" (the
     preference loss "pref": {"loss", "beta", "label_smoothing",
     "simpo_gamma", "ftx"} on LF's sequence log-probabilities, the reference
     being the starting weights without LoRA: a frozen copy, or the base
-    with the adapters off)."""
+    with the adapters off), "kto" (TRL's KTO loss, "kto": {"beta",
+    "chosen_weight", "rejected_weight", "ftx"}, each micro-batch being the
+    answer rows with their "kl" rows and "desirable" flags; the batch's
+    mean loss times its size, the weight is the step's example count) or
+    "ppo" (one PPO step on fixed rollouts, "ppo": see ppo_step; it writes
+    the experience too). "start" maps names to the values the trained
+    weights start from instead of the model's (the reference keeps the
+    model's)."""
     model_dir, inp_path, out_path = sys.argv[2:5]
     cfg = json.load(open(model_dir + "/config.json"))
     w = load(model_dir + "/model.safetensors")
     ref_w = {k: v.clone() for k, v in w.items()}  # the reference of dpo: the starting weights, no adapters
     inp = json.load(open(inp_path))
+    for n, v in (inp.get("start") or {}).items():  # a policy that starts away from its reference
+        w[n] = torch.tensor(v, dtype=torch.float32).reshape(w[n].shape)
     objective = inp.get("objective", "lm")
     lora = inp.get("lora") or []
     for m in lora:  # PEFT's LoRA: W + scale·B·A on a frozen W
@@ -351,9 +360,15 @@ def train():
         opt = torch.optim.SGD(groups, lr=inp["lr"])
     else:
         opt = torch.optim.AdamW(groups, lr=inp["lr"], betas=tuple(inp["betas"]), eps=inp["eps"])
+    if objective == "ppo":
+        out = ppo_step(cfg, w, ref_w, weights, opt, names, inp)
+        out.update({"param." + n: w[n] for n in names})
+        save(out_path, out)
+        return
     sch = torch.optim.lr_scheduler.LambdaLR(opt, schedule(inp["scheduler"], inp["warmup"], inp["total"]))
-    def loss_sum(ids, valid, labels):
+    def loss_sum(b):
         """The micro-batch's summed loss."""
+        ids, valid, labels = torch.tensor(b["ids"]), torch.tensor(b["valid"]), torch.tensor(b["labels"])
         if objective == "lm":
             logits = run(cfg, weights(), ids, valid)
             return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
@@ -364,6 +379,8 @@ def train():
             values = torch.nn.functional.linear(hidden, w["v_head.summary.weight"], w["v_head.summary.bias"]).squeeze(-1)
             scores = values.gather(1, (valid.long().sum(-1) - 1)[:, None]).squeeze(1)
             return -torch.nn.functional.logsigmoid(scores[:n] - scores[n:]).sum()
+        if objective == "kto":
+            return kto_loss_sum(cfg, weights(), ref_w, inp["kto"], ids, valid, labels, b)
         p = inp["pref"]
         averaged = p["loss"] in ("ipo", "orpo", "simpo")
         seq, length = sequence_logps(run(cfg, weights(), ids, valid), labels, averaged)
@@ -381,26 +398,150 @@ def train():
         opt.zero_grad()
         if objective == "lm":
             denom = sum(int((torch.tensor(b["labels"])[:, 1:] != -100).sum()) for b in micro)
+        elif objective == "kto":
+            denom = sum(len(b["ids"]) for b in micro)
         else:
             denom = sum(len(b["ids"]) // 2 for b in micro)
         for b in micro:
-            ids, valid, labels = torch.tensor(b["ids"]), torch.tensor(b["valid"]), torch.tensor(b["labels"])
-            loss = loss_sum(ids, valid, labels) / denom
+            loss = loss_sum(b) / denom
             loss.backward()
-        if inp["max_grad_norm"] > 0:
-            # clip_grad_norm_'s rule, with the norm summed in float64: torch's
-            # float32 reduction over millions of values is off by ~1e-4.
-            # A tensor the loss does not reach (the lm_head of a reward
-            # model) has no gradient: clipping and the optimizer skip it.
-            grads = [w[n].grad for n in names if w[n].grad is not None]
-            total = math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads))
-            coef = inp["max_grad_norm"] / (total + 1e-6)
-            if coef < 1:
-                for g in grads:
-                    g.mul_(coef)
+        clip_grads([w[n] for n in names], inp["max_grad_norm"])
         opt.step()
         sch.step()
     save(out_path, {"param." + n: w[n] for n in names})
+
+
+def clip_grads(params, max_norm):
+    """clip_grad_norm_'s rule, with the norm summed in float64: torch's
+    float32 reduction over millions of values is off by ~1e-4. A tensor the
+    loss does not reach (the lm_head of a reward model) has no gradient:
+    clipping and the optimizer skip it."""
+    if max_norm <= 0:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    total = math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads))
+    coef = max_norm / (total + 1e-6)
+    if coef < 1:
+        for g in grads:
+            g.mul_(coef)
+
+
+def kto_loss_sum(cfg, w, ref_w, k, ids, valid, labels, b):
+    """LF's KTO loss on a micro-batch, times its size: TRL's kto_loss
+    (the reference point KL = clamp>=0(mean(pi_KL - ref_KL)) from the KL
+    rows b["kl"], without gradient; desirable 1 - sigmoid(beta(logr - KL)),
+    undesirable 1 - sigmoid(beta(KL - logr)), weighted, nanmean), plus
+    ftx * nanmean(-pi_c/len_c) / n_chosen * n when the batch has desirable
+    answers. Sequence log-probabilities are LF's sums over the answers."""
+    d = torch.tensor(b["desirable"], dtype=torch.bool)
+    kb = b["kl"]
+    kids, kvalid, klabels = torch.tensor(kb["ids"]), torch.tensor(kb["valid"]), torch.tensor(kb["labels"])
+    seq, length = sequence_logps(run(cfg, w, ids, valid), labels, False)
+    with torch.no_grad():
+        p_kl, _ = sequence_logps(run(cfg, w, kids, kvalid), klabels, False)
+        ref, _ = sequence_logps(run(cfg, ref_w, ids, valid), labels, False)
+        r_kl, _ = sequence_logps(run(cfg, ref_w, kids, kvalid), klabels, False)
+    kl = (p_kl - r_kl).mean().clamp(min=0)
+    logr = seq - ref
+    lc = 1 - torch.sigmoid(k["beta"] * (logr[d] - kl))
+    lr = 1 - torch.sigmoid(k["beta"] * (kl - logr[~d]))
+    loss = torch.cat((k["chosen_weight"] * lc, k["rejected_weight"] * lr)).nanmean()
+    n_chosen = int(d.sum())
+    if k["ftx"] > 1e-6 and n_chosen > 0:
+        loss = loss + k["ftx"] * (-(seq[d] / length[d])).nanmean() / n_chosen * len(d)
+    return loss * len(d)
+
+
+def ppo_step(cfg, w, ref_w, weights, opt, names, inp):
+    """One PPOTrainer.step of TRL 0.9.6 (shared/specs/rlhf.md §3.3) on fixed
+    rollouts, "ppo": {"sequences" (query + response ids), "query_lens",
+    "scores", "pad", "mini_batch_size", "gradient_accumulation_steps",
+    "orders" (per PPO epoch, the permutation of the rollouts), "kl_coef",
+    "kl_penalty", "gamma", "lam", "whiten_rewards", "cliprange",
+    "cliprange_value", "vf_coef", "ratio_threshold"}. The rollouts are
+    right-padded to the longest query + response; the policy is the trunk
+    (weights()) with the value head "v_head.summary" on the final norm's
+    output at every position, the reference ref_w. Old log-probabilities,
+    values and the reference's log-probabilities come mini-batch by
+    mini-batch without gradients; per-token rewards -kl_coef * penalty
+    (kl, abs, mse, or full: the KL of the whole next-token distributions)
+    with the score on the last response token; GAE over the padded
+    [B, L-1] layout (optional reward whitening), advantages whitened. Then
+    per epoch, per group of gradient_accumulation_steps mini-batches of
+    the order: each mini-batch's clipped loss / GA backward (0 where the
+    mean ratio passes ratio_threshold), clipping, one optimizer step at the
+    given lr (the schedule moves once per PPO step). Returns the
+    experience as "exp." + name tensors of shape [B, L-1]."""
+    p = inp["ppo"]
+    F = torch.nn.functional
+    seqs, qlens = p["sequences"], p["query_lens"]
+    B, L = len(seqs), max(len(s) for s in seqs)
+    ids = torch.full((B, L), p["pad"], dtype=torch.long)
+    valid = torch.zeros(B, L, dtype=torch.bool)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+        valid[i, : len(s)] = True
+    mask = response_mask(qlens, [len(s) - q for s, q in zip(seqs, qlens)])
+    full = p["kl_penalty"] == "full"
+
+    def forward(wts, idx, head):
+        idx = torch.tensor(idx)
+        x = ids[idx]
+        logits, hidden = run(cfg, wts, x, valid[idx], with_hidden=True)
+        logits = logits[:, :-1]
+        logp = torch.log_softmax(logits, -1).gather(2, x[:, 1:, None]).squeeze(-1)
+        values = None
+        if head:
+            values = F.linear(hidden, w["v_head.summary.weight"], w["v_head.summary.bias"]).squeeze(-1)[:, :-1]
+        return logp, values, logits
+
+    mb, ga = p["mini_batch_size"], p["gradient_accumulation_steps"]
+    old, values, ref, full_kl = [], [], [], []
+    with torch.no_grad():
+        for lo in range(0, B, mb):
+            idx = list(range(lo, min(lo + mb, B)))
+            lp, v, lg = forward(weights(), idx, True)
+            rlp, _, rlg = forward(ref_w, idx, False)
+            old.append(lp)
+            values.append(v)
+            ref.append(rlp)
+            if full:
+                lp_all, rlp_all = torch.log_softmax(lg.double(), -1), torch.log_softmax(rlg.double(), -1)
+                full_kl.append(F.kl_div(rlp_all, lp_all, log_target=True, reduction="none").sum(-1))
+    old, values, ref = (torch.cat(x).double() for x in (old, values, ref))
+    d = old - ref
+    kl = torch.cat(full_kl) if full else {"kl": d, "abs": d.abs(), "mse": 0.5 * d.square()}[p["kl_penalty"]]
+    rewards = -p["kl_coef"] * kl
+    for i in range(B):
+        rewards[i, int(mask[i].nonzero()[-1])] += p["scores"][i]
+    values = values * mask
+    r = rewards * mask
+    if p["whiten_rewards"]:
+        r = masked_whiten(r, mask, shift_mean=False)
+    gamma, lam, T = p["gamma"], p["lam"], mask.shape[1]
+    last, rev = 0.0, []
+    for t in reversed(range(T)):
+        nxt = values[:, t + 1] if t < T - 1 else 0.0
+        last = r[:, t] + gamma * nxt - values[:, t] + gamma * lam * last
+        rev.append(last)
+    adv = torch.stack(rev[::-1], dim=1)
+    returns = adv + values
+    adv = masked_whiten(adv, mask)
+
+    params = [w[n] for n in names]
+    for order in p["orders"]:
+        for lo in range(0, B, mb * ga):
+            opt.zero_grad()
+            for k in range(ga):
+                idx = order[lo + k * mb : lo + (k + 1) * mb]
+                lp, vpred, _ = forward(weights(), idx, True)
+                out = clipped_ppo_loss(mask[idx], old[idx], values[idx], lp.double(), vpred.double(), adv[idx], returns[idx],
+                                       p["cliprange"], p["cliprange_value"], p["vf_coef"], p["ratio_threshold"])
+                (out["loss"] / ga).backward()
+            clip_grads(params, inp["max_grad_norm"])
+            opt.step()
+    return {"exp.mask": mask, "exp.logprobs": old, "exp.ref_logprobs": ref, "exp.kl": kl, "exp.values": values,
+            "exp.advantages": adv, "exp.returns": returns}
 
 
 def adapter():
@@ -829,31 +970,35 @@ def rlhf_whiten(c):
     return {"whitened": masked_whiten(x, m, c["shift_mean"])}
 
 
-def rlhf_ppo_loss(c):
-    """TRL's PPOTrainer.loss over a padded mini-batch, with the gradients of
-    the total w.r.t. the new log-probs and value predictions."""
-    m = f64(c["mask"])
-    old_lp, old_v = f64(c["old_logprobs"]), f64(c["old_values"])
-    lp, vpred = f64(c["logprobs"]).requires_grad_(True), f64(c["vpreds"]).requires_grad_(True)
-    adv, ret = f64(c["advantages"]), f64(c["returns"])
-    cr, cv = c["cliprange"], c["cliprange_value"]
+def clipped_ppo_loss(m, old_lp, old_v, lp, vpred, adv, ret, cr, cv, vf_coef, ratio_threshold):
+    """TRL's PPOTrainer.loss over a padded mini-batch (mask m): the terms,
+    zeroed when the mean ratio passes ratio_threshold, and TRL's stats."""
     vclip = torch.max(torch.min(vpred, old_v + cv), old_v - cv)
     vf1, vf2 = (vpred - ret) ** 2, (vclip - ret) ** 2
     vf_loss = 0.5 * masked_mean(torch.max(vf1, vf2), m)
     ratio = torch.exp(lp - old_lp)
     pg1, pg2 = -adv * ratio, -adv * torch.clamp(ratio, 1 - cr, 1 + cr)
     pg_loss = masked_mean(torch.max(pg1, pg2), m)
-    loss = pg_loss + c["vf_coef"] * vf_loss
+    loss = pg_loss + vf_coef * vf_loss
     avg_ratio = masked_mean(ratio, m)
-    skipped = bool(avg_ratio > c["ratio_threshold"])
+    skipped = bool(avg_ratio > ratio_threshold)
     if skipped:
         pg_loss, vf_loss, loss = pg_loss * 0.0, vf_loss * 0.0, loss * 0.0
-    loss.backward()
     return {"pg_loss": pg_loss, "vf_loss": vf_loss, "loss": loss, "skipped": skipped,
             "pg_clipfrac": masked_mean((pg2 > pg1).double(), m), "vf_clipfrac": masked_mean((vf2 > vf1).double(), m),
             "approxkl": 0.5 * masked_mean((lp - old_lp) ** 2, m), "policykl": masked_mean(old_lp - lp, m),
-            "ratio": avg_ratio, "advantages_mean": masked_mean(adv, m),
-            "grad_logprobs": lp.grad, "grad_vpreds": vpred.grad}
+            "ratio": avg_ratio, "advantages_mean": masked_mean(adv, m)}
+
+
+def rlhf_ppo_loss(c):
+    """TRL's PPOTrainer.loss over a padded mini-batch, with the gradients of
+    the total w.r.t. the new log-probs and value predictions."""
+    lp, vpred = f64(c["logprobs"]).requires_grad_(True), f64(c["vpreds"]).requires_grad_(True)
+    out = clipped_ppo_loss(f64(c["mask"]), f64(c["old_logprobs"]), f64(c["old_values"]), lp, vpred, f64(c["advantages"]),
+                           f64(c["returns"]), c["cliprange"], c["cliprange_value"], c["vf_coef"], c["ratio_threshold"])
+    out["loss"].backward()
+    out.update({"grad_logprobs": lp.grad, "grad_vpreds": vpred.grad})
+    return out
 
 
 def rlhf_kl_ctl(c):
