@@ -98,8 +98,11 @@ func LoadFeedback(c *Config, tok *spm.Processor, log io.Writer) (trainSet, valSe
 	chosen := 0
 	for i, e := range exs {
 		// The KL row pairs the prompt with the previous example's answer
-		// (the first with the last), as LLaMA-Factory's processor does.
-		other := exs[(i+len(exs)-1)%len(exs)].answer
+		// within its block of 1000 (the first with the block's last), as
+		// LLaMA-Factory's processor does over datasets.map's batches.
+		lo := i / ktoBlock * ktoBlock
+		n := min(ktoBlock, len(exs)-lo)
+		other := exs[lo+(i-lo+n-1)%n].answer
 		for _, side := range []struct {
 			dst    *flat
 			answer template.Message
@@ -122,6 +125,10 @@ func LoadFeedback(c *Config, tok *spm.Processor, log io.Writer) (trainSet, valSe
 	}
 	return &Feedback{all.target, all.kl, all.desirable, trainIdx}, &Feedback{all.target, all.kl, all.desirable, valIdx}, nil
 }
+
+// ktoBlock is datasets.map's batch (preprocessing_batch_size), within
+// which LLaMA-Factory pairs each prompt with another example's answer.
+const ktoBlock = 1000
 
 // oneTurn renders a prompt (ending with a user turn) and one answer as
 // LLaMA-Factory's encode_oneturn does: the history folded into the prompt,
