@@ -251,7 +251,7 @@ func (l *Loop) logStep(w *window, r StepResult, eta time.Duration) error {
 			extra += fmt.Sprintf("  %s %.4g", k, v)
 		}
 	}
-	fmt.Fprintf(l.Log, "step %d/%d  epoch %.2f  loss %.4f%s  lr %.3g  grad norm %.3f  %.0f tokens/s  ETA %s\n",
+	fmt.Fprintf(l.Log, "step %d/%d  epoch %.2f  loss %.4f%s  lr %.3g  grad norm %.3f  %.3g tokens/s  ETA %s\n",
 		l.Step, l.Total, l.epoch(), avg, extra, r.LR, r.GradNorm, rate, eta.Round(time.Second))
 	if err := l.metrics.Write(rec); err != nil {
 		return err
