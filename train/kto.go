@@ -107,7 +107,7 @@ func LoadFeedback(c *Config, tok *spm.Processor, log io.Writer) (trainSet, valSe
 			dst    *flat
 			answer template.Message
 		}{{all.target, e.answer}, {all.kl, other}} {
-			ids, labels, err := oneTurn(tpl, tok, e.prompt, side.answer, e.system, e.tools, c.CutoffLen)
+			ids, labels, _, err := oneTurn(tpl, tok, e.prompt, side.answer, e.system, e.tools, c.CutoffLen)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -133,10 +133,11 @@ const ktoBlock = 1000
 // oneTurn renders a prompt (ending with a user turn) and one answer as
 // LLaMA-Factory's encode_oneturn does: the history folded into the prompt,
 // both cut to cutoff together, the prompt's labels masked.
-func oneTurn(tpl *template.Template, tok *spm.Processor, prompt []template.Message, answer template.Message, system, tools string, cutoff int) (ids, labels []int32, err error) {
+// It also says whether the prompt had to be cut.
+func oneTurn(tpl *template.Template, tok *spm.Processor, prompt []template.Message, answer template.Message, system, tools string, cutoff int) (ids, labels []int32, promptCut bool, err error) {
 	enc, err := tpl.EncodeMessages(tok, append(append([]template.Message(nil), prompt...), answer), system, tools)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	var p []int
 	for _, e := range enc[:len(enc)-1] {
@@ -152,7 +153,7 @@ func oneTurn(tpl *template.Template, tok *spm.Processor, prompt []template.Messa
 			labels[i] = ids[i]
 		}
 	}
-	return ids, labels, nil
+	return ids, labels, sl < len(p), nil
 }
 
 // KTO is stage kto: TRL's Kahneman-Tversky loss on desirable and

@@ -303,3 +303,16 @@ func TestPPORewardModelTypesAgree(t *testing.T) {
 		}
 	}
 }
+
+// Prompts cut to cutoff_len (their questions possibly gone) are counted in
+// a note, not passed over in silence.
+func TestPPOPromptsCutNote(t *testing.T) {
+	model := tinyModel(t)
+	var log strings.Builder
+	if _, err := New(ppoConfig(t, model, "http://127.0.0.1:1", "--reward_model_type", "api", "--cutoff_len", "12"), &log); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "prompts were cut to cutoff_len 12") {
+		t.Errorf("no note of cut prompts:\n%s", log.String())
+	}
+}

@@ -22,6 +22,7 @@ func LoadPrompts(c *Config, tok *spm.Processor, log io.Writer) (Source, error) {
 	}
 	out := newFlat(false)
 	bad := badRecord(log)
+	cut := 0
 	for _, name := range c.Dataset {
 		layout, path, err := dataset.Resolve(c.DatasetDir, name)
 		if err != nil {
@@ -43,13 +44,16 @@ func LoadPrompts(c *Config, tok *spm.Processor, log io.Writer) (Source, error) {
 				bad(loc, fmt.Errorf("no answer to size the prompt's share of cutoff_len by"))
 				return nil
 			}
-			ids, labels, err := oneTurn(tpl, tok, ex.Prompt, ex.Response[0], ex.System, ex.Tools, c.CutoffLen)
+			ids, labels, promptCut, err := oneTurn(tpl, tok, ex.Prompt, ex.Response[0], ex.System, ex.Tools, c.CutoffLen)
 			if err != nil {
 				return fmt.Errorf("%s: %w", loc, err)
 			}
 			sl := 0 // the prompt: the masked part
 			for sl < len(labels) && labels[sl] == template.IgnoreIndex {
 				sl++
+			}
+			if promptCut {
+				cut++
 			}
 			if sl > 0 {
 				out.add(ids[:sl], labels[:sl])
@@ -65,6 +69,9 @@ func LoadPrompts(c *Config, tok *spm.Processor, log io.Writer) (Source, error) {
 		if out.Len() == before {
 			return nil, fmt.Errorf("dataset %s: no usable prompt", name)
 		}
+	}
+	if cut > 0 {
+		fmt.Fprintf(log, "note: %d of %d prompts were cut to cutoff_len %d, their ends lost (the question may be gone): raise cutoff_len\n", cut, out.Len(), c.CutoffLen)
 	}
 	return out, nil
 }

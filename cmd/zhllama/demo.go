@@ -583,7 +583,7 @@ func (d *demoRun) ppo() (string, error) {
 		return "", err
 	}
 	recs, err := d.train("ppo", "--stage", "ppo", "--model_name_or_path", d.path("sft"), "--reward_model", d.path("rm"),
-		"--dataset", d.path("data", "ppo_prompts.json"), "--finetuning_type", "lora", "--lora_rank", "8", "--cutoff_len", "64",
+		"--dataset", d.path("data", "ppo_prompts.json"), "--finetuning_type", "lora", "--lora_rank", "8", "--cutoff_len", "128",
 		"--per_device_train_batch_size", "8", "--ppo_buffer_size", "2", "--ppo_epochs", "2", "--max_new_tokens", "24",
 		"--top_k", "0", "--top_p", "1", "--temperature", fmt.Sprint(demoTemperature), "--learning_rate", "5e-4", "--max_steps", "60", "--logging_steps", "5")
 	if err != nil {
