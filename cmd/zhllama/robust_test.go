@@ -257,8 +257,8 @@ func TestUsageErrorsNameTheFlag(t *testing.T) {
 		if code != 2 || !strings.Contains(errs, "no_such_flag") {
 			t.Errorf("%v --no_such_flag=1: exit %d, %q", path, code, errs)
 		}
-		if path[0] == "bench" {
-			continue // with no flags a benchmark runs
+		if path[0] == "bench" || path[0] == "demo" {
+			continue // with no flags a benchmark or the demo runs
 		}
 		_, errs, code = zhllama(t, "", path...)
 		if code != 2 || !strings.Contains(errs, "--") && !strings.Contains(errs, "argument") && !strings.Contains(errs, "key ") {
