@@ -110,16 +110,8 @@ func NewPPO(t *Tuned, prompts Source) (*PPO, error) {
 		o.policy = llama.OnlyAdapters(llama.DefaultAdapter)
 	}
 	o.sampling.Adapters = o.policy
-	switch {
-	case c.RefModel != "":
-		if o.ref, err = hfdir.Load(c.RefModel); err != nil {
-			return nil, fmt.Errorf("ref_model: %w", err)
-		}
-		if o.ref.Config.VocabSize != t.Model.Config.VocabSize {
-			return nil, fmt.Errorf("ref_model %s has vocab_size %d, the policy %d: they must share the tokenizer", c.RefModel, o.ref.Config.VocabSize, t.Model.Config.VocabSize)
-		}
-	case c.FinetuningType != "lora":
-		o.ref = frozenCopy(t.Model)
+	if o.ref, err = t.referenceModel(); err != nil {
+		return nil, err
 	}
 	if o.ref != nil {
 		o.refActs = o.ref.NewActs(rows, bt)

@@ -27,11 +27,25 @@ type reference struct {
 	done     bool                // precomputed: every row is cached
 }
 
-// newReference sets up c's reference for policy t, with activations for
+// newReference sets up the reference for policy t, with activations for
 // rows × t tokens.
 func newReference(t *Tuned, acts *llama.Acts, rows, bt int, averaged bool, pad int32) (*reference, error) {
-	c := t.cfg
 	r := &reference{policy: t.Model, pActs: acts, averaged: averaged, pad: pad}
+	var err error
+	if r.model, err = t.referenceModel(); err != nil {
+		return nil, err
+	}
+	if r.model != nil {
+		r.acts = r.model.NewActs(rows, bt)
+	}
+	return r, nil
+}
+
+// referenceModel is the reference of dpo, kto and ppo when it is a model
+// of its own: ref_model, or a frozen copy of the starting weights when
+// not training LoRA; nil means the policy with its adapters off.
+func (t *Tuned) referenceModel() (*llama.Model, error) {
+	c := t.cfg
 	switch {
 	case c.RefModel != "":
 		ref, err := hfdir.Load(c.RefModel)
@@ -41,14 +55,11 @@ func newReference(t *Tuned, acts *llama.Acts, rows, bt int, averaged bool, pad i
 		if ref.Config.VocabSize != t.Model.Config.VocabSize {
 			return nil, fmt.Errorf("ref_model %s has vocab_size %d, the policy %d: they must share the tokenizer", c.RefModel, ref.Config.VocabSize, t.Model.Config.VocabSize)
 		}
-		r.model = ref
+		return ref, nil
 	case c.FinetuningType != "lora":
-		r.model = frozenCopy(t.Model)
+		return frozenCopy(t.Model), nil
 	}
-	if r.model != nil {
-		r.acts = r.model.NewActs(rows, bt)
-	}
-	return r, nil
+	return nil, nil
 }
 
 // row is an answer sequence: row i of a flat.
