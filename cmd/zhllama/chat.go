@@ -65,12 +65,7 @@ func chat(args []string) error {
 	mf := addModelFlags(fs)
 	tplName := fs.String("template", "llama2_zh", "chat template: "+strings.Join(template.Names(), ", "))
 	system := fs.String("system", "", "system prompt")
-	maxNew := fs.Int("max_new_tokens", 512, "tokens an answer may have at most")
-	temp := fs.Float64("temperature", 0.95, "0: greedy")
-	topP := fs.Float64("top_p", 0.7, "nucleus sampling mass")
-	topK := fs.Int("top_k", 50, "sample among the K most likely (0: all)")
-	rep := fs.Float64("repetition_penalty", 1, "divide the logits of seen tokens (1: off)")
-	seed := fs.Uint64("seed", 0, "sampling seed")
+	sf := addSamplingFlags(fs, llama.Sampling{MaxNewTokens: 512, Temperature: 0.95, TopP: 0.7, TopK: 50})
 	if err := parseFlags(fs, args, "--model D [flags]"); err != nil {
 		return err
 	}
@@ -78,16 +73,9 @@ func chat(args []string) error {
 	if err != nil {
 		return usagef("--template: %v", err)
 	}
-	s := llama.Sampling{MaxNewTokens: *maxNew, Temperature: *temp, TopP: *topP, TopK: *topK, RepetitionPenalty: *rep, Seed: *seed}
-	if err := checkSampling(s); err != nil {
-		return err
-	}
-	m, p, err := mf.load()
+	m, p, s, err := sf.load(mf)
 	if err != nil {
 		return err
-	}
-	if eos := p.SpecialID("eos"); eos >= 0 {
-		s.StopIDs = []int{eos}
 	}
 	// Ctrl-C stops the answer being written; at the prompt it ends the chat.
 	var generating, stop atomic.Bool
@@ -132,7 +120,7 @@ func chat(args []string) error {
 			continue
 		}
 		ctx := m.Config.MaxPositionEmbeddings
-		ids, dropped, err := conv.prompt(line, ctx, min(*maxNew, ctx/2))
+		ids, dropped, err := conv.prompt(line, ctx, min(s.MaxNewTokens, ctx/2))
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "(%v)\n", err)
 			continue
@@ -141,7 +129,7 @@ func chat(args []string) error {
 			fmt.Fprintf(os.Stderr, "(the conversation passed the context of %d tokens: the oldest %d turns are left out)\n", ctx, dropped)
 			conv.turns = conv.turns[dropped:]
 		}
-		s.Seed = *seed + uint64(turn)
+		s.Seed = *sf.seed + uint64(turn)
 		var answer strings.Builder
 		d := p.NewDetokenizer()
 		stop.Store(false)

@@ -72,6 +72,42 @@ func (f modelFlags) load() (*llama.Model, *spm.Processor, error) {
 	return m, p, nil
 }
 
+// samplingFlags are the flags that say how to sample, with a command's
+// defaults.
+type samplingFlags struct {
+	maxNew, topK    *int
+	temp, topP, rep *float64
+	seed            *uint64
+}
+
+func addSamplingFlags(fs *flag.FlagSet, def llama.Sampling) samplingFlags {
+	return samplingFlags{
+		maxNew: fs.Int("max_new_tokens", def.MaxNewTokens, "tokens to generate at most"),
+		temp:   fs.Float64("temperature", def.Temperature, "0: greedy"),
+		topP:   fs.Float64("top_p", def.TopP, "nucleus sampling mass"),
+		topK:   fs.Int("top_k", def.TopK, "sample among the K most likely (0: all)"),
+		rep:    fs.Float64("repetition_penalty", 1, "divide the logits of seen tokens (1: off)"),
+		seed:   fs.Uint64("seed", 0, "sampling seed"),
+	}
+}
+
+// load checks the sampling flags, then loads the model, and returns the
+// settings with the tokenizer's EOS to stop at.
+func (f samplingFlags) load(mf modelFlags) (*llama.Model, *spm.Processor, llama.Sampling, error) {
+	s := llama.Sampling{MaxNewTokens: *f.maxNew, Temperature: *f.temp, TopP: *f.topP, TopK: *f.topK, RepetitionPenalty: *f.rep, Seed: *f.seed}
+	if err := checkSampling(s); err != nil {
+		return nil, nil, s, err
+	}
+	m, p, err := mf.load()
+	if err != nil {
+		return nil, nil, s, err
+	}
+	if eos := p.SpecialID("eos"); eos >= 0 {
+		s.StopIDs = []int{eos}
+	}
+	return m, p, s, nil
+}
+
 func generateCommand() *command {
 	return &command{name: "generate", summary: "continue a prompt with a model (KV cache; greedy or sampled)",
 		usage: "--model D (--prompt TEXT | --input FILE [--batch N]) [--max_new_tokens N --temperature T --top_p P --top_k K --repetition_penalty R --seed S --stop S --dtype auto|float32|bfloat16]", run: generate}
@@ -81,12 +117,7 @@ func generate(args []string) error {
 	fs := flagSet("generate")
 	mf := addModelFlags(fs)
 	prompt := fs.String("prompt", "", "text to continue")
-	maxNew := fs.Int("max_new_tokens", 128, "tokens to generate at most")
-	temp := fs.Float64("temperature", 0, "0: greedy")
-	topP := fs.Float64("top_p", 1, "nucleus sampling mass")
-	topK := fs.Int("top_k", 0, "sample among the K most likely (0: all)")
-	rep := fs.Float64("repetition_penalty", 1, "divide the logits of seen tokens (1: off)")
-	seed := fs.Uint64("seed", 0, "sampling seed")
+	sf := addSamplingFlags(fs, llama.Sampling{MaxNewTokens: 128, TopP: 1})
 	input := fs.String("input", "", "file of prompts, one a line, decoded together; writes JSON lines {\"prompt\", \"output\"}")
 	batch := fs.Int("batch", 8, "with --input: prompts decoded together")
 	var stops listFlag
@@ -97,21 +128,14 @@ func generate(args []string) error {
 	if *batch < 1 {
 		return usagef("--batch must be at least 1")
 	}
-	s := llama.Sampling{MaxNewTokens: *maxNew, Temperature: *temp, TopP: *topP, TopK: *topK, RepetitionPenalty: *rep, Seed: *seed}
-	if err := checkSampling(s); err != nil {
-		return err
-	}
-	m, p, err := mf.load()
+	m, p, s, err := sf.load(mf)
 	if err != nil {
 		return err
-	}
-	if eos := p.SpecialID("eos"); eos >= 0 {
-		s.StopIDs = []int{eos}
 	}
 	if *input != "" {
 		return generateFile(m, p, *input, *batch, s, stops)
 	}
-	ids, err := promptIDs(m, p, *prompt, *maxNew)
+	ids, err := promptIDs(m, p, *prompt, s.MaxNewTokens)
 	if err != nil {
 		return err
 	}
