@@ -23,18 +23,16 @@ import (
 // of a preset written with the tokenizer, and synthetic data of the asked
 // lengths, trained through the real trainer.
 type rlhfBench struct {
-	dir    string
-	tok    *spm.Processor
-	cfg    llama.Config
-	chars  []string // pieces that are one CJK character each: one token
-	rng    *rand.Rand
-	steps  int
-	torch  bool
-	preset string
+	dir   string
+	tok   *spm.Processor
+	cfg   llama.Config
+	chars []string // pieces that are one CJK character each: one token
+	rng   *rand.Rand
+	steps int
 }
 
 // setupRLHFBench writes the base model for the shared flags.
-func setupRLHFBench(preset, tokPath string, steps int, withTorch bool) (*rlhfBench, error) {
+func setupRLHFBench(preset, tokPath string, steps int) (*rlhfBench, error) {
 	c, err := llama.Preset(preset)
 	if err != nil {
 		return nil, usageError{err.Error()}
@@ -46,7 +44,7 @@ func setupRLHFBench(preset, tokPath string, steps int, withTorch bool) (*rlhfBen
 	if err != nil {
 		return nil, err
 	}
-	b := &rlhfBench{tok: tok, cfg: c, rng: rand.New(rand.NewPCG(1, 2)), steps: steps, torch: withTorch, preset: preset}
+	b := &rlhfBench{tok: tok, cfg: c, rng: rand.New(rand.NewPCG(1, 2)), steps: steps}
 	for id := range tok.Size() {
 		p := []rune(tok.IDToPiece(id))
 		if len(p) == 1 && p[0] >= 0x4e00 && p[0] <= 0x9fff {
@@ -157,7 +155,7 @@ func benchDPO(args []string) error {
 	if *prompt < 16 || *seq <= *prompt {
 		return usagef("--prompt_len %d and --seq_len %d: the prompt needs at least 16 tokens and the answer some", *prompt, *seq)
 	}
-	b, err := setupRLHFBench(*preset, *tokPath, *steps, *withTorch)
+	b, err := setupRLHFBench(*preset, *tokPath, *steps)
 	if err != nil {
 		return err
 	}
@@ -221,7 +219,7 @@ func benchPPO(args []string) error {
 	if *prompt < 16 || *batch%*mini != 0 || *newTokens < 1 {
 		return usagef("--prompt_len %d (16 or more), --batch %d (a multiple of --mini_batch %d), --max_new_tokens %d (1 or more)", *prompt, *batch, *mini, *newTokens)
 	}
-	b, err := setupRLHFBench(*preset, *tokPath, *steps, *withTorch)
+	b, err := setupRLHFBench(*preset, *tokPath, *steps)
 	if err != nil {
 		return err
 	}
