@@ -555,24 +555,23 @@ func (d *demoRun) meanReward(dir, adapter string) (float64, error) {
 		return 0, err
 	}
 	tpl, _ := template.Get("llama2_zh")
-	sum := 0.0
+	seqs := make([][]int32, len(texts))
 	for i, text := range texts {
 		enc, err := tpl.EncodeMessages(d.tok, []template.Message{{Role: template.User, Content: d.heldQ[i%len(d.heldQ)]}, {Role: template.Assistant, Content: text}}, "", "")
 		if err != nil {
 			return 0, err
 		}
-		var ids []int32
 		for _, e := range enc {
 			for _, id := range e {
-				ids = append(ids, int32(id))
+				seqs[i] = append(seqs[i], int32(id))
 			}
 		}
-		b := train.MakeBatch([]train.Example{{IDs: ids, Labels: ids}}, 0)
-		a := rm.NewActs(1, b.T)
-		rm.Forward(a, b.IDs, b.Valid)
-		v := make([]float32, b.T)
-		head.Forward(v, a.Hidden, b.T)
-		sum += float64(v[len(ids)-1])
+	}
+	sum := 0.0
+	for lo := 0; lo < len(seqs); lo += 16 {
+		for _, v := range scoreIDs(rm, head, seqs[lo:min(lo+16, len(seqs))]) {
+			sum += float64(v)
+		}
 	}
 	return sum / float64(len(texts)), nil
 }

@@ -102,12 +102,21 @@ func readTexts(path string) ([]string, error) {
 // scoreTexts runs the texts as one right-padded batch and reads the value
 // head at each one's last token.
 func scoreTexts(m *llama.Model, p *spm.Processor, head *llama.ValueHead, texts []string) ([]float32, error) {
-	exs := make([]train.Example, len(texts))
+	seqs := make([][]int32, len(texts))
 	for i, s := range texts {
-		ids := p.ModelInput(s)
-		if len(ids) > m.Config.MaxPositionEmbeddings {
-			return nil, fmt.Errorf("a text of %d tokens is longer than the model's context %d", len(ids), m.Config.MaxPositionEmbeddings)
+		seqs[i] = p.ModelInput(s)
+		if len(seqs[i]) > m.Config.MaxPositionEmbeddings {
+			return nil, fmt.Errorf("a text of %d tokens is longer than the model's context %d", len(seqs[i]), m.Config.MaxPositionEmbeddings)
 		}
+	}
+	return scoreIDs(m, head, seqs), nil
+}
+
+// scoreIDs runs token sequences as one right-padded batch and reads the
+// value head at each one's last token.
+func scoreIDs(m *llama.Model, head *llama.ValueHead, seqs [][]int32) []float32 {
+	exs := make([]train.Example, len(seqs))
+	for i, ids := range seqs {
 		exs[i] = train.Example{IDs: ids, Labels: ids}
 	}
 	b := train.MakeBatch(exs, 0)
@@ -119,5 +128,5 @@ func scoreTexts(m *llama.Model, p *spm.Processor, head *llama.ValueHead, texts [
 	for i, e := range exs {
 		out[i] = values[i*b.T+len(e.IDs)-1]
 	}
-	return out, nil
+	return out
 }
