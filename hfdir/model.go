@@ -103,7 +103,7 @@ func Init(c llama.Config, tok *spm.Model, dir string, o InitOptions) error {
 	if err := writeConfigs(dir, c); err != nil {
 		return err
 	}
-	return SaveTokenizer(dir, p)
+	return SaveTokenizer(dir, p, "")
 }
 
 // padPiece is the tokenizer's pad piece, or "".

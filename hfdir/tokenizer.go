@@ -6,7 +6,9 @@ package hfdir
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -28,6 +30,7 @@ type tokenizerConfig struct {
 	AddBOSToken               bool            `json:"add_bos_token"`
 	AddEOSToken               bool            `json:"add_eos_token"`
 	BOSToken                  addedToken      `json:"bos_token"`
+	ChatTemplate              string          `json:"chat_template,omitempty"`
 	CleanUpTokenizationSpaces bool            `json:"clean_up_tokenization_spaces"`
 	EOSToken                  addedToken      `json:"eos_token"`
 	ModelMaxLength            json.RawMessage `json:"model_max_length"`
@@ -49,9 +52,10 @@ type specialTokensMap struct {
 const veryLargeInteger = "1000000000000000019884624838656"
 
 // WriteTokenizer writes dir/tokenizer.model, tokenizer_config.json (a slow
-// LlamaTokenizer that adds <s> but not </s>) and special_tokens_map.json.
-// pad names the pad piece, or is empty for none.
-func WriteTokenizer(dir string, m *spm.Model, pad string) error {
+// LlamaTokenizer that adds <s> but not </s>, with the Jinja chatTemplate
+// when not empty) and special_tokens_map.json. pad names the pad piece, or
+// is empty for none.
+func WriteTokenizer(dir string, m *spm.Model, pad, chatTemplate string) error {
 	p, err := spm.NewProcessor(m)
 	if err != nil {
 		return err
@@ -76,7 +80,7 @@ func WriteTokenizer(dir string, m *spm.Model, pad string) error {
 	cfg := tokenizerConfig{
 		AddBOSToken: true, BOSToken: tok(bos, true), EOSToken: tok(eos, true),
 		ModelMaxLength: json.RawMessage(veryLargeInteger), TokenizerClass: "LlamaTokenizer",
-		UnkToken: tok(unk, true),
+		UnkToken: tok(unk, true), ChatTemplate: chatTemplate,
 	}
 	if pad != "" {
 		cfg.PadToken = &pad
@@ -94,9 +98,46 @@ func WriteTokenizer(dir string, m *spm.Model, pad string) error {
 }
 
 // SaveTokenizer writes p's tokenizer files to dir, with its pad piece if
-// it has one.
-func SaveTokenizer(dir string, p *spm.Processor) error {
-	return WriteTokenizer(dir, p.Model(), padPiece(p))
+// it has one, and chatTemplate if not empty.
+func SaveTokenizer(dir string, p *spm.Processor, chatTemplate string) error {
+	return WriteTokenizer(dir, p.Model(), padPiece(p), chatTemplate)
+}
+
+// ChatTemplate is the Jinja chat_template of dir's tokenizer_config.json,
+// or "" when it has none (or no such file). transformers also stores a
+// list of named templates there; the one called "default" is taken.
+func ChatTemplate(dir string) (string, error) {
+	path := filepath.Join(dir, "tokenizer_config.json")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	var cfg struct {
+		ChatTemplate json.RawMessage `json:"chat_template"`
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return "", fmt.Errorf("%s: %v", path, err)
+	}
+	if len(cfg.ChatTemplate) == 0 || string(cfg.ChatTemplate) == "null" {
+		return "", nil
+	}
+	var src string
+	if err := json.Unmarshal(cfg.ChatTemplate, &src); err == nil {
+		return src, nil
+	}
+	var named []struct{ Name, Template string }
+	if err := json.Unmarshal(cfg.ChatTemplate, &named); err != nil {
+		return "", fmt.Errorf("%s: chat_template is neither a string nor a list of {name, template}", path)
+	}
+	for _, t := range named {
+		if t.Name == "default" {
+			return t.Template, nil
+		}
+	}
+	return "", fmt.Errorf("%s: chat_template lists no template named \"default\"", path)
 }
 
 // TokenizerDir is the first of dirs that holds a tokenizer.model: an

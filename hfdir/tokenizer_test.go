@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 
 	"zhllama/internal/testenv"
@@ -26,7 +27,7 @@ func TestWriteTokenizerMatchesChineseLlama2(t *testing.T) {
 	refDir := testenv.Path(t, "tokenizers/chinese-llama2")
 	m := spmtest.Model(t, "tokenizers/chinese-llama2/tokenizer.model")
 	dir := t.TempDir()
-	if err := WriteTokenizer(dir, m, "<pad>"); err != nil {
+	if err := WriteTokenizer(dir, m, "<pad>", ""); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"tokenizer_config.json", "special_tokens_map.json"} {
@@ -56,7 +57,41 @@ func TestWriteTokenizerMatchesChineseLlama2(t *testing.T) {
 	if string(b) != string(b2) {
 		t.Error("tokenizer.model is not written back unchanged")
 	}
-	if err := WriteTokenizer(dir, m, "<no such piece>"); err == nil {
+	if err := WriteTokenizer(dir, m, "<no such piece>", ""); err == nil {
 		t.Error("a pad token that is not a piece was accepted")
+	}
+}
+
+// chat_template goes into tokenizer_config.json and comes back; the list
+// form transformers also writes gives its "default".
+func TestChatTemplate(t *testing.T) {
+	m := spmtest.Model(t, "tokenizers/chinese-llama2/tokenizer.model")
+	dir := t.TempDir()
+	if got, err := ChatTemplate(dir); got != "" || err != nil {
+		t.Errorf("no file: %q, %v", got, err)
+	}
+	const src = "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}"
+	if err := WriteTokenizer(dir, m, "", src); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ChatTemplate(dir); got != src || err != nil {
+		t.Errorf("got %q, %v", got, err)
+	}
+	path := filepath.Join(dir, "tokenizer_config.json")
+	for body, want := range map[string]string{
+		`{"chat_template": [{"name": "tool_use", "template": "x"}, {"name": "default", "template": "y"}]}`: "y",
+		`{"chat_template": null}`: "",
+		`{}`:                      "",
+	} {
+		testenv.WriteFile(t, path, []byte(body))
+		if got, err := ChatTemplate(dir); got != want || err != nil {
+			t.Errorf("%s: got %q, %v", body, got, err)
+		}
+	}
+	for _, body := range []string{`{"chat_template": 3}`, `{"chat_template": [{"name": "rag", "template": "x"}]}`, `{`} {
+		testenv.WriteFile(t, path, []byte(body))
+		if _, err := ChatTemplate(dir); err == nil || !strings.Contains(err.Error(), "tokenizer_config.json") {
+			t.Errorf("%s: %v", body, err)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -23,6 +24,9 @@ type Processor struct {
 	fallback bool
 	user     *prefixMatcher
 	unkSurf  string
+
+	specialsOnce sync.Once
+	specials     *specials // see EncodeSpecial
 
 	// BPE: merged piece of two adjacent pieces, keyed by left<<32|right.
 	merges    map[uint64]int32

@@ -161,7 +161,12 @@ type apiScorer struct {
 func (s *apiScorer) Score(seqs [][]int32) ([]float64, error) {
 	texts := make([]string, len(seqs))
 	for i, q := range seqs {
-		texts[i] = decodeWithSpecials(s.tok, q)
+		ids := make([]int, len(q))
+		for j, id := range q {
+			ids[j] = int(id)
+		}
+		// As Hugging Face's batch_decode(skip_special_tokens=False).
+		texts[i] = s.tok.DecodeSpecial(ids)
 	}
 	body, _ := json.Marshal(map[string]any{"model": "model", "messages": texts})
 	var last error
@@ -209,28 +214,4 @@ func (s *apiScorer) post(body []byte) (scores []float64, retry bool, err error) 
 		return nil, false, errors.New(`the answer is not JSON with "scores": a list of numbers`)
 	}
 	return *out.Scores, false, nil
-}
-
-// decodeWithSpecials is the text of ids with control pieces (<s>, </s>)
-// written out, as Hugging Face's batch_decode(skip_special_tokens=False).
-func decodeWithSpecials(p *spm.Processor, ids []int32) string {
-	var b strings.Builder
-	var run []int
-	flush := func() {
-		if len(run) > 0 {
-			s, _ := p.Decode(run)
-			b.WriteString(s)
-			run = run[:0]
-		}
-	}
-	for _, id := range ids {
-		if p.Type(int(id)) == spm.Control {
-			flush()
-			b.WriteString(p.IDToPiece(int(id)))
-			continue
-		}
-		run = append(run, int(id))
-	}
-	flush()
-	return b.String()
 }

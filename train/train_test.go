@@ -21,6 +21,7 @@ import (
 	"zhllama/rlhf"
 	"zhllama/safetensors"
 	"zhllama/spm"
+	"zhllama/template"
 )
 
 // tinyModel writes a small random model with LLaMA-2's tokenizer.
@@ -356,6 +357,11 @@ func TestLoRAAdapterRoundTrip(t *testing.T) {
 	ac, err := hfdir.ReadAdapterConfig(c.OutputDir)
 	if err != nil || len(ac.TargetModules.List) != 7 || len(ac.ModulesToSave) != 3 {
 		t.Fatalf("adapter config %+v: %v", ac, err)
+	}
+	// The template trained with is the adapter's chat_template.
+	tpl, _ := template.Get("llama2")
+	if src, err := hfdir.ChatTemplate(c.OutputDir); src != tpl.Jinja() || err != nil {
+		t.Errorf("chat_template %.80q, %v", src, err)
 	}
 	m, err := hfdir.Load(model)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"zhllama/llama"
 	"zhllama/optim"
 	"zhllama/spm"
+	"zhllama/template"
 )
 
 // Tuned is a model being trained: the base (loaded, quantized, resized to
@@ -305,7 +306,10 @@ func (t *Tuned) adapterConfig() hfdir.AdapterConfig {
 }
 
 // Save writes the model as a Hugging Face directory, or with LoRA the
-// adapter as PEFT's, with the tokenizer.
+// adapter as PEFT's, with the tokenizer; after a stage that trains on
+// conversations, tokenizer_config.json carries the template's Jinja as
+// chat_template, so chat, serve, transformers and llama.cpp build the
+// prompts training did.
 func (t *Tuned) Save(dir string) error {
 	if t.cfg.FinetuningType == "lora" {
 		if err := hfdir.SaveAdapter(t.Model, dir, llama.DefaultAdapter, t.adapterConfig(), t.saved); err != nil {
@@ -314,7 +318,15 @@ func (t *Tuned) Save(dir string) error {
 	} else if err := hfdir.Save(t.Model, dir, "float32", 0); err != nil {
 		return err
 	}
-	return hfdir.SaveTokenizer(dir, t.Tok)
+	chat := ""
+	if t.cfg.Stage != "pt" {
+		tpl, err := template.Get(t.cfg.Template)
+		if err != nil {
+			return err
+		}
+		chat = tpl.Jinja()
+	}
+	return hfdir.SaveTokenizer(dir, t.Tok, chat)
 }
 
 // numTrained counts the trained values.

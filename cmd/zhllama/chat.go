@@ -2,15 +2,18 @@ package main
 
 import (
 	"bufio"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
 
+	"zhllama/hfdir"
 	"zhllama/llama"
 	"zhllama/spm"
 	"zhllama/template"
@@ -26,7 +29,7 @@ func chatCommand() *command {
 // conversation is a chat's state: the system prompt and the turns so far
 // (user and assistant alternating).
 type conversation struct {
-	tpl    *template.Template
+	tpl    template.Prompter
 	tok    *spm.Processor
 	system string
 	turns  []template.Message
@@ -39,15 +42,13 @@ type conversation struct {
 func (c *conversation) prompt(user string, ctx, room int) (ids []int32, dropped int, err error) {
 	msgs := append(append([]template.Message(nil), c.turns...), template.Message{Role: template.User, Content: user})
 	for {
-		enc, err := c.tpl.EncodeMessages(c.tok, append(msgs, template.Message{Role: template.Assistant}), c.system, "")
+		enc, err := c.tpl.Prompt(c.tok, msgs, c.system)
 		if err != nil {
 			return nil, 0, err
 		}
 		ids = ids[:0]
-		for _, e := range enc[:len(enc)-1] {
-			for _, id := range e {
-				ids = append(ids, int32(id))
-			}
+		for _, id := range enc {
+			ids = append(ids, int32(id))
 		}
 		if len(ids)+room <= ctx || len(msgs) == 1 {
 			break
@@ -60,20 +61,63 @@ func (c *conversation) prompt(user string, ctx, room int) (ids []int32, dropped 
 	return ids, dropped, nil
 }
 
+// addTemplateFlag adds --template: a built-in template that overrides the
+// model's own chat_template.
+func addTemplateFlag(fs *flag.FlagSet) *string {
+	return fs.String("template", "", "chat template: "+strings.Join(template.Names(), ", ")+
+		" (default: the model's chat_template from tokenizer_config.json, else "+defaultChatTemplate+")")
+}
+
+const defaultChatTemplate = "llama2_zh"
+
+// chatPrompter is the template conversations are rendered with: the one
+// named, else the chat_template of the adapter's or the model's
+// tokenizer_config.json (written by train and export), else the default;
+// desc says which, for the user.
+func chatPrompter(name string, mf modelFlags) (pr template.Prompter, desc string, err error) {
+	if name == "" {
+		for _, dir := range []string{*mf.adapter, *mf.dir} {
+			if dir == "" {
+				continue
+			}
+			src, err := hfdir.ChatTemplate(dir)
+			if err != nil {
+				return nil, "", err
+			}
+			if src == "" {
+				continue
+			}
+			if pr, err = template.ForChatTemplate(src); err != nil {
+				return nil, "", fmt.Errorf("%s: %w; choose a built-in one with --template", filepath.Join(dir, "tokenizer_config.json"), err)
+			}
+			if t, ok := pr.(*template.Template); ok {
+				return pr, "the model's chat_template, template " + t.Name, nil
+			}
+			return pr, "the model's own chat_template", nil
+		}
+		name = defaultChatTemplate
+	}
+	tpl, err := template.Get(name)
+	if err != nil {
+		return nil, "", usagef("--template: %v", err)
+	}
+	return tpl, "template " + name, nil
+}
+
 func chat(args []string) error {
 	fs := flagSet("chat")
 	mf := addModelFlags(fs)
-	tplName := fs.String("template", "llama2_zh", "chat template: "+strings.Join(template.Names(), ", "))
+	tplName := addTemplateFlag(fs)
 	system := fs.String("system", "", "system prompt")
 	sf := addSamplingFlags(fs, llama.Sampling{MaxNewTokens: 512, Temperature: 0.95, TopP: 0.7, TopK: 50})
 	if err := parseFlags(fs, args, "--model D [flags]"); err != nil {
 		return err
 	}
-	tpl, err := template.Get(*tplName)
-	if err != nil {
-		return usagef("--template: %v", err)
-	}
 	m, p, s, err := sf.load(mf)
+	if err != nil {
+		return err
+	}
+	tpl, tplDesc, err := chatPrompter(*tplName, mf)
 	if err != nil {
 		return err
 	}
@@ -93,7 +137,7 @@ func chat(args []string) error {
 	}()
 	conv := &conversation{tpl: tpl, tok: p, system: *system}
 	in := bufio.NewReader(os.Stdin)
-	fmt.Fprintf(os.Stderr, "chat with %s (template %s); /clear, /system TEXT, /exit\n", *mf.dir, *tplName)
+	fmt.Fprintf(os.Stderr, "chat with %s (%s); /clear, /system TEXT, /exit\n", *mf.dir, tplDesc)
 	for turn := 0; ; turn++ {
 		fmt.Fprint(os.Stderr, "> ")
 		line, err := in.ReadString('\n')

@@ -462,7 +462,7 @@ func (d *demoRun) answers(dir, adapter string, samples int) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	tpl, _ := template.Get("llama2_zh")
+	tpl := demoTemplate()
 	prompts := make([][]int32, len(d.held))
 	for i := range d.held {
 		enc, err := tpl.EncodeMessages(d.tok, []template.Message{{Role: template.User, Content: d.heldQ[i]}, {Role: template.Assistant}}, "", "")
@@ -554,7 +554,7 @@ func (d *demoRun) meanReward(dir, adapter string) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	tpl, _ := template.Get("llama2_zh")
+	tpl := demoTemplate()
 	seqs := make([][]int32, len(texts))
 	for i, text := range texts {
 		enc, err := tpl.EncodeMessages(d.tok, []template.Message{{Role: template.User, Content: d.heldQ[i%len(d.heldQ)]}, {Role: template.Assistant, Content: text}}, "", "")
@@ -619,7 +619,7 @@ func (d *demoRun) export() (string, error) {
 	if err := hfdir.Save(m, d.path("final"), "float32", 0); err != nil {
 		return "", err
 	}
-	if err := hfdir.SaveTokenizer(d.path("final"), d.tok); err != nil {
+	if err := hfdir.SaveTokenizer(d.path("final"), d.tok, demoTemplate().Jinja()); err != nil {
 		return "", err
 	}
 	return fmt.Sprintf("wrote %s: try zhllama chat --model %s --temperature 0", d.path("final"), d.path("final")), nil
@@ -636,7 +636,7 @@ func (d *demoRun) mcAccuracy(dir string) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	tpl, _ := template.Get("llama2_zh")
+	tpl := demoTemplate()
 	subjects, err := data.Prompts(d.tok, eval.MCOptions{Lang: "zh", NShot: 0, Template: tpl, Seed: 42})
 	if err != nil {
 		return 0, err
@@ -659,4 +659,13 @@ func (d *demoRun) mcAccuracy(dir string) (float64, error) {
 		}
 	}
 	return float64(right) / float64(max(1, total)), nil
+}
+
+// demoTemplate is the chat template the demo trains and talks with.
+func demoTemplate() *template.Template {
+	tpl, err := template.Get("llama2_zh")
+	if err != nil {
+		panic(err) // a built-in template
+	}
+	return tpl
 }

@@ -55,7 +55,15 @@ func exportRun(args []string) error {
 	if p.Size() != m.Config.VocabSize {
 		return fmt.Errorf("%s has %d pieces but the merged model's vocab_size is %d", tokPath, p.Size(), m.Config.VocabSize)
 	}
-	if err := hfdir.SaveTokenizer(*out, p); err != nil {
+	// The adapter's chat template (that of its SFT), else the base's.
+	chat, err := hfdir.ChatTemplate(*adapter)
+	if err == nil && chat == "" {
+		chat, err = hfdir.ChatTemplate(*base)
+	}
+	if err != nil {
+		return err
+	}
+	if err := hfdir.SaveTokenizer(*out, p, chat); err != nil {
 		return err
 	}
 	fmt.Printf("merged %d LoRA modules (r %d, scale %g) and %d whole tensors into %s (%s)\n", n, cfg.R, cfg.Scale(), len(replaced), *out, *dtype)

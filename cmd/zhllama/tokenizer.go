@@ -254,7 +254,7 @@ func tokMerge(args []string) error {
 	if err := os.MkdirAll(*outDir, 0o755); err != nil {
 		return err
 	}
-	if err := hfdir.WriteTokenizer(*outDir, merged, *pad); err != nil {
+	if err := hfdir.WriteTokenizer(*outDir, merged, *pad, ""); err != nil {
 		return err
 	}
 	fmt.Printf("base %s: %d pieces\n", *base, rep.BaseSize)
