@@ -86,6 +86,7 @@ func commands() *command {
 			generateCommand(),
 			chatCommand(),
 			demoCommand(),
+			runCommand(),
 			evalCommand(),
 			scoreCommand(),
 			downloadCommand(),
