@@ -272,7 +272,9 @@ var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
 		}
 		return template.URL("data:image/svg+xml;base64," + base64.StdEncoding.EncodeToString(b))
 	},
-	"secs": func(s float64) string { return (time.Duration(s * float64(time.Second))).Round(100 * time.Millisecond).String() },
+	"secs": func(s float64) string {
+		return (time.Duration(s * float64(time.Second))).Round(100 * time.Millisecond).String()
+	},
 	"args": func(a []string) string { return strings.Join(a, " ") },
 }).Parse(`<!doctype html>
 <html lang="zh"><head><meta charset="utf-8"><title>{{.Title}}</title>
