@@ -3,7 +3,11 @@
 // file formats and the kernels that widen compact weights share it.
 package half
 
-import "math"
+import (
+	"encoding/binary"
+	"math"
+	"unsafe"
+)
 
 // FromBF16 widens a bfloat16.
 func FromBF16(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
@@ -70,4 +74,21 @@ func ToF16(f float32) uint16 {
 		q++ // a carry into the exponent is the right result
 	}
 	return sign | uint16(q)
+}
+
+// View is b, little-endian 16-bit values, as uint16s: the (mapped) bytes
+// themselves where the alignment allows, so that no copy is made and the
+// kernel can drop and reread the pages under memory pressure; else a copy.
+func View(b []byte) []uint16 {
+	if len(b) == 0 {
+		return nil
+	}
+	if uintptr(unsafe.Pointer(&b[0]))%2 == 0 {
+		return unsafe.Slice((*uint16)(unsafe.Pointer(&b[0])), len(b)/2)
+	}
+	out := make([]uint16, len(b)/2)
+	for i := range out {
+		out[i] = binary.LittleEndian.Uint16(b[2*i:])
+	}
+	return out
 }
