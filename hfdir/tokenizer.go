@@ -109,3 +109,54 @@ func TokenizerDir(dirs ...string) string {
 	}
 	return dirs[len(dirs)-1]
 }
+
+// TokenizerOptions are what a directory's tokenizer_config.json says
+// beside the pieces: whether encoding adds BOS and EOS, and the chat
+// template, if any.
+type TokenizerOptions struct {
+	AddBOS, AddEOS bool
+	ChatTemplate   string
+}
+
+// ReadTokenizerOptions reads dir/tokenizer_config.json; without one, BOS
+// is added and EOS not, as LlamaTokenizer does. A chat_template given as
+// a list of named templates yields the one named default.
+func ReadTokenizerOptions(dir string) (TokenizerOptions, error) {
+	o := TokenizerOptions{AddBOS: true}
+	path := filepath.Join(dir, "tokenizer_config.json")
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return o, nil
+	}
+	if err != nil {
+		return o, err
+	}
+	var raw struct {
+		AddBOS       *bool           `json:"add_bos_token"`
+		AddEOS       *bool           `json:"add_eos_token"`
+		ChatTemplate json.RawMessage `json:"chat_template"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return o, fmt.Errorf("%s: %w", path, err)
+	}
+	if raw.AddBOS != nil {
+		o.AddBOS = *raw.AddBOS
+	}
+	if raw.AddEOS != nil {
+		o.AddEOS = *raw.AddEOS
+	}
+	if len(raw.ChatTemplate) > 0 && string(raw.ChatTemplate) != "null" {
+		if json.Unmarshal(raw.ChatTemplate, &o.ChatTemplate) != nil {
+			var named []struct{ Name, Template string }
+			if err := json.Unmarshal(raw.ChatTemplate, &named); err != nil {
+				return o, fmt.Errorf("%s: chat_template is neither a string nor a list of named templates", path)
+			}
+			for _, t := range named {
+				if t.Name == "default" {
+					o.ChatTemplate = t.Template
+				}
+			}
+		}
+	}
+	return o, nil
+}
