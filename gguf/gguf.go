@@ -10,8 +10,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"os"
-	"syscall"
+	"reflect"
+
+	"zhllama/internal/mmap"
 )
 
 // Magic is "GGUF" read as a little-endian uint32.
@@ -210,27 +211,9 @@ type File struct {
 
 // Open maps a GGUF file and parses it; errors name the file.
 func Open(path string) (*File, error) {
-	fh, err := os.Open(path)
+	f, b, err := mmap.Open(path, Parse)
 	if err != nil {
 		return nil, err
-	}
-	defer fh.Close()
-	st, err := fh.Stat()
-	if err != nil {
-		return nil, err
-	}
-	var b []byte
-	if st.Size() > 0 {
-		if b, err = syscall.Mmap(int(fh.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	f, err := Parse(b)
-	if err != nil {
-		if b != nil {
-			syscall.Munmap(b)
-		}
-		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	f.Path, f.mapped = path, b
 	return f, nil
@@ -238,10 +221,7 @@ func Open(path string) (*File, error) {
 
 // Close unmaps the file; its tensors' data must not be used afterwards.
 func (f *File) Close() error {
-	if f.mapped == nil {
-		return nil
-	}
-	err := syscall.Munmap(f.mapped)
+	err := mmap.Unmap(f.mapped)
 	f.mapped = nil
 	return err
 }
@@ -291,43 +271,17 @@ func (r *reader) str(what string) string { return string(r.take(r.u64(what), wha
 // left is the number of unread bytes.
 func (r *reader) left() uint64 { return uint64(len(r.b) - r.off) }
 
-// scalar decodes one value of a fixed-size type or a string.
+// scalar decodes one value of a fixed-size type or a string: an array of
+// one, so that each type is decoded in one place.
 func (r *reader) scalar(t ValueType, what string) any {
 	if t == TypeString {
 		return r.str(what)
 	}
-	s := r.take(uint64(t.size()), what)
-	if s == nil {
+	a := r.array(t, 1, what, 0)
+	if r.err != nil {
 		return nil
 	}
-	switch t {
-	case TypeUint8:
-		return s[0]
-	case TypeInt8:
-		return int8(s[0])
-	case TypeBool:
-		if s[0] > 1 {
-			r.fail("%s: bool value %d is neither 0 nor 1", what, s[0])
-		}
-		return s[0] == 1
-	case TypeUint16:
-		return binary.LittleEndian.Uint16(s)
-	case TypeInt16:
-		return int16(binary.LittleEndian.Uint16(s))
-	case TypeUint32:
-		return binary.LittleEndian.Uint32(s)
-	case TypeInt32:
-		return int32(binary.LittleEndian.Uint32(s))
-	case TypeFloat32:
-		return math.Float32frombits(binary.LittleEndian.Uint32(s))
-	case TypeUint64:
-		return binary.LittleEndian.Uint64(s)
-	case TypeInt64:
-		return int64(binary.LittleEndian.Uint64(s))
-	case TypeFloat64:
-		return math.Float64frombits(binary.LittleEndian.Uint64(s))
-	}
-	return nil
+	return reflect.ValueOf(a).Index(0).Interface()
 }
 
 // maxDepth bounds arrays of arrays, so that hostile nesting cannot exhaust

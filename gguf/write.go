@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"reflect"
 	"slices"
 
 	"zhllama/internal/atomicfile"
@@ -68,13 +69,9 @@ func Convertible(typ Type) bool {
 func AppendRow(dst []byte, typ Type, x []float32) []byte {
 	switch typ {
 	case F16Type:
-		for _, v := range x {
-			dst = binary.LittleEndian.AppendUint16(dst, half.ToF16(v))
-		}
+		dst = half.AppendF16(dst, x)
 	case BF16Type:
-		for _, v := range x {
-			dst = binary.LittleEndian.AppendUint16(dst, half.ToBF16(v))
-		}
+		dst = half.AppendBF16(dst, x)
 	case Q8_0Type:
 		dst = tensor.AppendQ8_0(dst, x)
 	case Q4_0Type:
@@ -98,13 +95,9 @@ func (t *Tensor) Float32(dst []float32) ([]float32, error) {
 	b := t.Data
 	switch t.Type {
 	case F16Type:
-		for i := range dst {
-			dst[i] = half.FromF16(binary.LittleEndian.Uint16(b[2*i:]))
-		}
+		half.WidenF16(dst, b)
 	case BF16Type:
-		for i := range dst {
-			dst[i] = half.FromBF16(binary.LittleEndian.Uint16(b[2*i:]))
-		}
+		half.WidenBF16(dst, b)
 	case Q8_0Type:
 		tensor.DecodeQ8_0(dst, b)
 	case Q4_0Type:
@@ -189,14 +182,9 @@ func Write(path string, kvs []KV, tensors []Source, progress func(done, total in
 		if progress != nil {
 			progress(done, int64(total))
 		}
-		cw := &countWriter{w: out}
-		if err := t.Write(cw); err != nil {
+		if err := out.WriteExactly(fmt.Sprintf("tensor %s (%s, ne %v)", t.Name, t.Type, t.Ne), int64(sizes[i]), t.Write); err != nil {
 			out.Abort()
-			return fmt.Errorf("%s: tensor %s: %w", path, t.Name, err)
-		}
-		if cw.n != sizes[i] {
-			out.Abort()
-			return fmt.Errorf("%s: tensor %s: wrote %d bytes, %s with ne %v needs %d", path, t.Name, cw.n, t.Type, t.Ne, sizes[i])
+			return fmt.Errorf("%s: %w", path, err)
 		}
 		if _, err := out.Write(zeros[:pad(sizes[i], align)-sizes[i]]); err != nil {
 			out.Abort()
@@ -208,17 +196,6 @@ func Write(path string, kvs []KV, tensors []Source, progress func(done, total in
 		progress(done, int64(total))
 	}
 	return out.Commit()
-}
-
-type countWriter struct {
-	w io.Writer
-	n uint64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += uint64(n)
-	return n, err
 }
 
 func appendString(b []byte, s string) []byte {
@@ -279,54 +256,26 @@ func check(ok bool, b []byte, bad func() ([]byte, error)) ([]byte, error) {
 	return b, nil
 }
 
+// appendArray encodes the slice v of elem values, each checked as a
+// scalar is (an array of arrays holds Values).
 func appendArray(b []byte, elem ValueType, v any, bad func() ([]byte, error)) ([]byte, error) {
-	each := func(n int, at func(i int) Value) ([]byte, error) {
-		b = binary.LittleEndian.AppendUint64(b, uint64(n))
-		for i := 0; i < n; i++ {
-			var err error
-			if b, err = appendValue(b, at(i), false); err != nil {
-				return nil, err
-			}
-		}
-		return b, nil
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Slice {
+		return bad()
 	}
-	switch x := v.(type) {
-	case []Value:
-		if elem != TypeArray {
-			return bad()
-		}
-		b = binary.LittleEndian.AppendUint64(b, uint64(len(x)))
-		for _, e := range x {
-			var err error
-			if b, err = appendValue(b, Value{Type: TypeArray, Elem: e.Elem, V: e.V}, false); err != nil {
-				return nil, err
+	b = binary.LittleEndian.AppendUint64(b, uint64(rv.Len()))
+	for i := 0; i < rv.Len(); i++ {
+		e := Value{Type: elem, V: rv.Index(i).Interface()}
+		if nested, ok := e.V.(Value); ok {
+			if elem != TypeArray || nested.Type != TypeArray {
+				return bad()
 			}
+			e = nested
 		}
-		return b, nil
-	case []uint8:
-		return each(len(x), func(i int) Value { return Value{Type: elem, V: x[i]} })
-	case []int8:
-		return each(len(x), func(i int) Value { return Value{Type: elem, V: x[i]} })
-	case []bool:
-		return each(len(x), func(i int) Value { return Value{Type: elem, V: x[i]} })
-	case []uint16:
-		return each(len(x), func(i int) Value { return Value{Type: elem, V: x[i]} })
-	case []int16:
-		return each(len(x), func(i int) Value { return Value{Type: elem, V: x[i]} })
-	case []uint32:
-		return each(len(x), func(i int) Value { return Value{Type: elem, V: x[i]} })
-	case []int32:
-		return each(len(x), func(i int) Value { return Value{Type: elem, V: x[i]} })
-	case []float32:
-		return each(len(x), func(i int) Value { return Value{Type: elem, V: x[i]} })
-	case []uint64:
-		return each(len(x), func(i int) Value { return Value{Type: elem, V: x[i]} })
-	case []int64:
-		return each(len(x), func(i int) Value { return Value{Type: elem, V: x[i]} })
-	case []float64:
-		return each(len(x), func(i int) Value { return Value{Type: elem, V: x[i]} })
-	case []string:
-		return each(len(x), func(i int) Value { return Value{Type: elem, V: x[i]} })
+		var err error
+		if b, err = appendValue(b, e, false); err != nil {
+			return nil, err
+		}
 	}
-	return bad()
+	return b, nil
 }

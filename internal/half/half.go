@@ -92,3 +92,34 @@ func View(b []byte) []uint16 {
 	}
 	return out
 }
+
+// WidenF16 widens the little-endian half-precision values in b into dst
+// (len(b) = 2·len(dst)).
+func WidenF16(dst []float32, b []byte) {
+	for i := range dst {
+		dst[i] = FromF16(binary.LittleEndian.Uint16(b[2*i:]))
+	}
+}
+
+// WidenBF16 widens the little-endian bfloat16 values in b into dst.
+func WidenBF16(dst []float32, b []byte) {
+	for i := range dst {
+		dst[i] = FromBF16(binary.LittleEndian.Uint16(b[2*i:]))
+	}
+}
+
+// AppendF16 appends x rounded to half precision, little-endian.
+func AppendF16(dst []byte, x []float32) []byte {
+	for _, v := range x {
+		dst = binary.LittleEndian.AppendUint16(dst, ToF16(v))
+	}
+	return dst
+}
+
+// AppendBF16 appends x rounded to bfloat16, little-endian.
+func AppendBF16(dst []byte, x []float32) []byte {
+	for _, v := range x {
+		dst = binary.LittleEndian.AppendUint16(dst, ToBF16(v))
+	}
+	return dst
+}
