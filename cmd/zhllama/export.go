@@ -32,6 +32,9 @@ func exportRun(args []string) error {
 	}
 	switch *format {
 	case "gguf":
+		if *dtype != "" {
+			return usagef("--dtype goes with --format hf; a GGUF's weight type is --outtype")
+		}
 		return exportGGUF(*base, *adapter, *out, *outtype, *adapterOnly)
 	case "hf":
 	default:

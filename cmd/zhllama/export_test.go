@@ -83,6 +83,7 @@ func TestExportGGUFRefuses(t *testing.T) {
 		{[]string{"--outtype", "q4_k_m"}, `--outtype "q4_k_m": use one of bf16, f16, f32, q4_0, q8_0`},
 		{[]string{"--adapter_only"}, "--adapter_only needs --adapter"},
 		{[]string{"--format", "onnx"}, `--format "onnx": use hf or gguf`},
+		{[]string{"--dtype", "float16"}, "--dtype goes with --format hf"},
 	} {
 		args := append([]string{"export", "--format", "gguf", "--model", dir, "--output_dir", out}, c.args...)
 		if _, errs, code := zhllama(t, "", args...); code != 2 || !strings.Contains(errs, c.want) {
