@@ -215,7 +215,11 @@ func FuzzParse(f *testing.F) {
 				}
 			}
 		}
-		// What parses writes back and parses the same.
+		// Metadata and tensors that are not a model are errors too.
+		if m, _, err := loadModel(file, true); err == nil {
+			m.Close()
+		}
+		// What parses writes back.
 		var srcs []Source
 		for _, tn := range file.Tensors {
 			srcs = append(srcs, Raw(tn.Name, tn.Type, tn.Ne, tn.Data))

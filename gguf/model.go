@@ -253,6 +253,11 @@ func ReadConfig(f *File) (llama.Config, error) {
 	if err != nil {
 		return c, err
 	}
+	// Every layer has nine tensors: a count past the file's is damage,
+	// not layers to allocate.
+	if c.NumHiddenLayers > len(f.Tensors)/9 {
+		return c, fmt.Errorf("%s: llama.block_count is %d but the file has %d tensors, too few for that many layers", f.where(), c.NumHiddenLayers, len(f.Tensors))
+	}
 	c.NumKeyValueHeads = c.NumAttentionHeads
 	if f.Has("llama.attention.head_count_kv") {
 		u("llama.attention.head_count_kv", &c.NumKeyValueHeads)
