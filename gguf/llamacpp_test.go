@@ -26,6 +26,7 @@ type job struct {
 	Prompt []int32  `json:"prompt,omitempty"`
 	Top    int      `json:"top,omitempty"`
 	Greedy int      `json:"greedy,omitempty"`
+	NoLoad bool     `json:"noLoad,omitempty"` // parse only (an adapter is not a model)
 }
 
 type result struct {
@@ -234,7 +235,7 @@ func TestLlamaCpp(t *testing.T) {
 	}
 	wantMerged := logProbs(m, prompt)
 	jobs = append(jobs, job{Model: files["f32"], LoRA: adapterPath, Prompt: prompt, Greedy: 8},
-		job{Model: mergedPath, Prompt: prompt, Greedy: 8})
+		job{Model: mergedPath, Prompt: prompt, Greedy: 8}, job{Model: adapterPath, Meta: true, NoLoad: true})
 	tinyPrompt := []int32{1, 15043, 3186, 29871, 30919, 31076} // "Hello world 你好" after BOS
 	jobs = append(jobs, job{Model: tiny, Prompt: tinyPrompt, Greedy: 8})
 
@@ -290,6 +291,16 @@ func TestLlamaCpp(t *testing.T) {
 	t.Logf("LoRA adapter in llama.cpp vs zhllama merged: %.2g; merged export: %.2g", dl, dm)
 	if dl > 1e-4 || dm > 1e-4 || !topL || !slices.Equal(lr.Greedy, mr.Greedy) || !slices.Equal(mr.Greedy, greedy(t, m, prompt, 8)) {
 		t.Errorf("adapter %.3g, merged %.3g (tolerance 1e-4); greedy %v vs %v", dl, dm, lr.Greedy, mr.Greedy)
+	}
+
+	ad := res[len(outtypes)+3]
+	for k, v := range map[string]string{"general.type": "STRING", "adapter.type": "STRING", "adapter.lora.alpha": "FLOAT32"} {
+		if ad.Types[k] != v {
+			t.Errorf("adapter: %s is %q, want %s", k, ad.Types[k], v)
+		}
+	}
+	if len(ad.Tensors) != 2*7*c.NumHiddenLayers || ad.Tensors[1].Name != "blk.0.attn_q.weight.lora_b" || !slices.Equal(ad.Tensors[1].Shape, []uint64{8, 64}) {
+		t.Errorf("adapter tensors: %d, %+v", len(ad.Tensors), ad.Tensors[:2])
 	}
 
 	// Import: zhllama reading a GGUF gives llama.cpp's numbers on it.

@@ -130,6 +130,9 @@ func exportGGUF(base, adapter, out, outtype string, adapterOnly bool) error {
 	if err != nil {
 		return err
 	}
+	if p.Model().ModelType() == spm.ModelUnigram {
+		fmt.Fprintf(os.Stderr, "note: %s is a Unigram model; llama.cpp's tokenizer for GGUF vocabularies merges pieces by score, as BPE does, and may split some text differently than training did\n", filepath.Join(tokDir, "tokenizer.model"))
+	}
 	topts, err := hfdir.ReadTokenizerOptions(tokDir)
 	if err != nil {
 		return err

@@ -1,7 +1,7 @@
 // Runs llama.cpp (node-llama-cpp's prebuilt CPU build) and Hugging Face's
 // GGUF parser on the jobs in the JSON file argv[2], printing one JSON
-// array of results. A job: {model, lora?, meta?, texts?, prompt?, top?,
-// greedy?}. It runs beside a node_modules that is (or links to)
+// array of results. A job: {model, lora?, meta?, noLoad?, texts?, prompt?,
+// top?, greedy?}. It runs beside a node_modules that is (or links to)
 // internal/testenv/node's.
 import {getLlama, LlamaLogLevel} from "node-llama-cpp";
 import {gguf} from "@huggingface/gguf";
@@ -19,6 +19,10 @@ for (const job of jobs) {
     const {typedMetadata, tensorInfos} = await gguf(job.model, {allowLocalFile: true, typedMetadata: true});
     r.types = Object.fromEntries(Object.entries(typedMetadata).map(([k, v]) => [k, typeName(v)]));
     r.tensors = tensorInfos.map((t) => ({name: t.name, dtype: t.dtype, shape: t.shape.map(Number)}));
+  }
+  if (job.noLoad) {
+    results.push(r);
+    continue;
   }
   const model = await llama.loadModel({modelPath: job.model});
   r.tokens = (job.texts ?? []).map((t) => Array.from(model.tokenize(t, false)));
