@@ -27,7 +27,7 @@ func exportRun(args []string) error {
 	format := fs.String("format", "hf", "hf (a Hugging Face directory) or gguf (one file for llama.cpp and ollama)")
 	outtype := fs.String("outtype", "", "gguf: the weight matrices' type, f32, f16, bf16, q8_0 or q4_0 (default f16; f32 for --adapter_only)")
 	adapterOnly := fs.Bool("adapter_only", false, "gguf: write the LoRA adapter alone as a GGUF adapter (llama.cpp --lora) instead of merging it")
-	if err := parseFlags(fs, args, "--model BASE --adapter A --output_dir D"); err != nil {
+	if err := parseFlags(fs, args, "--model BASE --adapter A --output_dir D | --format gguf --model D [--adapter A [--adapter_only]] --output_dir D [--outtype T]"); err != nil {
 		return err
 	}
 	switch *format {
