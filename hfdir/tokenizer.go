@@ -6,11 +6,10 @@ package hfdir
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"zhllama/internal/atomicfile"
 	"zhllama/spm"
@@ -104,40 +103,10 @@ func SaveTokenizer(dir string, p *spm.Processor, chatTemplate string) error {
 }
 
 // ChatTemplate is the Jinja chat_template of dir's tokenizer_config.json,
-// or "" when it has none (or no such file). transformers also stores a
-// list of named templates there; the one called "default" is taken.
+// or "" when it has none (or no such file).
 func ChatTemplate(dir string) (string, error) {
-	path := filepath.Join(dir, "tokenizer_config.json")
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	var cfg struct {
-		ChatTemplate json.RawMessage `json:"chat_template"`
-	}
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		return "", fmt.Errorf("%s: %v", path, err)
-	}
-	if len(cfg.ChatTemplate) == 0 || string(cfg.ChatTemplate) == "null" {
-		return "", nil
-	}
-	var src string
-	if err := json.Unmarshal(cfg.ChatTemplate, &src); err == nil {
-		return src, nil
-	}
-	var named []struct{ Name, Template string }
-	if err := json.Unmarshal(cfg.ChatTemplate, &named); err != nil {
-		return "", fmt.Errorf("%s: chat_template is neither a string nor a list of {name, template}", path)
-	}
-	for _, t := range named {
-		if t.Name == "default" {
-			return t.Template, nil
-		}
-	}
-	return "", fmt.Errorf("%s: chat_template lists no template named \"default\"", path)
+	o, err := ReadTokenizerOptions(dir)
+	return o.ChatTemplate, err
 }
 
 // TokenizerDir is the first of dirs that holds a tokenizer.model: an
@@ -149,4 +118,55 @@ func TokenizerDir(dirs ...string) string {
 		}
 	}
 	return dirs[len(dirs)-1]
+}
+
+// TokenizerOptions are what a directory's tokenizer_config.json says
+// beside the pieces: whether encoding adds BOS and EOS, and the chat
+// template, if any.
+type TokenizerOptions struct {
+	AddBOS, AddEOS bool
+	ChatTemplate   string
+}
+
+// ReadTokenizerOptions reads dir/tokenizer_config.json; without one, BOS
+// is added and EOS not, as LlamaTokenizer does. A chat_template given as
+// a list of named templates yields the one named default.
+func ReadTokenizerOptions(dir string) (TokenizerOptions, error) {
+	o := TokenizerOptions{AddBOS: true}
+	path := filepath.Join(dir, "tokenizer_config.json")
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return o, nil
+	}
+	if err != nil {
+		return o, err
+	}
+	var raw struct {
+		AddBOS       *bool           `json:"add_bos_token"`
+		AddEOS       *bool           `json:"add_eos_token"`
+		ChatTemplate json.RawMessage `json:"chat_template"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return o, fmt.Errorf("%s: %w", path, err)
+	}
+	if raw.AddBOS != nil {
+		o.AddBOS = *raw.AddBOS
+	}
+	if raw.AddEOS != nil {
+		o.AddEOS = *raw.AddEOS
+	}
+	if len(raw.ChatTemplate) > 0 && string(raw.ChatTemplate) != "null" {
+		if json.Unmarshal(raw.ChatTemplate, &o.ChatTemplate) != nil {
+			var named []struct{ Name, Template string }
+			if err := json.Unmarshal(raw.ChatTemplate, &named); err != nil {
+				return o, fmt.Errorf("%s: chat_template is neither a string nor a list of named templates", path)
+			}
+			i := slices.IndexFunc(named, func(t struct{ Name, Template string }) bool { return t.Name == "default" })
+			if i < 0 {
+				return o, fmt.Errorf("%s: chat_template lists no template named \"default\"", path)
+			}
+			o.ChatTemplate = named[i].Template
+		}
+	}
+	return o, nil
 }

@@ -95,3 +95,26 @@ func TestChatTemplate(t *testing.T) {
 		}
 	}
 }
+
+// tokenizer_config.json's flags and chat template, as a string or as
+// transformers' list of named templates; defaults without the file.
+func TestReadTokenizerOptions(t *testing.T) {
+	dir := t.TempDir()
+	if o, err := ReadTokenizerOptions(dir); err != nil || !o.AddBOS || o.AddEOS || o.ChatTemplate != "" {
+		t.Errorf("no file: %+v %v", o, err)
+	}
+	for body, want := range map[string]TokenizerOptions{
+		`{"add_bos_token": false, "add_eos_token": true, "chat_template": "{{ x }}"}`:                      {false, true, "{{ x }}"},
+		`{"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]}`: {true, false, "D"},
+		`{"chat_template": null}`: {true, false, ""},
+	} {
+		os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), []byte(body), 0o644)
+		if o, err := ReadTokenizerOptions(dir); err != nil || o != want {
+			t.Errorf("%s: %+v %v", body, o, err)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), []byte(`{"chat_template": 3}`), 0o644)
+	if _, err := ReadTokenizerOptions(dir); err == nil || !strings.Contains(err.Error(), "chat_template") {
+		t.Errorf("bad template: %v", err)
+	}
+}

@@ -1,10 +1,9 @@
 package llama
 
 import (
-	"encoding/binary"
 	"fmt"
-	"unsafe"
 
+	"zhllama/internal/half"
 	"zhllama/safetensors"
 	"zhllama/tensor"
 )
@@ -60,7 +59,7 @@ func LoadWeights(c Config, ck *safetensors.Checkpoint, o LoadOptions) (*Model, e
 			}
 			t.Release()
 		case w != nil && o.KeepBF16 && t.DType == safetensors.BF16:
-			w.Compact = &tensor.BF16{Rows: t.Shape[0], Cols: t.Shape[1], Data: bf16View(t.Data)}
+			w.Compact = &tensor.BF16{Rows: t.Shape[0], Cols: t.Shape[1], Data: half.View(t.Data)}
 			mapped = true
 		default:
 			*r.Data, err = t.Float32(nil)
@@ -110,21 +109,4 @@ func (m *Model) Sources(dt safetensors.DType) ([]safetensors.Source, error) {
 		srcs = append(srcs, safetensors.FromFloat32(r.Name, dt, r.Shape, *r.Data))
 	}
 	return srcs, nil
-}
-
-// bf16View is b as little-endian uint16s: the mapped file itself where
-// the alignment allows (no copy, and pages the kernel can drop and reread
-// under memory pressure), else a copy.
-func bf16View(b []byte) []uint16 {
-	if len(b) == 0 {
-		return nil
-	}
-	if uintptr(unsafe.Pointer(&b[0]))%2 == 0 {
-		return unsafe.Slice((*uint16)(unsafe.Pointer(&b[0])), len(b)/2)
-	}
-	out := make([]uint16, len(b)/2)
-	for i := range out {
-		out[i] = binary.LittleEndian.Uint16(b[2*i:])
-	}
-	return out
 }

@@ -75,6 +75,10 @@ func (m *Model) Close() error {
 	return err
 }
 
+// Keep makes the model own c, the mapped file its compact weights read
+// (a GGUF file's tensors): Close closes it.
+func (m *Model) Keep(c io.Closer) { m.mapped = c }
+
 // CompactBF16 rounds every weight matrix to bfloat16 and keeps it so,
 // read-only: for inference with half the memory.
 func (m *Model) CompactBF16() {

@@ -15,9 +15,10 @@ import (
 	"sort"
 	"syscall"
 	"unsafe"
-	"zhllama/internal/half"
 
 	"zhllama/internal/atomicfile"
+	"zhllama/internal/half"
+	"zhllama/internal/mmap"
 )
 
 // Tensor is one tensor of a file; Data aliases the file's memory.
@@ -57,13 +58,9 @@ func (t *Tensor) Float32(dst []float32) ([]float32, error) {
 			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 		}
 	case F16:
-		for i := range dst {
-			dst[i] = half.FromF16(binary.LittleEndian.Uint16(b[2*i:]))
-		}
+		half.WidenF16(dst, b)
 	case BF16:
-		for i := range dst {
-			dst[i] = half.FromBF16(binary.LittleEndian.Uint16(b[2*i:]))
-		}
+		half.WidenBF16(dst, b)
 	}
 	return dst, nil
 }
@@ -162,27 +159,9 @@ func Parse(b []byte) (*File, error) {
 
 // Open maps a safetensors file into memory and parses it.
 func Open(path string) (*File, error) {
-	fh, err := os.Open(path)
+	f, b, err := mmap.Open(path, Parse)
 	if err != nil {
 		return nil, err
-	}
-	defer fh.Close()
-	st, err := fh.Stat()
-	if err != nil {
-		return nil, err
-	}
-	var b []byte
-	if st.Size() > 0 {
-		if b, err = syscall.Mmap(int(fh.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	f, err := Parse(b)
-	if err != nil {
-		if b != nil {
-			syscall.Munmap(b)
-		}
-		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	f.Path, f.mapped = path, b
 	for i := range f.Tensors {
@@ -254,10 +233,7 @@ func (t *Tensor) Release() {
 
 // Close unmaps the file; its tensors' data must not be used afterwards.
 func (f *File) Close() error {
-	if f.mapped == nil {
-		return nil
-	}
-	err := syscall.Munmap(f.mapped)
+	err := mmap.Unmap(f.mapped)
 	f.mapped = nil
 	return err
 }
@@ -320,28 +296,12 @@ func Write(path string, metadata map[string]string, tensors []Source) error {
 	binary.Write(out, binary.LittleEndian, uint64(len(hb)))
 	out.Write(hb)
 	for i, t := range tensors {
-		cw := &countWriter{w: out}
-		if err := t.Write(cw); err != nil {
+		if err := out.WriteExactly(fmt.Sprintf("tensor %s (%s %v)", t.Name, t.DType, t.Shape), sizes[i], t.Write); err != nil {
 			out.Abort()
-			return fmt.Errorf("tensor %s: %w", t.Name, err)
-		}
-		if cw.n != sizes[i] {
-			out.Abort()
-			return fmt.Errorf("tensor %s: wrote %d bytes, its shape %v of %s needs %d", t.Name, cw.n, t.Shape, t.DType, sizes[i])
+			return err
 		}
 	}
 	return out.Commit()
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // FromFloat32 is a Source that writes float32 data as dtype (F32, F16 or

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"zhllama/gguf"
 	"zhllama/hfdir"
 	"zhllama/llama"
 	"zhllama/spm"
@@ -72,15 +73,22 @@ const defaultChatTemplate = "llama2_zh"
 
 // chatPrompter is the template conversations are rendered with: the one
 // named, else the chat_template of the adapter's or the model's
-// tokenizer_config.json (written by train and export), else the default;
-// desc says which, for the user.
+// tokenizer_config.json (written by train and export) or of a GGUF file,
+// else the default; desc says which, for the user.
 func chatPrompter(name string, mf modelFlags) (pr template.Prompter, desc string, err error) {
 	if name == "" {
 		for _, dir := range []string{*mf.adapter, *mf.dir} {
 			if dir == "" {
 				continue
 			}
-			src, err := hfdir.ChatTemplate(dir)
+			var src, where string
+			if isGGUF(dir) {
+				where = dir
+				src, err = gguf.ChatTemplate(dir)
+			} else {
+				where = filepath.Join(dir, "tokenizer_config.json")
+				src, err = hfdir.ChatTemplate(dir)
+			}
 			if err != nil {
 				return nil, "", err
 			}
@@ -88,7 +96,7 @@ func chatPrompter(name string, mf modelFlags) (pr template.Prompter, desc string
 				continue
 			}
 			if pr, err = template.ForChatTemplate(src); err != nil {
-				return nil, "", fmt.Errorf("%s: %w; choose a built-in one with --template", filepath.Join(dir, "tokenizer_config.json"), err)
+				return nil, "", fmt.Errorf("%s: %w; choose a built-in one with --template", where, err)
 			}
 			if t, ok := pr.(*template.Template); ok {
 				return pr, "the model's chat_template, template " + t.Name, nil
@@ -201,3 +209,5 @@ func chat(args []string) error {
 		conv.turns = append(conv.turns, template.Message{Role: template.User, Content: line}, template.Message{Role: template.Assistant, Content: answer.String()})
 	}
 }
+
+func isGGUF(path string) bool { return strings.HasSuffix(strings.ToLower(path), ".gguf") }

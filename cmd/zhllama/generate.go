@@ -8,9 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-	"zhllama/hfdir"
 
 	"zhllama/eval"
+	"zhllama/gguf"
+	"zhllama/hfdir"
 	"zhllama/llama"
 	"zhllama/spm"
 )
@@ -21,7 +22,7 @@ type modelFlags struct{ dir, dtype, adapter *string }
 
 func addModelFlags(fs *flag.FlagSet) modelFlags {
 	return modelFlags{
-		fs.String("model", "", "model directory"),
+		fs.String("model", "", "model directory, or a .gguf file"),
 		fs.String("dtype", "auto", "weights in memory: auto (bfloat16 if the checkpoint is), float32 or bfloat16"),
 		fs.String("adapter", "", "a PEFT LoRA adapter directory to merge in"),
 	}
@@ -39,6 +40,9 @@ func (f modelFlags) load() (*llama.Model, *spm.Processor, error) {
 	}
 	if dtype != "auto" && dtype != "float32" && dtype != "bfloat16" {
 		return nil, nil, usagef("--dtype %q: use auto, float32 or bfloat16", dtype)
+	}
+	if isGGUF(dir) {
+		return loadGGUF(dir, dtype, adapter)
 	}
 	m, err := hfdir.LoadWith(dir, llama.LoadOptions{KeepBF16: dtype != "float32" && adapter == ""})
 	if err != nil {
@@ -71,6 +75,36 @@ func (f modelFlags) load() (*llama.Model, *spm.Processor, error) {
 	}
 	return m, p, nil
 }
+
+// loadGGUF loads a GGUF model file with its own vocabulary. With dtype
+// auto its F16, BF16, Q8_0 and Q4_0 matrices stay in their type, read from
+// the mapped file; float32 widens them, bfloat16 rounds them to bfloat16.
+// An adapter is merged in float32.
+func loadGGUF(path, dtype, adapter string) (*llama.Model, *spm.Processor, error) {
+	m, p, err := gguf.LoadModel(path, dtype == "auto" && adapter == "")
+	if err != nil {
+		return nil, nil, err
+	}
+	if adapter != "" {
+		if _, _, err := hfdir.LoadAdapter(m, adapter, llama.DefaultAdapter); err != nil {
+			return nil, nil, err
+		}
+		if err := m.MergeLoRA(); err != nil {
+			return nil, nil, err
+		}
+		if tp := filepath.Join(adapter, "tokenizer.model"); fileThere(tp) {
+			if p, err = loadProcessor(tp); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	if dtype == "bfloat16" {
+		m.CompactBF16()
+	}
+	return m, p, nil
+}
+
+func fileThere(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // samplingFlags are the flags that say how to sample, with a command's
 // defaults.

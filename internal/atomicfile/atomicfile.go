@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -49,6 +50,31 @@ func (a *File) Commit() error {
 		return fmt.Errorf("writing %s: %w", a.path, err)
 	}
 	return nil
+}
+
+// WriteExactly runs write on the file and checks that it wrote n bytes:
+// the streamed parts of a format (a tensor) whose size the header already
+// promised. what names the part in the error.
+func (a *File) WriteExactly(what string, n int64, write func(w io.Writer) error) error {
+	cw := &countWriter{w: a}
+	if err := write(cw); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if cw.n != n {
+		return fmt.Errorf("%s: wrote %d bytes, needs %d", what, cw.n, n)
+	}
+	return nil
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // Abort drops the temporary file. It is safe after Commit.

@@ -3,7 +3,11 @@
 // file formats and the kernels that widen compact weights share it.
 package half
 
-import "math"
+import (
+	"encoding/binary"
+	"math"
+	"unsafe"
+)
 
 // FromBF16 widens a bfloat16.
 func FromBF16(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
@@ -70,4 +74,52 @@ func ToF16(f float32) uint16 {
 		q++ // a carry into the exponent is the right result
 	}
 	return sign | uint16(q)
+}
+
+// View is b, little-endian 16-bit values, as uint16s: the (mapped) bytes
+// themselves where the alignment allows, so that no copy is made and the
+// kernel can drop and reread the pages under memory pressure; else a copy.
+func View(b []byte) []uint16 {
+	if len(b) == 0 {
+		return nil
+	}
+	if uintptr(unsafe.Pointer(&b[0]))%2 == 0 {
+		return unsafe.Slice((*uint16)(unsafe.Pointer(&b[0])), len(b)/2)
+	}
+	out := make([]uint16, len(b)/2)
+	for i := range out {
+		out[i] = binary.LittleEndian.Uint16(b[2*i:])
+	}
+	return out
+}
+
+// WidenF16 widens the little-endian half-precision values in b into dst
+// (len(b) = 2·len(dst)).
+func WidenF16(dst []float32, b []byte) {
+	for i := range dst {
+		dst[i] = FromF16(binary.LittleEndian.Uint16(b[2*i:]))
+	}
+}
+
+// WidenBF16 widens the little-endian bfloat16 values in b into dst.
+func WidenBF16(dst []float32, b []byte) {
+	for i := range dst {
+		dst[i] = FromBF16(binary.LittleEndian.Uint16(b[2*i:]))
+	}
+}
+
+// AppendF16 appends x rounded to half precision, little-endian.
+func AppendF16(dst []byte, x []float32) []byte {
+	for _, v := range x {
+		dst = binary.LittleEndian.AppendUint16(dst, ToF16(v))
+	}
+	return dst
+}
+
+// AppendBF16 appends x rounded to bfloat16, little-endian.
+func AppendBF16(dst []byte, x []float32) []byte {
+	for _, v := range x {
+		dst = binary.LittleEndian.AppendUint16(dst, ToBF16(v))
+	}
+	return dst
 }

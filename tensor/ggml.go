@@ -1,0 +1,168 @@
+package tensor
+
+import (
+	"encoding/binary"
+	"math"
+
+	"zhllama/internal/half"
+)
+
+// The block formats of ggml (llama.cpp's tensor library), as GGUF files
+// store them: a row is cut into blocks of 32 values, each a float16 scale
+// and the quantized values. The quantizers round exactly as ggml's
+// reference ones (quantize_row_q8_0_ref, quantize_row_q4_0_ref), so that a
+// file written here is the file llama.cpp's converter would write.
+
+// QBlock is the number of values in a Q8_0 or Q4_0 block.
+const QBlock = 32
+
+// Bytes per block.
+const (
+	Q8_0BlockBytes = 2 + QBlock
+	Q4_0BlockBytes = 2 + QBlock/2
+)
+
+// AppendQ8_0 quantizes x (a multiple of 32 values) to Q8_0 blocks: scale
+// d = max|x|/127 and q = round(x/d), half away from zero, as ggml's
+// roundf does.
+func AppendQ8_0(dst []byte, x []float32) []byte {
+	for b := 0; b+QBlock <= len(x); b += QBlock {
+		blk := x[b : b+QBlock]
+		var amax float32
+		for _, v := range blk {
+			amax = max(amax, float32(math.Abs(float64(v))))
+		}
+		d := amax / 127
+		var id float32
+		if d != 0 {
+			id = 1 / d
+		}
+		dst = binary.LittleEndian.AppendUint16(dst, half.ToF16(d))
+		for _, v := range blk {
+			// The product is rounded to float32 before roundf, as in C.
+			dst = append(dst, byte(int8(math.Round(float64(float32(v*id))))))
+		}
+	}
+	return dst
+}
+
+// AppendQ4_0 quantizes x (a multiple of 32 values) to Q4_0 blocks: the
+// value of largest magnitude, with its sign, maps to -8; the codes are
+// min(15, trunc(x/d + 8.5)), value j in the low nibble of byte j and value
+// j+16 in its high nibble.
+func AppendQ4_0(dst []byte, x []float32) []byte {
+	for b := 0; b+QBlock <= len(x); b += QBlock {
+		blk := x[b : b+QBlock]
+		var amax, m float32
+		for _, v := range blk {
+			if a := float32(math.Abs(float64(v))); amax < a {
+				amax, m = a, v
+			}
+		}
+		d := m / -8
+		var id float32
+		if d != 0 {
+			id = 1 / d
+		}
+		dst = binary.LittleEndian.AppendUint16(dst, half.ToF16(d))
+		code := func(v float32) byte {
+			return byte(min(15, int8(float32(v*id)+8.5)))
+		}
+		for j := 0; j < QBlock/2; j++ {
+			dst = append(dst, code(blk[j])|code(blk[j+QBlock/2])<<4)
+		}
+	}
+	return dst
+}
+
+// DecodeQ8_0 widens whole Q8_0 blocks b into dst (32 values a block).
+func DecodeQ8_0(dst []float32, b []byte) {
+	for k := 0; k < len(dst); k += QBlock {
+		blk := b[k/QBlock*Q8_0BlockBytes:]
+		d := half.FromF16(binary.LittleEndian.Uint16(blk))
+		for j, q := range blk[2 : 2+QBlock] {
+			dst[k+j] = d * float32(int8(q))
+		}
+	}
+}
+
+// DecodeQ4_0 widens whole Q4_0 blocks b into dst (32 values a block).
+func DecodeQ4_0(dst []float32, b []byte) {
+	for k := 0; k < len(dst); k += QBlock {
+		blk := b[k/QBlock*Q4_0BlockBytes:]
+		d := half.FromF16(binary.LittleEndian.Uint16(blk))
+		for j, q := range blk[2 : 2+QBlock/2] {
+			dst[k+j] = d * float32(int(q&15)-8)
+			dst[k+j+QBlock/2] = d * float32(int(q>>4)-8)
+		}
+	}
+}
+
+// F16 is a Matrix of IEEE half-precision values, row-major.
+type F16 struct {
+	Rows, Cols int
+	Data       []uint16
+}
+
+func (m *F16) Dims() (int, int) { return m.Rows, m.Cols }
+func (m *F16) Bytes() int64     { return 2 * int64(len(m.Data)) }
+
+func (m *F16) Widen(dst []float32, r, c0 int) {
+	for i, h := range m.Data[r*m.Cols+c0 : r*m.Cols+c0+len(dst)] {
+		dst[i] = half.FromF16(h)
+	}
+}
+
+// Blocks is a Matrix of ggml blocks (Q8_0 or Q4_0), each row a whole
+// number of blocks; Cols is a multiple of 32.
+type Blocks struct {
+	Rows, Cols int
+	Data       []byte
+	// Q4 selects Q4_0; otherwise Q8_0.
+	Q4 bool
+}
+
+// NewBlocks quantizes w [rows × cols] to Q8_0 or, with q4, Q4_0; cols must
+// be a multiple of 32.
+func NewBlocks(w []float32, rows, cols int, q4 bool) *Blocks {
+	m := &Blocks{Rows: rows, Cols: cols, Q4: q4}
+	if q4 {
+		m.Data = AppendQ4_0(make([]byte, 0, rows*cols/QBlock*Q4_0BlockBytes), w)
+	} else {
+		m.Data = AppendQ8_0(make([]byte, 0, rows*cols/QBlock*Q8_0BlockBytes), w)
+	}
+	return m
+}
+
+func (m *Blocks) Dims() (int, int) { return m.Rows, m.Cols }
+func (m *Blocks) Bytes() int64     { return int64(len(m.Data)) }
+
+func (m *Blocks) blockBytes() int {
+	if m.Q4 {
+		return Q4_0BlockBytes
+	}
+	return Q8_0BlockBytes
+}
+
+// Widen decodes the blocks that hold row r's columns [c0, c0+len(dst)):
+// whole blocks straight into dst, partial ones through a small buffer.
+func (m *Blocks) Widen(dst []float32, r, c0 int) {
+	bb := m.blockBytes()
+	row := m.Data[r*(m.Cols/QBlock)*bb:]
+	decode := DecodeQ8_0
+	if m.Q4 {
+		decode = DecodeQ4_0
+	}
+	var buf [QBlock]float32
+	for k := 0; k < len(dst); {
+		c := c0 + k
+		blk := row[c/QBlock*bb : (c/QBlock+1)*bb]
+		if off := c % QBlock; off != 0 || len(dst)-k < QBlock {
+			decode(buf[:], blk)
+			k += copy(dst[k:], buf[off:])
+			continue
+		}
+		decode(dst[k:k+QBlock], blk)
+		k += QBlock
+	}
+}
