@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"zhllama/eval"
+	"zhllama/gguf"
 	"zhllama/hfdir"
 	"zhllama/internal/atomicfile"
 	"zhllama/llama"
@@ -94,7 +95,7 @@ func demo(args []string) error {
 		{"rm", "a LoRA reward model on the preference pairs", d.rewardModel},
 		{"ppo", "PPO of the SFT model against the reward model", d.ppo},
 		{"dpo", "DPO of the SFT model on the same pairs, for comparison", d.dpo},
-		{"export", "the PPO model merged into one Hugging Face directory", d.export},
+		{"export", "the PPO model merged into one Hugging Face directory and a Q8_0 GGUF file", d.export},
 	}
 	for _, s := range steps {
 		if err := d.stage(s.name, s.what, s.f); err != nil {
@@ -132,6 +133,9 @@ func (d *demoRun) check() []string {
 		if (c.higher && !(a > b)) || (!c.higher && !(a < b)) {
 			failed = append(failed, fmt.Sprintf("%s (%s %.4g, %s %.4g)", c.stage, c.before, b, c.after, a))
 		}
+	}
+	if num("export.gguf_same_answers") < 0.8 {
+		failed = append(failed, fmt.Sprintf("export (the Q8_0 GGUF gives the directory's answers on only %.0f%% of the questions)", 100*num("export.gguf_same_answers")))
 	}
 	if num("rm.pair_accuracy") <= 0.5 {
 		failed = append(failed, fmt.Sprintf("rm (pair accuracy %.3g, chance 0.5)", num("rm.pair_accuracy")))
@@ -462,6 +466,10 @@ func (d *demoRun) answers(dir, adapter string, samples int) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return d.answersOf(m, samples)
+}
+
+func (d *demoRun) answersOf(m *llama.Model, samples int) ([]string, error) {
 	tpl := demoTemplate()
 	prompts := make([][]int32, len(d.held))
 	for i := range d.held {
@@ -616,17 +624,45 @@ func (d *demoRun) export() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := hfdir.Save(m, d.path("final"), "float32", 0); err != nil {
+	final := d.path("final")
+	if err := hfdir.Save(m, final, "float32", 0); err != nil {
 		return "", err
 	}
-	if err := hfdir.SaveTokenizer(d.path("final"), d.tok, demoTemplate().Jinja()); err != nil {
+	if err := hfdir.SaveTokenizer(final, d.tok, demoTemplate().Jinja()); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("wrote %s: try zhllama chat --model %s --temperature 0", d.path("final"), d.path("final")), nil
+	// The same model as a GGUF file for llama.cpp and ollama, in Q8_0; read
+	// back, it answers the held-out questions as the directory does.
+	ggufPath := d.path("final", "demo-q8_0.gguf")
+	o := gguf.ModelOptions{Type: gguf.Q8_0Type, Name: "zhllama demo", Tokenizer: d.tok, AddBOS: true, ChatTemplate: demoTemplate().Jinja()}
+	if err := gguf.WriteModel(ggufPath, m, o, nil); err != nil {
+		return "", err
+	}
+	want, err := d.answersOf(m, 0)
+	if err != nil {
+		return "", err
+	}
+	gm, _, err := gguf.LoadModel(ggufPath, true)
+	if err != nil {
+		return "", err
+	}
+	defer gm.Close()
+	got, err := d.answersOf(gm, 0)
+	if err != nil {
+		return "", err
+	}
+	same := 0
+	for i := range want {
+		if got[i] == want[i] {
+			same++
+		}
+	}
+	agree := round4(float64(same) / float64(len(want)))
+	d.report["export.gguf_same_answers"] = agree
+	return fmt.Sprintf("wrote %s and %s (its greedy answers equal the directory's on %.0f%% of the held-out questions): try zhllama chat --model %s --temperature 0",
+		final, ggufPath, 100*agree, final), nil
 }
 
-// mcAccuracy is a model's accuracy on the exam, scored as eval mc scores
-// C-Eval (zero-shot: the exam's format is taught by the instructions).
 func (d *demoRun) mcAccuracy(dir string) (float64, error) {
 	m, err := hfdir.Load(dir)
 	if err != nil {
