@@ -22,8 +22,12 @@ type PairResult struct {
 // head): batch pairs a forward pass, the chosen and rejected rows laid out
 // as stage rm lays them, dropout off. progress, if not nil, gets the number
 // of pairs done after each pass.
-func ScorePairs(m *llama.Model, head *llama.ValueHead, pairs *Pairs, batch int, pad int32, progress func(done int)) (chosen, rejected []float64, err error) {
+func ScorePairs(m *llama.Model, head *llama.ValueHead, pairs *Pairs, batch int, pad int32, progress func(done int)) (chosen, rejected []float64) {
 	s := &modelScorer{m: m, head: head, acts: m.NewActs(2*batch, roundUp(pairs.MaxLen())), rows: 2 * batch, pad: pad}
+	return scorePairs(s, pairs, batch, progress)
+}
+
+func scorePairs(s *modelScorer, pairs *Pairs, batch int, progress func(done int)) (chosen, rejected []float64) {
 	for lo := 0; lo < pairs.Len(); lo += batch {
 		hi := min(lo+batch, pairs.Len())
 		seqs := make([][]int32, 2*(hi-lo))
@@ -31,17 +35,14 @@ func ScorePairs(m *llama.Model, head *llama.ValueHead, pairs *Pairs, batch int, 
 			c, r := pairs.Pair(i)
 			seqs[i-lo], seqs[hi-lo+i-lo] = c.IDs, r.IDs
 		}
-		scores, err := s.Score(seqs)
-		if err != nil {
-			return nil, nil, err
-		}
+		scores, _ := s.Score(seqs) // a model scorer has no failure
 		chosen = append(chosen, scores[:hi-lo]...)
 		rejected = append(rejected, scores[hi-lo:]...)
 		if progress != nil {
 			progress(hi)
 		}
 	}
-	return chosen, rejected, nil
+	return chosen, rejected
 }
 
 // PairStats sums up the scores of pairs.

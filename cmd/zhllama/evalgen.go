@@ -166,11 +166,7 @@ func evalRM(args []string) error {
 	}
 	fmt.Fprintf(os.Stderr, "eval rm: %d pairs from %s, template %s\n", pairs.Len(), strings.Join(c.Dataset, ","), c.Template)
 	pr := newProgress("eval rm", "pairs", pairs.Len())
-	chosen, rejected, err := train.ScorePairs(m, head, pairs, *batch, train.PadID(p), func(done int) { pr.report(done, done == pairs.Len(), "") })
-	if err != nil {
-		return err
-	}
-	res := train.PairStats(chosen, rejected)
+	res := train.PairStats(train.ScorePairs(m, head, pairs, *batch, train.PadID(p), func(done int) { pr.report(done, done == pairs.Len(), "") }))
 	fmt.Printf("%-12s %10s\n%-12s %10d\n%-12s %10.4f\n%-12s %10.4f\n%-12s %10.4f\n", "metric", "value", "pairs", res.Pairs, "accuracy", res.Accuracy, "mean_margin", res.MeanMargin, "loss", res.Loss)
 	if *outDir != "" {
 		if err := os.MkdirAll(*outDir, 0o755); err != nil {
