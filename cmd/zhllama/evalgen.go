@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"zhllama/eval"
-	"zhllama/hfdir"
 	"zhllama/internal/atomicfile"
 	"zhllama/llama"
 	"zhllama/train"
@@ -52,11 +51,7 @@ func evalSFT(args []string) error {
 	if err != nil {
 		return err
 	}
-	c := df.config("sft", *mf.dir)
-	if ctx := m.Config.MaxPositionEmbeddings; c.CutoffLen > ctx {
-		fmt.Fprintf(os.Stderr, "note: --cutoff_len %d is past the model's context %d: prompts are cut to %d tokens\n", c.CutoffLen, ctx, ctx)
-		c.CutoffLen = ctx
-	}
+	c := df.config("sft", *mf.dir, m.Config.MaxPositionEmbeddings)
 	exs, err := train.LoadPredictions(c, p, os.Stderr)
 	if err != nil {
 		return err
@@ -138,28 +133,11 @@ func evalRM(args []string) error {
 	if err := df.check(); err != nil {
 		return err
 	}
-	m, p, err := mf.load()
+	m, p, head, err := mf.loadRewardModel()
 	if err != nil {
 		return err
 	}
-	// The value head sits with the adapter of a LoRA reward model, else
-	// with the model.
-	headDir := *mf.dir
-	if *mf.adapter != "" {
-		headDir = *mf.adapter
-	}
-	if _, err := os.Stat(filepath.Join(headDir, hfdir.ValueHeadFile)); err != nil {
-		return fmt.Errorf("%s has no %s: it is not a reward model (train one with zhllama train --stage rm)", headDir, hfdir.ValueHeadFile)
-	}
-	head, err := hfdir.LoadValueHead(headDir, m.Config.HiddenSize)
-	if err != nil {
-		return err
-	}
-	c := df.config("rm", *mf.dir)
-	if ctx := m.Config.MaxPositionEmbeddings; c.CutoffLen > ctx {
-		fmt.Fprintf(os.Stderr, "note: --cutoff_len %d is past the model's context %d: pairs are cut to %d tokens\n", c.CutoffLen, ctx, ctx)
-		c.CutoffLen = ctx
-	}
+	c := df.config("rm", *mf.dir, m.Config.MaxPositionEmbeddings)
 	pairs, _, err := train.LoadPairs(c, p, os.Stderr)
 	if err != nil {
 		return err
@@ -221,8 +199,12 @@ func (f dataFlags) check() error {
 }
 
 // config is a train.Config of stage with the data flags, for the data
-// loaders train shares.
-func (f dataFlags) config(stage, model string) *train.Config {
+// loaders train shares; cutoff_len stops at the model's context ctx.
+func (f dataFlags) config(stage, model string, ctx int) *train.Config {
+	if *f.cutoff > ctx {
+		fmt.Fprintf(os.Stderr, "note: --cutoff_len %d is past the model's context %d: examples are cut to %d tokens\n", *f.cutoff, ctx, ctx)
+		*f.cutoff = ctx
+	}
 	var names []string
 	for _, n := range strings.Split(*f.dataset, ",") {
 		if n = strings.TrimSpace(n); n != "" {

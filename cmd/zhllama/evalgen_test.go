@@ -16,15 +16,6 @@ import (
 	"zhllama/llama"
 )
 
-func tinyModel(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "m")
-	if _, errs, code := zhllama(t, "", "model", "init", "--preset", "tiny", "--tokenizer", testenv.Path(t, "tokenizers/llama2/tokenizer.model"), "--output_dir", dir); code != 0 {
-		t.Fatal(errs)
-	}
-	return dir
-}
-
 type prediction struct{ Prompt, Predict, Label string }
 
 func readPredictions(t *testing.T, dir string) []prediction {
@@ -46,7 +37,7 @@ func readPredictions(t *testing.T, dir string) []prediction {
 // ShareGPT by file), writes LLaMA-Factory's files, and its scores are the
 // metrics of what it wrote; greedy answers do not depend on the batch.
 func TestEvalSFT(t *testing.T) {
-	model := tinyModel(t)
+	model := tinyModelDir(t)
 	sft := testenv.Path(t, "sft")
 	dict := testenv.JiebaDict(t)
 	run := func(out string, args ...string) []prediction {
@@ -106,7 +97,7 @@ func TestEvalSFT(t *testing.T) {
 }
 
 func TestEvalSFTBadInput(t *testing.T) {
-	model := tinyModel(t)
+	model := tinyModelDir(t)
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "dict.txt")
 	testenv.WriteFile(t, bad, []byte("的 100 u\n不好\n"))
@@ -143,7 +134,7 @@ func TestEvalSFTBadInput(t *testing.T) {
 // turns the accuracy into its complement and the margin into its
 // negative, and the batch changes nothing.
 func TestEvalRM(t *testing.T) {
-	model := tinyModel(t)
+	model := tinyModelDir(t)
 	m, err := hfdir.Load(model)
 	if err != nil {
 		t.Fatal(err)
@@ -191,8 +182,8 @@ func TestEvalRM(t *testing.T) {
 	t.Logf("random head: %+v", a)
 
 	// Errors name what is wrong.
-	plain := tinyModel(t)
-	if _, errs, code := zhllama(t, "", "eval", "rm", "--model", plain, "--dataset", pairs); code != 1 || !strings.Contains(errs, hfdir.ValueHeadFile) || !strings.Contains(errs, "stage rm") {
+	plain := tinyModelDir(t)
+	if _, errs, code := zhllama(t, "", "eval", "rm", "--model", plain, "--dataset", pairs); code != 1 || !strings.Contains(errs, hfdir.ValueHeadFile) || !strings.Contains(errs, "stage: rm") {
 		t.Errorf("no value head: code %d %s", code, errs)
 	}
 	if _, errs, code := zhllama(t, "", "eval", "rm", "--model", model, "--dataset", testenv.Path(t, "sft/alpaca_zh_demo.json")); code != 1 || !strings.Contains(errs, "one answer per prompt") {
