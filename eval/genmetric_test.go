@@ -224,7 +224,15 @@ func genPairs(t *testing.T) []genPair {
 	for i, a := range answers {
 		pairs[i] = genPair{Pred: perturb(r, a, answers[(i+7)%len(answers)]), Label: a}
 	}
-	return pairs
+	// Edges: empty sides, white space only, rouge_chinese's sentence cuts
+	// (quotes, six dots, ellipses, ? and ！), CR LF, Python's extra white
+	// space (\x1c-\x1f, U+3000, U+00A0), percentages and decimals.
+	return append(pairs,
+		genPair{"", "答案是四十二。"}, genPair{"答案是四十二。", ""}, genPair{" \n\t", "答案"}, genPair{"答案", "\u3000\u00a0"},
+		genPair{"他说：“好。”然后走了。", "他说：“好。”"}, genPair{"等等......然后呢", "等等......"}, genPair{"真的……吗？是！", "真的……？"},
+		genPair{"what? yes! 好？对", "what?yes"}, genPair{"第一行\r\n第二行", "第一行\n第二行"}, genPair{"甲\x1c乙\x1f丙", "甲 乙 丙"},
+		genPair{"增长了3.5%，约50%的人", "增长了3.5%，约有一半的人"}, genPair{"Python 3.12 版本发布", "Python3.12版本已发布"},
+		genPair{"好", "好"}, genPair{"好好好好好好", "好"}, genPair{"。。。", "。"})
 }
 
 // The metric math against nltk and the ROUGE written out in Python, both
