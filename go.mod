@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/ardanlabs/jinja v1.8.0
+	github.com/go-ego/gse v0.80.3
 	github.com/klauspost/compress v1.20.4
 	github.com/longbridgeapp/opencc v0.3.13
 	github.com/parquet-go/parquet-go v0.32.0
@@ -21,5 +22,6 @@ require (
 	github.com/parquet-go/jsonlite v1.0.0 // indirect
 	github.com/pierrec/lz4/v4 v4.1.21 // indirect
 	github.com/twpayne/go-geom v1.6.1 // indirect
+	github.com/vcaesar/cedar v0.20.2 // indirect
 	google.golang.org/protobuf v1.34.2 // indirect
 )

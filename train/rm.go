@@ -135,19 +135,14 @@ func (o *RM) Accumulate(batch []int, denom int, micro uint64) Result {
 }
 
 // Evaluate is the validation pairs' loss and accuracy (strict: a tie is
-// wrong).
+// wrong), scored as zhllama eval rm scores pairs.
 func (o *RM) Evaluate() (map[string]float64, bool) {
 	if o.ValPairs == nil || o.ValPairs.Len() == 0 {
 		return nil, false
 	}
-	o.acts.Dropout = false
-	out := map[string]float64{}
-	batchesOf(o.ValPairs.Len(), o.batch, func(batch []int, w float64) {
-		c, r, _, _ := o.scores(o.ValPairs, batch, 0)
-		l, _, _, acc := rlhf.RankLoss(c, r)
-		addWeighted(out, l, map[string]float64{"accuracy": acc}, w)
-	})
-	return out, true
+	s := &modelScorer{m: o.Model, head: o.Head, acts: o.acts, rows: 2 * o.batch, pad: o.pad}
+	res := PairStats(scorePairs(s, o.ValPairs, o.batch, nil))
+	return map[string]float64{"loss": res.Loss, "accuracy": res.Accuracy}, true
 }
 
 // Save writes the model or adapter, the tokenizer and value_head.safetensors.

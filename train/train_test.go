@@ -731,3 +731,22 @@ func TestDPO(t *testing.T) {
 		}
 	}
 }
+
+// Evaluate (what zhllama eval rm runs) scores the validation pairs as the
+// training forward does with dropout off, and sums them up as RankLoss.
+func TestRewardModelEvaluate(t *testing.T) {
+	tr := newTrainer(t, rmConfig(t, tinyModel(t), "--val_size", "3", "--per_device_train_batch_size", "2"))
+	o := tr.RM
+	got, ok := o.Evaluate()
+	if !ok {
+		t.Fatal("no validation pairs")
+	}
+	o.acts.Dropout = false
+	c, r, _, _ := o.scores(o.ValPairs, []int{0, 1}, 0)
+	c2, r2, _, _ := o.scores(o.ValPairs, []int{2}, 0)
+	c, r = append(c, c2...), append(r, r2...)
+	loss, _, _, acc := rlhf.RankLoss(c, r)
+	if math.Abs(got["loss"]-loss) > 1e-5 || got["accuracy"] != acc {
+		t.Errorf("Evaluate %v, training forward: loss %g accuracy %g", got, loss, acc)
+	}
+}

@@ -340,12 +340,7 @@ func (t *Tuned) numTrained() int {
 
 // padID is the id batches are padded with: the pad piece, else EOS as
 // LLaMA-Factory pads when there is none, else 0.
-func (t *Tuned) padID() int32 {
-	if id := t.Tok.SpecialID("pad"); id >= 0 {
-		return int32(id)
-	}
-	return int32(max(0, t.Tok.SpecialID("eos")))
-}
+func (t *Tuned) padID() int32 { return PadID(t.Tok) }
 
 // newActs are activations for rows × bt tokens, checkpointed when the run
 // asks for gradient checkpointing.

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"time"
 
 	"zhllama/eval"
 	"zhllama/template"
@@ -92,19 +91,9 @@ func evalMC(args []string) error {
 	total := data.Questions()
 	fmt.Fprintf(os.Stderr, "eval mc: %s %s, %d subjects, %d questions, %d-shot, template %s, language %s\n", *task, *split, len(data.Subjects), total, *nShot, tpl.Name, *lang)
 	res := &eval.MCResult{}
-	start, last, done, shown := time.Now(), time.Now(), 0, -1
+	pr, done := newProgress("eval mc", "questions", total), 0
 	report := func(si int, force bool) {
-		if done == shown || !force && time.Since(last) < 5*time.Second {
-			return
-		}
-		last, shown = time.Now(), done
-		el := time.Since(start).Seconds()
-		rate := float64(done) / max(el, 1e-9)
-		line := fmt.Sprintf("eval mc: subject %d/%d %s, %d/%d questions, %.2f questions/s", si+1, len(data.Subjects), data.Subjects[si].Key, done, total, rate)
-		if done > 0 && done < total {
-			line += fmt.Sprintf(", ETA %s", time.Duration(float64(total-done)/rate*float64(time.Second)).Round(time.Second))
-		}
-		fmt.Fprintln(os.Stderr, line)
+		pr.report(done, force, fmt.Sprintf("subject %d/%d %s, ", si+1, len(data.Subjects), data.Subjects[si].Key))
 	}
 	for si, s := range data.Subjects {
 		preds, err := eval.Predict(m, choices, prompts[si], *batch, func(n int) { done += n; report(si, false) })

@@ -290,6 +290,8 @@ func evalCommand() *command {
 		sub: []*command{
 			{name: "ppl", summary: "perplexity of a model on a text file, a document a line", usage: "--model D --input FILE [--cutoff_len N] [--batch N]", run: evalPPL},
 			{name: "mc", summary: "multiple-choice benchmarks (C-Eval, CMMLU, MMLU) as LLaMA-Factory's evaluator scores them", usage: evalMCUsage, run: evalMC},
+			{name: "sft", summary: "answer a dataset's prompts and score the answers with BLEU-4 and ROUGE, as LLaMA-Factory's predict_with_generate", usage: evalSFTUsage, run: evalSFT},
+			{name: "rm", summary: "a reward model's accuracy and margin on preference pairs", usage: evalRMUsage, run: evalRM},
 		}}
 }
 

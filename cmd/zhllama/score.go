@@ -33,18 +33,7 @@ func score(args []string) error {
 	if *input == "" || *batch < 1 {
 		return usagef("--input is required and --batch must be at least 1")
 	}
-	m, p, err := mf.load()
-	if err != nil {
-		return err
-	}
-	headDir := *mf.dir
-	if *mf.adapter != "" {
-		headDir = *mf.adapter
-	}
-	if _, err := os.Stat(filepath.Join(headDir, hfdir.ValueHeadFile)); err != nil {
-		return fmt.Errorf("%s has no %s: it is not a reward model (train one with stage: rm)", headDir, hfdir.ValueHeadFile)
-	}
-	head, err := hfdir.LoadValueHead(headDir, m.Config.HiddenSize)
+	m, p, head, err := mf.loadRewardModel()
 	if err != nil {
 		return err
 	}
@@ -67,6 +56,28 @@ func score(args []string) error {
 		}
 	}
 	return nil
+}
+
+// loadRewardModel loads a reward model: the model (with the adapter
+// merged) and the value head beside the adapter of a LoRA reward model,
+// else beside the model.
+func (f modelFlags) loadRewardModel() (*llama.Model, *spm.Processor, *llama.ValueHead, error) {
+	m, p, err := f.load()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	headDir := *f.dir
+	if *f.adapter != "" {
+		headDir = *f.adapter
+	}
+	if _, err := os.Stat(filepath.Join(headDir, hfdir.ValueHeadFile)); err != nil {
+		return nil, nil, nil, fmt.Errorf("%s has no %s: it is not a reward model (train one with stage: rm)", headDir, hfdir.ValueHeadFile)
+	}
+	head, err := hfdir.LoadValueHead(headDir, m.Config.HiddenSize)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return m, p, head, nil
 }
 
 // readTexts reads the non-empty lines of path: the "text" of a JSON

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"zhllama/llama/torchref"
@@ -80,4 +81,15 @@ func RequireTorch(t testing.TB) {
 	if !torchref.Available() {
 		Need(t, "python3-torch", "install Debian's python3-torch (apt-get install python3-torch) to run the PyTorch parity tests")
 	}
+}
+
+// JiebaDict returns the path of jieba's dict.txt as /usr/bin/python3's
+// jieba installs it, or stops the test (see Need).
+func JiebaDict(t testing.TB) string {
+	t.Helper()
+	out, err := exec.Command("/usr/bin/python3", "-c", "import jieba, os; print(os.path.join(os.path.dirname(jieba.__file__), 'dict.txt'))").Output()
+	if err != nil {
+		Need(t, "python3-jieba", "install Debian's python3-jieba (apt-get install python3-jieba)")
+	}
+	return strings.TrimSpace(string(out))
 }
