@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +27,7 @@ func benchServe(args []string) error {
 	streamsFlag := fs.String("streams", "1,8", "concurrent requests to measure, comma-separated")
 	maxTokens := fs.Int("max_tokens", 128, "tokens each request generates (greedy; fewer if it meets EOS)")
 	promptLen := fs.Int("prompt_len", 16, "prompt tokens per request")
+	runs := fs.Int("runs", 3, "runs of each measurement; the median is reported")
 	if err := parseFlags(fs, args, "--tokenizer T.model [--preset stories15M] | --model D; [--streams 1,8] [--max_tokens 128]"); err != nil {
 		return err
 	}
@@ -36,8 +39,8 @@ func benchServe(args []string) error {
 		}
 		streams = append(streams, n)
 	}
-	if *maxTokens < 2 || *promptLen < 1 {
-		return usagef("--max_tokens must be at least 2 and --prompt_len at least 1")
+	if *maxTokens < 2 || *promptLen < 1 || *runs < 1 {
+		return usagef("--max_tokens must be at least 2, --prompt_len and --runs at least 1")
 	}
 	var m *llama.Model
 	var p *spm.Processor
@@ -62,15 +65,26 @@ func benchServe(args []string) error {
 		m.Randomize(1)
 		*mf.dir = "random " + *preset
 	}
-	fmt.Printf("%s: %.1fM parameters; %d prompt tokens, up to %d generated per request, greedy\n",
-		*mf.dir, float64(m.Config.NumParams())/1e6, *promptLen, *maxTokens)
+	fmt.Printf("%s: %.1fM parameters; %d prompt tokens, up to %d generated per request, greedy; median of %d runs\n",
+		*mf.dir, float64(m.Config.NumParams())/1e6, *promptLen, *maxTokens, *runs)
 	fmt.Printf("%8s %10s %9s %14s %16s %8s\n", "streams", "tokens", "seconds", "tokens/s", "per stream", "speedup")
 	var base float64
 	for _, n := range streams {
-		tps, tokens, secs, err := serveRate(m, p, n, *promptLen, *maxTokens)
-		if err != nil {
-			return err
+		type run struct {
+			tps    float64
+			tokens int
+			secs   float64
 		}
+		var rs []run
+		for range *runs {
+			tps, tokens, secs, err := serveRate(m, p, n, *promptLen, *maxTokens)
+			if err != nil {
+				return err
+			}
+			rs = append(rs, run{tps, tokens, secs})
+		}
+		slices.SortFunc(rs, func(a, b run) int { return cmp.Compare(a.tps, b.tps) })
+		tps, tokens, secs := rs[len(rs)/2].tps, rs[len(rs)/2].tokens, rs[len(rs)/2].secs
 		if base == 0 {
 			base = tps
 		}
