@@ -3,8 +3,6 @@ package serve
 import (
 	"fmt"
 	"net/http"
-	"sort"
-	"strings"
 	"unicode/utf8"
 
 	"zhllama/llama"
@@ -39,78 +37,8 @@ func (r TemplateRenderer) Encode(msgs []template.Message) ([]int32, error) {
 	if len(msgs)%2 == 0 {
 		return nil, fmt.Errorf("the last message is the assistant's: end with a user message")
 	}
-	// The open turn is an empty assistant message rendered, then dropped.
-	enc, err := r.T.EncodeMessages(r.Tok, append(msgs[:len(msgs):len(msgs)], template.Message{Role: template.Assistant}), system, "")
-	if err != nil {
-		return nil, err
-	}
-	var ids []int32
-	for _, e := range enc[:len(enc)-1] {
-		for _, id := range e {
-			ids = append(ids, int32(id))
-		}
-	}
-	return ids, nil
-}
-
-// encodeSpecial is text's ids with the tokenizer's control pieces (<s>,
-// </s>) written in the text read as those tokens, and every run of text
-// between them encoded on its own, as Hugging Face's tokenizers do.
-func encodeSpecial(p *spm.Processor, text string) []int32 {
-	var specials []string
-	for id := range p.Size() {
-		if p.Type(id) == spm.Control && p.IDToPiece(id) != "" {
-			specials = append(specials, p.IDToPiece(id))
-		}
-	}
-	sort.Slice(specials, func(i, j int) bool { return len(specials[i]) > len(specials[j]) })
-	var ids []int32
-	run := func(s string) {
-		if s != "" {
-			for _, id := range p.Encode(s) {
-				ids = append(ids, int32(id))
-			}
-		}
-	}
-	for text != "" {
-		at, which := -1, ""
-		for _, sp := range specials {
-			if j := strings.Index(text, sp); j >= 0 && (at < 0 || j < at) {
-				at, which = j, sp
-			}
-		}
-		if at < 0 {
-			run(text)
-			break
-		}
-		run(text[:at])
-		ids = append(ids, int32(p.PieceToID(which)))
-		text = text[at+len(which):]
-	}
-	return ids
-}
-
-// decodeSpecial is ids' text with control pieces written out.
-func decodeSpecial(p *spm.Processor, ids []int32) string {
-	var b strings.Builder
-	var run []int
-	flush := func() {
-		if len(run) > 0 {
-			s, _ := p.Decode(run)
-			b.WriteString(s)
-			run = run[:0]
-		}
-	}
-	for _, id := range ids {
-		if p.Type(int(id)) == spm.Control {
-			flush()
-			b.WriteString(p.IDToPiece(int(id)))
-			continue
-		}
-		run = append(run, int(id))
-	}
-	flush()
-	return b.String()
+	// The open turn is an empty assistant message, rendered, then dropped.
+	return r.T.PromptIDs(r.Tok, append(msgs[:len(msgs):len(msgs)], template.Message{Role: template.Assistant}), system, "")
 }
 
 func (s *Server) tokenize(w http.ResponseWriter, r *http.Request) error {
@@ -144,7 +72,7 @@ func (s *Server) tokenize(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if parseSpecial {
-		ids = append(ids, encodeSpecial(p, content)...)
+		ids = append(ids, p.EncodeWithControls(content)...)
 	} else {
 		for _, id := range p.Encode(content) {
 			ids = append(ids, int32(id))
@@ -194,7 +122,8 @@ func (s *Server) detokenize(w http.ResponseWriter, r *http.Request) error {
 			return badRequest("tokens", "tokens[%d] = %d is not a token id (0 to %d)", i, id, s.o.Tok.Size()-1)
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"content": decodeSpecial(s.o.Tok, ids)})
+	text, _ := s.o.Tok.DecodeWithControls(ids) // the ids are checked above
+	writeJSON(w, http.StatusOK, map[string]any{"content": text})
 	return nil
 }
 
@@ -211,7 +140,11 @@ func (s *Server) applyTemplate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return badRequest("messages", "messages: %v", err)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"prompt": decodeSpecial(s.o.Tok, ids)})
+	text, err := s.o.Tok.DecodeWithControls(ids)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"prompt": text})
 	return nil
 }
 
@@ -251,7 +184,7 @@ func (s *Server) scoreEvaluation(w http.ResponseWriter, r *http.Request) error {
 	}
 	seqs := make([][]int32, len(texts))
 	for i, t := range texts {
-		ids := encodeSpecial(s.o.Tok, t)
+		ids := s.o.Tok.EncodeWithControls(t)
 		if len(ids) == 0 {
 			return badRequest(fmt.Sprintf("messages[%d]", i), "messages[%d] is empty: nothing to score", i)
 		}

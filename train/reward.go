@@ -161,7 +161,10 @@ type apiScorer struct {
 func (s *apiScorer) Score(seqs [][]int32) ([]float64, error) {
 	texts := make([]string, len(seqs))
 	for i, q := range seqs {
-		texts[i] = decodeWithSpecials(s.tok, q)
+		var err error
+		if texts[i], err = s.tok.DecodeWithControls(q); err != nil {
+			return nil, fmt.Errorf("reward_model %s: sequence %d: %w", s.url, i, err)
+		}
 	}
 	body, _ := json.Marshal(map[string]any{"model": "model", "messages": texts})
 	var last error
@@ -209,28 +212,4 @@ func (s *apiScorer) post(body []byte) (scores []float64, retry bool, err error) 
 		return nil, false, errors.New(`the answer is not JSON with "scores": a list of numbers`)
 	}
 	return *out.Scores, false, nil
-}
-
-// decodeWithSpecials is the text of ids with control pieces (<s>, </s>)
-// written out, as Hugging Face's batch_decode(skip_special_tokens=False).
-func decodeWithSpecials(p *spm.Processor, ids []int32) string {
-	var b strings.Builder
-	var run []int
-	flush := func() {
-		if len(run) > 0 {
-			s, _ := p.Decode(run)
-			b.WriteString(s)
-			run = run[:0]
-		}
-	}
-	for _, id := range ids {
-		if p.Type(int(id)) == spm.Control {
-			flush()
-			b.WriteString(p.IDToPiece(int(id)))
-			continue
-		}
-		run = append(run, int(id))
-	}
-	flush()
-	return b.String()
 }
