@@ -356,6 +356,9 @@ func TestLogprobsAndPenalties(t *testing.T) {
 			t.Errorf("token %d: %+v", i, lp)
 		}
 	}
+	if lp := s.e.tokenLogprob(s.o.Tok.Size()+3, -1); lp.Token != "" || len(lp.Bytes) != 0 {
+		t.Errorf("a padded vocabulary row: %+v", lp)
+	}
 	// Penalties: the same greedy loop by hand, logit[t] -= count[t]·f + (count[t]>0)·p.
 	m, tok := s.o.Model, s.o.Tok
 	prompt := tok.ModelInput("1 2 3")

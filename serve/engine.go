@@ -509,7 +509,9 @@ func (e *Engine) logprob(raw []float32, id, top int) TokenLogprob {
 // stands for.
 func (e *Engine) tokenLogprob(id int, lp float64) TokenLogprob {
 	var b []byte
-	if e.tok.Type(id) == spm.Byte {
+	if id >= e.tok.Size() {
+		// A row of a vocabulary padded past the tokenizer's: no text.
+	} else if e.tok.Type(id) == spm.Byte {
 		var v byte
 		fmt.Sscanf(e.tok.IDToPiece(id), "<0x%02X>", &v)
 		b = []byte{v}
