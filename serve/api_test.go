@@ -528,3 +528,25 @@ func TestTokenizeAndTemplate(t *testing.T) {
 		t.Errorf("models: %+v", ml)
 	}
 }
+
+// max_completion_tokens wins over max_tokens; the answer stops there with
+// finish_reason length.
+func TestMaxTokensPrecedence(t *testing.T) {
+	s, hs := testServer(t, nil)
+	prompt := "1 2 3 4"
+	want, finish := greedy(t, s, s.o.Tok.ModelInput(prompt), 3)
+	if finish != "length" {
+		t.Skip("the model ends within 3 tokens")
+	}
+	code, b := post(t, hs.URL+"/v1/completions", fmt.Sprintf(`{"prompt":%q,"temperature":0,"max_tokens":1,"max_completion_tokens":3}`, prompt))
+	var r struct {
+		Choices []struct {
+			Text         string
+			FinishReason string `json:"finish_reason"`
+		}
+		Usage Usage
+	}
+	if err := json.Unmarshal(b, &r); code != 200 || err != nil || r.Choices[0].Text != want || r.Choices[0].FinishReason != "length" || r.Usage.CompletionTokens != 3 {
+		t.Errorf("%d %s, want %q", code, b, want)
+	}
+}
