@@ -68,27 +68,31 @@ func benchServe(args []string) error {
 	fmt.Printf("%s: %.1fM parameters; %d prompt tokens, up to %d generated per request, greedy; median of %d runs\n",
 		*mf.dir, float64(m.Config.NumParams())/1e6, *promptLen, *maxTokens, *runs)
 	fmt.Printf("%8s %10s %9s %14s %16s %8s\n", "streams", "tokens", "seconds", "tokens/s", "per stream", "speedup")
-	var base float64
-	for _, n := range streams {
-		type run struct {
-			tps    float64
-			tokens int
-			secs   float64
-		}
-		var rs []run
-		for range *runs {
+	// Runs interleave the stream counts, so that a busy machine weighs on
+	// each alike.
+	type run struct {
+		tps    float64
+		tokens int
+		secs   float64
+	}
+	rs := make([][]run, len(streams))
+	for range *runs {
+		for k, n := range streams {
 			tps, tokens, secs, err := serveRate(m, p, n, *promptLen, *maxTokens)
 			if err != nil {
 				return err
 			}
-			rs = append(rs, run{tps, tokens, secs})
+			rs[k] = append(rs[k], run{tps, tokens, secs})
 		}
-		slices.SortFunc(rs, func(a, b run) int { return cmp.Compare(a.tps, b.tps) })
-		tps, tokens, secs := rs[len(rs)/2].tps, rs[len(rs)/2].tokens, rs[len(rs)/2].secs
+	}
+	var base float64
+	for k, n := range streams {
+		slices.SortFunc(rs[k], func(a, b run) int { return cmp.Compare(a.tps, b.tps) })
+		med := rs[k][len(rs[k])/2]
 		if base == 0 {
-			base = tps
+			base = med.tps
 		}
-		fmt.Printf("%8d %10d %9.2f %14.1f %16.1f %7.2fx\n", n, tokens, secs, tps, tps/float64(n), tps/base)
+		fmt.Printf("%8d %10d %9.2f %14.1f %16.1f %7.2fx\n", n, med.tokens, med.secs, med.tps, med.tps/float64(n), med.tps/base)
 	}
 	return nil
 }
