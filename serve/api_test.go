@@ -33,7 +33,13 @@ func greedy(t testing.TB, s *Server, prompt []int32, maxNew int) (string, string
 // With temperature 0 the server writes what Generate writes greedily,
 // whether requests run alone or batched with others, streamed or not.
 func TestGreedyMatchesGenerate(t *testing.T) {
-	s, hs := testServer(t, func(o *Options) { o.Engine.Batch = 7 }) // prompts prefill in several chunks
+	for _, batch := range []int{1, 7} { // prompts prefill in chunks, even of one token while others generate
+		t.Run(fmt.Sprint("batch", batch), func(t *testing.T) { greedyMatches(t, batch) })
+	}
+}
+
+func greedyMatches(t *testing.T, batch int) {
+	s, hs := testServer(t, func(o *Options) { o.Engine.Batch = batch })
 	prompts := []string{"你好，世界", "The capital of France is", "从前有一座山，山里有一座庙，庙里有个老和尚", "1 2 3 4 5"}
 	var wg sync.WaitGroup
 	for i, p := range prompts {

@@ -352,6 +352,9 @@ func (e *Engine) step() {
 			budget--
 		}
 	}
+	// A prompt moves on by a token a step at least, however many slots
+	// are generating.
+	budget = max(budget, 1)
 	for i, s := range e.slots {
 		if s == nil || s.fed == len(s.t.prompt) || budget <= 0 {
 			continue
