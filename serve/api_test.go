@@ -205,6 +205,7 @@ func TestValidation(t *testing.T) {
 		{chat, `{"messages":[{"role":"user","content":"` + long + `"}]}`, 400, "messages", "the context is 64 tokens"},
 		{chat, `{` + user + `,"pad":"` + strings.Repeat("x", 1<<17) + `"}`, 413, "", "passes 65536 bytes"},
 		{hs.URL + "/v1/completions", `{}`, 400, "prompt", "prompt is required"},
+		{hs.URL + "/v1/completions", `{"prompt":"` + long + `"}`, 400, "prompt", "the context is 64 tokens"},
 		{hs.URL + "/v1/completions", `{"prompt": [1, 99999]}`, 400, "prompt", "not a token id"},
 		{hs.URL + "/v1/completions", `{"prompt": "hi", "logprobs": 30}`, 400, "logprobs", "0 to 20"},
 		{hs.URL + "/v1/score/evaluation", `{"messages": ["a"]}`, 501, "", "no value head"},

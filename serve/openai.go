@@ -167,6 +167,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) error {
 		return map[string]any{"content": lps}
 	}
 	return s.generate(w, r, ids, q, shape{
+		param: "messages",
 		first: func() map[string]any {
 			c := head("chat.completion.chunk")
 			c["choices"] = []any{map[string]any{"index": 0, "delta": map[string]any{"role": "assistant", "content": ""}, "finish_reason": nil}}
@@ -303,7 +304,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) error {
 		c["choices"] = []any{map[string]any{"index": 0, "text": text, "logprobs": legacyLogprobs(q.Logprobs, lps), "finish_reason": fr}}
 		return c
 	}
-	return s.generate(w, r, ids, q, shape{chunk: choice, whole: choice, usage: head})
+	return s.generate(w, r, ids, q, shape{param: "prompt", chunk: choice, whole: choice, usage: head})
 }
 
 // legacyLogprobs is /v1/completions' form: parallel lists.
@@ -356,6 +357,7 @@ func (s *Server) completionPrompt(f fields) ([]int32, error) {
 
 // shape builds an endpoint's response objects.
 type shape struct {
+	param string                                                              // the field the prompt came from, named when it is too long
 	first func() map[string]any                                               // the stream's opening chunk, if any
 	chunk func(text string, lps []TokenLogprob, finish string) map[string]any // a streamed delta
 	usage func() map[string]any                                               // the head of the usage chunk
@@ -365,7 +367,7 @@ type shape struct {
 // generate runs a prompt and answers it whole or as server-sent events.
 func (s *Server) generate(w http.ResponseWriter, r *http.Request, ids []int32, q request, sh shape) error {
 	if len(ids) >= s.e.Ctx() {
-		return &apiError{status: http.StatusBadRequest, typ: "exceed_context_size_error", param: "messages", code: "context_length_exceeded",
+		return &apiError{status: http.StatusBadRequest, typ: "exceed_context_size_error", param: sh.param, code: "context_length_exceeded",
 			msg: fmt.Sprintf("the prompt has %d tokens, and the context is %d tokens: shorten it (or start the server with a larger --ctx)", len(ids), s.e.Ctx())}
 	}
 	t, err := s.e.Submit(r.Context(), ids, q.Params)
