@@ -68,17 +68,7 @@ func MCMessages(lang, subject string, shots []Question, q Question) ([]template.
 // system text) and keeps every turn but the last answer: the prompt the
 // next token is predicted from (LLaMA-Factory's encode_oneturn).
 func MCPromptIDs(tpl *template.Template, tok template.Tokenizer, msgs []template.Message) ([]int32, error) {
-	enc, err := tpl.EncodeMessages(tok, msgs, "", "")
-	if err != nil {
-		return nil, err
-	}
-	var ids []int32
-	for _, e := range enc[:len(enc)-1] {
-		for _, id := range e {
-			ids = append(ids, int32(id))
-		}
-	}
-	return ids, nil
+	return tpl.PromptIDs(tok, msgs, "", "")
 }
 
 // ChoiceIDs are the tokens the letters are read from: the last id of

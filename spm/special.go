@@ -1,6 +1,7 @@
 package spm
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 )
@@ -38,27 +39,37 @@ func (p *Processor) EncodeSpecial(text string) []int {
 }
 
 // DecodeSpecial decodes ids, writing control pieces out as their text
-// (<s>, </s>) where Decode drops them: the inverse of EncodeSpecial.
-func (p *Processor) DecodeSpecial(ids []int) string {
+// (<s>, </s>) where Decode drops them, each run of text between them
+// decoded on its own: the inverse of EncodeSpecial, and what Hugging
+// Face's decode(skip_special_tokens=False) gives. An id out of range is an
+// error naming its position.
+func (p *Processor) DecodeSpecial(ids []int) (string, error) {
 	var b strings.Builder
 	var run []int
-	flush := func() {
-		if len(run) > 0 {
-			s, _ := p.Decode(run)
-			b.WriteString(s)
-			run = run[:0]
+	flush := func() error {
+		if len(run) == 0 {
+			return nil
 		}
+		s, err := p.Decode(run)
+		b.WriteString(s)
+		run = run[:0]
+		return err
 	}
-	for _, id := range ids {
-		if id >= 0 && id < p.Size() && p.Type(id) == Control {
-			flush()
+	for i, id := range ids {
+		if id < 0 || id >= p.Size() {
+			return "", fmt.Errorf("invalid id %d at position %d: the model has ids 0..%d", id, i, p.Size()-1)
+		}
+		if p.Type(id) == Control {
+			if err := flush(); err != nil {
+				return "", err
+			}
 			b.WriteString(p.IDToPiece(id))
 			continue
 		}
 		run = append(run, id)
 	}
-	flush()
-	return b.String()
+	err := flush()
+	return b.String(), err
 }
 
 // specials is the set of pieces EncodeSpecial cuts at, longest first.

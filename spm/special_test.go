@@ -2,6 +2,7 @@ package spm
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -25,9 +26,15 @@ func TestEncodeSpecial(t *testing.T) {
 			t.Errorf("%q: got %v, want %v", text, got, want)
 		}
 	}
-	ids := p.EncodeSpecial("<s>[INST] 你好 [/INST] 好的</s>")
-	if got := p.DecodeSpecial(ids); got != "<s>[INST] 你好 [/INST] 好的</s>" {
-		t.Errorf("DecodeSpecial: %q", got)
+	for _, text := range []string{"<s>[INST] 你好 [/INST] 你好！</s><s>[INST] hi [/INST]", "plain", "</s></s>", "", "a<s>"} {
+		ids := p.EncodeSpecial(text)
+		if back, err := p.DecodeSpecial(ids); err != nil || back != text {
+			t.Errorf("%q → %v → %q (%v)", text, ids, back, err)
+		}
 	}
-	p.DecodeSpecial([]int{-1, p.Size()}) // ids out of range do not panic
+	for _, bad := range [][]int{{1, -3}, {p.Size()}} {
+		if _, err := p.DecodeSpecial(bad); err == nil || !strings.Contains(err.Error(), "invalid id") {
+			t.Errorf("%v: %v", bad, err)
+		}
+	}
 }

@@ -9,27 +9,6 @@ import (
 	"zhllama/spm"
 )
 
-// Prompter renders a conversation that ends with a user's message into the
-// ids of the prompt a model answers: a built-in Template, or a model's own
-// Jinja chat_template.
-type Prompter interface {
-	Prompt(p *spm.Processor, msgs []Message, system string) ([]int, error)
-}
-
-// Prompt is the ids of msgs followed by the assistant's turn, left open:
-// the prompt training's examples had before each answer.
-func (t *Template) Prompt(p *spm.Processor, msgs []Message, system string) ([]int, error) {
-	enc, err := t.EncodeMessages(p, append(append([]Message(nil), msgs...), Message{Role: Assistant}), system, "")
-	if err != nil {
-		return nil, err
-	}
-	var ids []int
-	for _, e := range enc[:len(enc)-1] {
-		ids = append(ids, e...)
-	}
-	return ids, nil
-}
-
 // Jinja is the template as the Jinja source transformers, llama.cpp and
 // zhllama all render (tokenizer_config.json's and GGUF's chat_template).
 // Each of the template's pieces of text is tokenized on its own in
@@ -144,7 +123,7 @@ func (j *Jinja) Render(msgs []Message, system, bos, eos string, addGenerationPro
 
 // Prompt renders msgs with the generation prompt and tokenizes the text
 // with special pieces parsed, as llama.cpp does.
-func (j *Jinja) Prompt(p *spm.Processor, msgs []Message, system string) ([]int, error) {
+func (j *Jinja) Prompt(p *spm.Processor, msgs []Message, system string) ([]int32, error) {
 	piece := func(which string) string {
 		if id := p.SpecialID(which); id >= 0 {
 			return p.IDToPiece(id)
@@ -155,7 +134,12 @@ func (j *Jinja) Prompt(p *spm.Processor, msgs []Message, system string) ([]int, 
 	if err != nil {
 		return nil, err
 	}
-	return p.EncodeSpecial(text), nil
+	ids := p.EncodeSpecial(text)
+	out := make([]int32, len(ids))
+	for i, id := range ids {
+		out[i] = int32(id)
+	}
+	return out, nil
 }
 
 // ForChatTemplate is the prompter of a model's chat_template: the

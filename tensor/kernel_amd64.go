@@ -24,6 +24,9 @@ func axpyAVX2(n int, alpha float32, x, y *float32)
 //go:noescape
 func dot4AVX2(n int, w, x *float32, ldx int, out *float32)
 
+//go:noescape
+func dot8AVX2(n int, w, x *float32, ldx int, out *float32)
+
 func init() {
 	avx2 := func(k int, a, b, c []float32, ldc int, alpha float32) {
 		kernel4x16AVX2(k, &a[0], &b[0], &c[0], ldc, alpha)
@@ -52,6 +55,23 @@ func init() {
 				return
 			}
 			dot4AVX2(n, &w[0], &x[0], ldx, &out[0])
+			if n == len(w) {
+				return
+			}
+			for r := range out {
+				out[r] += dotGo(w[n:], x[r*ldx+n:r*ldx+len(w)])
+			}
+		}
+		dot8 = func(w, x []float32, ldx int, out *[8]float32) {
+			n := len(w) &^ 7
+			if n == 0 {
+				dot8Go(w, x, ldx, out)
+				return
+			}
+			dot8AVX2(n, &w[0], &x[0], ldx, &out[0])
+			if n == len(w) {
+				return // no tail: skipping the empty calls matters at one call per weight row
+			}
 			for r := range out {
 				out[r] += dotGo(w[n:], x[r*ldx+n:r*ldx+len(w)])
 			}

@@ -45,11 +45,19 @@ var (
 	dotBF16 = dotBF16Go
 	axpy    = axpyGo
 	dot4    = dot4Go
+	dot8    = dot8Go
 )
 
 // dot4Go sets out[r] to the dot product of w with row r of x (stride ldx),
 // for four rows.
 func dot4Go(w, x []float32, ldx int, out *[4]float32) {
+	for r := range out {
+		out[r] = dotGo(w, x[r*ldx:r*ldx+len(w)])
+	}
+}
+
+// dot8Go is dot4Go for eight rows.
+func dot8Go(w, x []float32, ldx int, out *[8]float32) {
 	for r := range out {
 		out[r] = dotGo(w, x[r*ldx:r*ldx+len(w)])
 	}
@@ -102,14 +110,21 @@ func gemv(y, x []float32, t, in, out int, rowDot func(j int, x []float32) float3
 	})
 }
 
-// gemvF32 is gemv for float32 weights: four input rows at a time share
-// each load of a weight row.
+// gemvF32 is gemv for float32 weights: eight or four input rows at a
+// time share each load of a weight row.
 func gemvF32(y, x, w []float32, t, in, out int) {
 	Parallel(out, func(lo, hi int) {
 		var acc [4]float32
+		var acc8 [8]float32
 		for j := lo; j < hi; j++ {
 			wr := w[j*in : (j+1)*in]
 			i := 0
+			for ; i+8 <= t; i += 8 {
+				dot8(wr, x[i*in:], in, &acc8)
+				for r, v := range acc8 {
+					y[(i+r)*out+j] = v
+				}
+			}
 			for ; i+4 <= t; i += 4 {
 				dot4(wr, x[i*in:], in, &acc)
 				for r, v := range acc {

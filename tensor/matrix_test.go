@@ -29,6 +29,17 @@ func TestDot(t *testing.T) {
 				t.Errorf("dot4 n=%d row %d: %g, want %g", n, r, got4[r], w)
 			}
 		}
+		// dot8 sums each row as dot4 does, bit for bit: a row's result
+		// does not depend on how many rows are decoded with it.
+		rows8 := randn(rng, 8*(n+3))
+		var got8 [8]float32
+		var lo, hi [4]float32
+		dot8(a, rows8, n+3, &got8)
+		dot4(a, rows8, n+3, &lo)
+		dot4(a, rows8[4*(n+3):], n+3, &hi)
+		if [8]float32(append(lo[:], hi[:]...)) != got8 {
+			t.Errorf("dot8 n=%d: %v, dot4 %v %v", n, got8, lo, hi)
+		}
 		y, yw := randn(rng, n), make([]float32, n)
 		for i := range y {
 			yw[i] = y[i] + 0.5*a[i]

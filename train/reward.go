@@ -165,8 +165,11 @@ func (s *apiScorer) Score(seqs [][]int32) ([]float64, error) {
 		for j, id := range q {
 			ids[j] = int(id)
 		}
+		var err error
 		// As Hugging Face's batch_decode(skip_special_tokens=False).
-		texts[i] = s.tok.DecodeSpecial(ids)
+		if texts[i], err = s.tok.DecodeSpecial(ids); err != nil {
+			return nil, fmt.Errorf("reward_model %s: sequence %d: %w", s.url, i, err)
+		}
 	}
 	body, _ := json.Marshal(map[string]any{"model": "model", "messages": texts})
 	var last error

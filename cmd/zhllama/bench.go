@@ -25,6 +25,7 @@ func benchCommand() *command {
 			{name: "tokenizer-train", summary: "BPE training speed and compression against spm_train with the same flags", usage: "--input F --eval G [--runs 3] [-- spm_train flags...]", run: benchTrain},
 			{name: "train", summary: "model training steps (forward, backward, clipping, AdamW) against PyTorch eager", usage: "[--preset stories15M] [--batch 8] [--seq_len 256] [--steps 5] [--finetuning_type full|lora --lora_rank 8 --quantization_bit 4|8]", run: benchModelTrain},
 			{name: "generate", summary: "greedy KV-cache decoding tokens/s against PyTorch eager", usage: "[--preset stories15M] [--batch 1] [--max_new_tokens 256] [--dtype float32|bfloat16]", run: benchModelGenerate},
+			{name: "serve", summary: "the server engine's aggregate decode tokens/s with N requests at once against one (continuous batching)", usage: "--tokenizer T.model [--preset stories15M] | --model D; [--streams 1,8] [--max_tokens 128] [--prompt_len 16]", run: benchServe},
 			{name: "dpo", summary: "full-parameter DPO steps through the trainer against the same step in PyTorch eager", usage: "--tokenizer T.model [--preset stories15M] [--batch 4] [--seq_len 256] [--prompt_len 64] [--steps 5]", run: benchDPO},
 			{name: "ppo", summary: "full-parameter PPO steps (generate, score, update) through the trainer against PyTorch eager", usage: "--tokenizer T.model [--preset stories15M] [--batch 8] [--mini_batch 4] [--prompt_len 64] [--max_new_tokens 64] [--ppo_epochs 1] [--steps 3]", run: benchPPO},
 		},

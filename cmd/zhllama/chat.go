@@ -43,13 +43,9 @@ type conversation struct {
 func (c *conversation) prompt(user string, ctx, room int) (ids []int32, dropped int, err error) {
 	msgs := append(append([]template.Message(nil), c.turns...), template.Message{Role: template.User, Content: user})
 	for {
-		enc, err := c.tpl.Prompt(c.tok, msgs, c.system)
+		ids, err = c.tpl.Prompt(c.tok, msgs, c.system)
 		if err != nil {
 			return nil, 0, err
-		}
-		ids = ids[:0]
-		for _, id := range enc {
-			ids = append(ids, int32(id))
 		}
 		if len(ids)+room <= ctx || len(msgs) == 1 {
 			break

@@ -94,7 +94,11 @@ func evalSFT(args []string) error {
 	for i, e := range exs {
 		label, _ := p.Decode(ints(e.Answer))
 		// The prompt as LLaMA-Factory writes it, special tokens shown.
-		fmt.Fprintf(&lines, "{\"prompt\": %s, \"predict\": %s, \"label\": %s}\n", pyJSON(p.DecodeSpecial(ints(e.Prompt))), pyJSON(preds[i]), pyJSON(label))
+		prompt, err := p.DecodeSpecial(ints(e.Prompt))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&lines, "{\"prompt\": %s, \"predict\": %s, \"label\": %s}\n", pyJSON(prompt), pyJSON(preds[i]), pyJSON(label))
 		scores[i] = eval.ScoreGeneration(preds[i], label, cut(preds[i]), cut(label))
 	}
 	mean := eval.MeanScores(scores)

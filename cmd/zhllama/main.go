@@ -85,6 +85,7 @@ func commands() *command {
 			exportCommand(),
 			generateCommand(),
 			chatCommand(),
+			serveCommand(),
 			demoCommand(),
 			runCommand(),
 			evalCommand(),

@@ -202,12 +202,9 @@ func sampleRows(before, after trainedModel, keys map[string]string, prompts []st
 				ids[i] = p.ModelInput(q)
 				continue
 			}
-			enc, err := tpl.Prompt(p, []chattpl.Message{{Role: chattpl.User, Content: q}}, "")
-			if err != nil {
+			var err error
+			if ids[i], err = tpl.Prompt(p, []chattpl.Message{{Role: chattpl.User, Content: q}}, ""); err != nil {
 				return rows, err
-			}
-			for _, id := range enc {
-				ids[i] = append(ids[i], int32(id))
 			}
 		}
 		s := llama.Sampling{MaxNewTokens: sampleAnswerTokens}
