@@ -105,12 +105,15 @@ func (m *Model) Step(ca *Cache, ids [][]int32) []float32 {
 }
 
 // cachedAttention attends each sequence's new tokens to its cached past
-// and themselves, storing their keys and values in the cache.
+// and themselves, storing their keys and values in the cache; all the
+// sequences' heads are one batch of work.
 func (m *Model) cachedAttention(ca *Cache, ids [][]int32) attention {
 	c := &m.Config
 	nh, nkv, hd := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim
 	qd, kv := nh*hd, nkv*hd
+	var seqs []tensor.CachedSeq
 	return func(l int, la *layerActs) {
+		seqs = seqs[:0]
 		r := 0
 		for b, s := range ids {
 			if len(s) == 0 {
@@ -118,9 +121,10 @@ func (m *Model) cachedAttention(ca *Cache, ids [][]int32) attention {
 			}
 			t := len(s)
 			keys, vals := ca.KV.Put(b, l, la.k[r*kv:(r+t)*kv], la.v[r*kv:(r+t)*kv])
-			tensor.CachedAttention(la.att[r*qd:(r+t)*qd], la.q[r*qd:(r+t)*qd], keys, vals, ca.KV.Len(b), t, nh, nkv, hd)
+			seqs = append(seqs, tensor.CachedSeq{Out: la.att[r*qd : (r+t)*qd], Q: la.q[r*qd : (r+t)*qd], Keys: keys, Vals: vals, Start: ca.KV.Len(b), N: t})
 			r += t
 		}
+		tensor.CachedAttentionSeqs(seqs, nh, nkv, hd)
 	}
 }
 

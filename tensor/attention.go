@@ -83,18 +83,38 @@ func AttentionBackward(dq, dk, dv, dout, probs, q, k, v []float32, t, heads, kvH
 // start+1, ... over cached keys and values holding positions 0..start+n-1
 // ([positions × kvHeads × hd]); nothing is kept for a backward pass.
 func CachedAttention(out, q, keys, vals []float32, start, n, heads, kvHeads, hd int) {
+	CachedAttentionSeqs([]CachedSeq{{Out: out, Q: q, Keys: keys, Vals: vals, Start: start, N: n}}, heads, kvHeads, hd)
+}
+
+// CachedSeq is one sequence's part of a CachedAttentionSeqs call.
+type CachedSeq struct {
+	Out, Q, Keys, Vals []float32
+	Start, N           int
+}
+
+// CachedAttentionSeqs is CachedAttention for several sequences at once:
+// every (sequence, head) pair is one piece of work for the pool, so a
+// decoding step of many short sequences keeps every core busy with one
+// hand-off instead of one per sequence. Each output is computed as
+// CachedAttention computes it.
+func CachedAttentionSeqs(seqs []CachedSeq, heads, kvHeads, hd int) {
 	group := heads / kvHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	Parallel(heads, func(lo, hi int) {
-		scores := make([]float32, start+n)
-		for h := lo; h < hi; h++ {
+	most := 0
+	for _, s := range seqs {
+		most = max(most, s.Start+s.N)
+	}
+	Parallel(len(seqs)*heads, func(lo, hi int) {
+		scores := make([]float32, most)
+		for w := lo; w < hi; w++ {
+			sq, h := &seqs[w/heads], w%heads
 			kh := h / group
-			for i := 0; i < n; i++ {
-				p := start + i
-				qi := q[(i*heads+h)*hd : (i*heads+h+1)*hd]
+			for i := 0; i < sq.N; i++ {
+				p := sq.Start + i
+				qi := sq.Q[(i*heads+h)*hd : (i*heads+h+1)*hd]
 				mx := float32(math.Inf(-1))
 				for j := 0; j <= p; j++ {
-					scores[j] = dot(qi, keys[(j*kvHeads+kh)*hd:(j*kvHeads+kh+1)*hd]) * scale
+					scores[j] = dot(qi, sq.Keys[(j*kvHeads+kh)*hd:(j*kvHeads+kh+1)*hd]) * scale
 					mx = max(mx, scores[j])
 				}
 				var sum float32
@@ -102,10 +122,10 @@ func CachedAttention(out, q, keys, vals []float32, start, n, heads, kvHeads, hd 
 					scores[j] = float32(math.Exp(float64(scores[j] - mx)))
 					sum += scores[j]
 				}
-				oi := out[(i*heads+h)*hd : (i*heads+h+1)*hd]
+				oi := sq.Out[(i*heads+h)*hd : (i*heads+h+1)*hd]
 				clear(oi)
 				for j := 0; j <= p; j++ {
-					axpy(scores[j]/sum, vals[(j*kvHeads+kh)*hd:(j*kvHeads+kh+1)*hd], oi)
+					axpy(scores[j]/sum, sq.Vals[(j*kvHeads+kh)*hd:(j*kvHeads+kh+1)*hd], oi)
 				}
 			}
 		}
