@@ -1,11 +1,9 @@
 package gguf
 
 import (
-	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -45,34 +43,12 @@ type result struct {
 // second).
 func runLlamaCpp(t *testing.T, jobs []job) []result {
 	t.Helper()
-	peers := testenv.NodePeers(t)
 	script, err := os.ReadFile(filepath.Join("testdata", "llamacpp.mjs"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The script runs from a folder of its own whose node_modules is the
-	// peers' (imports resolve from the script's folder; node-llama-cpp
-	// forks node on its own files, so the script cannot come on stdin).
-	tmp := t.TempDir()
-	if err := os.Symlink(filepath.Join(peers, "node_modules"), filepath.Join(tmp, "node_modules")); err != nil {
-		t.Fatal(err)
-	}
-	testenv.WriteFile(t, filepath.Join(tmp, "llamacpp.mjs"), script)
-	jf := filepath.Join(tmp, "jobs.json")
-	b, _ := json.Marshal(jobs)
-	testenv.WriteFile(t, jf, b)
-	cmd := exec.Command("node", filepath.Join(tmp, "llamacpp.mjs"), jf)
-	cmd.Dir = tmp
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("llama.cpp: %v\n%s", err, stderr.String())
-	}
 	var res []result
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatalf("llama.cpp's output: %v\n%s", err, out)
-	}
+	testenv.RunNode(t, string(script), jobs, &res)
 	return res
 }
 
