@@ -128,9 +128,9 @@ func newLayout(n, ranks, rank int) layout {
 // (Alltoallv: values are moved, never added by MPI), and each rank folds
 // its shard over the round's N micro-batches in order. Summing within a
 // rank first and then across ranks would be cheaper (one exchange per step
-// rather than one per micro-batch) but gives another grouping, equal to
-// one process only for N=2 or g=1; we pay g× the reduce-scatter bytes for
-// equality at any N and g. Then an Allgatherv gives every rank the whole
+// rather than one per micro-batch) but groups the sum otherwise, e.g.
+// (g0+g1)+(g2+g3) for N=2, g=2, which equals one process only when g=1;
+// we pay g× the reduce-scatter bytes for equality at any N and g. Then an Allgatherv gives every rank the whole
 // gradient (ZeRO-0), or, with ZeRO-1, each rank updates only its shards
 // with its own part of AdamW's moments and the ranks all-gather the new
 // values. AdamW works value by value, so sharding it changes no bit.
@@ -312,8 +312,7 @@ func (p *parallel) allResults(mine []Result, count int) ([]Result, error) {
 // blocks and the ranks share the partials.
 func (p *parallel) clip(maxNorm float64) (float64, error) {
 	var partials []float64
-	var sq func(lo, hi int)
-	sq = func(lo, hi int) {
+	sq := func(lo, hi int) {
 		for b := lo; b < hi; b += normBlock {
 			var ss float64
 			p.flat.each(b, min(hi, b+normBlock), func(i, a, e, pos int) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -284,5 +285,15 @@ func TestResumeOnOtherRankCount(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(c.OutputDir, "model.safetensors")); err != nil {
 			t.Errorf("rank 0 did not save the model: %v", err)
 		}
+	}
+}
+
+// PPO, which takes its own steps, refuses several ranks rather than train
+// each rank's copy alone.
+func TestPPORefusesRanks(t *testing.T) {
+	c := sftConfig(t, "unused")
+	c.Stage = "ppo"
+	if _, err := NewOn(c, io.Discard, rankOf{newWorld(2), 0}); err == nil || !strings.Contains(err.Error(), "one process only") {
+		t.Errorf("ppo on 2 ranks: %v", err)
 	}
 }
