@@ -130,10 +130,11 @@ func newLayout(n, ranks, rank int) layout {
 // rank first and then across ranks would be cheaper (one exchange per step
 // rather than one per micro-batch) but groups the sum otherwise, e.g.
 // (g0+g1)+(g2+g3) for N=2, g=2, which equals one process only when g=1;
-// we pay g× the reduce-scatter bytes for equality at any N and g. Then an Allgatherv gives every rank the whole
-// gradient (ZeRO-0), or, with ZeRO-1, each rank updates only its shards
-// with its own part of AdamW's moments and the ranks all-gather the new
-// values. AdamW works value by value, so sharding it changes no bit.
+// we pay g× the reduce-scatter bytes for equality at any N and g. Then
+// an Allgatherv gives every rank the whole gradient (ZeRO-0), or, with
+// ZeRO-1, each rank updates only its shards with its own part of AdamW's
+// moments and the ranks all-gather the new values. AdamW works value by
+// value, so sharding it changes no bit.
 type parallel struct {
 	comm  Comm
 	zero  int
