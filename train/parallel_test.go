@@ -297,3 +297,31 @@ func TestPPORefusesRanks(t *testing.T) {
 		t.Errorf("ppo on 2 ranks: %v", err)
 	}
 }
+
+// Shards tile each bucket in rank order, cut on norm blocks, whatever the
+// number of ranks, so that norm partials never straddle two ranks.
+func TestLayout(t *testing.T) {
+	for _, n := range []int{1, normBlock - 1, 5*normBlock + 3, bucketSize + 7*normBlock + 1} {
+		for ranks := 1; ranks <= 5; ranks++ {
+			owned := 0
+			for r := range ranks {
+				owned += newLayout(n, ranks, r).mine
+			}
+			if owned != n {
+				t.Errorf("n=%d, %d ranks: the ranks own %d values", n, ranks, owned)
+			}
+			next := 0
+			for _, sh := range newLayout(n, ranks, 0).buckets {
+				for q, s := range sh {
+					if s.lo != next || s.hi < s.lo || (s.hi != n && s.hi%normBlock != 0) {
+						t.Fatalf("n=%d, %d ranks: rank %d's shard [%d, %d) after %d", n, ranks, q, s.lo, s.hi, next)
+					}
+					next = s.hi
+				}
+			}
+			if next != n {
+				t.Errorf("n=%d, %d ranks: shards end at %d", n, ranks, next)
+			}
+		}
+	}
+}
