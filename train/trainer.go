@@ -109,7 +109,7 @@ func NewOn(c Config, log io.Writer, comm Comm) (*Trainer, error) {
 		rows, bt, checkpointing)
 	if n := comm.Size(); n > 1 {
 		mine, whole := t.par.stateBytes(c.Optim != "sgd")
-		fmt.Fprintf(log, "data parallel on %d ranks: %d micro-batches of %d per step (%d per rank); AdamW state %.1f MB per rank of %.1f MB (zero_stage %d); each rank receives %.1f MB per step (%d rounds of gradient shards, then one gather)\n",
+		fmt.Fprintf(log, "data parallel on %d ranks: %d micro-batches of %d per step (%d per rank); AdamW state %.1f MB per rank of %.1f MB (zero_stage %d); each rank receives %.1f MB per step (gradient shards after each of %d rounds, then one gather)\n",
 			n, t.accum, c.BatchSize, c.GradAccum, float64(mine)/1e6, float64(whole)/1e6, c.ZeroStage, float64(t.par.commBytes(c.GradAccum))/1e6, c.GradAccum)
 	}
 	fmt.Fprintf(log, "%s %s: training %d tensors (%.2fM values) of a %.1fM-parameter model; %d examples (%d validation), %d steps of %d × %d, warmup %d\n",
