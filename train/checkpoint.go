@@ -43,8 +43,22 @@ type stateful interface {
 // SaveCheckpoint writes output_dir/checkpoint-N (N the step) through a
 // temporary directory renamed at the end, and removes the oldest beyond
 // save_total_limit.
+//
+// On several ranks every rank calls it (with ZeRO-1 the optimizer state
+// is gathered from all of them) and rank 0 writes; a checkpoint is the
+// same whatever the number of ranks.
 func (t *Loop) SaveCheckpoint() error {
 	c := &t.Cfg
+	st := t.Opt.State()
+	if z, ok := t.Opt.(*shardedAdamW); ok {
+		var err error
+		if st, err = z.gathered(); err != nil {
+			return err
+		}
+	}
+	if t.Comm.Rank() != 0 {
+		return nil
+	}
 	final := t.checkpointDir(t.Step)
 	tmp := final + ".tmp"
 	os.RemoveAll(tmp)
@@ -57,7 +71,6 @@ func (t *Loop) SaveCheckpoint() error {
 		}
 	}
 	var srcs []safetensors.Source
-	st := t.Opt.State()
 	names := make([]string, 0, len(st))
 	for n := range st {
 		names = append(names, n)
@@ -135,6 +148,14 @@ func (t *Loop) Resume(which string) error {
 		}
 		dir = cks[len(cks)-1].dir
 	}
+	if t.Comm.Size() > 1 {
+		// Every rank resumes from the checkpoint rank 0 found.
+		dirs, err := t.Comm.AllgatherBytes([]byte(dir))
+		if err != nil {
+			return fmt.Errorf("resume_from_checkpoint: agreeing on the checkpoint: %w", err)
+		}
+		dir = string(dirs[0])
+	}
 	var ts trainerState
 	b, err := os.ReadFile(filepath.Join(dir, "trainer_state.json"))
 	if err == nil {
@@ -177,6 +198,9 @@ func (t *Loop) Resume(which string) error {
 	})
 	if err != nil {
 		return fmt.Errorf("resume_from_checkpoint %s: %w", dir, err)
+	}
+	if z, ok := t.Opt.(*shardedAdamW); ok {
+		z.keep()
 	}
 	if s, ok := t.Obj.(stateful); ok {
 		b, err := os.ReadFile(filepath.Join(dir, objectiveStateFile))

@@ -52,6 +52,7 @@ type Config struct {
 	EvalBatchSize        int      `yaml:"per_device_eval_batch_size"`
 	GradAccum            int      `yaml:"gradient_accumulation_steps"`
 	MaxGradNorm          float64  `yaml:"max_grad_norm"`
+	ZeroStage            int      `yaml:"zero_stage"` // on several ranks: 1 shards AdamW's moments (ZeRO-1)
 	WeightDecay          float64  `yaml:"weight_decay"`
 	AdamBeta1            float64  `yaml:"adam_beta1"`
 	AdamBeta2            float64  `yaml:"adam_beta2"`
@@ -359,6 +360,10 @@ func (c *Config) check() error {
 		return fmt.Errorf("key quantization_bit needs finetuning_type: lora (quantized weights stay frozen)")
 	case c.LoraRank < 1:
 		return fmt.Errorf("key lora_rank: %d must be at least 1", c.LoraRank)
+	case c.ZeroStage != 0 && c.ZeroStage != 1:
+		return fmt.Errorf("key zero_stage: %d; use 0 (every rank keeps all of AdamW's state) or 1 (each keeps its shard)", c.ZeroStage)
+	case c.ZeroStage == 1 && c.Optim == "sgd":
+		return fmt.Errorf("key zero_stage: 1 shards AdamW's moments, and optim sgd has none: use zero_stage: 0")
 	}
 	if c.Stage == "ppo" {
 		if err := c.checkPPO(); err != nil {

@@ -32,19 +32,37 @@ type Loop struct {
 	// steps per epoch.
 	Total, Warmup, perEpoch, stepsPerEpoch int
 	Step                                   int // optimizer steps done
-	metrics                                *metricsLog
-	nanRun                                 int
-	order                                  []int // this epoch's example order
-	orderEpoch                             int
+	// Comm is the ranks training together (nil: this process alone), par
+	// how they combine gradients, and accum the micro-batches of a step
+	// across all of them: gradient_accumulation_steps × ranks.
+	Comm       Comm
+	par        *parallel
+	accum      int
+	metrics    *metricsLog
+	nanRun     int
+	order      []int // this epoch's example order
+	orderEpoch int
 }
 
 // NewLoop sets up the steps and the optimizer for obj.
 func NewLoop(c Config, obj Objective, log io.Writer) *Loop {
-	l := &Loop{Cfg: c, Obj: obj, Params: obj.Trained(), Log: log}
+	return NewLoopOn(c, obj, log, nil)
+}
+
+// NewLoopOn is NewLoop for a run on the ranks of comm: each optimizer step
+// takes gradient_accumulation_steps micro-batches per rank, and the ranks
+// end every step with the same values, bit for bit those of one process
+// with gradient_accumulation_steps × ranks (see parallel).
+func NewLoopOn(c Config, obj Objective, log io.Writer, comm Comm) *Loop {
+	if comm == nil {
+		comm = alone{}
+	}
+	l := &Loop{Cfg: c, Obj: obj, Params: obj.Trained(), Log: log, Comm: comm, accum: c.GradAccum * comm.Size()}
+	l.par = newParallel(comm, c.ZeroStage, l.Params)
 	l.perEpoch = (obj.Len() + c.BatchSize - 1) / c.BatchSize
 	// As transformers counts them: the last step of an epoch takes the
 	// micro-batches that are left, fewer than gradient_accumulation_steps.
-	l.stepsPerEpoch = (l.perEpoch + c.GradAccum - 1) / c.GradAccum
+	l.stepsPerEpoch = (l.perEpoch + l.accum - 1) / l.accum
 	if s, ok := obj.(Stepper); ok {
 		l.stepsPerEpoch = s.StepsPerEpoch()
 	}
@@ -56,9 +74,14 @@ func NewLoop(c Config, obj Objective, log io.Writer) *Loop {
 	if l.Warmup == 0 {
 		l.Warmup = int(math.Ceil(c.WarmupRatio * float64(l.Total)))
 	}
-	if c.Optim == "sgd" {
+	switch {
+	case c.Optim == "sgd":
 		l.Opt = optim.NewSGD(l.Params, obj.Groups())
-	} else {
+	case c.ZeroStage == 1:
+		o := newShardedAdamW(l.par, obj.Groups())
+		o.Beta1, o.Beta2, o.Eps = c.AdamBeta1, c.AdamBeta2, c.AdamEpsilon
+		l.Opt = o
+	default:
 		o := optim.NewAdamW(l.Params, obj.Groups())
 		o.Beta1, o.Beta2, o.Eps = c.AdamBeta1, c.AdamBeta2, c.AdamEpsilon
 		l.Opt = o
@@ -67,7 +90,7 @@ func NewLoop(c Config, obj Objective, log io.Writer) *Loop {
 }
 
 // stepBatches returns the micro-batches of optimizer step s as example
-// indices: within an epoch, gradient_accumulation_steps consecutive
+// indices, over all ranks: within an epoch, accum consecutive
 // batches of an order shuffled by the seed and the epoch (so that a
 // resumed run sees exactly what an uninterrupted one would); the epoch's
 // last step takes what is left.
@@ -77,7 +100,7 @@ func (l *Loop) stepBatches(s int) [][]int {
 		l.order, l.orderEpoch = shuffled(l.Obj.Len(), l.Cfg.Seed, epoch), epoch
 	}
 	var out [][]int
-	for pos := u * l.Cfg.GradAccum; pos < min((u+1)*l.Cfg.GradAccum, l.perEpoch); pos++ {
+	for pos := u * l.accum; pos < min((u+1)*l.accum, l.perEpoch); pos++ {
 		out = append(out, l.order[pos*l.Cfg.BatchSize:min((pos+1)*l.Cfg.BatchSize, len(l.order))])
 	}
 	return out
@@ -112,17 +135,20 @@ func (l *Loop) TrainStep() StepResult {
 		l.Step++
 		return r
 	}
+	// Every rank has the data, so each counts the whole step's weight
+	// itself: the loss is averaged over the global step.
 	micro := l.stepBatches(l.Step)
 	denom := 0
 	for _, b := range micro {
 		denom += l.Obj.Weight(b)
 	}
-	for _, p := range l.Params {
-		clear(p.Grad)
-	}
 	r := StepResult{Tokens: denom, LR: optim.LR(c.LRSchedulerType, c.LearningRate, l.Step, l.Warmup, l.Total)}
-	for i, b := range micro {
-		mr := l.Obj.Accumulate(b, denom, uint64(l.Step*c.GradAccum+i))
+	results, err := l.par.accumulate(l.Obj, micro, denom, uint64(l.Step*l.accum))
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	for _, mr := range results {
 		r.Loss += mr.Loss
 		r.Inputs += mr.Inputs
 		for k, v := range mr.Metrics {
@@ -132,15 +158,18 @@ func (l *Loop) TrainStep() StepResult {
 			r.Metrics[k] += v
 		}
 	}
-	if c.MaxGradNorm > 0 {
-		r.GradNorm = optim.ClipGradNorm(l.Params, c.MaxGradNorm)
-	} else {
-		r.GradNorm = optim.ClipGradNorm(l.Params, math.Inf(1))
+	maxNorm := c.MaxGradNorm
+	if maxNorm <= 0 {
+		maxNorm = math.Inf(1)
+	}
+	if r.GradNorm, r.Err = l.par.clip(maxNorm); r.Err != nil {
+		return r
 	}
 	if math.IsNaN(r.Loss) || math.IsInf(r.Loss, 0) || math.IsNaN(r.GradNorm) || math.IsInf(r.GradNorm, 0) {
 		r.Skipped = true
 	} else {
 		l.Opt.Step(r.LR)
+		r.Err = l.par.afterStep()
 	}
 	l.Step++
 	return r
@@ -154,17 +183,21 @@ var ErrInterrupted = errors.New("interrupted: saved a checkpoint; run again with
 // checkpoint after the current step and returns ErrInterrupted.
 func (l *Loop) Run(ctx context.Context) error {
 	c := &l.Cfg
-	if err := l.prepareOutput(); err != nil {
-		return err
-	}
-	var err error
-	if l.metrics, err = openMetrics(c.OutputDir, l.Step); err != nil {
-		return err
-	}
-	defer l.metrics.Close()
-	if l.Step == 0 {
-		if err := l.evaluate(); err != nil {
+	// Rank 0 alone writes: the log, metrics, checkpoints and the model.
+	lead := l.Comm.Rank() == 0
+	if lead {
+		if err := l.prepareOutput(); err != nil {
 			return err
+		}
+		var err error
+		if l.metrics, err = openMetrics(c.OutputDir, l.Step); err != nil {
+			return err
+		}
+		defer l.metrics.Close()
+		if l.Step == 0 {
+			if err := l.evaluate(); err != nil {
+				return err
+			}
 		}
 	}
 	start, startStep := time.Now(), l.Step
@@ -184,18 +217,21 @@ func (l *Loop) Run(ctx context.Context) error {
 			l.nanRun = 0
 		}
 		win.add(r)
-		if l.Step%max(1, c.LoggingSteps) == 0 || l.Step == l.Total {
+		if lead && (l.Step%max(1, c.LoggingSteps) == 0 || l.Step == l.Total) {
 			eta := time.Duration(float64(time.Since(start)) / float64(l.Step-startStep) * float64(l.Total-l.Step))
 			if err := l.logStep(&win, r, eta); err != nil {
 				return err
 			}
 		}
-		if l.Step%max(1, c.EvalSteps) == 0 || l.Step == l.Total {
+		if lead && (l.Step%max(1, c.EvalSteps) == 0 || l.Step == l.Total) {
 			if err := l.evaluate(); err != nil {
 				return err
 			}
 		}
-		stop := ctx.Err() != nil
+		stop, err := l.anyRank(ctx.Err() != nil)
+		if err != nil {
+			return err
+		}
 		if stop || (c.SaveSteps > 0 && l.Step%c.SaveSteps == 0 && l.Step < l.Total) {
 			if err := l.SaveCheckpoint(); err != nil {
 				return err
@@ -205,10 +241,35 @@ func (l *Loop) Run(ctx context.Context) error {
 			return fmt.Errorf("%w (%s)", ErrInterrupted, l.checkpointDir(l.Step))
 		}
 	}
+	if !lead {
+		return nil
+	}
 	if err := l.Obj.Save(c.OutputDir); err != nil {
 		return err
 	}
 	return l.metrics.Plot(c.OutputDir)
+}
+
+// anyRank tells every rank whether any rank's flag is set: a Ctrl-C seen
+// by one rank stops all of them after the same step.
+func (l *Loop) anyRank(flag bool) (bool, error) {
+	if l.Comm.Size() == 1 {
+		return flag, nil
+	}
+	b := []byte{0}
+	if flag {
+		b[0] = 1
+	}
+	msgs, err := l.Comm.AllgatherBytes(b)
+	if err != nil {
+		return false, fmt.Errorf("agreeing on a stop: %w", err)
+	}
+	for _, m := range msgs {
+		if len(m) == 1 && m[0] == 1 {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // window accumulates the steps between two log lines.

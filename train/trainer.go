@@ -23,6 +23,21 @@ type Trainer struct {
 // tokenizer), what trains, the data and the optimizer. Progress and notes
 // go to log.
 func New(c Config, log io.Writer) (*Trainer, error) {
+	return NewOn(c, log, nil)
+}
+
+// NewOn is New for a run on the ranks of comm (nil: this process alone).
+// Every rank loads the model and all the data; rank 0 alone logs.
+func NewOn(c Config, log io.Writer, comm Comm) (*Trainer, error) {
+	if comm == nil {
+		comm = alone{}
+	}
+	if comm.Rank() != 0 {
+		log = io.Discard
+	}
+	if c.Stage == "ppo" && comm.Size() > 1 {
+		return nil, fmt.Errorf("stage ppo runs on one process only so far (mpirun started %d ranks): run it without mpirun", comm.Size())
+	}
 	tuned, err := LoadTuned(&c, log)
 	if err != nil {
 		return nil, err
@@ -82,7 +97,7 @@ func New(c Config, log io.Writer) (*Trainer, error) {
 			val, maxLen = valSet.Len(), max(maxLen, valSet.MaxLen())
 		}
 	}
-	t.Loop = NewLoop(c, obj, log)
+	t.Loop = NewLoopOn(c, obj, log, comm)
 	mc := &tuned.Model.Config
 	bt := roundUp(maxLen)
 	checkpointing := ""
@@ -92,6 +107,11 @@ func New(c Config, log io.Writer) (*Trainer, error) {
 	fmt.Fprintf(log, "memory: weights %.0f MB, trained values with gradients and optimizer state %.0f MB, activations %.0f MB (batch %d × %d%s)\n",
 		float64(tuned.Model.Bytes())/1e6, float64(12*tuned.numTrained())/1e6, float64(mc.ActivationBytes(rows, bt, c.GradientCheckpoint))/1e6,
 		rows, bt, checkpointing)
+	if n := comm.Size(); n > 1 {
+		mine, whole := t.par.stateBytes(c.Optim != "sgd")
+		fmt.Fprintf(log, "data parallel on %d ranks: %d micro-batches of %d per step (%d per rank); AdamW state %.1f MB per rank of %.1f MB (zero_stage %d); each rank receives %.1f MB per step (gradient shards after each of %d rounds, then one gather)\n",
+			n, t.accum, c.BatchSize, c.GradAccum, float64(mine)/1e6, float64(whole)/1e6, c.ZeroStage, float64(t.par.commBytes(c.GradAccum))/1e6, c.GradAccum)
+	}
 	fmt.Fprintf(log, "%s %s: training %d tensors (%.2fM values) of a %.1fM-parameter model; %d examples (%d validation), %d steps of %d × %d, warmup %d\n",
 		c.Stage, c.FinetuningType, len(t.Params), float64(tuned.numTrained())/1e6, float64(mc.NumParams())/1e6, examples, val, t.Total, c.BatchSize, c.GradAccum, t.Warmup)
 	return t, nil

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 
+	"zhllama/internal/mpi"
 	"zhllama/train"
 )
 
@@ -15,7 +17,7 @@ func trainCommand() *command {
 		run:   trainRun}
 }
 
-func trainRun(args []string) error {
+func trainRun(args []string) (err error) {
 	if len(args) > 0 && isHelp(args[0]) {
 		fmt.Printf("usage: zhllama train [CONFIG.yaml] [--key value ...]\n\nkeys:\n  %s\n", strings.Join(train.Keys(), "\n  "))
 		return nil
@@ -31,7 +33,24 @@ func trainRun(args []string) error {
 	if len(ignored) > 0 {
 		fmt.Fprintf(os.Stderr, "note: keys with no effect here (training runs in float32 on the CPU): %s\n", strings.Join(ignored, ", "))
 	}
-	t, err := train.New(c, os.Stderr)
+	if err := mpi.Init(); err != nil {
+		return err
+	}
+	var comm train.Comm
+	if mpi.Size() > 1 {
+		comm = mpi.World{}
+		defer func() {
+			// A rank that fails takes the others down with the reason;
+			// they may be waiting for it in a collective.
+			if err != nil && !errors.Is(err, train.ErrInterrupted) {
+				mpi.Abort(err.Error())
+			}
+			mpi.Finalize()
+		}()
+	} else {
+		defer mpi.Finalize()
+	}
+	t, err := train.NewOn(c, os.Stderr, comm)
 	if err != nil {
 		return err
 	}
@@ -46,7 +65,7 @@ func trainRun(args []string) error {
 	ctx, stop, exit := interruptible()
 	defer stop()
 	err = t.Run(ctx)
-	if err == nil {
+	if err == nil && mpi.Rank() == 0 {
 		fmt.Fprintf(os.Stderr, "wrote %s (metrics.jsonl, training_loss.svg)\n", c.OutputDir)
 	}
 	return exit(err)
