@@ -25,10 +25,15 @@ type Acts struct {
 	Hidden    []float32   // [bt × h] the final normed hidden states
 
 	// Buffers reused by every step.
-	logits  []float32 // [headRows × v] one chunk of the LM head's logits
-	dHidden []float32 // [bt × h] what the heads return
-	targets []int32   // [bt] labels shifted left by one
-	back    backBufs
+	logits []float32 // [headRows × v] one chunk of the LM head's logits
+	// The LM head's packed rows (see headChunks): their indices, targets,
+	// hidden states, gradients and log-probabilities.
+	headRowIdx              []int
+	headTg                  []int32
+	headIn, headDIn, headLP []float32
+	dHidden                 []float32 // [bt × h] what the heads return
+	targets                 []int32   // [bt] labels shifted left by one
+	back                    backBufs
 }
 
 // backBufs are the backward pass's scratch gradients.

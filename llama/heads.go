@@ -38,32 +38,78 @@ func (a *Acts) shiftTargets(labels []int32) []int32 {
 	return a.targets
 }
 
-// headChunks calls f for each chunk [r0, r1) of the batch's rows that has
-// a target, with the chunk's logits computed into lg.
-func (m *Model) headChunks(a *Acts, targets []int32, f func(r0, r1 int, lg []float32)) {
+// headChunk is a chunk of the rows that have a target: their indices in
+// the batch, their targets, their hidden states packed [k × h] and their
+// logits [k × v].
+type headChunk struct {
+	rows   []int
+	tg     []int32
+	in, lg []float32
+}
+
+// headChunks calls f for the batch's rows that have a target, at most
+// headRows of them at a time. Rows without one (prompts, padding, each
+// sequence's last position) are left out before the LM head, the costliest
+// matrix of a small model, not only after it: their hidden states are
+// packed away, unless the chunk's rows follow each other.
+func (m *Model) headChunks(a *Acts, targets []int32, f func(ch headChunk)) {
 	c := &m.Config
 	bt, h, v := a.B*a.T, c.HiddenSize, c.VocabSize
 	step := headRows(c, bt)
-	for r0 := 0; r0 < bt; r0 += step {
-		r1 := min(bt, r0+step)
-		if tensor.CountTargets(targets[r0:r1]) == 0 {
-			continue // nothing to score: its logits would only be cleared
+	rows := a.headRowIdx[:0]
+	for r := range bt {
+		if targets[r] != tensor.IgnoreIndex {
+			rows = append(rows, r)
 		}
-		lg := a.logits[:(r1-r0)*v]
-		m.LMHead.forward(&a.Pass, lg, a.Hidden[r0*h:r1*h], r1-r0, h, v)
-		f(r0, r1, lg)
+	}
+	a.headRowIdx = rows
+	for i0 := 0; i0 < len(rows); i0 += step {
+		i1 := min(len(rows), i0+step)
+		k := i1 - i0
+		ch := headChunk{rows: rows[i0:i1], tg: grow32(&a.headTg, k), lg: a.logits[:k*v]}
+		if r0 := ch.rows[0]; ch.rows[k-1] == r0+k-1 {
+			ch.in = a.Hidden[r0*h : (r0+k)*h]
+		} else {
+			ch.in = grow(&a.headIn, k*h)
+			for i, r := range ch.rows {
+				copy(ch.in[i*h:(i+1)*h], a.Hidden[r*h:(r+1)*h])
+			}
+		}
+		for i, r := range ch.rows {
+			ch.tg[i] = targets[r]
+		}
+		m.LMHead.forward(&a.Pass, ch.lg, ch.in, k, h, v)
+		f(ch)
 	}
 }
 
-// headBackward takes a chunk's logit gradients through the LM head: into
-// a.dHidden's rows and, unless grads is nil, the head's gradient.
-func (m *Model) headBackward(a *Acts, grads *Model, r0, r1 int, dlogits []float32) {
-	h, v := m.Config.HiddenSize, m.Config.VocabSize
+// headBackward takes a chunk's logit gradients (in ch.lg) through the LM
+// head: into a.dHidden's rows, which hold nothing yet, and, unless grads is
+// nil, the head's gradient.
+func (m *Model) headBackward(a *Acts, grads *Model, ch headChunk) {
+	h, v, k := m.Config.HiddenSize, m.Config.VocabSize, len(ch.rows)
 	var g *Weight
 	if grads != nil {
 		g = &grads.LMHead
 	}
-	m.LMHead.backward(&a.Pass, a.dHidden[r0*h:r1*h], g, dlogits, a.Hidden[r0*h:r1*h], r1-r0, h, v)
+	if r0 := ch.rows[0]; ch.rows[k-1] == r0+k-1 {
+		m.LMHead.backward(&a.Pass, a.dHidden[r0*h:(r0+k)*h], g, ch.lg, ch.in, k, h, v)
+		return
+	}
+	din := grow(&a.headDIn, k*h)
+	clear(din)
+	m.LMHead.backward(&a.Pass, din, g, ch.lg, ch.in, k, h, v)
+	for i, r := range ch.rows {
+		copy(a.dHidden[r*h:(r+1)*h], din[i*h:(i+1)*h])
+	}
+}
+
+func grow32(buf *[]int32, n int) []int32 {
+	if cap(*buf) < n {
+		*buf = make([]int32, n)
+	}
+	*buf = (*buf)[:n]
+	return *buf
 }
 
 // LMLoss is the language-model head: logits = Hidden · LMHeadᵀ, and the
@@ -84,11 +130,11 @@ func (m *Model) LMLoss(a *Acts, labels []int32, denom int, grads *Model) (float6
 		clear(a.dHidden)
 	}
 	var sum float64
-	m.headChunks(a, targets, func(r0, r1 int, lg []float32) {
-		s, _ := tensor.CrossEntropySum(lg, targets[r0:r1], r1-r0, m.Config.VocabSize, denom)
+	m.headChunks(a, targets, func(ch headChunk) {
+		s, _ := tensor.CrossEntropySum(ch.lg, ch.tg, len(ch.rows), m.Config.VocabSize, denom)
 		sum += s
 		if grads != nil {
-			m.headBackward(a, grads, r0, r1, lg)
+			m.headBackward(a, grads, ch)
 		}
 	})
 	var dHidden []float32
@@ -121,8 +167,12 @@ func (m *Model) TokenLogProbs(a *Acts, labels []int32, dst []float32) int {
 	targets := a.shiftTargets(labels)
 	clear(dst[:a.B*a.T])
 	n := 0
-	m.headChunks(a, targets, func(r0, r1 int, lg []float32) {
-		n += tensor.LogProbs(dst[r0:r1], lg, targets[r0:r1], r1-r0, m.Config.VocabSize)
+	m.headChunks(a, targets, func(ch headChunk) {
+		lp := grow(&a.headLP, len(ch.rows))
+		n += tensor.LogProbs(lp, ch.lg, ch.tg, len(ch.rows), m.Config.VocabSize)
+		for i, r := range ch.rows {
+			dst[r] = lp[i]
+		}
 	})
 	return n
 }
@@ -134,9 +184,13 @@ func (m *Model) TokenLogProbs(a *Acts, labels []int32, dst []float32) int {
 func (m *Model) TokenLogProbsBackward(a *Acts, labels []int32, dLogp []float32, grads *Model) []float32 {
 	targets := a.shiftTargets(labels)
 	clear(a.dHidden)
-	m.headChunks(a, targets, func(r0, r1 int, lg []float32) {
-		tensor.LogProbsBackward(lg, targets[r0:r1], dLogp[r0:r1], r1-r0, m.Config.VocabSize)
-		m.headBackward(a, grads, r0, r1, lg)
+	m.headChunks(a, targets, func(ch headChunk) {
+		dl := grow(&a.headLP, len(ch.rows))
+		for i, r := range ch.rows {
+			dl[i] = dLogp[r]
+		}
+		tensor.LogProbsBackward(ch.lg, ch.tg, dl, len(ch.rows), m.Config.VocabSize)
+		m.headBackward(a, grads, ch)
 	})
 	return a.dHidden
 }
