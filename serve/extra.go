@@ -124,7 +124,7 @@ func (s *Server) detokenize(w http.ResponseWriter, r *http.Request) error {
 			return badRequest("tokens", "tokens[%d] = %d is not a token id (0 to %d)", i, id, s.o.Tok.Size()-1)
 		}
 	}
-	text, _ := s.o.Tok.DecodeSpecial(ints(ids)) // the ids are checked above
+	text, _ := s.o.Tok.DecodeSpecial(spm.Ints(ids)) // the ids are checked above
 	writeJSON(w, http.StatusOK, map[string]any{"content": text})
 	return nil
 }
@@ -142,7 +142,7 @@ func (s *Server) applyTemplate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return badRequest("messages", "messages: %v", err)
 	}
-	text, err := s.o.Tok.DecodeSpecial(ints(ids))
+	text, err := s.o.Tok.DecodeSpecial(spm.Ints(ids))
 	if err != nil {
 		return err
 	}
@@ -186,7 +186,7 @@ func (s *Server) scoreEvaluation(w http.ResponseWriter, r *http.Request) error {
 	}
 	seqs := make([][]int32, len(texts))
 	for i, t := range texts {
-		ids := int32s(s.o.Tok.EncodeSpecial(t))
+		ids := spm.Int32s(s.o.Tok.EncodeSpecial(t))
 		if len(ids) == 0 {
 			return badRequest(fmt.Sprintf("messages[%d]", i), "messages[%d] is empty: nothing to score", i)
 		}
@@ -216,20 +216,4 @@ func (sc *scorer) one(m *llama.Model, ids []int32) float64 {
 	}
 	sc.head.Forward(sc.vals[:len(ids)], sc.acts.Hidden, len(ids))
 	return float64(sc.vals[len(ids)-1])
-}
-
-func ints(ids []int32) []int {
-	out := make([]int, len(ids))
-	for i, id := range ids {
-		out[i] = int(id)
-	}
-	return out
-}
-
-func int32s(ids []int) []int32 {
-	out := make([]int32, len(ids))
-	for i, id := range ids {
-		out[i] = int32(id)
-	}
-	return out
 }

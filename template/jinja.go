@@ -134,12 +134,7 @@ func (j *Jinja) Prompt(p *spm.Processor, msgs []Message, system string) ([]int32
 	if err != nil {
 		return nil, err
 	}
-	ids := p.EncodeSpecial(text)
-	out := make([]int32, len(ids))
-	for i, id := range ids {
-		out[i] = int32(id)
-	}
-	return out, nil
+	return spm.Int32s(p.EncodeSpecial(text)), nil
 }
 
 // ForChatTemplate is the prompter of a model's chat_template: the

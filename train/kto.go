@@ -145,7 +145,7 @@ func oneTurn(tpl *template.Template, tok *spm.Processor, prompt []template.Messa
 	}
 	a := enc[len(enc)-1]
 	sl, tl := template.InferSeqLen(len(p), len(a), cutoff)
-	ids = append(int32s(p[:sl]), int32s(a[:tl])...)
+	ids = append(spm.Int32s(p[:sl]), spm.Int32s(a[:tl])...)
 	labels = make([]int32, len(ids))
 	for i := range labels {
 		labels[i] = template.IgnoreIndex

@@ -82,8 +82,8 @@ func LoadPairs(c *Config, tok *spm.Processor, log io.Writer) (trainSet, valSet *
 			if err != nil {
 				return fmt.Errorf("%s: %w", loc, err)
 			}
-			all.chosen.add(int32s(p.ChosenIDs), int32s(p.ChosenLabels))
-			all.rejected.add(int32s(p.RejectedIDs), int32s(p.RejectedLabels))
+			all.chosen.add(spm.Int32s(p.ChosenIDs), spm.Int32s(p.ChosenLabels))
+			all.rejected.add(spm.Int32s(p.RejectedIDs), spm.Int32s(p.RejectedLabels))
 			if c.MaxSamples > 0 && all.Len()-before >= c.MaxSamples {
 				return corpus.ErrStop
 			}
@@ -101,12 +101,4 @@ func LoadPairs(c *Config, tok *spm.Processor, log io.Writer) (trainSet, valSet *
 		return all, nil, err
 	}
 	return all.subset(trainIdx), all.subset(valIdx), nil
-}
-
-func int32s(v []int) []int32 {
-	out := make([]int32, len(v))
-	for i, x := range v {
-		out[i] = int32(x)
-	}
-	return out
 }

@@ -161,13 +161,9 @@ type apiScorer struct {
 func (s *apiScorer) Score(seqs [][]int32) ([]float64, error) {
 	texts := make([]string, len(seqs))
 	for i, q := range seqs {
-		ids := make([]int, len(q))
-		for j, id := range q {
-			ids[j] = int(id)
-		}
 		var err error
 		// As Hugging Face's batch_decode(skip_special_tokens=False).
-		if texts[i], err = s.tok.DecodeSpecial(ids); err != nil {
+		if texts[i], err = s.tok.DecodeSpecial(spm.Ints(q)); err != nil {
 			return nil, fmt.Errorf("reward_model %s: sequence %d: %w", s.url, i, err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"zhllama/eval"
 	"zhllama/internal/atomicfile"
 	"zhllama/llama"
+	"zhllama/spm"
 	"zhllama/train"
 )
 
@@ -92,9 +93,9 @@ func evalSFT(args []string) error {
 	var lines bytes.Buffer
 	scores := make([]eval.GenScores, len(exs))
 	for i, e := range exs {
-		label, _ := p.Decode(ints(e.Answer))
+		label, _ := p.Decode(spm.Ints(e.Answer))
 		// The prompt as LLaMA-Factory writes it, special tokens shown.
-		prompt, err := p.DecodeSpecial(ints(e.Prompt))
+		prompt, err := p.DecodeSpecial(spm.Ints(e.Prompt))
 		if err != nil {
 			return err
 		}
@@ -221,14 +222,6 @@ func (f dataFlags) config(stage, model string, ctx int) *train.Config {
 		}
 	}
 	return &train.Config{Stage: stage, ModelNameOrPath: model, Dataset: names, DatasetDir: *f.dir, Template: *f.template, CutoffLen: *f.cutoff, MaxSamples: *f.maxSamples}
-}
-
-func ints(ids []int32) []int {
-	out := make([]int, len(ids))
-	for i, id := range ids {
-		out[i] = int(id)
-	}
-	return out
 }
 
 // progress reports a long job's count on stderr with its rate and the
