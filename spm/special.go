@@ -2,7 +2,7 @@ package spm
 
 import (
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -75,14 +75,18 @@ func (p *Processor) DecodeSpecial(ids []int) (string, error) {
 // specials is the set of pieces EncodeSpecial cuts at, longest first.
 type specials struct {
 	starts [256]bool // some piece starts with this byte
-	pieces []string
-	ids    []int
+	pieces []special
+}
+
+type special struct {
+	piece string
+	id    int
 }
 
 func (s *specials) match(text string) (int, int) {
-	for i, piece := range s.pieces {
-		if strings.HasPrefix(text, piece) {
-			return s.ids[i], len(piece)
+	for _, sp := range s.pieces {
+		if strings.HasPrefix(text, sp.piece) {
+			return sp.id, len(sp.piece)
 		}
 	}
 	return 0, 0
@@ -95,23 +99,13 @@ func (p *Processor) specialPieces() *specials {
 			if t := p.Type(id); t != Control && t != UserDefined {
 				continue
 			}
-			piece := p.IDToPiece(id)
-			if piece == "" {
-				continue
+			if piece := p.IDToPiece(id); piece != "" {
+				s.pieces = append(s.pieces, special{piece, id})
+				s.starts[piece[0]] = true
 			}
-			s.pieces, s.ids = append(s.pieces, piece), append(s.ids, id)
-			s.starts[piece[0]] = true
 		}
-		order := make([]int, len(s.pieces))
-		for i := range order {
-			order[i] = i
-		}
-		sort.SliceStable(order, func(a, b int) bool { return len(s.pieces[order[a]]) > len(s.pieces[order[b]]) })
-		pieces, ids := make([]string, len(order)), make([]int, len(order))
-		for i, o := range order {
-			pieces[i], ids[i] = s.pieces[o], s.ids[o]
-		}
-		s.pieces, s.ids = pieces, ids
+		// The longest first, so that a piece holding another wins.
+		slices.SortStableFunc(s.pieces, func(a, b special) int { return len(b.piece) - len(a.piece) })
 		p.specials = s
 	})
 	return p.specials

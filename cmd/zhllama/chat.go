@@ -117,11 +117,12 @@ func chat(args []string) error {
 	if err := parseFlags(fs, args, "--model D [flags]"); err != nil {
 		return err
 	}
-	m, p, s, err := sf.load(mf)
+	// The template first: a bad one fails before the model loads.
+	tpl, tplDesc, err := chatPrompter(*tplName, mf)
 	if err != nil {
 		return err
 	}
-	tpl, tplDesc, err := chatPrompter(*tplName, mf)
+	m, p, s, err := sf.load(mf)
 	if err != nil {
 		return err
 	}
@@ -205,5 +206,3 @@ func chat(args []string) error {
 		conv.turns = append(conv.turns, template.Message{Role: template.User, Content: line}, template.Message{Role: template.Assistant, Content: answer.String()})
 	}
 }
-
-func isGGUF(path string) bool { return strings.HasSuffix(strings.ToLower(path), ".gguf") }

@@ -104,6 +104,9 @@ func loadGGUF(path, dtype, adapter string) (*llama.Model, *spm.Processor, error)
 	return m, p, nil
 }
 
+// isGGUF says whether --model names a GGUF file rather than a directory.
+func isGGUF(path string) bool { return strings.HasSuffix(strings.ToLower(path), ".gguf") }
+
 func fileThere(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // samplingFlags are the flags that say how to sample, with a command's

@@ -122,6 +122,8 @@ func readPipeline(path string) (*pipeline, error) {
 	return p, nil
 }
 
+// decodeStrict decodes n into v refusing unknown keys, which Node.Decode
+// cannot do: through the text again, with KnownFields.
 func decodeStrict(n *yaml.Node, v any) error {
 	b, err := yaml.Marshal(n)
 	if err != nil {
