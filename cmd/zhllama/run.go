@@ -306,6 +306,7 @@ func runPipeline(args []string) error {
 	dirs := map[string]string{"output_dir": root}
 	rep := &runReport{Title: "zhllama run " + p.path, Pipeline: p.path, OutputDir: root, Started: time.Now()}
 	var prev trainedModel // the model the next training stage starts from, for its samples
+	samples := &sampler{prompts: p.Samples}
 	for i := range p.Stages {
 		s := &p.Stages[i]
 		own := filepath.Join(root, s.Name)
@@ -366,7 +367,7 @@ func runPipeline(args []string) error {
 				prev = trainedModel{dir: keys["model_name_or_path"], adapters: splitList(keys["adapter_name_or_path"])}
 			}
 			if sr.Status == "ran" || !samePrompts(mark.Samples, p.Samples) {
-				rows, err := sampleRows(prev, after, keys, p.Samples)
+				rows, err := samples.rows(prev, after, keys)
 				if err != nil {
 					sr.Notes = append(sr.Notes, "samples: "+err.Error())
 				}

@@ -172,63 +172,84 @@ func (t trainedModel) load() (*llama.Model, *spm.Processor, error) {
 // sampleAnswerTokens is how long a sample answer may grow.
 const sampleAnswerTokens = 64
 
-// sampleRows has the models before and after a training stage answer the
-// prompts greedily: through the stage's template, or, for pretraining,
-// as text to continue.
-func sampleRows(before, after trainedModel, keys map[string]string, prompts []string) ([]sampleRow, error) {
-	var tpl *chattpl.Template
+// sampler has models answer a pipeline's sample prompts greedily,
+// remembering each model's answers under each template: the model a stage
+// starts from is the one the stage before it trained, answered already.
+type sampler struct {
+	prompts  []string
+	answered map[string][]string // model and template → answers
+}
+
+// rows has the models before and after a training stage answer the
+// prompts: through the stage's template, or, for pretraining, as text to
+// continue.
+func (sm *sampler) rows(before, after trainedModel, keys map[string]string) ([]sampleRow, error) {
+	tplName := ""
 	if keys["stage"] != "pt" {
-		name := keys["template"]
-		if name == "" {
-			name = "default" // train's default
+		if tplName = keys["template"]; tplName == "" {
+			tplName = "default" // train's default
 		}
+	}
+	b, err := sm.answers(before, tplName)
+	if err != nil {
+		return nil, err
+	}
+	a, err := sm.answers(after, tplName)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]sampleRow, len(sm.prompts))
+	for i, q := range sm.prompts {
+		rows[i] = sampleRow{Prompt: q, Before: b[i], After: a[i]}
+	}
+	return rows, nil
+}
+
+func (sm *sampler) answers(tm trainedModel, tplName string) ([]string, error) {
+	key := strings.Join(append([]string{tplName, tm.dir}, tm.adapters...), "\x00")
+	if a, ok := sm.answered[key]; ok {
+		return a, nil
+	}
+	var tpl *chattpl.Template
+	if tplName != "" {
 		var err error
-		if tpl, err = chattpl.Get(name); err != nil {
+		if tpl, err = chattpl.Get(tplName); err != nil {
 			return nil, err
 		}
 	}
-	rows := make([]sampleRow, len(prompts))
-	for i, q := range prompts {
-		rows[i].Prompt = q
+	m, p, err := tm.load()
+	if err != nil {
+		return nil, err
 	}
-	for side, tm := range []trainedModel{before, after} {
-		m, p, err := tm.load()
-		if err != nil {
-			return rows, err
-		}
-		ids := make([][]int32, len(prompts))
-		for i, q := range prompts {
-			if tpl == nil {
-				ids[i] = p.ModelInput(q)
-				continue
-			}
-			var err error
-			if ids[i], err = tpl.Prompt(p, []chattpl.Message{{Role: chattpl.User, Content: q}}, ""); err != nil {
-				return rows, err
-			}
-		}
-		s := llama.Sampling{MaxNewTokens: sampleAnswerTokens}
-		if eos := p.SpecialID("eos"); eos >= 0 {
-			s.StopIDs = []int{eos}
-		}
-		outs, err := m.GenerateBatch(ids, s, nil)
-		m.Close()
-		if err != nil {
-			return rows, err
-		}
-		for i, o := range outs {
-			if n := len(o); n > 0 && slices.Contains(s.StopIDs, o[n-1]) {
-				o = o[:n-1]
-			}
-			text, _ := p.Decode(o)
-			if side == 0 {
-				rows[i].Before = text
-			} else {
-				rows[i].After = text
-			}
+	defer m.Close()
+	ids := make([][]int32, len(sm.prompts))
+	for i, q := range sm.prompts {
+		if tpl == nil {
+			ids[i] = p.ModelInput(q)
+		} else if ids[i], err = tpl.Prompt(p, []chattpl.Message{{Role: chattpl.User, Content: q}}, ""); err != nil {
+			return nil, err
 		}
 	}
-	return rows, nil
+	s := llama.Sampling{MaxNewTokens: sampleAnswerTokens}
+	if eos := p.SpecialID("eos"); eos >= 0 {
+		s.StopIDs = []int{eos}
+	}
+	outs, err := m.GenerateBatch(ids, s, nil)
+	if err != nil {
+		return nil, err
+	}
+	texts := make([]string, len(outs))
+	for i, o := range outs {
+		if n := len(o); n > 0 && slices.Contains(s.StopIDs, o[n-1]) {
+			o = o[:n-1]
+		}
+		texts[i], _ = p.Decode(o)
+	}
+	if sm.answered == nil {
+		sm.answered = map[string][]string{}
+	}
+	sm.answered[key] = texts
+	return texts, nil
 }
 
 // write saves report.json and report.html in dir.
