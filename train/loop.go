@@ -143,7 +143,7 @@ func (l *Loop) TrainStep() StepResult {
 		denom += l.Obj.Weight(b)
 	}
 	r := StepResult{Tokens: denom, LR: optim.LR(c.LRSchedulerType, c.LearningRate, l.Step, l.Warmup, l.Total)}
-	results, err := l.par.accumulate(l.Obj, micro, denom, uint64(l.Step*l.accum))
+	results, err := l.par.accumulate(func(b []int, k uint64) Result { return l.Obj.Accumulate(b, denom, k) }, micro, uint64(l.Step*l.accum))
 	if err != nil {
 		r.Err = err
 		return r

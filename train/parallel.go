@@ -176,11 +176,13 @@ func (p *parallel) commBytes(g int) int64 {
 	return int64(g)*other + other
 }
 
-// accumulate runs this rank's micro-batches of a step and leaves the
-// step's gradient, summed in global micro-batch order, in the parameters'
-// gradients (with ZeRO-1, in this rank's shards only). It returns every
-// micro-batch's result in global order, from every rank.
-func (p *parallel) accumulate(obj Objective, micro [][]int, denom int, seed uint64) ([]Result, error) {
+// accumulate runs this rank's micro-batches of a step through run, which
+// adds a micro-batch's gradient to the parameters' (k numbers it in the
+// run), and leaves the step's gradient, summed in global micro-batch
+// order, in the parameters' gradients (with ZeRO-1, in this rank's shards
+// only). It returns every micro-batch's result in global order, from
+// every rank.
+func (p *parallel) accumulate(run func(batch []int, k uint64) Result, micro [][]int, seed uint64) ([]Result, error) {
 	n, rank := p.comm.Size(), p.comm.Rank()
 	params := p.flat.params
 	var mine []Result
@@ -190,7 +192,7 @@ func (p *parallel) accumulate(obj Objective, micro [][]int, denom int, seed uint
 			clear(prm.Grad)
 		}
 		for i, b := range micro {
-			mine = append(mine, obj.Accumulate(b, denom, seed+uint64(i)))
+			mine = append(mine, run(b, seed+uint64(i)))
 		}
 		return mine, nil
 	}
@@ -201,7 +203,7 @@ func (p *parallel) accumulate(obj Objective, micro [][]int, denom int, seed uint
 			clear(prm.Grad)
 		}
 		if k := j*n + rank; k < len(micro) {
-			mine = append(mine, obj.Accumulate(micro[k], denom, seed+uint64(k)))
+			mine = append(mine, run(micro[k], seed+uint64(k)))
 		}
 		first, last := j*n, min(len(micro), (j+1)*n) // the round's micro-batches
 		at := 0                                      // where the bucket's shard lies in acc

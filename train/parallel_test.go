@@ -288,13 +288,68 @@ func TestResumeOnOtherRankCount(t *testing.T) {
 	}
 }
 
-// PPO, which takes its own steps, refuses several ranks rather than train
-// each rank's copy alone.
-func TestPPORefusesRanks(t *testing.T) {
-	c := sftConfig(t, "unused")
-	c.Stage = "ppo"
-	if _, err := NewOn(c, io.Discard, rankOf{newWorld(2), 0}); err == nil || !strings.Contains(err.Error(), "one process only") {
-		t.Errorf("ppo on 2 ranks: %v", err)
+// PPO on N ranks: each rank generates, scores and evaluates its
+// mini-batches of the experience batch, the ranks share the rollouts and
+// combine the updates' gradients as the Loop does. Policy, critic and
+// every logged statistic equal one process with g·N, bit for bit: LoRA
+// (reward adapter on the policy's base) and full (separate reward model),
+// with dropout, full KL and ZeRO-1.
+func TestPPORanksMatchOneProcess(t *testing.T) {
+	model := tinyModel(t)
+	rm := rewardModel(t, model)
+	cases := []struct {
+		name    string
+		n, g    int
+		zero    string
+		reward  string
+		extra   []string
+		inShort bool
+	}{
+		{"lora score norm", 2, 1, "0", rm, []string{"--ppo_score_norm"}, true},
+		{"lora dropout full kl", 2, 2, "1", rm, []string{"--lora_dropout", "0.1", "--kl_penalty", "full", "--max_samples", "16"}, false},
+		{"full", 3, 1, "1", model, []string{"--finetuning_type", "full", "--reward_model_type", "full", "--reward_model_adapters", rm,
+			"--max_grad_norm", "0.5", "--ppo_whiten_rewards"}, false},
+	}
+	for _, tc := range cases {
+		if testing.Short() && !tc.inShort {
+			continue
+		}
+		t.Run(fmt.Sprintf("%s N=%d g=%d zero=%s", tc.name, tc.n, tc.g, tc.zero), func(t *testing.T) {
+			c := ppoConfig(t, model, tc.reward, tc.extra...)
+			one := newTrainer(t, with(c, tc.g*tc.n))
+			var want []StepResult
+			for range 2 {
+				r := one.TrainStep()
+				if r.Err != nil {
+					t.Fatal(r.Err)
+				}
+				want = append(want, r)
+			}
+			got := make([][]StepResult, tc.n)
+			trs := onRanks(t, tc.n, with(c, tc.g, "zero_stage", tc.zero), func(tr *Trainer) error {
+				for range 2 {
+					r := tr.TrainStep()
+					if r.Err != nil {
+						return r.Err
+					}
+					got[tr.Comm.Rank()] = append(got[tr.Comm.Rank()], r)
+				}
+				return nil
+			})
+			for r, tr := range trs {
+				sameBits(t, fmt.Sprintf("rank %d", r), one, tr)
+				for s, res := range got[r] {
+					for k, v := range want[s].Metrics {
+						if !strings.HasPrefix(k, "time/") && math.Float64bits(res.Metrics[k]) != math.Float64bits(v) {
+							t.Errorf("rank %d step %d: %s is %v, one process %v", r, s, k, res.Metrics[k], v)
+						}
+					}
+					if res.GradNorm != want[s].GradNorm || res.Tokens != want[s].Tokens || res.Inputs != want[s].Inputs {
+						t.Errorf("rank %d step %d: grad norm %v over %d tokens, one process %v over %d", r, s, res.GradNorm, res.Tokens, want[s].GradNorm, want[s].Tokens)
+					}
+				}
+			}
+		})
 	}
 }
 

@@ -1,6 +1,8 @@
 package train
 
 import (
+	"bytes"
+	"encoding/gob"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -63,16 +65,16 @@ type rollout struct {
 	qlen                  int
 	logp, ref, values, kl []float64
 	adv, ret              []float64
-	score                 float64
+	raw, score            float64 // the reward model's score, and as normalised
 }
 
-// NewPPO sets up stage ppo over t: prompts, critic head, reward model and
-// reference.
-func NewPPO(t *Tuned, prompts Source) (*PPO, error) {
+// NewPPO sets up stage ppo over t on the given number of ranks: prompts,
+// critic head, reward model and reference.
+func NewPPO(t *Tuned, prompts Source, ranks int) (*PPO, error) {
 	c := t.cfg
 	h := t.Model.Config.HiddenSize
 	o := &PPO{Tuned: t, Prompts: prompts, criticGrad: llama.NewValueHead(h), orderEpoch: -1,
-		batch: c.BatchSize * c.GradAccum * c.PPOBufferSize,
+		batch: c.BatchSize * c.GradAccum * ranks * c.PPOBufferSize,
 		KL:    rlhf.KLController{Value: c.InitKLCoef, Horizon: c.Horizon}, Moments: rlhf.NewRunningMoments(),
 		Clip: rlhf.Clip{Range: c.ClipRange, ValueRange: c.ClipRangeValue, VFCoef: c.VFCoef, RatioThreshold: c.RatioThreshold}}
 	if c.AdapKLCtrl {
@@ -83,7 +85,7 @@ func NewPPO(t *Tuned, prompts Source) (*PPO, error) {
 		o.drop.p = *p
 	}
 	if prompts.Len() < o.batch {
-		return nil, fmt.Errorf("stage ppo: %d prompts, fewer than one experience batch of %d (per_device_train_batch_size × gradient_accumulation_steps × ppo_buffer_size)", prompts.Len(), o.batch)
+		return nil, fmt.Errorf("stage ppo: %d prompts, fewer than one experience batch of %d (per_device_train_batch_size × gradient_accumulation_steps × ranks × ppo_buffer_size)", prompts.Len(), o.batch)
 	}
 	o.perEpoch = prompts.Len() / o.batch // TRL's loader drops the last partial batch
 	o.pad = t.padID()
@@ -196,41 +198,63 @@ func (o *PPO) stepSeed(s int) uint64 {
 }
 
 // Step runs one PPO step: generate, score, evaluate the experience, then
-// ppo_epochs passes of updates.
+// ppo_epochs passes of updates. On several ranks, mini-batch m of the
+// experience batch is generated, scored and evaluated by rank m mod N and
+// the ranks share the rollouts; the updates combine gradients as the Loop
+// does (see parallel). Every mini-batch is computed alone with its own
+// random stream, so the run is the one process makes with
+// gradient_accumulation_steps × N, bit for bit.
 func (o *PPO) Step(l *Loop) StepResult {
 	c := o.cfg
 	r := StepResult{LR: optim.LR(c.LRSchedulerType, c.LearningRate, l.Step, l.Warmup, l.Total)}
 	seed := o.stepSeed(l.Step)
+	idx := o.prompts(l.Step)
+	var mine [][]*rollout
 	start := time.Now()
-	rolls, err := o.generate(o.prompts(l.Step), seed)
-	if err != nil {
-		r.Err = err
-		return r
+	for m := l.Comm.Rank(); m*c.BatchSize < len(idx); m += l.Comm.Size() {
+		rolls, err := o.generateMini(idx[m*c.BatchSize:min((m+1)*c.BatchSize, len(idx))], miniSeed(seed, m))
+		if err != nil {
+			r.Err = err
+			return r
+		}
+		mine = append(mine, rolls)
 	}
 	genTime := time.Since(start)
 	start = time.Now()
-	seqs := make([][]int32, len(rolls))
-	for i, ro := range rolls {
-		seqs[i] = ro.seq
+	for _, rolls := range mine {
+		if r.Err = o.score(rolls); r.Err != nil {
+			return r
+		}
 	}
-	raw, err := o.Reward.Score(seqs)
+	scoreTime := time.Since(start)
+	start = time.Now()
+	for _, rolls := range mine {
+		o.evaluate(rolls)
+	}
+	rolls, err := o.share(l.Comm, mine, len(idx))
 	if err != nil {
 		r.Err = err
 		return r
+	}
+	raw := make([]float64, len(rolls))
+	for i, ro := range rolls {
+		raw[i] = ro.raw
 	}
 	scores := raw
 	if c.PPOScoreNorm {
 		scores = o.Moments.Update(raw)
 	}
-	scoreTime := time.Since(start)
-	start = time.Now()
-	m, err := o.experience(rolls, scores)
+	m, err := o.advantages(rolls, scores)
 	if err != nil {
 		r.Err = err
 		return r
 	}
 	m["reward"] = mean(raw)
-	stats := o.optimize(l, rolls, seed, &r)
+	stats, err := o.optimize(l, rolls, seed, &r)
+	if err != nil {
+		r.Err = err
+		return r
+	}
 	for k, v := range stats {
 		m[k] = v
 	}
@@ -245,10 +269,30 @@ func (o *PPO) Step(l *Loop) StepResult {
 	return r
 }
 
-// generate samples a response to each prompt. A response keeps its EOS;
-// one that is empty (the prompt filled the context) is a lone EOS, as
-// LLaMA-Factory allows.
+// miniSeed is the random stream of mini-batch m of a step's experience.
+func miniSeed(seed uint64, m int) uint64 {
+	return seed ^ (uint64(m)+1)*0xbf58476d1ce4e5b9
+}
+
+// generate samples the responses to prompts idx, mini-batch by
+// mini-batch of per_device_train_batch_size, as LLaMA-Factory does.
 func (o *PPO) generate(idx []int, seed uint64) ([]*rollout, error) {
+	b := o.cfg.BatchSize
+	var all []*rollout
+	for m := 0; m*b < len(idx); m++ {
+		rolls, err := o.generateMini(idx[m*b:min((m+1)*b, len(idx))], miniSeed(seed, m))
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, rolls...)
+	}
+	return all, nil
+}
+
+// generateMini samples a response to each prompt. A response keeps its
+// EOS; one that is empty (the prompt filled the context) is a lone EOS, as
+// LLaMA-Factory allows.
+func (o *PPO) generateMini(idx []int, seed uint64) ([]*rollout, error) {
 	queries := make([][]int32, len(idx))
 	for i, k := range idx {
 		queries[i] = o.Prompts.Example(k).IDs
@@ -272,6 +316,79 @@ func (o *PPO) generate(idx []int, seed uint64) ([]*rollout, error) {
 		rolls[i] = &rollout{seq: seq, qlen: len(q)}
 	}
 	return rolls, nil
+}
+
+// score asks the reward model for the rollouts' raw scores.
+func (o *PPO) score(rolls []*rollout) error {
+	seqs := make([][]int32, len(rolls))
+	for i, ro := range rolls {
+		seqs[i] = ro.seq
+	}
+	raw, err := o.Reward.Score(seqs)
+	if err != nil {
+		return err
+	}
+	for i, ro := range rolls {
+		ro.raw = raw[i]
+	}
+	return nil
+}
+
+// wireRollout is an evaluated rollout as the ranks exchange it.
+type wireRollout struct {
+	Seq                   []int32
+	QLen                  int
+	Logp, Ref, Values, KL []float64
+	Raw                   float64
+}
+
+// share gives every rank all n rollouts of the step in global order: each
+// sends its mini-batches (m = rank, rank+N, …), scored and evaluated.
+func (o *PPO) share(comm Comm, mine [][]*rollout, n int) ([]*rollout, error) {
+	size := comm.Size()
+	if size == 1 {
+		var all []*rollout
+		for _, rolls := range mine {
+			all = append(all, rolls...)
+		}
+		return all, nil
+	}
+	var send [][]wireRollout
+	for _, rolls := range mine {
+		w := make([]wireRollout, len(rolls))
+		for i, ro := range rolls {
+			w[i] = wireRollout{ro.seq, ro.qlen, ro.logp, ro.ref, ro.values, ro.kl, ro.raw}
+		}
+		send = append(send, w)
+	}
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(send); err != nil {
+		return nil, err
+	}
+	msgs, err := comm.AllgatherBytes(buf.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("sharing the rollouts: %w", err)
+	}
+	per := make([][][]wireRollout, size)
+	for q, msg := range msgs {
+		if err := gob.NewDecoder(bytes.NewReader(msg)).Decode(&per[q]); err != nil {
+			return nil, fmt.Errorf("rank %d's rollouts: %w", q, err)
+		}
+	}
+	all := make([]*rollout, 0, n)
+	for m := 0; len(all) < n; m++ {
+		q, j := m%size, m/size
+		if j >= len(per[q]) {
+			return nil, fmt.Errorf("rank %d sent %d mini-batches of rollouts, mini-batch %d is missing", q, len(per[q]), m)
+		}
+		for _, w := range per[q][j] {
+			all = append(all, &rollout{seq: w.Seq, qlen: w.QLen, logp: w.Logp, ref: w.Ref, values: w.Values, kl: w.KL, raw: w.Raw})
+		}
+	}
+	if len(all) != n {
+		return nil, fmt.Errorf("the ranks sent %d rollouts, the step has %d", len(all), n)
+	}
+	return all, nil
 }
 
 // batchOf lays rollouts out as a right-padded batch whose labels are the
@@ -322,44 +439,53 @@ func (o *PPO) forward(m *llama.Model, a *llama.Acts, adapters func(string) bool,
 	return b, logp, values
 }
 
-// experience computes the old log-probabilities and values, the
-// reference's log-probabilities, the penalties, the per-token rewards and
-// GAE, mini-batch by mini-batch without gradients, and returns TRL's
-// objective/* and scores statistics.
+// experience evaluates the rollouts mini-batch by mini-batch and computes
+// their per-token rewards and advantages from scores.
 func (o *PPO) experience(rolls []*rollout, scores []float64) (map[string]float64, error) {
+	for lo := 0; lo < len(rolls); lo += o.cfg.BatchSize {
+		o.evaluate(rolls[lo:min(lo+o.cfg.BatchSize, len(rolls))])
+	}
+	return o.advantages(rolls, scores)
+}
+
+// evaluate computes a mini-batch's old log-probabilities and values, the
+// reference's log-probabilities and the per-token KL penalties, without
+// gradients.
+func (o *PPO) evaluate(mini []*rollout) {
 	c := o.cfg
 	full := c.KLPenalty == "full"
-	for lo := 0; lo < len(rolls); lo += c.BatchSize {
-		mini := rolls[lo:min(lo+c.BatchSize, len(rolls))]
-		b, logp, values := o.forward(o.Model, o.acts, o.policy, mini, true, 0)
-		if full {
-			o.logitsBuf[0] = o.logits(o.Model, o.acts, b, 0)
-		}
-		var ref [][]float64
-		var refModel, refActs = o.Model, o.acts
-		adapters := llama.NoAdapters
-		if o.ref != nil {
-			refModel, refActs, adapters = o.ref, o.refActs, nil
-		}
-		_, ref, _ = o.forward(refModel, refActs, adapters, mini, false, 0)
-		if full {
-			o.logitsBuf[1] = o.logits(refModel, refActs, b, 1)
-		}
-		o.acts.Adapters = nil
-		v := o.Model.Config.VocabSize
-		for i, ro := range mini {
-			ro.logp, ro.values, ro.ref = logp[i], values[i], ref[i]
-			ro.kl = make([]float64, len(ro.logp))
-			for t := range ro.kl {
-				if full {
-					at := (i*b.T + ro.qlen - 1 + t) * v
-					ro.kl[t] = rlhf.FullKL(o.logitsBuf[0][at:at+v], o.logitsBuf[1][at:at+v])
-				} else {
-					ro.kl[t] = rlhf.KLPenalty(c.KLPenalty, ro.logp[t], ro.ref[t])
-				}
+	b, logp, values := o.forward(o.Model, o.acts, o.policy, mini, true, 0)
+	if full {
+		o.logitsBuf[0] = o.logits(o.Model, o.acts, b, 0)
+	}
+	refModel, refActs, adapters := o.Model, o.acts, llama.NoAdapters
+	if o.ref != nil {
+		refModel, refActs, adapters = o.ref, o.refActs, nil
+	}
+	_, ref, _ := o.forward(refModel, refActs, adapters, mini, false, 0)
+	if full {
+		o.logitsBuf[1] = o.logits(refModel, refActs, b, 1)
+	}
+	o.acts.Adapters = nil
+	v := o.Model.Config.VocabSize
+	for i, ro := range mini {
+		ro.logp, ro.values, ro.ref = logp[i], values[i], ref[i]
+		ro.kl = make([]float64, len(ro.logp))
+		for t := range ro.kl {
+			if full {
+				at := (i*b.T + ro.qlen - 1 + t) * v
+				ro.kl[t] = rlhf.FullKL(o.logitsBuf[0][at:at+v], o.logitsBuf[1][at:at+v])
+			} else {
+				ro.kl[t] = rlhf.KLPenalty(c.KLPenalty, ro.logp[t], ro.ref[t])
 			}
 		}
 	}
+}
+
+// advantages computes the per-token rewards and GAE of evaluated rollouts
+// and returns TRL's objective/* and scores statistics.
+func (o *PPO) advantages(rolls []*rollout, scores []float64) (map[string]float64, error) {
+	c := o.cfg
 	kl, values := make([][]float64, len(rolls)), make([][]float64, len(rolls))
 	pad := make([]int, len(rolls))
 	longest := 0
@@ -403,48 +529,62 @@ func (o *PPO) logits(m *llama.Model, a *llama.Acts, b Batch, k int) []float32 {
 }
 
 // optimize makes ppo_epochs passes over the rollouts in mini-batches, an
-// optimizer update per gradient_accumulation_steps of them, and returns
-// the means of TRL's ppo/* statistics.
-func (o *PPO) optimize(l *Loop, rolls []*rollout, seed uint64, r *StepResult) map[string]float64 {
+// optimizer update per gradient_accumulation_steps of them (× ranks, each
+// rank taking its share as the Loop does), and returns the means of TRL's
+// ppo/* statistics.
+func (o *PPO) optimize(l *Loop, rolls []*rollout, seed uint64, r *StepResult) (map[string]float64, error) {
 	c := o.cfg
-	mb, ga := c.BatchSize, c.GradAccum
+	mb, ga := c.BatchSize, l.accum
 	sum := map[string]float64{}
 	minis := 0
+	maxNorm := c.MaxGradNorm
+	if maxNorm <= 0 {
+		maxNorm = math.Inf(1)
+	}
+	train := func(batch []int, k uint64) Result {
+		mini := make([]*rollout, len(batch))
+		for i, j := range batch {
+			mini[i] = rolls[j]
+		}
+		st := o.trainMini(mini, 1/float64(ga), seed^(k+1)<<16)
+		m := map[string]float64{
+			"ppo/loss/policy": st.Policy, "ppo/loss/value": st.Value, "ppo/loss/total": st.Total,
+			"ppo/policy/clipfrac": st.PolicyClipFrac, "ppo/policy/approxkl": st.ApproxKL, "ppo/policy/policykl": st.PolicyKL,
+			"ppo/policy/ratio": st.Ratio, "ppo/policy/advantages_mean": st.AdvantagesMean, "ppo/val/clipfrac": st.ValueClipFrac,
+		}
+		if st.Skipped {
+			m["ppo/skipped_batches"] = 1
+		}
+		return Result{Metrics: m}
+	}
 	for epoch := range c.PPOEpochs {
 		perm := epochOrder(seed, epoch, len(rolls))
 		for lo := 0; lo < len(rolls); lo += mb * ga {
-			for _, p := range l.Params {
-				clear(p.Grad)
+			var micro [][]int
+			for k := lo; k < min(lo+mb*ga, len(rolls)); k += mb {
+				micro = append(micro, perm[k:min(k+mb, len(rolls))])
 			}
-			for k := range ga {
-				idx := perm[lo+k*mb : lo+(k+1)*mb]
-				mini := make([]*rollout, len(idx))
-				for i, j := range idx {
-					mini[i] = rolls[j]
-				}
-				st := o.trainMini(mini, 1/float64(ga), seed^uint64(minis+1)<<16)
-				minis++
-				for name, v := range map[string]float64{
-					"ppo/loss/policy": st.Policy, "ppo/loss/value": st.Value, "ppo/loss/total": st.Total,
-					"ppo/policy/clipfrac": st.PolicyClipFrac, "ppo/policy/approxkl": st.ApproxKL, "ppo/policy/policykl": st.PolicyKL,
-					"ppo/policy/ratio": st.Ratio, "ppo/policy/advantages_mean": st.AdvantagesMean, "ppo/val/clipfrac": st.ValueClipFrac,
-				} {
+			results, err := l.par.accumulate(train, micro, uint64(minis))
+			if err != nil {
+				return nil, err
+			}
+			minis += len(micro)
+			for _, res := range results {
+				for name, v := range res.Metrics {
 					sum[name] += v
 				}
-				if st.Skipped {
-					sum["ppo/skipped_batches"]++
-				}
 			}
-			max := c.MaxGradNorm
-			if max <= 0 {
-				max = math.Inf(1)
+			if r.GradNorm, err = l.par.clip(maxNorm); err != nil {
+				return nil, err
 			}
-			r.GradNorm = optim.ClipGradNorm(l.Params, max)
 			if math.IsNaN(r.GradNorm) || math.IsInf(r.GradNorm, 0) {
 				r.Skipped = true
 				continue
 			}
 			l.Opt.Step(r.LR)
+			if err := l.par.afterStep(); err != nil {
+				return nil, err
+			}
 		}
 	}
 	for k, v := range sum {
@@ -452,7 +592,7 @@ func (o *PPO) optimize(l *Loop, rolls []*rollout, seed uint64, r *StepResult) ma
 			sum[k] = v / float64(minis)
 		}
 	}
-	return sum
+	return sum, nil
 }
 
 // epochOrder is the order in which PPO epoch epoch of a step takes its n

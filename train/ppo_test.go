@@ -161,18 +161,21 @@ func TestPPOStepAndGradients(t *testing.T) {
 	}
 }
 
-// The reward service of reward_model_type api: what is sent, and the
-// errors when it is down or answers the wrong count.
+// The reward service of reward_model_type api: what is sent (one request
+// per mini-batch, as LLaMA-Factory asks), and the errors when it is down
+// or answers the wrong count.
 func TestPPORewardAPI(t *testing.T) {
 	model := tinyModel(t)
 	var got []string
+	requests := 0
 	answer := func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Model    string   `json:"model"`
 			Messages []string `json:"messages"`
 		}
 		json.NewDecoder(r.Body).Decode(&req)
-		got = req.Messages
+		got = append(got, req.Messages...)
+		requests++
 		scores := make([]float64, len(req.Messages))
 		for i, m := range req.Messages {
 			scores[i] = float64(len(m)) / 100
@@ -193,8 +196,8 @@ func TestPPORewardAPI(t *testing.T) {
 			t.Errorf("text sent %q: want the decoded sequence with its special tokens", m)
 		}
 	}
-	if len(got) != 4 || math.Abs(r.Metrics["reward"]-want) > 1e-12 {
-		t.Errorf("reward %g from %d texts, want %g from 4", r.Metrics["reward"], len(got), want)
+	if len(got) != 4 || requests != 2 || math.Abs(r.Metrics["reward"]-want) > 1e-12 {
+		t.Errorf("reward %g from %d texts in %d requests, want %g from 4 in 2", r.Metrics["reward"], len(got), requests, want)
 	}
 
 	short := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -202,7 +205,7 @@ func TestPPORewardAPI(t *testing.T) {
 	}))
 	defer short.Close()
 	tr = newTrainer(t, ppoConfig(t, model, short.URL, "--reward_model_type", "api"))
-	if r := tr.TrainStep(); r.Err == nil || !strings.Contains(r.Err.Error(), "answered 1 scores for 4 texts") {
+	if r := tr.TrainStep(); r.Err == nil || !strings.Contains(r.Err.Error(), "answered 1 scores for 2 texts") {
 		t.Errorf("wrong count: %v", r.Err)
 	}
 	down := httptest.NewServer(http.NotFoundHandler())

@@ -423,7 +423,10 @@ func TestPPOParityWithPyTorch(t *testing.T) {
 				t.Fatal(err)
 			}
 			r := StepResult{LR: optim.LR(c.LRSchedulerType, c.LearningRate, 0, tr.Warmup, tr.Total)}
-			stats := o.optimize(tr.Loop, rolls, seed, &r)
+			stats, err := o.optimize(tr.Loop, rolls, seed, &r)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if r.Skipped {
 				t.Fatalf("an update skipped: %+v", r)
 			}

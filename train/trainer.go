@@ -35,9 +35,6 @@ func NewOn(c Config, log io.Writer, comm Comm) (*Trainer, error) {
 	if comm.Rank() != 0 {
 		log = io.Discard
 	}
-	if c.Stage == "ppo" && comm.Size() > 1 {
-		return nil, fmt.Errorf("stage ppo runs on one process only so far (mpirun started %d ranks): run it without mpirun", comm.Size())
-	}
 	tuned, err := LoadTuned(&c, log)
 	if err != nil {
 		return nil, err
@@ -51,7 +48,7 @@ func NewOn(c Config, log io.Writer, comm Comm) (*Trainer, error) {
 		if err != nil {
 			return nil, err
 		}
-		if t.PPO, err = NewPPO(tuned, prompts); err != nil {
+		if t.PPO, err = NewPPO(tuned, prompts, comm.Size()); err != nil {
 			return nil, err
 		}
 		obj, examples, maxLen, rows = t.PPO, prompts.Len(), prompts.MaxLen()+c.MaxNewTokens, c.BatchSize
