@@ -1,6 +1,7 @@
 package train
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -53,6 +54,7 @@ type Config struct {
 	GradAccum            int      `yaml:"gradient_accumulation_steps"`
 	MaxGradNorm          float64  `yaml:"max_grad_norm"`
 	ZeroStage            int      `yaml:"zero_stage"` // on several ranks: 1 shards AdamW's moments (ZeRO-1)
+	DeepSpeed            string   `yaml:"deepspeed"`  // a DeepSpeed JSON file: its ZeRO stage sets zero_stage
 	WeightDecay          float64  `yaml:"weight_decay"`
 	AdamBeta1            float64  `yaml:"adam_beta1"`
 	AdamBeta2            float64  `yaml:"adam_beta2"`
@@ -128,7 +130,7 @@ var ignoredKeys = map[string]bool{
 	"preprocessing_num_workers": true, "dataloader_num_workers": true, "plot_loss": true, "report_to": true,
 	"bf16": true, "fp16": true, "pure_bf16": true, "ddp_timeout": true, "save_only_model": true, "logging_dir": true,
 	"eval_strategy": true, "evaluation_strategy": true, "save_strategy": true, "flash_attn": true,
-	"run_name": true, "deepspeed": true, "include_num_input_tokens_seen": true, "disable_tqdm": true,
+	"run_name": true, "include_num_input_tokens_seen": true, "disable_tqdm": true,
 	"low_cpu_mem_usage": true, "ddp_find_unused_parameters": true, "optim_target_modules": true,
 	"tokenized_path": true, "streaming": true, "buffer_size": true, "enable_liger_kernel": true, "use_unsloth": true,
 }
@@ -226,7 +228,54 @@ func Parse(path string, args []string) (Config, []string, error) {
 			return c, nil, err
 		}
 	}
+	if err := c.deepSpeed(); err != nil {
+		return c, nil, err
+	}
 	return c, ignored, c.check()
+}
+
+// deepSpeed reads the ZeRO stage from the DeepSpeed config that
+// LLaMA-Factory's files name and sets zero_stage from it: stages 1 to 3
+// all run as ZeRO-1 here (AdamW's moments sharded; gradients and weights
+// whole on every rank, nothing offloaded). An explicit zero_stage, or
+// optim sgd, which has no moments, keeps its own.
+func (c *Config) deepSpeed() error {
+	if c.DeepSpeed == "" {
+		return nil
+	}
+	stage, err := DeepSpeedStage(c.DeepSpeed)
+	if err != nil {
+		return err
+	}
+	if stage > 0 && c.ZeroStage == 0 && c.Optim != "sgd" {
+		c.ZeroStage = 1
+	}
+	return nil
+}
+
+// DeepSpeedStage is zero_optimization.stage of a DeepSpeed JSON config (0
+// without one).
+func DeepSpeedStage(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("key deepspeed: %w", err)
+	}
+	var ds struct {
+		Zero *struct {
+			Stage any `json:"stage"`
+		} `json:"zero_optimization"`
+	}
+	if err := json.Unmarshal(b, &ds); err != nil {
+		return 0, fmt.Errorf("key deepspeed: %s: %v", path, err)
+	}
+	if ds.Zero == nil || ds.Zero.Stage == nil {
+		return 0, nil
+	}
+	st, ok := ds.Zero.Stage.(float64)
+	if !ok || st != math.Trunc(st) || st < 0 || st > 3 {
+		return 0, fmt.Errorf("key deepspeed: %s: zero_optimization.stage is %v; want 0, 1, 2 or 3", path, ds.Zero.Stage)
+	}
+	return int(st), nil
 }
 
 // assign sets a field from a decoded YAML value, converting as needed.

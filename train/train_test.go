@@ -298,6 +298,47 @@ func TestParseConfig(t *testing.T) {
 	}
 }
 
+// LLaMA-Factory's deepspeed key: the JSON's ZeRO stage sets zero_stage
+// (stages 1–3 run as ZeRO-1); zero_stage given or optim sgd keeps its own;
+// a missing or malformed file is named.
+func TestDeepSpeedKey(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		testenv.WriteFile(t, p, []byte(body))
+		return p
+	}
+	z2 := write("ds_z2.json", `{"train_batch_size": "auto", "zero_optimization": {"stage": 2, "overlap_comm": true}}`)
+	z0 := write("ds_z0.json", `{"zero_optimization": {"stage": 0}}`)
+	none := write("ds_none.json", `{"bf16": {"enabled": "auto"}}`)
+	args := func(extra ...string) []string {
+		return append([]string{"--model_name_or_path", "m", "--dataset", "d", "--output_dir", "o"}, extra...)
+	}
+	for _, tc := range []struct {
+		extra []string
+		want  int
+	}{
+		{[]string{"--deepspeed", z2}, 1},
+		{[]string{"--deepspeed", z0}, 0},
+		{[]string{"--deepspeed", none}, 0},
+		{[]string{"--deepspeed", z2, "--optim", "sgd"}, 0},
+	} {
+		c, ignored, err := Parse("", args(tc.extra...))
+		if err != nil || c.ZeroStage != tc.want || len(ignored) != 0 {
+			t.Errorf("%v: zero_stage %d (want %d), ignored %v, %v", tc.extra, c.ZeroStage, tc.want, ignored, err)
+		}
+	}
+	for file, want := range map[string]string{
+		filepath.Join(dir, "missing.json"):                       "missing.json",
+		write("bad.json", `{"zero_optimization": {"stage": 4}}`): "zero_optimization.stage is 4",
+		write("broken.json", `{"zero_optimization": `):           "broken.json",
+	} {
+		if _, _, err := Parse("", args("--deepspeed", file)); err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "key deepspeed") {
+			t.Errorf("%s: %v", file, err)
+		}
+	}
+}
+
 // A tokenizer with more pieces grows the embeddings; old rows are kept.
 func TestResizeVocab(t *testing.T) {
 	model := tinyModel(t)

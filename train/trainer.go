@@ -104,6 +104,10 @@ func NewOn(c Config, log io.Writer, comm Comm) (*Trainer, error) {
 	fmt.Fprintf(log, "memory: weights %.0f MB, trained values with gradients and optimizer state %.0f MB, activations %.0f MB (batch %d × %d%s)\n",
 		float64(tuned.Model.Bytes())/1e6, float64(12*tuned.numTrained())/1e6, float64(mc.ActivationBytes(rows, bt, c.GradientCheckpoint))/1e6,
 		rows, bt, checkpointing)
+	if c.DeepSpeed != "" {
+		stage, _ := DeepSpeedStage(c.DeepSpeed)
+		fmt.Fprintf(log, "deepspeed %s: ZeRO stage %d runs as zero_stage %d (AdamW's moments sharded across ranks at 1; gradients and weights stay whole on every rank; nothing is offloaded)\n", c.DeepSpeed, stage, c.ZeroStage)
+	}
 	if n := comm.Size(); n > 1 {
 		mine, whole := t.par.stateBytes(c.Optim != "sgd")
 		fmt.Fprintf(log, "data parallel on %d ranks: %d micro-batches of %d per step (%d per rank); AdamW state %.1f MB per rank of %.1f MB (zero_stage %d); each rank receives %.1f MB per step (gradient shards after each of %d rounds, then one gather)\n",

@@ -92,18 +92,6 @@ func sameFile(t *testing.T, what, a, b string) {
 	}
 }
 
-// metricsBut is a run's metrics.jsonl without the key that measures time.
-func metricsBut(t *testing.T, dir, key string) string {
-	t.Helper()
-	var out strings.Builder
-	for _, rec := range testenv.ReadJSONLines[map[string]any](t, filepath.Join(dir, "metrics.jsonl")) {
-		delete(rec, key)
-		b, _ := json.Marshal(rec)
-		out.Write(append(b, '\n'))
-	}
-	return out.String()
-}
-
 // `mpirun -np N zhllama train` with g micro-batches per rank saves the
 // bytes one process saves with g·N: full and LoRA, N = 2 and 3, with and
 // without ZeRO-1. Rank 0 alone logs and reports the communication.
@@ -129,7 +117,7 @@ func TestMPITrainMatchesOneProcess(t *testing.T) {
 			}
 			log := mpirun(t, bin, tc.n, trainArgs(t, model, many, append(tc.extra, "--gradient_accumulation_steps", fmt.Sprint(tc.g))...)...)
 			sameFile(t, "saved weights", filepath.Join(one, tc.file), filepath.Join(many, tc.file))
-			if a, b := metricsBut(t, one, "tokens_per_s"), metricsBut(t, many, "tokens_per_s"); a != b {
+			if a, b := metricsWithoutTimes(t, one), metricsWithoutTimes(t, many); a != b {
 				t.Errorf("metrics differ:\none process\n%s\nranks\n%s", a, b)
 			}
 			if strings.Count(log, "step 3/3") != 1 || !strings.Contains(log, fmt.Sprintf("data parallel on %d ranks", tc.n)) || !strings.Contains(log, "MB per step") {
@@ -160,6 +148,58 @@ func TestMPIResumeOnOtherRankCount(t *testing.T) {
 	}
 	sameFile(t, "2 ranks against one process", filepath.Join(one, "adapter_model.safetensors"), filepath.Join(two, "adapter_model.safetensors"))
 	sameFile(t, "resumed on 3 ranks against one process", filepath.Join(one, "adapter_model.safetensors"), filepath.Join(three, "adapter_model.safetensors"))
+}
+
+// PPO under mpirun: 3 ranks with one mini-batch of experience each save
+// the adapter and the critic's value head one process saves with g=3, and
+// log the same statistics.
+func TestMPIPPOMatchesOneProcess(t *testing.T) {
+	bin := needMPI(t)
+	model := tinyModelDir(t)
+	dir := t.TempDir()
+	rm := filepath.Join(dir, "rm")
+	if _, errs, code := zhllama(t, "", "train", "--stage", "rm", "--model_name_or_path", model, "--dataset", testenv.Path(t, "preference/dpo_zh_demo.json"),
+		"--template", "llama2", "--cutoff_len", "64", "--max_samples", "8", "--finetuning_type", "lora", "--per_device_train_batch_size", "2",
+		"--max_steps", "1", "--output_dir", rm); code != 0 {
+		t.Fatalf("train rm: %s", errs)
+	}
+	args := func(out string, g int) []string {
+		return []string{"train", "--stage", "ppo", "--model_name_or_path", model, "--reward_model", rm, "--dataset", testenv.Path(t, "sft/alpaca_zh_demo.json"),
+			"--template", "llama2", "--cutoff_len", "40", "--max_samples", "12", "--finetuning_type", "lora", "--lora_rank", "4",
+			"--per_device_train_batch_size", "2", "--gradient_accumulation_steps", fmt.Sprint(g), "--ppo_epochs", "2", "--max_new_tokens", "6",
+			"--top_k", "0", "--top_p", "1", "--max_steps", "2", "--logging_steps", "1", "--learning_rate", "1e-3", "--output_dir", out}
+	}
+	one, many := filepath.Join(dir, "one"), filepath.Join(dir, "many")
+	if _, errs, code := zhllama(t, "", args(one, 3)...); code != 0 {
+		t.Fatalf("one process: %s", errs)
+	}
+	log := mpirun(t, bin, 3, args(many, 1)...)
+	for _, f := range []string{"adapter_model.safetensors", "value_head.safetensors"} {
+		sameFile(t, f, filepath.Join(one, f), filepath.Join(many, f))
+	}
+	if a, b := metricsWithoutTimes(t, one), metricsWithoutTimes(t, many); a != b {
+		t.Errorf("metrics differ:\none process\n%s\nranks\n%s", a, b)
+	}
+	if strings.Count(log, "step 2/2") != 1 || !strings.Contains(log, "data parallel on 3 ranks") {
+		t.Errorf("rank 0 alone should log:\n%s", log)
+	}
+}
+
+// metricsWithoutTimes is a run's metrics.jsonl without the keys that
+// measure time.
+func metricsWithoutTimes(t *testing.T, dir string) string {
+	t.Helper()
+	var out strings.Builder
+	for _, rec := range testenv.ReadJSONLines[map[string]any](t, filepath.Join(dir, "metrics.jsonl")) {
+		for k := range rec {
+			if k == "tokens_per_s" || strings.HasPrefix(k, "time/") {
+				delete(rec, k)
+			}
+		}
+		b, _ := json.Marshal(rec)
+		out.Write(append(b, '\n'))
+	}
+	return out.String()
 }
 
 // A rank that fails takes the job down with its reason, and a rank that
