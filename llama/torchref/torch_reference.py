@@ -714,7 +714,7 @@ def bench_dpo():
 
 
 def bench_ppo():
-    """Times full-parameter PPO steps as TRL takes them: sample responses
+    """Times full-parameter PPO steps as TRL takes them: sample responses mini-batch by mini-batch
     with a KV cache, score them with a separate reward model (value head at
     the last token), the policy's old log-probabilities and values and the
     reference's log-probabilities without gradients, KL-penalised rewards,
@@ -740,21 +740,24 @@ def bench_ppo():
     times = []
     for _ in range(shape["steps"] + 1):
         start = time.perf_counter()
+        # LLaMA-Factory generates and scores mini-batch by mini-batch.
         with torch.no_grad():
-            cache = ([], [])
-            hidden = layers_fast(cfg, w, w["model.embed_tokens.weight"][prompts], 0, cache)
-            out = [prompts]
-            for pos in range(P, P + N):
-                probs = torch.softmax(hidden[:, -1] @ head_of(w).T, -1)
-                tok = torch.multinomial(probs, 1)
-                out.append(tok)
-                if pos + 1 < P + N:
-                    hidden = layers_fast(cfg, w, w["model.embed_tokens.weight"][tok], pos, cache)
-            seqs = torch.cat(out, 1)
+            minis = []
+            for lo in range(0, B, mb):
+                cache = ([], [])
+                hidden = layers_fast(cfg, w, w["model.embed_tokens.weight"][prompts[lo:lo + mb]], 0, cache)
+                out = [prompts[lo:lo + mb]]
+                for pos in range(P, P + N):
+                    probs = torch.softmax(hidden[:, -1] @ head_of(w).T, -1)
+                    tok = torch.multinomial(probs, 1)
+                    out.append(tok)
+                    if pos + 1 < P + N:
+                        hidden = layers_fast(cfg, w, w["model.embed_tokens.weight"][tok], pos, cache)
+                minis.append(torch.cat(out, 1))
+            seqs = torch.cat(minis, 0)
         t1 = time.perf_counter()
         with torch.no_grad():
-            h = layers_fast(cfg, rm, rm["model.embed_tokens.weight"][seqs])
-            scores = (h[:, -1] @ rw.T + rb).squeeze(-1)
+            scores = torch.cat([(layers_fast(cfg, rm, rm["model.embed_tokens.weight"][q])[:, -1] @ rw.T + rb).squeeze(-1) for q in minis])
         t2 = time.perf_counter()
         mask = torch.zeros(B, P + N - 1)
         mask[:, P - 1:] = 1
