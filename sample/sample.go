@@ -38,16 +38,17 @@ func (p Params) Validate() error {
 // Sampler draws one sequence's tokens from a stream of its own, so that
 // the sequence's output does not depend on what else is decoded with it.
 type Sampler struct {
-	p    Params
-	rng  *rand.Rand
-	seen map[int]bool
-	cand []cand
-	prob []float64
+	p     Params
+	rng   *rand.Rand
+	seen  map[int]bool
+	cand  []cand
+	prob  []float64
+	order []int
 }
 
 type cand struct {
 	id int
-	l  float64
+	l  float64 // logit over temperature, then probability (unnormalised)
 }
 
 // New makes the sampler of stream number stream (a sequence's index in
@@ -93,45 +94,118 @@ func (s *Sampler) pick(logits []float32) int {
 		}
 		return best
 	}
+	cands := s.weights(logits)
+	var sum float64
+	for _, c := range cands {
+		sum += c.l
+	}
+	// Walk the candidates in id order, as torch.multinomial walks the vocabulary.
+	r := s.rng.Float64() * sum
+	for _, c := range cands {
+		if r -= c.l; r < 0 {
+			return c.id
+		}
+	}
+	return cands[len(cands)-1].id
+}
+
+// weights returns the tokens kept by top-k and top-p, in id order, each
+// with its probability up to a common factor, as transformers' warpers
+// keep them: top-k keeps every token at least as likely as the k-th; top-p
+// then drops the least likely tokens while their share of the mass is at
+// most 1 − top_p, keeping at least one. No full sort of the vocabulary:
+// the k-th value is found by selection, and only the tokens top-k keeps
+// are sorted for top-p.
+func (s *Sampler) weights(logits []float32) []cand {
+	p := &s.p
 	cands := s.cand[:0]
 	for i, v := range logits {
 		cands = append(cands, cand{i, float64(v) / p.Temperature})
 	}
 	s.cand = cands
-	sort.Slice(cands, func(i, j int) bool {
-		return cands[i].l > cands[j].l || cands[i].l == cands[j].l && cands[i].id < cands[j].id
-	})
 	if p.TopK > 0 && p.TopK < len(cands) {
-		cands = cands[:p.TopK]
-	}
-	mx := cands[0].l
-	probs := s.prob[:0]
-	var sum float64
-	for _, c := range cands {
-		e := math.Exp(c.l - mx)
-		probs = append(probs, e)
-		sum += e
-	}
-	s.prob = probs
-	if p.TopP > 0 && p.TopP < 1 {
-		cum := 0.0
-		for i := range probs {
-			cum += probs[i] / sum
-			if cum >= p.TopP {
-				probs, cands = probs[:i+1], cands[:i+1]
-				break
+		vals := s.prob[:0]
+		for _, c := range cands {
+			vals = append(vals, c.l)
+		}
+		s.prob = vals
+		kth := kthLargest(vals, p.TopK)
+		kept := cands[:0]
+		for _, c := range cands {
+			if c.l >= kth {
+				kept = append(kept, c)
 			}
 		}
-		sum = 0
-		for _, q := range probs {
-			sum += q
+		cands = kept
+	}
+	mx := math.Inf(-1)
+	for _, c := range cands {
+		mx = max(mx, c.l)
+	}
+	var sum float64
+	for i := range cands {
+		cands[i].l = math.Exp(cands[i].l - mx)
+		sum += cands[i].l
+	}
+	if p.TopP > 0 && p.TopP < 1 && len(cands) > 1 {
+		order := s.order[:0]
+		for i := range cands {
+			order = append(order, i)
+		}
+		s.order = order
+		// Least likely first; among equals the higher id goes first.
+		sort.Slice(order, func(i, j int) bool {
+			a, b := cands[order[i]], cands[order[j]]
+			return a.l < b.l || a.l == b.l && a.id > b.id
+		})
+		cum := 0.0
+		for _, i := range order[:len(order)-1] {
+			if cum += cands[i].l / sum; cum > 1-p.TopP {
+				break
+			}
+			cands[i].l = 0
+		}
+		kept := cands[:0]
+		for _, c := range cands {
+			if c.l > 0 {
+				kept = append(kept, c)
+			}
+		}
+		cands = kept
+	}
+	return cands
+}
+
+// kthLargest returns the k-th largest of vals (1-based), reordering vals:
+// quickselect with a median-of-three pivot.
+func kthLargest(vals []float64, k int) float64 {
+	lo, hi, want := 0, len(vals)-1, k-1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		a, b, c := vals[lo], vals[mid], vals[hi]
+		pivot := max(min(a, b), min(max(a, b), c))
+		i, j := lo, hi
+		for i <= j {
+			for vals[i] > pivot {
+				i++
+			}
+			for vals[j] < pivot {
+				j--
+			}
+			if i <= j {
+				vals[i], vals[j] = vals[j], vals[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case want <= j:
+			hi = j
+		case want >= i:
+			lo = i
+		default:
+			return vals[want]
 		}
 	}
-	r := s.rng.Float64() * sum
-	for i, q := range probs {
-		if r -= q; r < 0 {
-			return cands[i].id
-		}
-	}
-	return cands[len(cands)-1].id
+	return vals[want]
 }

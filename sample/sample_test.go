@@ -2,6 +2,8 @@ package sample
 
 import (
 	"math"
+	"math/rand/v2"
+	"sort"
 	"testing"
 )
 
@@ -36,7 +38,7 @@ func TestDrawsFollowTheDistribution(t *testing.T) {
 	for range n {
 		count[s.Next(append([]float32(nil), l...))]++
 	}
-	// top-k 3 keeps 1, 2 and one of the 0.1s; top-p 0.79 then keeps 0.5 and 0.3.
+	// top-k 3 keeps 1, 2 and both 0.1s (ties with the 3rd); top-p 0.79 then keeps 0.5 and 0.3.
 	if count[0]+count[3] != 0 || math.Abs(float64(count[1])/n-0.625) > 0.02 {
 		t.Errorf("counts %v, want about 62.5%% for id 1 and none outside the nucleus", count)
 	}
@@ -64,4 +66,85 @@ func TestRepetitionPenalty(t *testing.T) {
 	if l[0] != 1.5 || l[2] != -2 || l[1] != 2 {
 		t.Errorf("penalized logits %v", l)
 	}
+}
+
+// The tokens kept and their weights equal a plain reading of
+// transformers' warpers that sorts the whole vocabulary: top-k keeps
+// every token at least as likely as the k-th, top-p drops the least likely
+// while their cumulative share is at most 1 − top_p. Logits with many ties
+// (rounded to a coarse grid) check the edges.
+func TestWeightsMatchSortedReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for trial := range 300 {
+		v := 1 + rng.IntN(300)
+		logits := make([]float32, v)
+		for i := range logits {
+			logits[i] = float32(rng.NormFloat64() * 3)
+			if trial%2 == 0 {
+				logits[i] = float32(math.Round(float64(logits[i])))
+			}
+		}
+		p := Params{Temperature: 0.5 + rng.Float64(), TopK: rng.IntN(v + 2), TopP: []float64{0, 1, 0.3, 0.9, 0.99, 1e-9}[rng.IntN(6)]}
+		got := New(p, 0).weights(logits)
+		want := referenceWeights(logits, p)
+		if len(got) != len(want) {
+			t.Fatalf("trial %d %+v: kept %d tokens, reference %d", trial, p, len(got), len(want))
+		}
+		var gs, ws float64
+		for i := range got {
+			gs, ws = gs+got[i].l, ws+want[i].l
+		}
+		for i := range got {
+			if got[i].id != want[i].id || math.Abs(got[i].l/gs-want[i].l/ws) > 1e-12 {
+				t.Fatalf("trial %d %+v: token %d: %v, reference %v", trial, p, i, got[i], want[i])
+			}
+		}
+	}
+}
+
+func referenceWeights(logits []float32, p Params) []cand {
+	type tok struct {
+		id int
+		l  float64
+	}
+	all := make([]tok, len(logits))
+	for i, x := range logits {
+		all[i] = tok{i, float64(x) / p.Temperature}
+	}
+	sorted := append([]tok(nil), all...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].l > sorted[j].l })
+	keep := make([]bool, len(all))
+	for i := range keep {
+		keep[i] = p.TopK <= 0 || p.TopK >= len(all) || all[i].l >= sorted[p.TopK-1].l
+	}
+	mx, sum := sorted[0].l, 0.0
+	for i, x := range all {
+		if keep[i] {
+			sum += math.Exp(x.l - mx)
+		}
+	}
+	if p.TopP > 0 && p.TopP < 1 {
+		// Ascending by probability, ties with the higher id first.
+		asc := make([]tok, 0, len(all))
+		for i, x := range all {
+			if keep[i] {
+				asc = append(asc, x)
+			}
+		}
+		sort.Slice(asc, func(i, j int) bool { return asc[i].l < asc[j].l || asc[i].l == asc[j].l && asc[i].id > asc[j].id })
+		cum := 0.0
+		for _, x := range asc[:len(asc)-1] {
+			if cum += math.Exp(x.l-mx) / sum; cum > 1-p.TopP {
+				break
+			}
+			keep[x.id] = false
+		}
+	}
+	var out []cand
+	for i, x := range all {
+		if keep[i] {
+			out = append(out, cand{i, math.Exp(x.l - mx)})
+		}
+	}
+	return out
 }
