@@ -120,11 +120,12 @@ func gemm(transA bool, m, n, k int, alpha float32, a []float32, lda int, b opera
 		packA(ap, a, lda, transA, m, p0, kk)
 		packB(bp, b, n, p0, kk)
 		tiles := mp * np
+		wide := np*nr*kk*4 > wideB
 		Parallel(tiles, func(lo, hi int) {
 			var edgeBuf [maxMR * maxNR]float32
 			edge := edgeBuf[:mr*nr]
 			for t := lo; t < hi; t++ {
-				ti, tj := t/np, t%np
+				ti, tj := tileAt(t, mp, np, wide)
 				i0, j0 := ti*mr, tj*nr
 				at, bt := ap[ti*mr*kk:(ti+1)*mr*kk], bp[tj*nr*kk:(tj+1)*nr*kk]
 				if i0+mr <= m && j0+nr <= n {
@@ -144,6 +145,30 @@ func gemm(transA bool, m, n, k int, alpha float32, a []float32, lda int, b opera
 	}
 }
 
+// mcPanels is how many A panels a block of tiles shares when B is wide:
+// the block's A (mcPanels·mr rows × kc) stays in L2 while every B panel
+// passes it once.
+const mcPanels = 32
+
+// wideB is the packed B size (bytes) past which it no longer stays in L2.
+const wideB = 1 << 20
+
+// tileAt is tile t's panel coordinates in the order the workers take
+// them. A narrow B stays in L2: walk A panel by A panel, each along all B
+// panels, so C is written row band by row band. A wide B (the LM head's)
+// would then stream from memory once per A panel; instead take blocks of
+// mcPanels A panels and, within a block, B panel by B panel down the
+// block's A panels, so each B panel is read from memory once per block.
+func tileAt(t, mp, np int, wide bool) (ti, tj int) {
+	if !wide {
+		return t / np, t % np
+	}
+	blk := t / (mcPanels * np)
+	size := min(mcPanels, mp-blk*mcPanels)
+	r := t - blk*mcPanels*np
+	return blk*mcPanels + r%size, r / size
+}
+
 // packA lays rows of op(A)[:, p0:p0+kk] out as panels of mr rows, each as
 // kk groups of mr values; rows past m are zero.
 func packA(dst, a []float32, lda int, trans bool, m, p0, kk int) {
@@ -151,23 +176,47 @@ func packA(dst, a []float32, lda int, trans bool, m, p0, kk int) {
 	Parallel(mp, func(lo, hi int) {
 		for pi := lo; pi < hi; pi++ {
 			panel := dst[pi*mr*kk : (pi+1)*mr*kk]
+			rows := min(mr, m-pi*mr) // rows past m are zero
+			if trans {
+				// Row p of the panel is a contiguous run of the stored matrix.
+				if rows == 8 && mr == 8 {
+					for p := range kk {
+						at := (p0+p)*lda + pi*8
+						*(*[8]float32)(panel[p*8 : p*8+8]) = *(*[8]float32)(a[at : at+8])
+					}
+					continue
+				}
+				for p := 0; p < kk; p++ {
+					out := panel[p*mr : p*mr+mr]
+					copy(out, a[(p0+p)*lda+pi*mr:(p0+p)*lda+pi*mr+rows])
+					clear(out[rows:])
+				}
+				continue
+			}
+			if rows == 8 && mr == 8 {
+				// Eight rows read side by side, each in order: eight streams the
+				// prefetcher follows, one panel row written at a time.
+				base := pi*mr*lda + p0
+				r0, r1, r2, r3 := a[base:base+kk], a[base+lda:base+lda+kk], a[base+2*lda:base+2*lda+kk], a[base+3*lda:base+3*lda+kk]
+				r4, r5, r6, r7 := a[base+4*lda:base+4*lda+kk], a[base+5*lda:base+5*lda+kk], a[base+6*lda:base+6*lda+kk], a[base+7*lda:base+7*lda+kk]
+				for p := range kk {
+					out := (*[8]float32)(panel[p*8 : p*8+8])
+					out[0], out[1], out[2], out[3] = r0[p], r1[p], r2[p], r3[p]
+					out[4], out[5], out[6], out[7] = r4[p], r5[p], r6[p], r7[p]
+				}
+				continue
+			}
 			for r := 0; r < mr; r++ {
-				i := pi*mr + r
-				if i >= m {
+				if r >= rows {
 					for p := 0; p < kk; p++ {
 						panel[p*mr+r] = 0
 					}
 					continue
 				}
-				if trans {
-					for p := 0; p < kk; p++ {
-						panel[p*mr+r] = a[(p0+p)*lda+i]
-					}
-				} else {
-					row := a[i*lda+p0 : i*lda+p0+kk]
-					for p, v := range row {
-						panel[p*mr+r] = v
-					}
+				i := pi*mr + r
+				row := a[i*lda+p0 : i*lda+p0+kk]
+				for p, v := range row {
+					panel[p*mr+r] = v
 				}
 			}
 		}
