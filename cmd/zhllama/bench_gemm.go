@@ -4,87 +4,124 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os/exec"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
+	"zhllama/llama/torchref"
 	"zhllama/tensor"
 )
 
-// torchGemmScript times torch.mm (x · wᵀ) for the sizes in argv and prints
-// {size: GFLOP/s} as JSON: the median of the runs, after a warm-up.
-const torchGemmScript = `
-import json, sys, time, torch
-torch.set_num_threads(int(sys.argv[1]))
-runs = int(sys.argv[2])
-out = {}
-for n in map(int, sys.argv[3:]):
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b.T
-    ts = []
-    for _ in range(runs):
-        t = time.perf_counter(); a @ b.T; ts.append(time.perf_counter() - t)
-    ts.sort()
-    out[n] = 2 * n ** 3 / ts[len(ts) // 2] / 1e9
-print(json.dumps(out))
-`
+// gemmShape is one GEMM of the bench: x·wᵀ with x M×K and w N×K.
+type gemmShape struct{ m, n, k int }
+
+func (s gemmShape) String() string { return fmt.Sprintf("%dx%dx%d", s.m, s.n, s.k) }
+
+// parseGemmShapes reads "512" (square) or "2048x768x288" (M×N×K) items.
+func parseGemmShapes(list string) ([]gemmShape, error) {
+	var out []gemmShape
+	for _, item := range strings.Split(list, ",") {
+		var d []int
+		for _, f := range strings.Split(strings.TrimSpace(item), "x") {
+			n, err := strconv.Atoi(f)
+			if err != nil || n < 1 {
+				return nil, usagef("--sizes: %q is not n or MxNxK", item)
+			}
+			d = append(d, n)
+		}
+		switch len(d) {
+		case 1:
+			out = append(out, gemmShape{d[0], d[0], d[0]})
+		case 3:
+			out = append(out, gemmShape{d[0], d[1], d[2]})
+		default:
+			return nil, usagef("--sizes: %q is not n or MxNxK", item)
+		}
+	}
+	return out, nil
+}
 
 func benchGemm(args []string) error {
 	fs := flagSet("bench gemm")
-	sizes := fs.String("sizes", "256,512,1024", "square sizes n (n×n times n×n)")
+	sizes := fs.String("sizes", "512,1024,2048x768x288,2048x32000x288,256x256x48",
+		"n (n×n times n×n) or MxNxK shapes of x·wᵀ; the defaults are square sizes and stories15M's projection, LM head and an attention tile")
 	runs := fs.Int("runs", 7, "timed runs per size; the median is reported")
-	if err := parseFlags(fs, args, "[--sizes 256,512,1024] [--runs 7]"); err != nil {
+	withTorch := fs.Bool("torch", true, "also time torch.mm on the same shapes and threads (OpenBLAS; OPENBLAS_CORETYPE/L2_SIZE unset for it)")
+	if err := parseFlags(fs, args, "[--sizes 512,1024,2048x768x288] [--runs 7]"); err != nil {
 		return err
 	}
-	var ns []int
-	for _, s := range strings.Split(*sizes, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 {
-			return usagef("--sizes: %q is not a size", s)
-		}
-		ns = append(ns, n)
+	shapes, err := parseGemmShapes(*sizes)
+	if err != nil {
+		return err
 	}
 	threads := runtime.GOMAXPROCS(0)
-	torch := map[string]float64{}
-	args2 := append([]string{"-c", torchGemmScript, strconv.Itoa(threads), strconv.Itoa(*runs)}, strings.Split(*sizes, ",")...)
-	if out, err := exec.Command("/usr/bin/python3", args2...).Output(); err == nil {
-		json.Unmarshal(out, &torch)
-	} else {
+	var torch struct {
+		GFlops map[string]float64 `json:"gflops"`
+		BLAS   string             `json:"blas"`
+	}
+	if *withTorch && torchref.Available() {
+		dir, err := os.MkdirTemp("", "zhllama-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		targs := []string{"bench-gemm", strconv.Itoa(threads), strconv.Itoa(*runs)}
+		for _, s := range shapes {
+			targs = append(targs, s.String())
+		}
+		out, err := torchref.RunFair(dir, targs...)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(out, &torch); err != nil {
+			return fmt.Errorf("PyTorch benchmark output %q: %w", out, err)
+		}
+		if err := torchref.CheckBLAS(torch.BLAS); err != nil {
+			return err
+		}
+	} else if *withTorch {
 		fmt.Println("(PyTorch not measured: /usr/bin/python3 with python3-torch is needed)")
 	}
 	type row struct {
-		N       int     `json:"n"`
+		Shape   string  `json:"shape"`
 		Ours    float64 `json:"zhllama_gflops"`
 		Torch   float64 `json:"torch_gflops,omitempty"`
 		Speedup float64 `json:"ratio,omitempty"`
 	}
 	var rows []row
-	fmt.Printf("GEMM x·wᵀ, %d threads, kernel %s, median of %d\n  %6s %14s %14s %8s\n", threads, tensor.KernelName, *runs, "n", "zhllama GF/s", "PyTorch GF/s", "ratio")
+	fmt.Printf("GEMM x·wᵀ (x M×K, w N×K), %d threads, kernel %s, median of %d", threads, tensor.KernelName, *runs)
+	if torch.BLAS != "" {
+		fmt.Printf("; PyTorch through %s", torch.BLAS)
+	}
+	fmt.Printf("\n  %16s %14s %14s %8s\n", "MxNxK", "zhllama GF/s", "PyTorch GF/s", "ratio")
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, n := range ns {
-		x, w, y := make([]float32, n*n), make([]float32, n*n), make([]float32, n*n)
+	for _, s := range shapes {
+		x, w, y := make([]float32, s.m*s.k), make([]float32, s.n*s.k), make([]float32, s.m*s.n)
 		for i := range x {
-			x[i], w[i] = float32(rng.NormFloat64()), float32(rng.NormFloat64())
+			x[i] = float32(rng.NormFloat64())
 		}
-		tensor.Gemm(false, true, n, n, n, 1, x, n, w, n, 0, y, n)
+		for i := range w {
+			w[i] = float32(rng.NormFloat64())
+		}
+		tensor.Gemm(false, true, s.m, s.n, s.k, 1, x, s.k, w, s.k, 0, y, s.n)
 		ts := make([]time.Duration, *runs)
 		for i := range ts {
 			start := time.Now()
-			tensor.Gemm(false, true, n, n, n, 1, x, n, w, n, 0, y, n)
+			tensor.Gemm(false, true, s.m, s.n, s.k, 1, x, s.k, w, s.k, 0, y, s.n)
 			ts[i] = time.Since(start)
 		}
-		r := row{N: n, Ours: 2 * float64(n) * float64(n) * float64(n) / median(ts).Seconds() / 1e9, Torch: torch[strconv.Itoa(n)]}
+		r := row{Shape: s.String(), Ours: 2 * float64(s.m) * float64(s.n) * float64(s.k) / median(ts).Seconds() / 1e9, Torch: torch.GFlops[s.String()]}
 		ratio := "-"
 		if r.Torch > 0 {
 			r.Speedup = r.Ours / r.Torch
 			ratio = fmt.Sprintf("%.2fx", r.Speedup)
 		}
-		fmt.Printf("  %6d %14.1f %14.1f %8s\n", n, r.Ours, r.Torch, ratio)
+		fmt.Printf("  %16s %14.1f %14.1f %8s\n", r.Shape, r.Ours, r.Torch, ratio)
 		rows = append(rows, r)
 	}
-	b, _ := json.Marshal(map[string]any{"bench": "gemm", "kernel": tensor.KernelName, "threads": threads, "results": rows})
+	b, _ := json.Marshal(map[string]any{"bench": "gemm", "kernel": tensor.KernelName, "threads": threads, "torch_blas": torch.BLAS, "results": rows})
 	fmt.Println(string(b))
 	return nil
 }

@@ -106,8 +106,8 @@ func benchModelTrain(args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("PyTorch eager: %.0f tokens/s, peak RSS %.0f MB -> zhllama %.2fx\n", t.TokensPerS, t.PeakRSSMB, ours/t.TokensPerS)
-		res["torch_tokens_per_s"], res["torch_peak_rss_mb"], res["ratio"] = t.TokensPerS, t.PeakRSSMB, ours/t.TokensPerS
+		fmt.Printf("PyTorch eager (%s): %.0f tokens/s, peak RSS %.0f MB -> zhllama %.2fx\n", t.BLAS, t.TokensPerS, t.PeakRSSMB, ours/t.TokensPerS)
+		res["torch_tokens_per_s"], res["torch_peak_rss_mb"], res["torch_blas"], res["ratio"] = t.TokensPerS, t.PeakRSSMB, t.BLAS, ours/t.TokensPerS
 	}
 	b, _ := json.Marshal(res)
 	fmt.Println(string(b))
@@ -118,6 +118,7 @@ func benchModelTrain(args []string) error {
 type torchResult struct {
 	TokensPerS float64 `json:"tokens_per_s"`
 	PeakRSSMB  float64 `json:"peak_rss_mb"`
+	BLAS       string  `json:"blas"`
 }
 
 // torchBench runs one of the PyTorch reference's benchmark modes on a
@@ -133,13 +134,16 @@ func torchBench(c llama.Config, mode string, args ...string) (*torchResult, erro
 	if err := os.WriteFile(cfgPath, cb, 0o644); err != nil {
 		return nil, err
 	}
-	out, err := torchref.Run(dir, append([]string{mode, cfgPath}, args...)...)
+	out, err := torchref.RunFair(dir, append([]string{mode, cfgPath}, args...)...)
 	if err != nil {
 		return nil, err
 	}
 	var t torchResult
 	if err := json.Unmarshal(out, &t); err != nil {
 		return nil, fmt.Errorf("PyTorch benchmark output %q: %w", out, err)
+	}
+	if err := torchref.CheckBLAS(t.BLAS); err != nil {
+		return nil, err
 	}
 	return &t, nil
 }
@@ -195,8 +199,8 @@ func benchModelGenerate(args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("PyTorch eager: %.0f tokens/s -> zhllama %.2fx\n", t.TokensPerS, ours/t.TokensPerS)
-		res["torch_tokens_per_s"], res["ratio"] = t.TokensPerS, ours/t.TokensPerS
+		fmt.Printf("PyTorch eager (%s): %.0f tokens/s -> zhllama %.2fx\n", t.BLAS, t.TokensPerS, ours/t.TokensPerS)
+		res["torch_tokens_per_s"], res["torch_blas"], res["ratio"] = t.TokensPerS, t.BLAS, ours/t.TokensPerS
 	}
 	b, _ := json.Marshal(res)
 	fmt.Println(string(b))

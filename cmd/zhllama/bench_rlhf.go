@@ -134,10 +134,8 @@ func (b *rlhfBench) torchRLHF(mode string, shape map[string]any) (map[string]any
 	if err := json.Unmarshal(out, &res); err != nil {
 		return nil, fmt.Errorf("PyTorch benchmark output %q: %w", out, err)
 	}
-	if blas, _ := res["blas"].(string); !torchref.FairBLAS(blas) {
-		return res, fmt.Errorf("PyTorch multiplies through %s, the reference BLAS: a ratio against it would flatter zhllama; install libopenblas0-pthread (apt-get install libopenblas0-pthread)", blas)
-	}
-	return res, nil
+	blas, _ := res["blas"].(string)
+	return res, torchref.CheckBLAS(blas)
 }
 
 func benchDPO(args []string) error {

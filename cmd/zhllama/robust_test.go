@@ -267,6 +267,24 @@ func TestUsageErrorsNameTheFlag(t *testing.T) {
 	}
 }
 
+// bench gemm times square sizes and MxNxK shapes side by side with
+// torch.mm through an optimized BLAS, and names the BLAS.
+func TestBenchGemm(t *testing.T) {
+	testenv.RequireTorch(t)
+	out, errs, code := zhllama(t, "", "bench", "gemm", "--sizes", "64,48x40x16", "--runs", "1")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"64x64x64", "48x40x16", "PyTorch through", "openblas", `"ratio":`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in\n%s", want, out)
+		}
+	}
+	if _, errs, code := zhllama(t, "", "bench", "gemm", "--sizes", "48x40"); code != 2 || !strings.Contains(errs, `"48x40" is not n or MxNxK`) {
+		t.Errorf("bad shape: exit %d, %s", code, errs)
+	}
+}
+
 // A tokenizer.model cut short between two pieces still parses; inspect
 // says it may be truncated.
 func TestInspectTruncatedTokenizer(t *testing.T) {

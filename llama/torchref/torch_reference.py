@@ -252,7 +252,7 @@ def bench_generate():
             tok = logits[:, -1].argmax(-1)
             times.append(time.perf_counter() - start)
     times = sorted(times)
-    print(json.dumps({"tokens_per_s": b / times[len(times) // 2], "total_s": sum(times)}))
+    print(json.dumps({"tokens_per_s": b / times[len(times) // 2], "total_s": sum(times), "blas": blas()}))
 
 
 def schedule(kind, warmup, total):
@@ -596,7 +596,28 @@ def bench():
         times.append(time.perf_counter() - start)
     times = sorted(times[1:])
     print(json.dumps({"tokens_per_s": b * t / times[len(times) // 2],
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "blas": blas()}))
+
+def bench_gemm():
+    """Times torch.mm as x · wᵀ (x M×K, w N×K) for each shape M×N×K in argv
+    and prints GFLOP/s per shape (the median of the runs after a warm-up)."""
+    import time
+    torch.set_num_threads(int(sys.argv[2]))
+    runs = int(sys.argv[3])
+    out = {}
+    for shape in sys.argv[4:]:
+        m, n, k = map(int, shape.split("x"))
+        x, w = torch.randn(m, k), torch.randn(n, k)
+        x @ w.T
+        ts = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            x @ w.T
+            ts.append(time.perf_counter() - t)
+        ts.sort()
+        out[shape] = 2 * m * n * k / ts[len(ts) // 2] / 1e9
+    print(json.dumps({"gflops": out, "blas": blas()}))
+
 
 def blas():
     """The BLAS library this process multiplies through, from its mappings."""
@@ -1055,6 +1076,8 @@ if __name__ == "__main__":
         bench()
     elif sys.argv[1] == "bench-generate":
         bench_generate()
+    elif sys.argv[1] == "bench-gemm":
+        bench_gemm()
     elif sys.argv[1] == "bench-dpo":
         bench_dpo()
     elif sys.argv[1] == "bench-ppo":

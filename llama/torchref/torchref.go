@@ -43,11 +43,20 @@ func RunFair(dir string, args ...string) ([]byte, error) {
 	return run(dir, env, args)
 }
 
-// FairBLAS reports whether a BLAS library path (as the reference prints
+// fairBLAS reports whether a BLAS library path (as the reference prints
 // it) is an optimized one rather than the reference BLAS that Debian's
 // libblas.so.3 falls back to.
-func FairBLAS(path string) bool {
+func fairBLAS(path string) bool {
 	return strings.Contains(strings.ToLower(path), "openblas") || strings.Contains(strings.ToLower(path), "mkl") || strings.Contains(path, "blis")
+}
+
+// CheckBLAS refuses a benchmark against the reference BLAS, naming what to
+// install: a ratio against it would flatter zhllama.
+func CheckBLAS(path string) error {
+	if !fairBLAS(path) {
+		return fmt.Errorf("PyTorch multiplies through %s, the reference BLAS: a ratio against it would flatter zhllama; install libopenblas0-pthread (apt-get install libopenblas0-pthread)", path)
+	}
+	return nil
 }
 
 func run(dir string, env []string, args []string) ([]byte, error) {
