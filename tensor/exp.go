@@ -149,3 +149,26 @@ func swigluBackGo(dg, du, dh, g, u []float32) {
 		dg[i] = dh[i] * u[i] * s * (1 + float32(x*(1-s)))
 	}
 }
+
+// rowMax is the largest element of x, −Inf if x is empty. With a NaN in
+// x the result is unspecified (a softmax over it is NaN anyway).
+func rowMax(x []float32) float32 { return rowMaxImpl(vexpImpl, x) }
+
+func rowMaxImpl(impl int, x []float32) float32 {
+	m, n := rowMaxAsm(impl, x)
+	for _, v := range x[n:] {
+		if v > m {
+			m = v
+		}
+	}
+	return m
+}
+
+// scal multiplies x by a (BLAS sscal).
+func scal(x []float32, a float32) { scalImpl(vexpImpl, x, a) }
+
+func scalImpl(impl int, x []float32, a float32) {
+	for i := scalAsm(impl, x, a); i < len(x); i++ {
+		x[i] *= a
+	}
+}

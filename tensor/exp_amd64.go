@@ -1,6 +1,7 @@
 package tensor
 
 import (
+	"math"
 	"os"
 
 	"golang.org/x/sys/cpu"
@@ -27,6 +28,18 @@ func swigluBackAVX512(n int, dg, du, dh, gate, u *float32)
 
 //go:noescape
 func swigluBackAVX2(n int, dg, du, dh, gate, u *float32)
+
+//go:noescape
+func rowMaxAVX512(n int, x *float32) float32
+
+//go:noescape
+func rowMaxAVX2(n int, x *float32) float32
+
+//go:noescape
+func scaleAVX512(n int, x *float32, a float32)
+
+//go:noescape
+func scaleAVX2(n int, x *float32, a float32)
 
 func init() {
 	if cpu.X86.HasAVX2 {
@@ -88,6 +101,43 @@ func swigluBackAsm(impl int, dg, du, dh, g, u []float32) int {
 		if n = len(dg) &^ 7; n > 0 {
 			swigluBackAVX2(n, &dg[0], &du[0], &dh[0], &g[0], &u[0])
 		}
+	}
+	return n
+}
+
+// lanes is the vector width of impl, for the element-wise kernels.
+func lanes(impl int) int {
+	switch impl {
+	case implAVX512:
+		return 16
+	case implAVX2:
+		return 8
+	}
+	return 0
+}
+
+func rowMaxAsm(impl int, x []float32) (float32, int) {
+	w := lanes(impl)
+	if w == 0 || len(x) < w {
+		return float32(math.Inf(-1)), 0
+	}
+	n := len(x) / w * w
+	if impl == implAVX512 {
+		return rowMaxAVX512(n, &x[0]), n
+	}
+	return rowMaxAVX2(n, &x[0]), n
+}
+
+func scalAsm(impl int, x []float32, a float32) int {
+	w := lanes(impl)
+	if w == 0 || len(x) < w {
+		return 0
+	}
+	n := len(x) / w * w
+	if impl == implAVX512 {
+		scaleAVX512(n, &x[0], a)
+	} else {
+		scaleAVX2(n, &x[0], a)
 	}
 	return n
 }

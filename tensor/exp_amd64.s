@@ -56,7 +56,11 @@ DATA expc<>+384(SB)/8, $0x8000000080000000
 DATA expc<>+392(SB)/8, $0x8000000080000000
 DATA expc<>+400(SB)/8, $0x8000000080000000
 DATA expc<>+408(SB)/8, $0x8000000080000000
-GLOBL expc<>(SB), RODATA|NOPTR, $416
+DATA expc<>+416(SB)/8, $0xff800000ff800000
+DATA expc<>+424(SB)/8, $0xff800000ff800000
+DATA expc<>+432(SB)/8, $0xff800000ff800000
+DATA expc<>+440(SB)/8, $0xff800000ff800000
+GLOBL expc<>(SB), RODATA|NOPTR, $448
 
 #define LOG2E expc<>+0(SB)
 #define LN2HI expc<>+32(SB)
@@ -71,6 +75,7 @@ GLOBL expc<>(SB), RODATA|NOPTR, $416
 #define HI expc<>+320(SB)
 #define INF expc<>+352(SB)
 #define SIGN expc<>+384(SB)
+#define NEGINF expc<>+416(SB)
 
 // EXP256 sets Y4 = exp(Y0), using Y1, Y2, Y3, Y5, and Y10, Y11, Y12 =
 // log2e, ln2Hi, ln2Lo. Inputs out of range are computed on anyway (the
@@ -374,5 +379,119 @@ bloop512:
 	JNZ bloop512
 
 bdone512:
+	VZEROUPPER
+	RET
+
+// func rowMaxAVX2(n int, x *float32) float32
+// The largest of x[:n], n a multiple of 8, with two accumulators.
+TEXT ·rowMaxAVX2(SB), NOSPLIT, $0-20
+	MOVQ n+0(FP), CX
+	MOVQ x+8(FP), SI
+	VMOVUPS NEGINF, Y0
+	VMOVUPS Y0, Y1
+	SHRQ $3, CX
+	TESTQ $1, CX
+	JZ mpairs2
+	VMAXPS 0(SI), Y0, Y0
+	ADDQ $32, SI
+
+mpairs2:
+	SHRQ $1, CX
+	JZ mdone2
+
+mloop2:
+	VMAXPS 0(SI), Y0, Y0
+	VMAXPS 32(SI), Y1, Y1
+	ADDQ $64, SI
+	DECQ CX
+	JNZ mloop2
+
+mdone2:
+	VMAXPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0x4e, X0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0xb1, X0, X1
+	VMAXPS X1, X0, X0
+	VMOVSS X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func rowMaxAVX512(n int, x *float32) float32
+// As rowMaxAVX2, n a multiple of 16.
+TEXT ·rowMaxAVX512(SB), NOSPLIT, $0-20
+	MOVQ n+0(FP), CX
+	MOVQ x+8(FP), SI
+	VBROADCASTSS NEGINF, Z0
+	VMOVAPS Z0, Z1
+	SHRQ $4, CX
+	TESTQ $1, CX
+	JZ mpairs512
+	VMAXPS 0(SI), Z0, Z0
+	ADDQ $64, SI
+
+mpairs512:
+	SHRQ $1, CX
+	JZ mdone512
+
+mloop512:
+	VMAXPS 0(SI), Z0, Z0
+	VMAXPS 64(SI), Z1, Z1
+	ADDQ $128, SI
+	DECQ CX
+	JNZ mloop512
+
+mdone512:
+	VMAXPS Z1, Z0, Z0
+	VEXTRACTF64X4 $1, Z0, Y1
+	VMAXPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0x4e, X0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0xb1, X0, X1
+	VMAXPS X1, X0, X0
+	VMOVSS X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func scaleAVX2(n int, x *float32, a float32)
+// x[:n] *= a, n a multiple of 8.
+TEXT ·scaleAVX2(SB), NOSPLIT, $0-20
+	MOVQ n+0(FP), CX
+	MOVQ x+8(FP), SI
+	VBROADCASTSS a+16(FP), Y1
+	SHRQ $3, CX
+	JZ cdone2
+
+cloop2:
+	VMULPS 0(SI), Y1, Y0
+	VMOVUPS Y0, 0(SI)
+	ADDQ $32, SI
+	DECQ CX
+	JNZ cloop2
+
+cdone2:
+	VZEROUPPER
+	RET
+
+// func scaleAVX512(n int, x *float32, a float32)
+// x[:n] *= a, n a multiple of 16.
+TEXT ·scaleAVX512(SB), NOSPLIT, $0-20
+	MOVQ n+0(FP), CX
+	MOVQ x+8(FP), SI
+	VBROADCASTSS a+16(FP), Z1
+	SHRQ $4, CX
+	JZ cdone512
+
+cloop512:
+	VMULPS 0(SI), Z1, Z0
+	VMOVUPS Z0, 0(SI)
+	ADDQ $64, SI
+	DECQ CX
+	JNZ cloop512
+
+cdone512:
 	VZEROUPPER
 	RET

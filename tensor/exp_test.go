@@ -242,3 +242,35 @@ func TestExpSpecials(t *testing.T) {
 		}
 	}
 }
+
+// TestRowMaxScal checks rowMax and scal of every implementation against
+// plain loops, for lengths around the vector widths.
+func TestRowMaxScal(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for n := 0; n <= 70; n++ {
+		for _, at := range []int{0, n / 2, n - 1} {
+			x := make([]float32, n)
+			for i := range x {
+				x[i] = float32(r.NormFloat64()) - 10
+			}
+			want := float32(math.Inf(-1))
+			if n > 0 {
+				x[at] = float32(r.Float64()) // the largest, wherever it lies
+				want = x[at]
+			}
+			for _, impl := range vexpImpls {
+				if got := rowMaxImpl(impl, x); got != want {
+					t.Errorf("%s n=%d: rowMax %v, want %v", implNames[impl], n, got, want)
+				}
+				y := append([]float32(nil), x...)
+				a := float32(0.3)
+				scalImpl(impl, y, a)
+				for i := range y {
+					if y[i] != x[i]*a {
+						t.Fatalf("%s n=%d: scal gives %v at %d, want %v", implNames[impl], n, y[i], i, x[i]*a)
+					}
+				}
+			}
+		}
+	}
+}
