@@ -20,13 +20,15 @@ import "math"
 // the compiler to fuse) and the AVX2 and AVX-512 kernels give the same
 // bits for the same input. Sums are kept in 16 float64 lanes, element i in
 // lane i mod 16, and reduced in one fixed order (reduce16), so a sum
-// too is the same in every implementation and wherever a slice is split.
+// too is the same in every implementation. Element-wise results do not
+// depend on where a slice is split (the Go tail gives the kernels' bits).
 
 const (
 	log2e = 1.44269504 // float32(log2 e)
 	ln2Hi = 0.693359375
 	ln2Lo = -2.12194442e-4 // float32(ln2 − ln2Hi)
-	// expLo is the float32 just above −126·ln2: there n ≥ −126 and r > 0.
+	// expLo is the float32 just above −126·ln2: from there up n ≥ −126,
+	// and r > 0 where n = −126, so 2^n·e^r is normal.
 	expLo = -87.33654
 	// expHi is the largest float32 whose exp rounds to a finite float32.
 	expHi = 88.72283
