@@ -4,6 +4,7 @@
 // are in exp.go: each step here is the same float32 operation as there.
 
 // expc holds each constant 8 times (32 bytes) for AVX2 memory operands;
+// AVX-512 broadcasts the first copy. The offsets are named below.
 DATA expc<>+0(SB)/8, $0x3fb8aa3b3fb8aa3b
 DATA expc<>+8(SB)/8, $0x3fb8aa3b3fb8aa3b
 DATA expc<>+16(SB)/8, $0x3fb8aa3b3fb8aa3b
