@@ -19,30 +19,27 @@ func Attention(out, probs, q, k, v []float32, valid []bool, t, heads, kvHeads, h
 		Parallel(t, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				row := p[i*t : (i+1)*t]
-				mx := float32(math.Inf(-1))
-				for j := 0; j <= i; j++ {
-					if valid != nil && !valid[j] {
-						continue
+				seen := row[:i+1] // causal: keys 0..i
+				clear(row[i+1:])
+				var mx float32
+				if valid == nil {
+					mx = rowMax(seen)
+				} else {
+					mx = float32(math.Inf(-1))
+					for j, ok := range valid[:i+1] {
+						if !ok {
+							seen[j] = float32(math.Inf(-1)) // exp gives 0
+						} else {
+							mx = max(mx, seen[j])
+						}
 					}
-					mx = max(mx, row[j])
 				}
 				if math.IsInf(float64(mx), -1) {
 					clear(row) // a query that may see nothing
 					continue
 				}
-				var sum float32
-				for j := range row {
-					if j > i || valid != nil && !valid[j] {
-						row[j] = 0
-						continue
-					}
-					row[j] = float32(math.Exp(float64(row[j] - mx)))
-					sum += row[j]
-				}
-				inv := 1 / sum
-				for j := 0; j <= i; j++ {
-					row[j] *= inv
-				}
+				sum := expSub(seen, seen, mx)
+				scal(seen, float32(1/sum))
 			}
 		})
 		Gemm(false, false, t, hd, t, 1, p, t, v[kh*hd:], ks, 0, out[h*hd:], qs)
@@ -117,11 +114,7 @@ func CachedAttentionSeqs(seqs []CachedSeq, heads, kvHeads, hd int) {
 					scores[j] = dot(qi, sq.Keys[(j*kvHeads+kh)*hd:(j*kvHeads+kh+1)*hd]) * scale
 					mx = max(mx, scores[j])
 				}
-				var sum float32
-				for j := 0; j <= p; j++ {
-					scores[j] = float32(math.Exp(float64(scores[j] - mx)))
-					sum += scores[j]
-				}
+				sum := float32(expSub(scores[:p+1], scores[:p+1], mx))
 				oi := sq.Out[(i*heads+h)*hd : (i*heads+h+1)*hd]
 				clear(oi)
 				for j := 0; j <= p; j++ {

@@ -111,25 +111,17 @@ func rope(x []float32, pos []int, heads, headDim int, cos, sin []float32, dir fl
 	})
 }
 
-func silu(x float32) float32 { return x / (1 + float32(math.Exp(float64(-x)))) }
-
-// SwiGLU: h = silu(g) · u elementwise.
+// SwiGLU: h = silu(g) · u elementwise, silu(g) = g/(1+exp(−g)) (exp.go).
 func SwiGLU(h, g, u []float32) {
 	Parallel(len(h), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			h[i] = silu(g[i]) * u[i]
-		}
+		swiglu(h[lo:hi], g[lo:hi], u[lo:hi])
 	})
 }
 
 // SwiGLUBackward sets dg and du from dh.
 func SwiGLUBackward(dg, du, dh, g, u []float32) {
 	Parallel(len(dh), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			sg := 1 / (1 + float32(math.Exp(float64(-g[i]))))
-			du[i] = dh[i] * g[i] * sg
-			dg[i] = dh[i] * u[i] * sg * (1 + g[i]*(1-sg))
-		}
+		swigluBack(dg[lo:hi], du[lo:hi], dh[lo:hi], g[lo:hi], u[lo:hi])
 	})
 }
 
@@ -180,10 +172,7 @@ func CrossEntropySum(logits []float32, targets []int32, rows, v, denom int) (flo
 		scale = 1 / float32(denom)
 	}
 	return logSoftmaxRows(logits, targets, rows, v, nil, func(r int, l []float32, sum float32) {
-		inv := scale / sum
-		for i := range l {
-			l[i] *= inv
-		}
+		scal(l, scale/sum)
 		l[targets[r]] -= scale
 	})
 }
@@ -213,10 +202,7 @@ func LogProbs(dst, logits []float32, targets []int32, rows, v int) int {
 func LogProbsBackward(logits []float32, targets []int32, dlogp []float32, rows, v int) {
 	logSoftmaxRows(logits, targets, rows, v, nil, func(r int, l []float32, sum float32) {
 		g := dlogp[r]
-		inv := -g / sum
-		for i := range l {
-			l[i] *= inv
-		}
+		scal(l, -g/sum)
 		l[targets[r]] += g
 	})
 }
@@ -224,11 +210,17 @@ func LogProbsBackward(logits []float32, targets []int32, dlogp []float32, rows, 
 // logSoftmaxRows computes, for each row with a target, −log softmax at the
 // target (returned summed, and as log-probabilities in logp if not nil).
 // With grad set, the row is overwritten by exp(x − max) and grad turns it
-// into a gradient, given Σexp; rows without a target are cleared.
+// into a gradient, given Σexp; rows without a target are cleared. Σexp is
+// summed in float64 (expSub) and its log taken in float64.
 func logSoftmaxRows(logits []float32, targets []int32, rows, v int, logp []float32, grad func(r int, l []float32, sum float32)) (float64, int) {
 	count := CountTargets(targets[:rows])
 	losses := make([]float64, rows)
 	Parallel(rows, func(lo, hi int) {
+		var scratch *[]float32 // where exp goes when the logits stay
+		if grad == nil {
+			scratch = getBuf(v)
+			defer packPool.Put(scratch)
+		}
 		for r := lo; r < hi; r++ {
 			l := logits[r*v : (r+1)*v]
 			if targets[r] == IgnoreIndex {
@@ -240,22 +232,13 @@ func logSoftmaxRows(logits []float32, targets []int32, rows, v int, logp []float
 				}
 				continue
 			}
-			mx := l[0]
-			for _, x := range l {
-				mx = max(mx, x)
-			}
+			mx := rowMax(l)
 			target := l[targets[r]]
 			var sum float64
 			if grad != nil {
-				for i, x := range l {
-					e := float32(math.Exp(float64(x - mx)))
-					l[i] = e
-					sum += float64(e)
-				}
+				sum = expSub(l, l, mx)
 			} else {
-				for _, x := range l {
-					sum += float64(float32(math.Exp(float64(x - mx))))
-				}
+				sum = expSub(*scratch, l, mx)
 			}
 			losses[r] = float64(mx) + math.Log(sum) - float64(target)
 			if logp != nil {

@@ -1,0 +1,140 @@
+package tensor
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// logSoftmax64 is the float64 reference: per row, log Σ exp and the
+// softmax.
+func logSoftmax64(l []float32) (lse float64, p []float64) {
+	mx := math.Inf(-1)
+	for _, x := range l {
+		mx = math.Max(mx, float64(x))
+	}
+	var s float64
+	p = make([]float64, len(l))
+	for i, x := range l {
+		p[i] = math.Exp(float64(x) - mx)
+		s += p[i]
+	}
+	for i := range p {
+		p[i] /= s
+	}
+	return mx + math.Log(s), p
+}
+
+// TestLogSoftmaxRowsWide checks CrossEntropySum, LogProbs and
+// LogProbsBackward against float64 on rows wide enough for the vector
+// kernels and their tails.
+func TestLogSoftmaxRowsWide(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	rows, v := 5, 1003
+	logits := randn(rng, rows*v)
+	for i := range logits {
+		logits[i] *= 4
+	}
+	logits[2*v+17] = 60 // one logit far above the rest
+	targets := []int32{3, IgnoreIndex, 17, 1002, 500}
+	dlogp := []float32{0.5, 1, -2, 1, 0.25}
+	var wantLoss float64
+	wantLogp := make([]float64, rows)
+	wantCE := make([]float64, rows*v)
+	wantLPB := make([]float64, rows*v)
+	for r, tg := range targets {
+		if tg == IgnoreIndex {
+			continue
+		}
+		lse, p := logSoftmax64(logits[r*v : (r+1)*v])
+		wantLogp[r] = float64(logits[r*v+int(tg)]) - lse
+		wantLoss -= wantLogp[r]
+		for i := range p {
+			oh := 0.0
+			if i == int(tg) {
+				oh = 1
+			}
+			wantCE[r*v+i] = (p[i] - oh) / 4
+			wantLPB[r*v+i] = float64(dlogp[r]) * (oh - p[i])
+		}
+	}
+	near := func(what string, i int, got, want float64) {
+		t.Helper()
+		if math.Abs(got-want) > 2e-6*(1+math.Abs(want)) {
+			t.Fatalf("%s[%d] = %v, want %v", what, i, got, want)
+		}
+	}
+	logp := make([]float32, rows)
+	if n := LogProbs(logp, logits, targets, rows, v); n != 4 {
+		t.Fatalf("LogProbs counted %d rows", n)
+	}
+	for r := range logp {
+		near("logp", r, float64(logp[r]), wantLogp[r])
+	}
+	work := append([]float32(nil), logits...)
+	loss, n := CrossEntropySum(work, targets, rows, v, 4)
+	if n != 4 {
+		t.Fatalf("CrossEntropySum counted %d rows", n)
+	}
+	near("loss", 0, loss, wantLoss)
+	for i := range work {
+		near("dlogits", i, float64(work[i]), wantCE[i])
+	}
+	copy(work, logits)
+	LogProbsBackward(work, targets, dlogp, rows, v)
+	for i := range work {
+		near("dlogits (logprobs)", i, float64(work[i]), wantLPB[i])
+	}
+}
+
+// TestAttentionSoftmaxWide checks the attention probabilities, and the
+// cached attention's output, against float64 for a sequence long enough
+// for the vector kernels.
+func TestAttentionSoftmaxWide(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	tt, heads, kvHeads, hd := 41, 2, 1, 8
+	q, k, v := randn(rng, tt*heads*hd), randn(rng, tt*kvHeads*hd), randn(rng, tt*kvHeads*hd)
+	valid := make([]bool, tt)
+	for i := range valid {
+		valid[i] = i%7 != 3
+	}
+	for _, val := range [][]bool{nil, valid} {
+		out, probs := make([]float32, tt*heads*hd), make([]float32, heads*tt*tt)
+		Attention(out, probs, q, k, v, val, tt, heads, kvHeads, hd)
+		scale := 1 / math.Sqrt(float64(hd))
+		for h := 0; h < heads; h++ {
+			for i := 0; i < tt; i++ {
+				var s []float32
+				var idx []int
+				for j := 0; j <= i; j++ {
+					if val == nil || val[j] {
+						s = append(s, float32(dot64(q[(i*heads+h)*hd:(i*heads+h+1)*hd], k[j*hd:(j+1)*hd])*scale))
+						idx = append(idx, j)
+					}
+				}
+				want := make([]float64, tt)
+				if len(s) > 0 {
+					_, p := logSoftmax64(s)
+					for n, j := range idx {
+						want[j] = p[n]
+					}
+				}
+				for j := range want {
+					if got := probs[(h*tt+i)*tt+j]; math.Abs(float64(got)-want[j]) > 1e-5 {
+						t.Fatalf("valid=%v head %d row %d col %d: p = %v, want %v", val != nil, h, i, j, got, want[j])
+					}
+				}
+			}
+		}
+		if val != nil {
+			continue
+		}
+		cached := make([]float32, len(out))
+		CachedAttention(cached, q, k, v, 0, tt, heads, kvHeads, hd)
+		for i := range out {
+			if math.Abs(float64(cached[i]-out[i])) > 1e-5 {
+				t.Fatalf("cached attention out[%d] = %v, Attention gives %v", i, cached[i], out[i])
+			}
+		}
+	}
+}
