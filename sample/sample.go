@@ -8,6 +8,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"sort"
+
+	"zhllama/tensor"
 )
 
 // Params are the sampling settings, with transformers' meanings.
@@ -44,6 +46,14 @@ type Sampler struct {
 	cand  []cand
 	prob  []float64
 	order []int
+	all   []float32 // every token's weight when nothing is filtered
+}
+
+func grow(b []float32, n int) []float32 {
+	if cap(b) < n {
+		return make([]float32, n)
+	}
+	return b[:n]
 }
 
 type cand struct {
@@ -93,6 +103,21 @@ func (s *Sampler) pick(logits []float32) int {
 			}
 		}
 		return best
+	}
+	if (p.TopK <= 0 || p.TopK >= len(logits)) && (p.TopP <= 0 || p.TopP >= 1) {
+		// Nothing filtered: weigh every token with the vector exp.
+		s.all = grow(s.all, len(logits))
+		r := s.rng.Float64() * tensor.SoftmaxWeights(s.all, logits, float32(1/p.Temperature))
+		last := 0
+		for id, w := range s.all {
+			if w > 0 {
+				if r -= float64(w); r < 0 {
+					return id
+				}
+				last = id
+			}
+		}
+		return last
 	}
 	cands := s.weights(logits)
 	var sum float64

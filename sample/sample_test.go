@@ -148,3 +148,21 @@ func referenceWeights(logits []float32, p Params) []cand {
 	}
 	return out
 }
+
+// With nothing filtered, draws (weighed by the vector exp) follow the
+// tempered distribution.
+func TestUnfilteredDraws(t *testing.T) {
+	l := logitsOf(0.1, 0.5, 0.3, 0.1)
+	s := New(Params{Temperature: 0.5, Seed: 2}, 1)
+	count := make([]int, 4)
+	const n = 40000
+	for range n {
+		count[s.Next(append([]float32(nil), l...))]++
+	}
+	// Temperature 0.5 squares the probabilities: 0.01, 0.25, 0.09, 0.01 over 0.36.
+	for i, p := range []float64{0.01, 0.25, 0.09, 0.01} {
+		if got := float64(count[i]) / n; math.Abs(got-p/0.36) > 0.01 {
+			t.Errorf("token %d drawn %.4f of the time, want %.4f", i, got, p/0.36)
+		}
+	}
+}

@@ -177,6 +177,17 @@ func CrossEntropySum(logits []float32, targets []int32, rows, v, denom int) (flo
 	})
 }
 
+// SoftmaxWeights sets dst[i] = exp(scale·x[i] − max_j scale·x[j]), the
+// softmax of the scaled row before normalising, and returns their sum (in
+// float64): a sampler's weights at temperature 1/scale.
+func SoftmaxWeights(dst, x []float32, scale float32) float64 {
+	x = x[:len(dst)]
+	for i, v := range x {
+		dst[i] = v * scale
+	}
+	return expSub(dst, dst, rowMax(dst))
+}
+
 // CountTargets counts the targets that are not IgnoreIndex.
 func CountTargets(targets []int32) int {
 	n := 0

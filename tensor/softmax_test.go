@@ -138,3 +138,29 @@ func TestAttentionSoftmaxWide(t *testing.T) {
 		}
 	}
 }
+
+// SoftmaxWeights against float64: exp(scale·x − max) and their sum.
+func TestSoftmaxWeights(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{1, 15, 17, 32000} {
+		x := randn(rng, n)
+		dst := make([]float32, n)
+		const scale = 1 / 0.7
+		sum := SoftmaxWeights(dst, x, scale)
+		mx := math.Inf(-1)
+		for _, v := range x {
+			mx = max(mx, float64(v*scale))
+		}
+		var want float64
+		for i, v := range x {
+			w := math.Exp(float64(v*scale) - mx)
+			want += w
+			if math.Abs(float64(dst[i])-w) > 2e-6*w { // x·scale − max rounded to float32, then 1 ulp of exp
+				t.Fatalf("n=%d: weight %d is %g, want %g", n, i, dst[i], w)
+			}
+		}
+		if math.Abs(sum-want) > 1e-6*want {
+			t.Errorf("n=%d: sum %g, want %g", n, sum, want)
+		}
+	}
+}
