@@ -30,11 +30,18 @@ var KernelName = "go 4x16"
 // microKernel adds alpha·A·B to the mr×nr tile at c (row stride ldc).
 var microKernel = kernelGo
 
+// directKernel, where the kernel in use has one, is microKernel reading A
+// in place rather than packed: its element (i, p) is a[i·rs + p·cs], with
+// one of rs and cs 1. The products are summed in the same order, so the
+// results are those of the packed path, bit for bit.
+var directKernel func(k int, a []float32, rs, cs int, b, c []float32, ldc int, alpha float32)
+
 // kernelInfo describes a micro-kernel this CPU can run, for tests.
 type kernelInfo struct {
 	name   string
 	mr, nr int
 	fn     func(k int, a, b, c []float32, ldc int, alpha float32)
+	direct func(k int, a []float32, rs, cs int, b, c []float32, ldc int, alpha float32)
 }
 
 // asmKernels lists the assembly kernels usable on this CPU.
@@ -111,13 +118,28 @@ func gemm(transA bool, m, n, k int, alpha float32, a []float32, lda int, b opera
 		return
 	}
 	mp, np := (m+mr-1)/mr, (n+nr-1)/nr
-	abuf, bbuf := getBuf(mp*mr*kc), getBuf(np*nr*kc)
+	// Where the kernel can, and B is narrow, the full A panels are read in
+	// place and only a partial last one is packed: the tiles then go A panel
+	// by A panel, so each is read along all of B while it stays in L1, and
+	// packing it would cost a pass over A for few B panels. A wide B's tiles
+	// instead take each A panel from L2 once per B panel, for which the
+	// packed panel's single stream does better (and its packing is
+	// amortized over many B panels).
+	rs, cs := lda, 1
+	if transA {
+		rs, cs = 1, lda
+	}
+	full := 0
+	if directKernel != nil && np*nr*min(kc, k)*4 <= wideB {
+		full = m / mr
+	}
+	abuf, bbuf := getBuf((mp-full)*mr*kc), getBuf(np*nr*kc)
 	defer packPool.Put(abuf)
 	defer packPool.Put(bbuf)
 	ap, bp := *abuf, *bbuf
 	for p0 := 0; p0 < k; p0 += kc {
 		kk := min(kc, k-p0)
-		packA(ap, a, lda, transA, m, p0, kk)
+		packA(ap, a, lda, transA, m, p0, kk, full)
 		packB(bp, b, n, p0, kk)
 		tiles := mp * np
 		wide := np*nr*kk*4 > wideB
@@ -127,14 +149,24 @@ func gemm(transA bool, m, n, k int, alpha float32, a []float32, lda int, b opera
 			for t := lo; t < hi; t++ {
 				ti, tj := tileAt(t, mp, np, wide)
 				i0, j0 := ti*mr, tj*nr
-				at, bt := ap[ti*mr*kk:(ti+1)*mr*kk], bp[tj*nr*kk:(tj+1)*nr*kk]
-				if i0+mr <= m && j0+nr <= n {
-					microKernel(kk, at, bt, c[i0*ldc+j0:], ldc, alpha)
-					continue
+				bt := bp[tj*nr*kk : (tj+1)*nr*kk]
+				if j0+nr <= n {
+					switch {
+					case ti < full:
+						directKernel(kk, a[i0*rs+p0*cs:], rs, cs, bt, c[i0*ldc+j0:], ldc, alpha)
+						continue
+					case i0+mr <= m:
+						microKernel(kk, ap[(ti-full)*mr*kk:(ti-full+1)*mr*kk], bt, c[i0*ldc+j0:], ldc, alpha)
+						continue
+					}
 				}
 				// A partial tile at the edge: compute into a full scratch tile.
 				clear(edge)
-				microKernel(kk, at, bt, edge, nr, alpha)
+				if ti < full {
+					directKernel(kk, a[i0*rs+p0*cs:], rs, cs, bt, edge, nr, alpha)
+				} else {
+					microKernel(kk, ap[(ti-full)*mr*kk:(ti-full+1)*mr*kk], bt, edge, nr, alpha)
+				}
 				for i := i0; i < min(i0+mr, m); i++ {
 					for j := j0; j < min(j0+nr, n); j++ {
 						c[i*ldc+j] += edge[(i-i0)*nr+j-j0]
@@ -170,12 +202,13 @@ func tileAt(t, mp, np int, wide bool) (ti, tj int) {
 }
 
 // packA lays rows of op(A)[:, p0:p0+kk] out as panels of mr rows, each as
-// kk groups of mr values; rows past m are zero.
-func packA(dst, a []float32, lda int, trans bool, m, p0, kk int) {
+// kk groups of mr values, from panel first on (panel first at dst[0]); rows
+// past m are zero.
+func packA(dst, a []float32, lda int, trans bool, m, p0, kk, first int) {
 	mp := (m + mr - 1) / mr
-	Parallel(mp, func(lo, hi int) {
-		for pi := lo; pi < hi; pi++ {
-			panel := dst[pi*mr*kk : (pi+1)*mr*kk]
+	Parallel(mp-first, func(lo, hi int) {
+		for pi := lo + first; pi < hi+first; pi++ {
+			panel := dst[(pi-first)*mr*kk : (pi-first+1)*mr*kk]
 			rows := min(mr, m-pi*mr) // rows past m are zero
 			if trans {
 				// Row p of the panel is a contiguous run of the stored matrix.

@@ -10,7 +10,10 @@ import (
 func kernel4x16AVX2(k int, a, b, c *float32, ldc int, alpha float32)
 
 //go:noescape
-func kernel8x32AVX512(k int, a, b, c *float32, ldc int, alpha float32)
+func kernel8x32AVX512(k int, a *float32, cs int, b, c *float32, ldc int, alpha float32)
+
+//go:noescape
+func kernel8x32AVX512N(k int, a *float32, rs int, b, c *float32, ldc int, alpha float32)
 
 //go:noescape
 func dotAVX2(n int, a, b *float32) float32
@@ -32,13 +35,22 @@ func init() {
 		kernel4x16AVX2(k, &a[0], &b[0], &c[0], ldc, alpha)
 	}
 	avx512 := func(k int, a, b, c []float32, ldc int, alpha float32) {
-		kernel8x32AVX512(k, &a[0], &b[0], &c[0], ldc, alpha)
+		kernel8x32AVX512(k, &a[0], 8, &b[0], &c[0], ldc, alpha)
+	}
+	// avx512Direct reads A in place: rows rs apart, steps cs apart, one of
+	// them 1.
+	avx512Direct := func(k int, a []float32, rs, cs int, b, c []float32, ldc int, alpha float32) {
+		if rs == 1 {
+			kernel8x32AVX512(k, &a[0], cs, &b[0], &c[0], ldc, alpha)
+		} else {
+			kernel8x32AVX512N(k, &a[0], rs, &b[0], &c[0], ldc, alpha)
+		}
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
-		asmKernels = append(asmKernels, kernelInfo{"avx2+fma 4x16", 4, 16, avx2})
+		asmKernels = append(asmKernels, kernelInfo{"avx2+fma 4x16", 4, 16, avx2, nil})
 	}
 	if cpu.X86.HasAVX512F {
-		asmKernels = append(asmKernels, kernelInfo{"avx512 8x32", 8, 32, avx512})
+		asmKernels = append(asmKernels, kernelInfo{"avx512 8x32", 8, 32, avx512, avx512Direct})
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && !noAsm() {
 		dot = func(a, b []float32) float32 {
@@ -94,7 +106,7 @@ func init() {
 	switch {
 	case noAsm():
 	case cpu.X86.HasAVX512F && os.Getenv("ZHLLAMA_NOAVX512") != "1":
-		mr, nr, microKernel, KernelName = 8, 32, avx512, "avx512 8x32"
+		mr, nr, microKernel, directKernel, KernelName = 8, 32, avx512, avx512Direct, "avx512 8x32"
 	case cpu.X86.HasAVX2 && cpu.X86.HasFMA:
 		microKernel, KernelName = avx2, "avx2+fma 4x16"
 	}

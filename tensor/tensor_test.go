@@ -264,13 +264,13 @@ func naiveGemm(transA, transB bool, m, n, k int, a []float32, lda int, b []float
 // assembly kernel (where the CPU has one) and the portable one.
 func TestGemmShapesAndKernels(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 22))
-	kernels := append([]kernelInfo{{"go 4x16", 4, 16, kernelGo}, {"go 8x32", 8, 32, kernelGo}}, asmKernels...)
-	defer func(k func(int, []float32, []float32, []float32, int, float32), m, n int) {
-		microKernel, mr, nr = k, m, n
-	}(microKernel, mr, nr)
+	kernels := append([]kernelInfo{{"go 4x16", 4, 16, kernelGo, nil}, {"go 8x32", 8, 32, kernelGo, nil}}, asmKernels...)
+	defer func(k func(int, []float32, []float32, []float32, int, float32), d func(int, []float32, int, int, []float32, []float32, int, float32), m, n int) {
+		microKernel, directKernel, mr, nr = k, d, m, n
+	}(microKernel, directKernel, mr, nr)
 	for _, kern := range kernels {
 		name := kern.name
-		microKernel, mr, nr = kern.fn, kern.mr, kern.nr
+		microKernel, directKernel, mr, nr = kern.fn, kern.direct, kern.mr, kern.nr
 		// 300×1100×260: a B too wide for L2 (blocked tile order, a short last block).
 		for _, s := range [][3]int{{1, 1, 1}, {4, 16, 8}, {37, 50, 300}, {64, 33, 513}, {3, 100, 17}, {300, 1100, 260}} {
 			m, n, k := s[0], s[1], s[2]
@@ -297,6 +297,60 @@ func TestGemmShapesAndKernels(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestGemmDirectA checks that a kernel reading A in place gives the packed
+// path's results bit for bit, for both transpositions, a row stride past
+// the matrix's width, partial tiles and K past one packed block.
+func TestGemmDirectA(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	defer func(k func(int, []float32, []float32, []float32, int, float32), d func(int, []float32, int, int, []float32, []float32, int, float32), m, n int) {
+		microKernel, directKernel, mr, nr = k, d, m, n
+	}(microKernel, directKernel, mr, nr)
+	tested := false
+	for _, kern := range asmKernels {
+		if kern.direct == nil {
+			continue
+		}
+		tested = true
+		microKernel, mr, nr = kern.fn, kern.mr, kern.nr
+		for _, s := range [][3]int{{8, 32, 1}, {16, 64, 300}, {37, 50, 300}, {64, 33, 513}, {3, 100, 17}, {300, 1100, 260}, {40, 96, 1000}} {
+			m, n, k := s[0], s[1], s[2]
+			for _, ta := range []bool{false, true} {
+				for _, tb := range []bool{false, true} {
+					for _, beta := range []float32{0, 1, 2} {
+						lda, ldb := k+5, n
+						if ta {
+							lda = m + 3
+						}
+						if tb {
+							ldb = k
+						}
+						rows := m
+						if ta {
+							rows = k
+						}
+						a, b := randn(rng, rows*lda), randn(rng, k*n)
+						c0 := randn(rng, m*n)
+						var got [2][]float32
+						for i, d := range []func(int, []float32, int, int, []float32, []float32, int, float32){nil, kern.direct} {
+							directKernel = d
+							got[i] = append([]float32(nil), c0...)
+							Gemm(ta, tb, m, n, k, 0.75, a, lda, b, ldb, beta, got[i], n)
+						}
+						for i := range got[0] {
+							if math.Float32bits(got[0][i]) != math.Float32bits(got[1][i]) {
+								t.Fatalf("%s, %v ta %v tb %v beta %v: C[%d] packed %g, direct %g", kern.name, s, ta, tb, beta, i, got[0][i], got[1][i])
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	if !tested {
+		t.Skip("no kernel reads A in place on this CPU")
 	}
 }
 
