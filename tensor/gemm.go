@@ -27,21 +27,23 @@ const (
 // KernelName says which micro-kernel runs.
 var KernelName = "go 4x16"
 
-// microKernel adds alpha·A·B to the mr×nr tile at c (row stride ldc).
+// microKernel adds alpha·A·B to the mr×nr tile at c (row stride ldc);
+// with store it sets the tile to 0 + alpha·A·B, without reading it, as if
+// it had been cleared first.
 var microKernel = kernelGo
 
 // directKernel, where the kernel in use has one, is microKernel reading A
 // in place rather than packed: its element (i, p) is a[i·rs + p·cs], with
 // one of rs and cs 1. The products are summed in the same order, so the
 // results are those of the packed path, bit for bit.
-var directKernel func(k int, a []float32, rs, cs int, b, c []float32, ldc int, alpha float32)
+var directKernel func(k int, a []float32, rs, cs int, b, c []float32, ldc int, alpha float32, store bool)
 
 // kernelInfo describes a micro-kernel this CPU can run, for tests.
 type kernelInfo struct {
 	name   string
 	mr, nr int
-	fn     func(k int, a, b, c []float32, ldc int, alpha float32)
-	direct func(k int, a []float32, rs, cs int, b, c []float32, ldc int, alpha float32)
+	fn     func(k int, a, b, c []float32, ldc int, alpha float32, store bool)
+	direct func(k int, a []float32, rs, cs int, b, c []float32, ldc int, alpha float32, store bool)
 }
 
 // asmKernels lists the assembly kernels usable on this CPU.
@@ -51,7 +53,7 @@ var asmKernels []kernelInfo
 func noAsm() bool { return os.Getenv("ZHLLAMA_NOASM") == "1" }
 
 // kernelGo is the portable micro-kernel, for any tile shape.
-func kernelGo(k int, a, b, c []float32, ldc int, alpha float32) {
+func kernelGo(k int, a, b, c []float32, ldc int, alpha float32, store bool) {
 	var acc [maxMR * maxNR]float32
 	for p := 0; p < k; p++ {
 		ap, bp := a[p*mr:p*mr+mr], b[p*nr:p*nr+nr]
@@ -64,6 +66,9 @@ func kernelGo(k int, a, b, c []float32, ldc int, alpha float32) {
 	}
 	for i := 0; i < mr; i++ {
 		cr := c[i*ldc : i*ldc+nr]
+		if store {
+			clear(cr)
+		}
 		for j := range cr {
 			cr[j] += alpha * acc[i*nr+j]
 		}
@@ -100,7 +105,10 @@ func gemm(transA bool, m, n, k int, alpha float32, a []float32, lda int, b opera
 	if m == 0 || n == 0 {
 		return
 	}
-	if beta != 1 {
+	// With beta = 0 the first block's kernels store rather than add, and C
+	// need not be cleared first.
+	storeFirst := beta == 0 && k > 0 && alpha != 0 && !clearC
+	if beta != 1 && !storeFirst {
 		Parallel(m, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				row := c[i*ldc : i*ldc+n]
@@ -139,6 +147,7 @@ func gemm(transA bool, m, n, k int, alpha float32, a []float32, lda int, b opera
 	ap, bp := *abuf, *bbuf
 	for p0 := 0; p0 < k; p0 += kc {
 		kk := min(kc, k-p0)
+		store := storeFirst && p0 == 0
 		packA(ap, a, lda, transA, m, p0, kk, full)
 		packB(bp, b, n, p0, kk)
 		tiles := mp * np
@@ -153,29 +162,36 @@ func gemm(transA bool, m, n, k int, alpha float32, a []float32, lda int, b opera
 				if j0+nr <= n {
 					switch {
 					case ti < full:
-						directKernel(kk, a[i0*rs+p0*cs:], rs, cs, bt, c[i0*ldc+j0:], ldc, alpha)
+						directKernel(kk, a[i0*rs+p0*cs:], rs, cs, bt, c[i0*ldc+j0:], ldc, alpha, store)
 						continue
 					case i0+mr <= m:
-						microKernel(kk, ap[(ti-full)*mr*kk:(ti-full+1)*mr*kk], bt, c[i0*ldc+j0:], ldc, alpha)
+						microKernel(kk, ap[(ti-full)*mr*kk:(ti-full+1)*mr*kk], bt, c[i0*ldc+j0:], ldc, alpha, store)
 						continue
 					}
 				}
 				// A partial tile at the edge: compute into a full scratch tile.
-				clear(edge)
 				if ti < full {
-					directKernel(kk, a[i0*rs+p0*cs:], rs, cs, bt, edge, nr, alpha)
+					directKernel(kk, a[i0*rs+p0*cs:], rs, cs, bt, edge, nr, alpha, true)
 				} else {
-					microKernel(kk, ap[(ti-full)*mr*kk:(ti-full+1)*mr*kk], bt, edge, nr, alpha)
+					microKernel(kk, ap[(ti-full)*mr*kk:(ti-full+1)*mr*kk], bt, edge, nr, alpha, true)
 				}
 				for i := i0; i < min(i0+mr, m); i++ {
 					for j := j0; j < min(j0+nr, n); j++ {
-						c[i*ldc+j] += edge[(i-i0)*nr+j-j0]
+						v := c[i*ldc+j]
+						if store {
+							v = 0
+						}
+						c[i*ldc+j] = v + edge[(i-i0)*nr+j-j0]
 					}
 				}
 			}
 		})
 	}
 }
+
+// clearC makes gemm clear C for beta = 0 rather than have the kernels store
+// into it, for tests comparing the two.
+var clearC = false
 
 // mcPanels is how many A panels a block of tiles shares when B is wide:
 // the block's A (mcPanels·mr rows × kc) stays in L2 while every B panel

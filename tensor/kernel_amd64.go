@@ -7,13 +7,13 @@ import (
 )
 
 //go:noescape
-func kernel4x16AVX2(k int, a, b, c *float32, ldc int, alpha float32)
+func kernel4x16AVX2(k int, a, b, c *float32, ldc int, alpha float32, store bool)
 
 //go:noescape
-func kernel8x32AVX512(k int, a *float32, cs int, b, c *float32, ldc int, alpha float32)
+func kernel8x32AVX512(k int, a *float32, cs int, b, c *float32, ldc int, alpha float32, store bool)
 
 //go:noescape
-func kernel8x32AVX512N(k int, a *float32, rs int, b, c *float32, ldc int, alpha float32)
+func kernel8x32AVX512N(k int, a *float32, rs int, b, c *float32, ldc int, alpha float32, store bool)
 
 //go:noescape
 func dotAVX2(n int, a, b *float32) float32
@@ -31,19 +31,19 @@ func dot4AVX2(n int, w, x *float32, ldx int, out *float32)
 func dot8AVX2(n int, w, x *float32, ldx int, out *float32)
 
 func init() {
-	avx2 := func(k int, a, b, c []float32, ldc int, alpha float32) {
-		kernel4x16AVX2(k, &a[0], &b[0], &c[0], ldc, alpha)
+	avx2 := func(k int, a, b, c []float32, ldc int, alpha float32, store bool) {
+		kernel4x16AVX2(k, &a[0], &b[0], &c[0], ldc, alpha, store)
 	}
-	avx512 := func(k int, a, b, c []float32, ldc int, alpha float32) {
-		kernel8x32AVX512(k, &a[0], 8, &b[0], &c[0], ldc, alpha)
+	avx512 := func(k int, a, b, c []float32, ldc int, alpha float32, store bool) {
+		kernel8x32AVX512(k, &a[0], 8, &b[0], &c[0], ldc, alpha, store)
 	}
 	// avx512Direct reads A in place: rows rs apart, steps cs apart, one of
 	// them 1.
-	avx512Direct := func(k int, a []float32, rs, cs int, b, c []float32, ldc int, alpha float32) {
+	avx512Direct := func(k int, a []float32, rs, cs int, b, c []float32, ldc int, alpha float32, store bool) {
 		if rs == 1 {
-			kernel8x32AVX512(k, &a[0], cs, &b[0], &c[0], ldc, alpha)
+			kernel8x32AVX512(k, &a[0], cs, &b[0], &c[0], ldc, alpha, store)
 		} else {
-			kernel8x32AVX512N(k, &a[0], rs, &b[0], &c[0], ldc, alpha)
+			kernel8x32AVX512N(k, &a[0], rs, &b[0], &c[0], ldc, alpha, store)
 		}
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {

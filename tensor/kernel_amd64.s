@@ -1,15 +1,21 @@
 #include "textflag.h"
 
-// func kernel4x16AVX2(k int, a, b, c *float32, ldc int, alpha float32)
+// func kernel4x16AVX2(k int, a, b, c *float32, ldc int, alpha float32, store bool)
 // C[4×16] += alpha · A[4×k] · B[k×16], with A packed as k groups of 4 and B
-// as k rows of 16.
-TEXT ·kernel4x16AVX2(SB), NOSPLIT, $0-44
+// as k rows of 16; with store, C = 0 + alpha · A · B (its old values are
+// not read, as if it had been cleared).
+TEXT ·kernel4x16AVX2(SB), NOSPLIT, $0-45
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ b+16(FP), DI
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	VBROADCASTSS alpha+40(FP), Y15
+	// Y14: the mask for loading C, all ones to accumulate, zero to store.
+	MOVBLZX store+44(FP), AX
+	DECL AX
+	VMOVD AX, X14
+	VPBROADCASTD X14, Y14
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -43,41 +49,42 @@ loop:
 
 store:
 	SHLQ $2, R8
-	VMOVUPS (DX), Y8
+	VMASKMOVPS (DX), Y14, Y8
 	VFMADD231PS Y0, Y15, Y8
 	VMOVUPS Y8, (DX)
-	VMOVUPS 32(DX), Y9
+	VMASKMOVPS 32(DX), Y14, Y9
 	VFMADD231PS Y1, Y15, Y9
 	VMOVUPS Y9, 32(DX)
 	ADDQ R8, DX
-	VMOVUPS (DX), Y8
+	VMASKMOVPS (DX), Y14, Y8
 	VFMADD231PS Y2, Y15, Y8
 	VMOVUPS Y8, (DX)
-	VMOVUPS 32(DX), Y9
+	VMASKMOVPS 32(DX), Y14, Y9
 	VFMADD231PS Y3, Y15, Y9
 	VMOVUPS Y9, 32(DX)
 	ADDQ R8, DX
-	VMOVUPS (DX), Y8
+	VMASKMOVPS (DX), Y14, Y8
 	VFMADD231PS Y4, Y15, Y8
 	VMOVUPS Y8, (DX)
-	VMOVUPS 32(DX), Y9
+	VMASKMOVPS 32(DX), Y14, Y9
 	VFMADD231PS Y5, Y15, Y9
 	VMOVUPS Y9, 32(DX)
 	ADDQ R8, DX
-	VMOVUPS (DX), Y8
+	VMASKMOVPS (DX), Y14, Y8
 	VFMADD231PS Y6, Y15, Y8
 	VMOVUPS Y8, (DX)
-	VMOVUPS 32(DX), Y9
+	VMASKMOVPS 32(DX), Y14, Y9
 	VFMADD231PS Y7, Y15, Y9
 	VMOVUPS Y9, 32(DX)
 	VZEROUPPER
 	RET
 
-// func kernel8x32AVX512(k int, a *float32, cs int, b, c *float32, ldc int, alpha float32)
+// func kernel8x32AVX512(k int, a *float32, cs int, b, c *float32, ldc int, alpha float32, store bool)
 // C[8×32] += alpha · A[8×k] · B[k×32], B packed as k rows of 32; A's
 // element (i, p) is a[p·cs + i]: cs = 8 for a packed panel, lda for a
-// transposed A read in place.
-TEXT ·kernel8x32AVX512(SB), NOSPLIT, $0-52
+// transposed A read in place. With store, C = 0 + alpha · A · B (its old
+// values are not read, as if it had been cleared).
+TEXT ·kernel8x32AVX512(SB), NOSPLIT, $0-53
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ cs+16(FP), R9
@@ -86,6 +93,10 @@ TEXT ·kernel8x32AVX512(SB), NOSPLIT, $0-52
 	MOVQ c+32(FP), DX
 	MOVQ ldc+40(FP), R8
 	VBROADCASTSS alpha+48(FP), Z31
+	// K1: the mask for loading C, all ones to accumulate, zero to store.
+	MOVBLZX store+52(FP), AX
+	DECL AX
+	KMOVW AX, K1
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -139,69 +150,69 @@ loop512:
 
 store512:
 	SHLQ $2, R8
-	VMOVUPS (DX), Z16
+	VMOVUPS.Z (DX), K1, Z16
 	VFMADD231PS Z0, Z31, Z16
 	VMOVUPS Z16, (DX)
-	VMOVUPS 64(DX), Z17
+	VMOVUPS.Z 64(DX), K1, Z17
 	VFMADD231PS Z1, Z31, Z17
 	VMOVUPS Z17, 64(DX)
 	ADDQ R8, DX
-	VMOVUPS (DX), Z16
+	VMOVUPS.Z (DX), K1, Z16
 	VFMADD231PS Z2, Z31, Z16
 	VMOVUPS Z16, (DX)
-	VMOVUPS 64(DX), Z17
+	VMOVUPS.Z 64(DX), K1, Z17
 	VFMADD231PS Z3, Z31, Z17
 	VMOVUPS Z17, 64(DX)
 	ADDQ R8, DX
-	VMOVUPS (DX), Z16
+	VMOVUPS.Z (DX), K1, Z16
 	VFMADD231PS Z4, Z31, Z16
 	VMOVUPS Z16, (DX)
-	VMOVUPS 64(DX), Z17
+	VMOVUPS.Z 64(DX), K1, Z17
 	VFMADD231PS Z5, Z31, Z17
 	VMOVUPS Z17, 64(DX)
 	ADDQ R8, DX
-	VMOVUPS (DX), Z16
+	VMOVUPS.Z (DX), K1, Z16
 	VFMADD231PS Z6, Z31, Z16
 	VMOVUPS Z16, (DX)
-	VMOVUPS 64(DX), Z17
+	VMOVUPS.Z 64(DX), K1, Z17
 	VFMADD231PS Z7, Z31, Z17
 	VMOVUPS Z17, 64(DX)
 	ADDQ R8, DX
-	VMOVUPS (DX), Z16
+	VMOVUPS.Z (DX), K1, Z16
 	VFMADD231PS Z8, Z31, Z16
 	VMOVUPS Z16, (DX)
-	VMOVUPS 64(DX), Z17
+	VMOVUPS.Z 64(DX), K1, Z17
 	VFMADD231PS Z9, Z31, Z17
 	VMOVUPS Z17, 64(DX)
 	ADDQ R8, DX
-	VMOVUPS (DX), Z16
+	VMOVUPS.Z (DX), K1, Z16
 	VFMADD231PS Z10, Z31, Z16
 	VMOVUPS Z16, (DX)
-	VMOVUPS 64(DX), Z17
+	VMOVUPS.Z 64(DX), K1, Z17
 	VFMADD231PS Z11, Z31, Z17
 	VMOVUPS Z17, 64(DX)
 	ADDQ R8, DX
-	VMOVUPS (DX), Z16
+	VMOVUPS.Z (DX), K1, Z16
 	VFMADD231PS Z12, Z31, Z16
 	VMOVUPS Z16, (DX)
-	VMOVUPS 64(DX), Z17
+	VMOVUPS.Z 64(DX), K1, Z17
 	VFMADD231PS Z13, Z31, Z17
 	VMOVUPS Z17, 64(DX)
 	ADDQ R8, DX
-	VMOVUPS (DX), Z16
+	VMOVUPS.Z (DX), K1, Z16
 	VFMADD231PS Z14, Z31, Z16
 	VMOVUPS Z16, (DX)
-	VMOVUPS 64(DX), Z17
+	VMOVUPS.Z 64(DX), K1, Z17
 	VFMADD231PS Z15, Z31, Z17
 	VMOVUPS Z17, 64(DX)
 	VZEROUPPER
 	RET
 
-// func kernel8x32AVX512N(k int, a *float32, rs int, b, c *float32, ldc int, alpha float32)
+// func kernel8x32AVX512N(k int, a *float32, rs int, b, c *float32, ldc int, alpha float32, store bool)
 // kernel8x32AVX512 for A read in place by rows: A's element (i, p) is
 // a[i·rs + p]. Each step broadcasts one value from each of the eight rows;
 // the products are summed in the same order as with a packed A.
-TEXT ·kernel8x32AVX512N(SB), NOSPLIT, $0-52
+TEXT ·kernel8x32AVX512N(SB), NOSPLIT, $0-53
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ rs+16(FP), R9
@@ -210,6 +221,10 @@ TEXT ·kernel8x32AVX512N(SB), NOSPLIT, $0-52
 	MOVQ c+32(FP), DX
 	MOVQ ldc+40(FP), R8
 	VBROADCASTSS alpha+48(FP), Z31
+	// K1: the mask for loading C, all ones to accumulate, zero to store.
+	MOVBLZX store+52(FP), AX
+	DECL AX
+	KMOVW AX, K1
 	LEAQ (SI)(R9*2), R10
 	ADDQ R9, R10 // row 3
 	LEAQ (R10)(R9*2), R11
@@ -269,59 +284,59 @@ loop512n:
 
 store512n:
 	SHLQ $2, R8
-	VMOVUPS (DX), Z16
+	VMOVUPS.Z (DX), K1, Z16
 	VFMADD231PS Z0, Z31, Z16
 	VMOVUPS Z16, (DX)
-	VMOVUPS 64(DX), Z17
+	VMOVUPS.Z 64(DX), K1, Z17
 	VFMADD231PS Z1, Z31, Z17
 	VMOVUPS Z17, 64(DX)
 	ADDQ R8, DX
-	VMOVUPS (DX), Z16
+	VMOVUPS.Z (DX), K1, Z16
 	VFMADD231PS Z2, Z31, Z16
 	VMOVUPS Z16, (DX)
-	VMOVUPS 64(DX), Z17
+	VMOVUPS.Z 64(DX), K1, Z17
 	VFMADD231PS Z3, Z31, Z17
 	VMOVUPS Z17, 64(DX)
 	ADDQ R8, DX
-	VMOVUPS (DX), Z16
+	VMOVUPS.Z (DX), K1, Z16
 	VFMADD231PS Z4, Z31, Z16
 	VMOVUPS Z16, (DX)
-	VMOVUPS 64(DX), Z17
+	VMOVUPS.Z 64(DX), K1, Z17
 	VFMADD231PS Z5, Z31, Z17
 	VMOVUPS Z17, 64(DX)
 	ADDQ R8, DX
-	VMOVUPS (DX), Z16
+	VMOVUPS.Z (DX), K1, Z16
 	VFMADD231PS Z6, Z31, Z16
 	VMOVUPS Z16, (DX)
-	VMOVUPS 64(DX), Z17
+	VMOVUPS.Z 64(DX), K1, Z17
 	VFMADD231PS Z7, Z31, Z17
 	VMOVUPS Z17, 64(DX)
 	ADDQ R8, DX
-	VMOVUPS (DX), Z16
+	VMOVUPS.Z (DX), K1, Z16
 	VFMADD231PS Z8, Z31, Z16
 	VMOVUPS Z16, (DX)
-	VMOVUPS 64(DX), Z17
+	VMOVUPS.Z 64(DX), K1, Z17
 	VFMADD231PS Z9, Z31, Z17
 	VMOVUPS Z17, 64(DX)
 	ADDQ R8, DX
-	VMOVUPS (DX), Z16
+	VMOVUPS.Z (DX), K1, Z16
 	VFMADD231PS Z10, Z31, Z16
 	VMOVUPS Z16, (DX)
-	VMOVUPS 64(DX), Z17
+	VMOVUPS.Z 64(DX), K1, Z17
 	VFMADD231PS Z11, Z31, Z17
 	VMOVUPS Z17, 64(DX)
 	ADDQ R8, DX
-	VMOVUPS (DX), Z16
+	VMOVUPS.Z (DX), K1, Z16
 	VFMADD231PS Z12, Z31, Z16
 	VMOVUPS Z16, (DX)
-	VMOVUPS 64(DX), Z17
+	VMOVUPS.Z 64(DX), K1, Z17
 	VFMADD231PS Z13, Z31, Z17
 	VMOVUPS Z17, 64(DX)
 	ADDQ R8, DX
-	VMOVUPS (DX), Z16
+	VMOVUPS.Z (DX), K1, Z16
 	VFMADD231PS Z14, Z31, Z16
 	VMOVUPS Z16, (DX)
-	VMOVUPS 64(DX), Z17
+	VMOVUPS.Z 64(DX), K1, Z17
 	VFMADD231PS Z15, Z31, Z17
 	VMOVUPS Z17, 64(DX)
 	VZEROUPPER

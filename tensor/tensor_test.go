@@ -265,9 +265,8 @@ func naiveGemm(transA, transB bool, m, n, k int, a []float32, lda int, b []float
 func TestGemmShapesAndKernels(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 22))
 	kernels := append([]kernelInfo{{"go 4x16", 4, 16, kernelGo, nil}, {"go 8x32", 8, 32, kernelGo, nil}}, asmKernels...)
-	defer func(k func(int, []float32, []float32, []float32, int, float32), d func(int, []float32, int, int, []float32, []float32, int, float32), m, n int) {
-		microKernel, directKernel, mr, nr = k, d, m, n
-	}(microKernel, directKernel, mr, nr)
+	saved := kernelInfo{"", mr, nr, microKernel, directKernel}
+	defer func() { microKernel, directKernel, mr, nr = saved.fn, saved.direct, saved.mr, saved.nr }()
 	for _, kern := range kernels {
 		name := kern.name
 		microKernel, directKernel, mr, nr = kern.fn, kern.direct, kern.mr, kern.nr
@@ -300,21 +299,30 @@ func TestGemmShapesAndKernels(t *testing.T) {
 	}
 }
 
-// TestGemmDirectA checks that a kernel reading A in place gives the packed
-// path's results bit for bit, for both transpositions, a row stride past
-// the matrix's width, partial tiles and K past one packed block.
+// TestGemmDirectA checks that a kernel reading A in place, and kernels
+// storing into C for beta = 0 rather than adding to a cleared C, give the
+// packed, cleared path's results bit for bit: for both transpositions, a
+// row stride past the matrix's width, partial tiles, K past one packed
+// block, and zero columns of B with a negative alpha (a -0 product, which
+// becomes +0 when added to a cleared C).
 func TestGemmDirectA(t *testing.T) {
 	rng := rand.New(rand.NewPCG(23, 24))
-	defer func(k func(int, []float32, []float32, []float32, int, float32), d func(int, []float32, int, int, []float32, []float32, int, float32), m, n int) {
-		microKernel, directKernel, mr, nr = k, d, m, n
-	}(microKernel, directKernel, mr, nr)
-	tested := false
-	for _, kern := range asmKernels {
-		if kern.direct == nil {
-			continue
-		}
-		tested = true
+	saved := kernelInfo{"", mr, nr, microKernel, directKernel}
+	defer func() {
+		microKernel, directKernel, mr, nr = saved.fn, saved.direct, saved.mr, saved.nr
+		clearC = false
+	}()
+	kernels := append([]kernelInfo{{"go 4x16", 4, 16, kernelGo, nil}, {"go 8x32", 8, 32, kernelGo, nil}}, asmKernels...)
+	for _, kern := range kernels {
 		microKernel, mr, nr = kern.fn, kern.mr, kern.nr
+		type variant struct {
+			direct bool
+			clear  bool
+		}
+		variants := []variant{{false, true}, {false, false}}
+		if kern.direct != nil {
+			variants = append(variants, variant{true, true}, variant{true, false})
+		}
 		for _, s := range [][3]int{{8, 32, 1}, {16, 64, 300}, {37, 50, 300}, {64, 33, 513}, {3, 100, 17}, {300, 1100, 260}, {40, 96, 1000}} {
 			m, n, k := s[0], s[1], s[2]
 			for _, ta := range []bool{false, true} {
@@ -332,25 +340,38 @@ func TestGemmDirectA(t *testing.T) {
 							rows = k
 						}
 						a, b := randn(rng, rows*lda), randn(rng, k*n)
-						c0 := randn(rng, m*n)
-						var got [2][]float32
-						for i, d := range []func(int, []float32, int, int, []float32, []float32, int, float32){nil, kern.direct} {
-							directKernel = d
-							got[i] = append([]float32(nil), c0...)
-							Gemm(ta, tb, m, n, k, 0.75, a, lda, b, ldb, beta, got[i], n)
+						for p := range k {
+							for _, j := range []int{0, n - 1} {
+								if tb {
+									b[j*ldb+p] = 0
+								} else {
+									b[p*ldb+j] = 0
+								}
+							}
 						}
-						for i := range got[0] {
-							if math.Float32bits(got[0][i]) != math.Float32bits(got[1][i]) {
-								t.Fatalf("%s, %v ta %v tb %v beta %v: C[%d] packed %g, direct %g", kern.name, s, ta, tb, beta, i, got[0][i], got[1][i])
+						c0 := randn(rng, m*n)
+						var want []float32
+						for _, v := range variants {
+							directKernel, clearC = nil, v.clear
+							if v.direct {
+								directKernel = kern.direct
+							}
+							got := append([]float32(nil), c0...)
+							Gemm(ta, tb, m, n, k, -0.75, a, lda, b, ldb, beta, got, n)
+							if want == nil {
+								want = got
+								continue
+							}
+							for i := range got {
+								if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+									t.Fatalf("%s %+v, %v ta %v tb %v beta %v: C[%d] = %g, packed and cleared %g", kern.name, v, s, ta, tb, beta, i, got[i], want[i])
+								}
 							}
 						}
 					}
 				}
 			}
 		}
-	}
-	if !tested {
-		t.Skip("no kernel reads A in place on this CPU")
 	}
 }
 
