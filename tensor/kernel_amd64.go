@@ -7,7 +7,10 @@ import (
 )
 
 //go:noescape
-func kernel4x16AVX2(k int, a, b, c *float32, ldc int, alpha float32, store bool)
+func kernel4x16AVX2(k int, a *float32, cs int, b, c *float32, ldc int, alpha float32, store bool)
+
+//go:noescape
+func kernel4x16AVX2N(k int, a *float32, rs int, b, c *float32, ldc int, alpha float32, store bool)
 
 //go:noescape
 func kernel8x32AVX512(k int, a *float32, cs int, b, c *float32, ldc int, alpha float32, store bool)
@@ -32,7 +35,16 @@ func dot8AVX2(n int, w, x *float32, ldx int, out *float32)
 
 func init() {
 	avx2 := func(k int, a, b, c []float32, ldc int, alpha float32, store bool) {
-		kernel4x16AVX2(k, &a[0], &b[0], &c[0], ldc, alpha, store)
+		kernel4x16AVX2(k, &a[0], 4, &b[0], &c[0], ldc, alpha, store)
+	}
+	// avx2Direct reads A in place: rows rs apart, steps cs apart, one of
+	// them 1.
+	avx2Direct := func(k int, a []float32, rs, cs int, b, c []float32, ldc int, alpha float32, store bool) {
+		if rs == 1 {
+			kernel4x16AVX2(k, &a[0], cs, &b[0], &c[0], ldc, alpha, store)
+		} else {
+			kernel4x16AVX2N(k, &a[0], rs, &b[0], &c[0], ldc, alpha, store)
+		}
 	}
 	avx512 := func(k int, a, b, c []float32, ldc int, alpha float32, store bool) {
 		kernel8x32AVX512(k, &a[0], 8, &b[0], &c[0], ldc, alpha, store)
@@ -47,7 +59,7 @@ func init() {
 		}
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
-		asmKernels = append(asmKernels, kernelInfo{"avx2+fma 4x16", 4, 16, avx2, nil})
+		asmKernels = append(asmKernels, kernelInfo{"avx2+fma 4x16", 4, 16, avx2, avx2Direct})
 	}
 	if cpu.X86.HasAVX512F {
 		asmKernels = append(asmKernels, kernelInfo{"avx512 8x32", 8, 32, avx512, avx512Direct})
@@ -108,6 +120,6 @@ func init() {
 	case cpu.X86.HasAVX512F && os.Getenv("ZHLLAMA_NOAVX512") != "1":
 		mr, nr, microKernel, directKernel, KernelName = 8, 32, avx512, avx512Direct, "avx512 8x32"
 	case cpu.X86.HasAVX2 && cpu.X86.HasFMA:
-		microKernel, KernelName = avx2, "avx2+fma 4x16"
+		microKernel, directKernel, KernelName = avx2, avx2Direct, "avx2+fma 4x16"
 	}
 }

@@ -1,18 +1,21 @@
 #include "textflag.h"
 
-// func kernel4x16AVX2(k int, a, b, c *float32, ldc int, alpha float32, store bool)
-// C[4×16] += alpha · A[4×k] · B[k×16], with A packed as k groups of 4 and B
-// as k rows of 16; with store, C = 0 + alpha · A · B (its old values are
-// not read, as if it had been cleared).
-TEXT ·kernel4x16AVX2(SB), NOSPLIT, $0-45
+// func kernel4x16AVX2(k int, a *float32, cs int, b, c *float32, ldc int, alpha float32, store bool)
+// C[4×16] += alpha · A[4×k] · B[k×16], with B packed as k rows of 16; A's
+// element (i, p) is a[p·cs + i]: cs = 4 for a packed panel, lda for a
+// transposed A read in place. With store, C = 0 + alpha · A · B (its old
+// values are not read, as if it had been cleared).
+TEXT ·kernel4x16AVX2(SB), NOSPLIT, $0-53
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI
-	MOVQ b+16(FP), DI
-	MOVQ c+24(FP), DX
-	MOVQ ldc+32(FP), R8
-	VBROADCASTSS alpha+40(FP), Y15
+	MOVQ cs+16(FP), R9
+	SHLQ $2, R9
+	MOVQ b+24(FP), DI
+	MOVQ c+32(FP), DX
+	MOVQ ldc+40(FP), R8
+	VBROADCASTSS alpha+48(FP), Y15
 	// Y14: the mask for loading C, all ones to accumulate, zero to store.
-	MOVBLZX store+44(FP), AX
+	MOVBLZX store+52(FP), AX
 	DECL AX
 	VMOVD AX, X14
 	VPBROADCASTD X14, Y14
@@ -42,12 +45,94 @@ loop:
 	VBROADCASTSS 12(SI), Y13
 	VFMADD231PS Y8, Y13, Y6
 	VFMADD231PS Y9, Y13, Y7
-	ADDQ $16, SI
+	ADDQ R9, SI
 	ADDQ $64, DI
 	DECQ CX
 	JNE loop
 
 store:
+	SHLQ $2, R8
+	VMASKMOVPS (DX), Y14, Y8
+	VFMADD231PS Y0, Y15, Y8
+	VMOVUPS Y8, (DX)
+	VMASKMOVPS 32(DX), Y14, Y9
+	VFMADD231PS Y1, Y15, Y9
+	VMOVUPS Y9, 32(DX)
+	ADDQ R8, DX
+	VMASKMOVPS (DX), Y14, Y8
+	VFMADD231PS Y2, Y15, Y8
+	VMOVUPS Y8, (DX)
+	VMASKMOVPS 32(DX), Y14, Y9
+	VFMADD231PS Y3, Y15, Y9
+	VMOVUPS Y9, 32(DX)
+	ADDQ R8, DX
+	VMASKMOVPS (DX), Y14, Y8
+	VFMADD231PS Y4, Y15, Y8
+	VMOVUPS Y8, (DX)
+	VMASKMOVPS 32(DX), Y14, Y9
+	VFMADD231PS Y5, Y15, Y9
+	VMOVUPS Y9, 32(DX)
+	ADDQ R8, DX
+	VMASKMOVPS (DX), Y14, Y8
+	VFMADD231PS Y6, Y15, Y8
+	VMOVUPS Y8, (DX)
+	VMASKMOVPS 32(DX), Y14, Y9
+	VFMADD231PS Y7, Y15, Y9
+	VMOVUPS Y9, 32(DX)
+	VZEROUPPER
+	RET
+
+// func kernel4x16AVX2N(k int, a *float32, rs int, b, c *float32, ldc int, alpha float32, store bool)
+// kernel4x16AVX2 for A read in place by rows: A's element (i, p) is
+// a[i·rs + p]. The products are summed in the same order as with a packed A.
+TEXT ·kernel4x16AVX2N(SB), NOSPLIT, $0-53
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ rs+16(FP), R9
+	SHLQ $2, R9
+	MOVQ b+24(FP), DI
+	MOVQ c+32(FP), DX
+	MOVQ ldc+40(FP), R8
+	VBROADCASTSS alpha+48(FP), Y15
+	MOVBLZX store+52(FP), AX
+	DECL AX
+	VMOVD AX, X14
+	VPBROADCASTD X14, Y14
+	LEAQ (SI)(R9*2), R10
+	ADDQ R9, R10 // row 3
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	TESTQ CX, CX
+	JE storen
+
+loopn:
+	VMOVUPS (DI), Y8
+	VMOVUPS 32(DI), Y9
+	VBROADCASTSS (SI), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VBROADCASTSS (SI)(R9*1), Y11
+	VFMADD231PS Y8, Y11, Y2
+	VFMADD231PS Y9, Y11, Y3
+	VBROADCASTSS (SI)(R9*2), Y12
+	VFMADD231PS Y8, Y12, Y4
+	VFMADD231PS Y9, Y12, Y5
+	VBROADCASTSS (R10), Y13
+	VFMADD231PS Y8, Y13, Y6
+	VFMADD231PS Y9, Y13, Y7
+	ADDQ $4, SI
+	ADDQ $4, R10
+	ADDQ $64, DI
+	DECQ CX
+	JNE loopn
+
+storen:
 	SHLQ $2, R8
 	VMASKMOVPS (DX), Y14, Y8
 	VFMADD231PS Y0, Y15, Y8
