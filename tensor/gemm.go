@@ -8,7 +8,8 @@ import (
 // GEMM is Goto-style: B is packed into panels of nr columns and A into
 // panels of mr rows, KC deep, and an mr×nr micro-kernel (assembly where the
 // CPU has it: 8×32 with AVX-512, 4×16 with AVX2+FMA; else Go) computes each
-// tile of C. Tiles are spread over the
+// tile of C. The assembly kernels can also read full A panels in place,
+// which saves packing A when B is narrow. Tiles are spread over the
 // workers, each tile written by one, so results do not depend on timing.
 
 // Tile shape of the micro-kernel in use (set with it at start-up), and the
