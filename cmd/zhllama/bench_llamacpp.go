@@ -244,11 +244,12 @@ func benchVsLlamaCpp(o vsLlamaCpp) error {
 			_, err := gguf.ParseOutType(o.outtype)
 			return usageError{err.Error()}
 		}
-		// zhllama widens F32 files into its heap; the other types it reads
-		// from the mapped file, whose pages llama-bench shares.
+		// zhllama widens F32 files into its heap, so f32 stops at 4 GB (a 7B
+		// is 27 GB); the other types it reads from the mapped file, whose
+		// pages llama-bench shares, so they need to fit in memory once.
 		size, mem := float64(c.NumParams())*bpv, float64(memTotal())
-		if mem > 0 && ((o.outtype == "f32" && size > 0.6*mem) || size > 0.8*mem) {
-			return usagef("--preset %s --outtype %s: %.1f GB of weights does not fit this machine's %.0f GB of memory; use --outtype q4_0 (%.1f GB), q8_0 (%.1f GB), or f16/bf16 (%.1f GB) if they fit",
+		if (o.outtype == "f32" && size > 4e9) || (mem > 0 && size > 0.8*mem) {
+			return usagef("--preset %s --outtype %s: %.1f GB of weights is too much for this bench (f32 up to 4 GB; the rest up to 80%% of this machine's %.0f GB); use --outtype q4_0 (%.1f GB), q8_0 (%.1f GB), or f16/bf16 (%.1f GB) where that fits",
 				o.preset, o.outtype, size/1e9, mem/1e9, float64(c.NumParams())*benchBytesPerValue["q4_0"]/1e9,
 				float64(c.NumParams())*benchBytesPerValue["q8_0"]/1e9, float64(c.NumParams())*2/1e9)
 		}
@@ -546,7 +547,7 @@ func benchGenerateVsLlamaCpp(fs *flag.FlagSet, preset, dtype, outtype, threads, 
 	}
 	if side != "" {
 		if side != "zhllama" || model == "" {
-			return usagef("--side %q: use --side zhllama with --model F.gguf", side)
+			return usagef("--side %q: the one side is zhllama, and it needs --model F.gguf", side)
 		}
 		return benchSideZhllama(model, gen, prompt, depth, runs)
 	}
