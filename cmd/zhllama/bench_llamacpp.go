@@ -342,15 +342,16 @@ func benchVsLlamaCpp(o vsLlamaCpp) error {
 	}
 	weights := o.outtype
 	if o.model != "" {
-		weights = "file"
+		weights = fileWeights(path)
 	}
-	fmt.Printf("\n%-14s %-8s %-12s %7s %14s %16s %7s\n", "model", "weights", "test", "threads", "zhllama tok/s", "llama.cpp tok/s", "ratio")
+	w := max(14, len(name))
+	fmt.Printf("\n%-*s %-8s %-12s %7s %14s %16s %7s\n", w, "model", "weights", "test", "threads", "zhllama tok/s", "llama.cpp tok/s", "ratio")
 	for _, r := range rows {
 		theirs, ratio := "-", "-"
 		if lb != "" {
 			theirs, ratio = fmt.Sprintf("%.1f", r.theirs), fmt.Sprintf("%.2f", r.ours/r.theirs)
 		}
-		fmt.Printf("%-14s %-8s %-12s %7d %14.1f %16s %7s\n", name, weights, r.test, r.threads, r.ours, theirs, ratio)
+		fmt.Printf("%-*s %-8s %-12s %7d %14.1f %16s %7s\n", w, name, weights, r.test, r.threads, r.ours, theirs, ratio)
 	}
 	for _, t := range o.threads {
 		if bw, ok := bandwidth[t]; ok {
@@ -372,6 +373,20 @@ func benchVsLlamaCpp(o vsLlamaCpp) error {
 	b, _ := json.Marshal(res)
 	fmt.Println(string(b))
 	return nil
+}
+
+// fileWeights names the type of a GGUF model's projections (that of its
+// first layer's ffn_up), lower-case as --outtype spells it.
+func fileWeights(path string) string {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return "?"
+	}
+	defer f.Close()
+	if t, ok := f.Tensor("blk.0.ffn_up.weight"); ok {
+		return strings.ToLower(t.Type.String())
+	}
+	return "?"
 }
 
 func lastLine(b []byte) []byte {
