@@ -206,22 +206,50 @@ func rowReader(r llama.Ref) func(i int, dst []float32) {
 
 // modelSources are m's tensors in checkpoint order under their GGUF names.
 func modelSources(m *llama.Model, typ Type) []Source {
-	var srcs []Source
-	for _, r := range m.Refs() {
+	return rowSources(m.Refs(), m.Config.HeadDim, typ, func(r llama.Ref) func(i int, dst []float32) {
 		if !r.Matrix {
-			srcs = append(srcs, Vector(r.GGUF, *r.Data))
+			return func(_ int, dst []float32) { copy(dst, *r.Data) }
+		}
+		return rowReader(r)
+	})
+}
+
+// rowSources are the tensors of refs under their GGUF names, row i of a
+// matrix read (in Hugging Face order) by reader(r)(i, dst), a vector as
+// its row 0; q_proj and k_proj rows are written permuted.
+func rowSources(refs []llama.Ref, hd int, typ Type, reader func(r llama.Ref) func(i int, dst []float32)) []Source {
+	var srcs []Source
+	for _, r := range refs {
+		read := reader(r)
+		if !r.Matrix {
+			v := make([]float32, r.Size())
+			read(0, v)
+			srcs = append(srcs, Vector(r.GGUF, v))
 			continue
 		}
 		out, in := r.Shape[0], r.Shape[1]
-		read := rowReader(r)
 		if permuted(r.Param) {
-			hd := m.Config.HeadDim
 			srcs = append(srcs, Rows(r.GGUF, matrixType(typ, in), in, out, func(i int, dst []float32) { read(hfRow(i, hd), dst) }))
 			continue
 		}
 		srcs = append(srcs, Rows(r.GGUF, matrixType(typ, in), in, out, read))
 	}
 	return srcs
+}
+
+// WriteModelRows writes a model of config c as WriteModel does, but with
+// no model in memory: row(r, i, dst) fills row i of parameter r (a vector
+// is its row 0) as the file is written. It is for weights made on the fly,
+// such as a benchmark's random 7B model, which would not fit as float32.
+func WriteModelRows(path string, c llama.Config, o ModelOptions, row func(r llama.Ref, i int, dst []float32), progress func(done, total int64)) error {
+	kvs, err := modelKVs(c, o)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	refs := (&llama.Model{Config: c}).Refs()
+	return Write(path, kvs, rowSources(refs, c.HeadDim, o.Type, func(r llama.Ref) func(i int, dst []float32) {
+		return func(i int, dst []float32) { row(r, i, dst) }
+	}), progress)
 }
 
 // ReadConfig builds the model's config from a GGUF file's metadata;

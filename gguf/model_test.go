@@ -1,8 +1,10 @@
 package gguf
 
 import (
+	"bytes"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -217,5 +219,33 @@ func TestOutTypeAndAdapterAlpha(t *testing.T) {
 	}
 	if b, _ := f.Tensor("blk.0.attn_q.weight.lora_b"); b.Type != F16Type {
 		t.Errorf("lora_b is %s", b.Type)
+	}
+}
+
+// WriteModelRows, fed a model's rows, writes the very file WriteModel does.
+func TestWriteModelRowsMatchesWriteModel(t *testing.T) {
+	tok := tokenizer(t)
+	dir := t.TempDir()
+	c, _ := llama.Preset("tiny")
+	c.VocabSize = tok.Size()
+	m := llama.NewModel(c)
+	m.Randomize(7)
+	o := ModelOptions{Type: Q8_0Type, Tokenizer: tok, AddBOS: true}
+	a, b := filepath.Join(dir, "a.gguf"), filepath.Join(dir, "b.gguf")
+	if err := WriteModel(a, m, o, nil); err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string][]float32{}
+	for _, p := range m.Named() {
+		byName[p.Name] = p.Data
+	}
+	row := func(r llama.Ref, i int, dst []float32) { copy(dst, byName[r.Name][i*len(dst):]) }
+	if err := WriteModelRows(b, c, o, row, nil); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(a)
+	got, _ := os.ReadFile(b)
+	if len(want) == 0 || !bytes.Equal(got, want) {
+		t.Errorf("WriteModelRows wrote %d bytes unlike WriteModel's %d", len(got), len(want))
 	}
 }

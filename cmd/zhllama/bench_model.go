@@ -155,8 +155,25 @@ func benchModelGenerate(args []string) error {
 	maxNew := fs.Int("max_new_tokens", 256, "tokens generated per sequence (greedy, no early stop)")
 	dtype := fs.String("dtype", "float32", "weights in memory: float32, or bfloat16 (widened as the kernels read them)")
 	withTorch := fs.Bool("torch", true, "also run PyTorch eager (KV cache, float32) on the same shapes and threads")
+	vs := fs.String("vs", "torch", "the peer: torch (PyTorch eager, see --torch), or llamacpp (llama.cpp's llama-bench on the same GGUF file)")
+	outtype := fs.String("outtype", "", "with --vs llamacpp: the GGUF's weights, f32, f16, bf16, q8_0 or q4_0 (default: --dtype's, f32 or bf16)")
+	threads := fs.String("threads", "1,2", "with --vs llamacpp: thread counts, comma-separated")
+	promptLen := fs.Int("prompt", 256, "with --vs llamacpp: tokens of the prompt-processing test")
+	depth := fs.Int("depth", 33, "with --vs llamacpp: tokens of context fed before the decoding test")
+	runs := fs.Int("runs", 3, "with --vs llamacpp: repetitions of each test; the median is reported")
+	llamaBench := fs.String("llama_bench", "", "with --vs llamacpp: a llama-bench binary (default: built once in the user cache folder, zhllama/llama-bench)")
+	model := fs.String("model", "", "with --vs llamacpp: a GGUF file to measure instead of a random --preset model")
+	bandwidth := fs.Bool("bandwidth", false, "with --vs llamacpp: measure memory read bandwidth and decoding's share of it even for weights under 1 GB")
+	side := fs.String("side", "", "with --vs llamacpp --model F.gguf: run only zhllama's side, one process and GOMAXPROCS, printing JSON (what --vs llamacpp runs per thread count)")
 	if err := parseFlags(fs, args, "[flags]"); err != nil {
 		return err
+	}
+	switch *vs {
+	case "torch":
+	case "llamacpp":
+		return benchGenerateVsLlamaCpp(fs, *preset, *dtype, *outtype, *threads, *model, *llamaBench, *side, *batch, *maxNew, *promptLen, *depth, *runs, *bandwidth)
+	default:
+		return usagef("--vs %q: use torch or llamacpp", *vs)
 	}
 	c, err := llama.Preset(*preset)
 	if err != nil {
