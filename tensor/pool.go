@@ -7,10 +7,13 @@ package tensor
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // Parallel runs f over [0, n) split into contiguous chunks, one per worker
-// (GOMAXPROCS of them), and waits.
+// (GOMAXPROCS of them), and waits. The chunks do not depend on which
+// goroutine runs them, so neither do the results.
 func Parallel(n int, f func(lo, hi int)) {
 	workers := min(runtime.GOMAXPROCS(0), n)
 	if workers <= 1 {
@@ -19,17 +22,128 @@ func Parallel(n int, f func(lo, hi int)) {
 		}
 		return
 	}
-	var wg sync.WaitGroup
 	chunk := (n + workers - 1) / workers
-	// The caller works the first chunk itself: one goroutine fewer to wake.
+	chunks := (n + chunk - 1) / chunk
+	if !workPool.mu.TryLock() {
+		// Another caller holds the pool (a Parallel inside a chunk, or
+		// concurrent callers): start goroutines for this one.
+		spawn(n, chunk, f)
+		return
+	}
+	defer workPool.mu.Unlock()
+	workPool.run(&job{f: f, n: n, chunk: chunk, chunks: int64(chunks), done: make(chan struct{})}, workers-1)
+}
+
+// spawn runs the chunks on goroutines of their own, the caller taking the
+// first.
+func spawn(n, chunk int, f func(lo, hi int)) {
+	var wg sync.WaitGroup
 	for lo := chunk; lo < n; lo += chunk {
-		hi := min(lo+chunk, n)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f(lo, hi)
+			f(lo, min(lo+chunk, n))
 		}()
 	}
 	f(0, min(chunk, n))
 	wg.Wait()
+}
+
+// pool is a set of goroutines started once that take the chunks of one
+// job at a time. A job is handed over through an atomic pointer that idle
+// workers watch for a short while before they sleep: a decoding step makes
+// hundreds of small hand-offs, and waking a sleeping thread for each (as a
+// fresh goroutine per chunk does) costs tens of microseconds every time.
+type pool struct {
+	mu       sync.Mutex // held by the caller whose job runs
+	job      atomic.Pointer[job]
+	workers  int           // started so far
+	sleeping atomic.Int32  // workers blocked on wake
+	wake     chan struct{} // a token wakes one sleeping worker
+}
+
+// job is one Parallel call: its chunks are claimed in any order by the
+// caller and the workers.
+type job struct {
+	f              func(lo, hi int)
+	n, chunk       int
+	chunks         int64
+	next, finished atomic.Int64
+	done           chan struct{} // closed when every chunk has run
+}
+
+var workPool = pool{wake: make(chan struct{}, 256)}
+
+// spinFor is how long an idle worker, and a caller waiting for the last
+// chunks, watch before blocking.
+const spinFor = 50 * time.Microsecond
+
+// run hands j to the workers (starting up to want of them), works on it
+// too, and returns when all its chunks have run.
+func (p *pool) run(j *job, want int) {
+	for ; p.workers < min(want, cap(p.wake)); p.workers++ {
+		go p.worker()
+	}
+	p.job.Store(j)
+	for range min(int(p.sleeping.Load()), int(j.chunks)-1) {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
+	j.work()
+	if !spin(func() bool { return j.finished.Load() == j.chunks }) {
+		<-j.done
+	}
+}
+
+// work claims and runs chunks of j until none is left.
+func (j *job) work() {
+	for {
+		i := j.next.Add(1) - 1
+		if i >= j.chunks {
+			return
+		}
+		lo := int(i) * j.chunk
+		j.f(lo, min(lo+j.chunk, j.n))
+		if j.finished.Add(1) == j.chunks {
+			close(j.done)
+		}
+	}
+}
+
+// worker runs every job it sees, watching for the next one for spinFor
+// before it sleeps until woken.
+func (p *pool) worker() {
+	var seen *job
+	for {
+		if !spin(func() bool { return p.job.Load() != seen }) {
+			p.sleeping.Add(1)
+			// Sleep unless a job came while we said so: the caller reads
+			// sleeping after publishing, so one of the two sees the other.
+			if p.job.Load() == seen {
+				<-p.wake
+			}
+			p.sleeping.Add(-1)
+			continue
+		}
+		seen = p.job.Load()
+		seen.work()
+	}
+}
+
+// spin reports whether ready became true within spinFor.
+func spin(ready func() bool) bool {
+	start := time.Now()
+	for i := 0; ; i++ {
+		if ready() {
+			return true
+		}
+		if i%64 == 63 {
+			if time.Since(start) > spinFor {
+				return false
+			}
+			runtime.Gosched()
+		}
+	}
 }

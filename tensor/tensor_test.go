@@ -3,7 +3,11 @@ package tensor
 import (
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"zhllama/internal/testenv"
 )
@@ -392,5 +396,51 @@ func BenchmarkGemm1024(b *testing.B) {
 	b.SetBytes(int64(2 * n * n * n))
 	for b.Loop() {
 		Gemm(false, true, n, n, n, 1, x, n, w, n, 0, y, n)
+	}
+}
+
+// Parallel visits every index once, with the same chunks, from one caller,
+// from concurrent callers and from inside a chunk (nested), whether the
+// pool's workers are awake or asleep.
+func TestParallelPool(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	check := func(n int) {
+		seen := make([]atomic.Int32, n)
+		Parallel(n, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				seen[i].Add(1)
+			}
+		})
+		for i := range seen {
+			if c := seen[i].Load(); c != 1 {
+				t.Errorf("n=%d: index %d visited %d times", n, i, c)
+				return
+			}
+		}
+	}
+	for _, n := range []int{0, 1, 2, 3, 5, 64, 1000} {
+		check(n)
+	}
+	time.Sleep(2 * spinFor) // the workers fall asleep
+	check(100)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 200 {
+				check(37)
+			}
+		}()
+	}
+	wg.Wait()
+	var total atomic.Int64
+	Parallel(8, func(lo, hi int) {
+		for range hi - lo {
+			Parallel(10, func(lo, hi int) { total.Add(int64(hi - lo)) })
+		}
+	})
+	if total.Load() != 80 {
+		t.Errorf("nested: %d of 80 indices", total.Load())
 	}
 }
