@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 )
 
@@ -32,14 +33,17 @@ func Run(dir string, args ...string) ([]byte, error) {
 
 // RunFair runs a benchmark mode with OpenBLAS's own choices: without
 // OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which tests and CI may set to
-// pin a slower code path.
+// pin a slower code path. OpenBLAS gets as many threads as zhllama has
+// (GOMAXPROCS): torch.set_num_threads does not reach the threads of
+// Debian's OpenBLAS, which would otherwise use every core.
 func RunFair(dir string, args ...string) ([]byte, error) {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "OPENBLAS_CORETYPE=") && !strings.HasPrefix(kv, "OPENBLAS_L2_SIZE=") {
+		if !strings.HasPrefix(kv, "OPENBLAS_CORETYPE=") && !strings.HasPrefix(kv, "OPENBLAS_L2_SIZE=") && !strings.HasPrefix(kv, "OPENBLAS_NUM_THREADS=") {
 			env = append(env, kv)
 		}
 	}
+	env = append(env, fmt.Sprintf("OPENBLAS_NUM_THREADS=%d", runtime.GOMAXPROCS(0)))
 	return run(dir, env, args)
 }
 
