@@ -743,38 +743,36 @@ hdone:
 
 // func dotQ8_0AVX2(nb int, a *float32, b *byte) float32
 // Σ a[i]·w[i] over nb ggml Q8_0 blocks b (a float16 scale d, then 32
-// int8 q): each weight d·q is formed exactly in float32, as Widen does,
-// before the FMA with a.
+// int8 q, w = d·q): each block's Σ q·a is summed in two registers and
+// then scaled by d into the two accumulators, two multiplies fewer per
+// block than scaling every q (the loop is bound by arithmetic, not by
+// reading the weights).
 TEXT ·dotQ8_0AVX2(SB), NOSPLIT, $0-28
 	MOVQ nb+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ b+16(FP), DI
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
 	TESTQ CX, CX
 	JEQ q8done
 
 q8loop:
-	VPBROADCASTW (DI), X8
-	VCVTPH2PS X8, Y8
 	VPMOVSXBD 2(DI), Y4
 	VPMOVSXBD 10(DI), Y5
 	VPMOVSXBD 18(DI), Y6
 	VPMOVSXBD 26(DI), Y7
+	VPBROADCASTW (DI), X8
+	VCVTPH2PS X8, Y8
 	VCVTDQ2PS Y4, Y4
 	VCVTDQ2PS Y5, Y5
 	VCVTDQ2PS Y6, Y6
 	VCVTDQ2PS Y7, Y7
-	VMULPS Y8, Y4, Y4
-	VMULPS Y8, Y5, Y5
-	VMULPS Y8, Y6, Y6
-	VMULPS Y8, Y7, Y7
-	VFMADD231PS (SI), Y4, Y0
-	VFMADD231PS 32(SI), Y5, Y1
-	VFMADD231PS 64(SI), Y6, Y2
-	VFMADD231PS 96(SI), Y7, Y3
+	VMULPS (SI), Y4, Y4
+	VMULPS 32(SI), Y5, Y5
+	VFMADD231PS 64(SI), Y6, Y4
+	VFMADD231PS 96(SI), Y7, Y5
+	VFMADD231PS Y8, Y4, Y0
+	VFMADD231PS Y8, Y5, Y1
 	ADDQ $128, SI
 	ADDQ $34, DI
 	DECQ CX
@@ -782,8 +780,6 @@ q8loop:
 
 q8done:
 	VADDPS Y1, Y0, Y0
-	VADDPS Y3, Y2, Y2
-	VADDPS Y2, Y0, Y0
 	VEXTRACTF128 $1, Y0, X1
 	VADDPS X1, X0, X0
 	VHADDPS X0, X0, X0
@@ -795,51 +791,46 @@ q8done:
 // func dotQ4_0AVX2(nb int, a *float32, b *byte) float32
 // As dotQ8_0AVX2 over ggml Q4_0 blocks (a float16 scale d, then 16
 // bytes: value j in the low nibble of byte j, value j+16 in its high
-// nibble; weight d·(nibble−8)).
+// nibble; w = d·(nibble−8)). Each 8 bytes, zero-extended to 8 int32s
+// once, give 8 values from the low nibbles and 8 from the high ones.
 TEXT ·dotQ4_0AVX2(SB), NOSPLIT, $0-28
 	MOVQ nb+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ b+16(FP), DI
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	MOVL $0x0f0f0f0f, AX
+	MOVL $15, AX
 	MOVQ AX, X15
-	VPBROADCASTD X15, X15
-	MOVL $0x08080808, AX
+	VPBROADCASTD X15, Y15
+	MOVL $8, AX
 	MOVQ AX, X14
-	VPBROADCASTD X14, X14
+	VPBROADCASTD X14, Y14
 	TESTQ CX, CX
 	JEQ q4done
 
 q4loop:
+	VPMOVZXBD 2(DI), Y4
+	VPMOVZXBD 10(DI), Y5
+	VPSRLD $4, Y4, Y6
+	VPSRLD $4, Y5, Y7
+	VPAND Y15, Y4, Y4
+	VPAND Y15, Y5, Y5
+	VPSUBD Y14, Y4, Y4
+	VPSUBD Y14, Y5, Y5
+	VPSUBD Y14, Y6, Y6
+	VPSUBD Y14, Y7, Y7
 	VPBROADCASTW (DI), X8
 	VCVTPH2PS X8, Y8
-	VMOVDQU 2(DI), X4
-	VPSRLW $4, X4, X5
-	VPAND X15, X4, X4
-	VPAND X15, X5, X5
-	VPSUBB X14, X4, X4
-	VPSUBB X14, X5, X5
-	VPMOVSXBD X4, Y6
-	VPSRLDQ $8, X4, X4
-	VPMOVSXBD X4, Y7
-	VPMOVSXBD X5, Y9
-	VPSRLDQ $8, X5, X5
-	VPMOVSXBD X5, Y10
+	VCVTDQ2PS Y4, Y4
+	VCVTDQ2PS Y5, Y5
 	VCVTDQ2PS Y6, Y6
 	VCVTDQ2PS Y7, Y7
-	VCVTDQ2PS Y9, Y9
-	VCVTDQ2PS Y10, Y10
-	VMULPS Y8, Y6, Y6
-	VMULPS Y8, Y7, Y7
-	VMULPS Y8, Y9, Y9
-	VMULPS Y8, Y10, Y10
-	VFMADD231PS (SI), Y6, Y0
-	VFMADD231PS 32(SI), Y7, Y1
-	VFMADD231PS 64(SI), Y9, Y2
-	VFMADD231PS 96(SI), Y10, Y3
+	VMULPS (SI), Y4, Y4
+	VMULPS 32(SI), Y5, Y5
+	VFMADD231PS 64(SI), Y6, Y4
+	VFMADD231PS 96(SI), Y7, Y5
+	VFMADD231PS Y8, Y4, Y0
+	VFMADD231PS Y8, Y5, Y1
 	ADDQ $128, SI
 	ADDQ $18, DI
 	DECQ CX
@@ -847,8 +838,6 @@ q4loop:
 
 q4done:
 	VADDPS Y1, Y0, Y0
-	VADDPS Y3, Y2, Y2
-	VADDPS Y2, Y0, Y0
 	VEXTRACTF128 $1, Y0, X1
 	VADDPS X1, X0, X0
 	VHADDPS X0, X0, X0
