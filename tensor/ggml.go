@@ -166,3 +166,35 @@ func (m *Blocks) Widen(dst []float32, r, c0 int) {
 		k += QBlock
 	}
 }
+
+// dotF16Go is Σ a[i]·b[i] with b in IEEE half precision.
+func dotF16Go(a []float32, b []uint16) float32 {
+	var s float32
+	for i, h := range b {
+		s += a[i] * half.FromF16(h)
+	}
+	return s
+}
+
+// dotQ8_0Go is Σ a[i]·w[i] over the Q8_0 blocks b, one block decoded at
+// a time.
+func dotQ8_0Go(a []float32, b []byte) float32 {
+	var s float32
+	var buf [QBlock]float32
+	for k := 0; k+QBlock <= len(a); k += QBlock {
+		DecodeQ8_0(buf[:], b[k/QBlock*Q8_0BlockBytes:])
+		s += dotGo(a[k:k+QBlock], buf[:])
+	}
+	return s
+}
+
+// dotQ4_0Go is dotQ8_0Go for Q4_0 blocks.
+func dotQ4_0Go(a []float32, b []byte) float32 {
+	var s float32
+	var buf [QBlock]float32
+	for k := 0; k+QBlock <= len(a); k += QBlock {
+		DecodeQ4_0(buf[:], b[k/QBlock*Q4_0BlockBytes:])
+		s += dotGo(a[k:k+QBlock], buf[:])
+	}
+	return s
+}

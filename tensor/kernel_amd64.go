@@ -25,6 +25,17 @@ func dotAVX2(n int, a, b *float32) float32
 func dotBF16AVX2(n int, a *float32, b *uint16) float32
 
 //go:noescape
+func dotF16AVX2(n int, a *float32, b *uint16) float32
+
+//go:noescape
+func dotQ8_0AVX2(nb int, a *float32, b *byte) float32
+
+//go:noescape
+func dotQ4_0AVX2(nb int, a *float32, b *byte) float32
+
+func cpuidF16C() bool
+
+//go:noescape
 func axpyAVX2(n int, alpha float32, x, y *float32)
 
 //go:noescape
@@ -113,6 +124,33 @@ func init() {
 				return dotBF16Go(a, b)
 			}
 			return dotBF16AVX2(n, &a[0], &b[0]) + dotBF16Go(a[n:], b[n:])
+		}
+		// The half-float kernels also need F16C's VCVTPH2PS, which every
+		// AVX2 CPU so far has but x/sys/cpu does not report; CPUID says.
+		if cpuidF16C() {
+			dotF16 = func(a []float32, b []uint16) float32 {
+				n := len(b) &^ 7
+				if n == 0 {
+					return dotF16Go(a, b)
+				}
+				return dotF16AVX2(n, &a[0], &b[0]) + dotF16Go(a[n:], b[n:])
+			}
+			dotQ8_0 = func(a []float32, b []byte) float32 {
+				nb := len(a) / QBlock
+				if nb == 0 {
+					return 0
+				}
+				_ = b[nb*Q8_0BlockBytes-1]
+				return dotQ8_0AVX2(nb, &a[0], &b[0])
+			}
+			dotQ4_0 = func(a []float32, b []byte) float32 {
+				nb := len(a) / QBlock
+				if nb == 0 {
+					return 0
+				}
+				_ = b[nb*Q4_0BlockBytes-1]
+				return dotQ4_0AVX2(nb, &a[0], &b[0])
+			}
 		}
 	}
 	switch {

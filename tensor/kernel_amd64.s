@@ -678,3 +678,170 @@ d8done:
 	VMOVUPS X4, 16(DX)
 	VZEROUPPER
 	RET
+
+// func cpuidF16C() bool
+// CPUID leaf 1, ECX bit 29: the F16C half-float conversions, which
+// golang.org/x/sys/cpu does not report.
+TEXT ·cpuidF16C(SB), NOSPLIT, $0-1
+	MOVL $1, AX
+	XORL CX, CX
+	CPUID
+	SHRL $29, CX
+	ANDL $1, CX
+	MOVB CX, ret+0(FP)
+	RET
+
+// func dotF16AVX2(n int, a *float32, b *uint16) float32
+// As dotBF16AVX2 with b in IEEE half precision, widened by VCVTPH2PS;
+// n is a multiple of 8.
+TEXT ·dotF16AVX2(SB), NOSPLIT, $0-28
+	MOVQ n+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+hloop32:
+	CMPQ CX, $32
+	JLT hloop8
+	VCVTPH2PS (DI), Y4
+	VCVTPH2PS 16(DI), Y5
+	VCVTPH2PS 32(DI), Y6
+	VCVTPH2PS 48(DI), Y7
+	VFMADD231PS (SI), Y4, Y0
+	VFMADD231PS 32(SI), Y5, Y1
+	VFMADD231PS 64(SI), Y6, Y2
+	VFMADD231PS 96(SI), Y7, Y3
+	ADDQ $128, SI
+	ADDQ $64, DI
+	SUBQ $32, CX
+	JMP hloop32
+
+hloop8:
+	CMPQ CX, $8
+	JLT hdone
+	VCVTPH2PS (DI), Y4
+	VFMADD231PS (SI), Y4, Y0
+	ADDQ $32, SI
+	ADDQ $16, DI
+	SUBQ $8, CX
+	JMP hloop8
+
+hdone:
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	VZEROUPPER
+	MOVSS X0, ret+24(FP)
+	RET
+
+// func dotQ8_0AVX2(nb int, a *float32, b *byte) float32
+// Σ a[i]·w[i] over nb ggml Q8_0 blocks b (a float16 scale d, then 32
+// int8 q, w = d·q): each block's Σ q·a is summed in two registers and
+// then scaled by d into the two accumulators, two multiplies fewer per
+// block than scaling every q (the loop is bound by arithmetic, not by
+// reading the weights).
+TEXT ·dotQ8_0AVX2(SB), NOSPLIT, $0-28
+	MOVQ nb+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	TESTQ CX, CX
+	JEQ q8done
+
+q8loop:
+	VPMOVSXBD 2(DI), Y4
+	VPMOVSXBD 10(DI), Y5
+	VPMOVSXBD 18(DI), Y6
+	VPMOVSXBD 26(DI), Y7
+	VPBROADCASTW (DI), X8
+	VCVTPH2PS X8, Y8
+	VCVTDQ2PS Y4, Y4
+	VCVTDQ2PS Y5, Y5
+	VCVTDQ2PS Y6, Y6
+	VCVTDQ2PS Y7, Y7
+	VMULPS (SI), Y4, Y4
+	VMULPS 32(SI), Y5, Y5
+	VFMADD231PS 64(SI), Y6, Y4
+	VFMADD231PS 96(SI), Y7, Y5
+	VFMADD231PS Y8, Y4, Y0
+	VFMADD231PS Y8, Y5, Y1
+	ADDQ $128, SI
+	ADDQ $34, DI
+	DECQ CX
+	JNZ q8loop
+
+q8done:
+	VADDPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	VZEROUPPER
+	MOVSS X0, ret+24(FP)
+	RET
+
+// func dotQ4_0AVX2(nb int, a *float32, b *byte) float32
+// As dotQ8_0AVX2 over ggml Q4_0 blocks (a float16 scale d, then 16
+// bytes: value j in the low nibble of byte j, value j+16 in its high
+// nibble; w = d·(nibble−8)). Each 8 bytes, zero-extended to 8 int32s
+// once, give 8 values from the low nibbles and 8 from the high ones.
+TEXT ·dotQ4_0AVX2(SB), NOSPLIT, $0-28
+	MOVQ nb+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	MOVL $15, AX
+	MOVQ AX, X15
+	VPBROADCASTD X15, Y15
+	MOVL $8, AX
+	MOVQ AX, X14
+	VPBROADCASTD X14, Y14
+	TESTQ CX, CX
+	JEQ q4done
+
+q4loop:
+	VPMOVZXBD 2(DI), Y4
+	VPMOVZXBD 10(DI), Y5
+	VPSRLD $4, Y4, Y6
+	VPSRLD $4, Y5, Y7
+	VPAND Y15, Y4, Y4
+	VPAND Y15, Y5, Y5
+	VPSUBD Y14, Y4, Y4
+	VPSUBD Y14, Y5, Y5
+	VPSUBD Y14, Y6, Y6
+	VPSUBD Y14, Y7, Y7
+	VPBROADCASTW (DI), X8
+	VCVTPH2PS X8, Y8
+	VCVTDQ2PS Y4, Y4
+	VCVTDQ2PS Y5, Y5
+	VCVTDQ2PS Y6, Y6
+	VCVTDQ2PS Y7, Y7
+	VMULPS (SI), Y4, Y4
+	VMULPS 32(SI), Y5, Y5
+	VFMADD231PS 64(SI), Y6, Y4
+	VFMADD231PS 96(SI), Y7, Y5
+	VFMADD231PS Y8, Y4, Y0
+	VFMADD231PS Y8, Y5, Y1
+	ADDQ $128, SI
+	ADDQ $18, DI
+	DECQ CX
+	JNZ q4loop
+
+q4done:
+	VADDPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	VZEROUPPER
+	MOVSS X0, ret+24(FP)
+	RET

@@ -38,11 +38,16 @@ func (m *BF16) Widen(dst []float32, r, c0 int) {
 	}
 }
 
-// dot is Σ a[i]·b[i]; dotBF16 the same with b in bfloat16; axpy adds
-// alpha·x to y. Assembly replaces them where the CPU has AVX2 and FMA.
+// dot is Σ a[i]·b[i]; dotBF16 and dotF16 the same with b in bfloat16 or
+// IEEE half precision; dotQ8_0 and dotQ4_0 the same with b whole ggml
+// blocks (len(a) a multiple of 32); axpy adds alpha·x to y. Assembly
+// replaces them where the CPU has AVX2 and FMA (and F16C for the halves).
 var (
 	dot     = dotGo
 	dotBF16 = dotBF16Go
+	dotF16  = dotF16Go
+	dotQ8_0 = dotQ8_0Go
+	dotQ4_0 = dotQ4_0Go
 	axpy    = axpyGo
 	dot4    = dot4Go
 	dot8    = dot8Go
@@ -140,9 +145,25 @@ func gemvF32(y, x, w []float32, t, in, out int) {
 
 // LinearMatrix is Linear for a compact weight matrix w [out × in].
 func LinearMatrix(y, x []float32, w Matrix, t, in, out int) {
-	if bf, ok := w.(*BF16); ok && t <= gemvRows {
-		gemv(y, x, t, in, out, func(j int, xr []float32) float32 { return dotBF16(xr, bf.Data[j*in:(j+1)*in]) })
-		return
+	if t <= gemvRows {
+		// The dot products read the compact rows in place, widening as
+		// they go: decoding is bound by reading the weights once.
+		switch m := w.(type) {
+		case *BF16:
+			gemv(y, x, t, in, out, func(j int, xr []float32) float32 { return dotBF16(xr, m.Data[j*in:(j+1)*in]) })
+			return
+		case *F16:
+			gemv(y, x, t, in, out, func(j int, xr []float32) float32 { return dotF16(xr, m.Data[j*in:(j+1)*in]) })
+			return
+		case *Blocks:
+			rb := in / QBlock * m.blockBytes()
+			dotB := dotQ8_0
+			if m.Q4 {
+				dotB = dotQ4_0
+			}
+			gemv(y, x, t, in, out, func(j int, xr []float32) float32 { return dotB(xr, m.Data[j*rb:(j+1)*rb]) })
+			return
+		}
 	}
 	if t <= gemvRows {
 		// Widen each weight row once into a buffer of the worker's own.

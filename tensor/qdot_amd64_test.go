@@ -1,0 +1,41 @@
+package tensor
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"golang.org/x/sys/cpu"
+)
+
+// TestHalfBlockDotsAVX2 checks the assembly kernels themselves, whatever
+// ZHLLAMA_NOASM says, against Widen. Their sums run in 32 lanes (4
+// accumulators of 8) and are then added in 5 steps, so each lane sees
+// about n/32 roundings; n/16+8 leaves room to spare yet is far tighter
+// than a sequential sum's n.
+func TestHalfBlockDotsAVX2(t *testing.T) {
+	if !cpu.X86.HasAVX2 || !cpu.X86.HasFMA || !cpuidF16C() {
+		t.Skip("no AVX2+FMA+F16C")
+	}
+	rng := rand.New(rand.NewPCG(15, 16))
+	for _, n := range []int{8, 16, 24, 32, 40, 96, 296, 4096} {
+		a := randn(rng, n)
+		f := &F16{Rows: 1, Cols: n, Data: randF16(rng, n)}
+		w := make([]float32, n)
+		f.Widen(w, 0, 0)
+		checkDot(t, "dotF16AVX2", n, dotF16AVX2(n, &a[0], &f.Data[0]), a, w, float64(n/16+8))
+	}
+	for _, nb := range []int{1, 2, 3, 9, 128} {
+		n := nb * QBlock
+		a := randn(rng, n)
+		for _, q4 := range []bool{false, true} {
+			bb, name, kern := Q8_0BlockBytes, "dotQ8_0AVX2", dotQ8_0AVX2
+			if q4 {
+				bb, name, kern = Q4_0BlockBytes, "dotQ4_0AVX2", dotQ4_0AVX2
+			}
+			m := &Blocks{Rows: 1, Cols: n, Data: randBlocks(rng, nb, bb), Q4: q4}
+			w := make([]float32, n)
+			m.Widen(w, 0, 0)
+			checkDot(t, name, n, kern(nb, &a[0], &m.Data[0]), a, w, float64(n/16+8))
+		}
+	}
+}

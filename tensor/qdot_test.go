@@ -1,0 +1,130 @@
+package tensor
+
+import (
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"zhllama/internal/half"
+	"zhllama/internal/testenv"
+)
+
+// randF16 draws n finite half floats of every exponent, subnormals
+// included.
+func randF16(rng *rand.Rand, n int) []uint16 {
+	h := make([]uint16, n)
+	for i := range h {
+		for {
+			h[i] = uint16(rng.Uint32())
+			if h[i]&0x7c00 != 0x7c00 {
+				break
+			}
+		}
+	}
+	return h
+}
+
+// randBlocks draws nb raw ggml blocks: any code byte, and a scale of
+// either sign over a wide range (zero included).
+func randBlocks(rng *rand.Rand, nb, bb int) []byte {
+	b := make([]byte, nb*bb)
+	for k := 0; k < nb; k++ {
+		blk := b[k*bb : (k+1)*bb]
+		d := float32(rng.NormFloat64() * math.Exp2(float64(rng.IntN(20)-14)))
+		if rng.IntN(16) == 0 {
+			d = 0
+		}
+		binary.LittleEndian.PutUint16(blk, half.ToF16(d))
+		for j := 2; j < bb; j++ {
+			blk[j] = byte(rng.Uint32())
+		}
+	}
+	return b
+}
+
+// dotRef is Σ a[i]·w[i] in float64 and Σ|a[i]·w[i]|, the scale of the
+// rounding error of any float32 summation order.
+func dotRef(a, w []float32) (s, abs float64) {
+	for i := range a {
+		p := float64(a[i]) * float64(w[i])
+		s += p
+		abs += math.Abs(p)
+	}
+	return s, abs
+}
+
+// checkDot fails unless got is within ulps float32 roundings of the
+// exact dot product, relative to Σ|a·w|.
+func checkDot(t *testing.T, name string, n int, got float32, a, w []float32, ulps float64) {
+	t.Helper()
+	want, abs := dotRef(a, w)
+	if err := math.Abs(float64(got) - want); err > ulps*0x1p-24*abs {
+		t.Errorf("%s n=%d: %g, want %g (error %.3g·Σ|a·w|, bound %g ulps)", name, n, got, want, err/abs, ulps)
+	}
+}
+
+// TestHalfBlockDots checks dotF16, dotQ8_0 and dotQ4_0, as dispatched
+// (assembly or Go), against Widen, the Go dequantizer that defines the
+// formats. The bound n+8 float32 roundings covers any summation order,
+// the Go fallbacks' sequential sums included.
+func TestHalfBlockDots(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, n := range []int{0, 1, 7, 8, 9, 31, 32, 33, 100, 288, 4096} {
+		a := randn(rng, n)
+		f := &F16{Rows: 1, Cols: n, Data: randF16(rng, n)}
+		w := make([]float32, n)
+		f.Widen(w, 0, 0)
+		checkDot(t, "dotF16", n, dotF16(a, f.Data), a, w, float64(n+8))
+	}
+	for _, nb := range []int{0, 1, 2, 3, 9, 128} {
+		n := nb * QBlock
+		a := randn(rng, n)
+		for _, q4 := range []bool{false, true} {
+			bb, name, dotB := Q8_0BlockBytes, "dotQ8_0", dotQ8_0
+			if q4 {
+				bb, name, dotB = Q4_0BlockBytes, "dotQ4_0", dotQ4_0
+			}
+			m := &Blocks{Rows: 1, Cols: n, Data: randBlocks(rng, nb, bb), Q4: q4}
+			w := make([]float32, n)
+			m.Widen(w, 0, 0)
+			checkDot(t, name, n, dotB(a, m.Data), a, w, float64(n+8))
+		}
+	}
+}
+
+// TestLinearMatrixHalfBlocks checks LinearMatrix on F16, Q8_0 and Q4_0
+// weights, GEMV and GEMM paths, against Linear on the widened weights.
+func TestLinearMatrixHalfBlocks(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	out := 70
+	for _, c := range []struct {
+		name string
+		in   int
+		m    func(w []float32, in int) Matrix
+	}{
+		{"F16", 300, func(w []float32, in int) Matrix {
+			m := &F16{Rows: out, Cols: in, Data: make([]uint16, len(w))}
+			for i, v := range w {
+				m.Data[i] = half.ToF16(v)
+			}
+			return m
+		}},
+		{"Q8_0", 288, func(w []float32, in int) Matrix { return NewBlocks(w, out, in, false) }},
+		{"Q4_0", 288, func(w []float32, in int) Matrix { return NewBlocks(w, out, in, true) }},
+	} {
+		in := c.in
+		m := c.m(randn(rng, out*in), in)
+		wide := make([]float32, out*in)
+		for r := 0; r < out; r++ {
+			m.Widen(wide[r*in:(r+1)*in], r, 0)
+		}
+		for _, rows := range []int{1, 3, 8, 9} {
+			x := randn(rng, rows*in)
+			got, want := make([]float32, rows*out), make([]float32, rows*out)
+			LinearMatrix(got, x, m, rows, in, out)
+			Linear(want, x, wide, rows, in, out)
+			testenv.AssertClose(t, "LinearMatrix "+c.name, got, want, 1e-4, 1)
+		}
+	}
+}
