@@ -424,8 +424,10 @@ func (d *demoRun) sft() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// cutoff_len 256: the exam-format prompts are about 200 tokens, and
+	// cutting them would cut off the choices the answer names.
 	if _, err := d.train("sft", "--stage", "sft", "--model_name_or_path", d.path("pt"), "--dataset", d.path("data", "sft.json"),
-		"--finetuning_type", "full", "--cutoff_len", "128", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3",
+		"--finetuning_type", "full", "--cutoff_len", "256", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3",
 		"--lr_scheduler_type", "cosine", "--num_train_epochs", "6"); err != nil {
 		return "", err
 	}
