@@ -101,25 +101,33 @@ func CachedAttentionSeqs(seqs []CachedSeq, heads, kvHeads, hd int) {
 	for _, s := range seqs {
 		most = max(most, s.Start+s.N)
 	}
+	ks := kvHeads * hd // key/value row stride
 	Parallel(len(seqs)*heads, func(lo, hi int) {
 		scores := make([]float32, most)
 		for w := lo; w < hi; w++ {
 			sq, h := &seqs[w/heads], w%heads
 			kh := h / group
+			keys, vals := sq.Keys[kh*hd:], sq.Vals[kh*hd:]
 			for i := 0; i < sq.N; i++ {
-				p := sq.Start + i
+				n := sq.Start + i + 1 // causal: keys 0..Start+i
 				qi := sq.Q[(i*heads+h)*hd : (i*heads+h+1)*hd]
-				mx := float32(math.Inf(-1))
-				for j := 0; j <= p; j++ {
-					scores[j] = dot(qi, sq.Keys[(j*kvHeads+kh)*hd:(j*kvHeads+kh+1)*hd]) * scale
-					mx = max(mx, scores[j])
+				s := scores[:n]
+				// Eight, then four keys share each load of the query.
+				j := 0
+				for ; j+8 <= n; j += 8 {
+					dot8(qi, keys[j*ks:], ks, (*[8]float32)(s[j:j+8]))
 				}
-				sum := float32(expSub(scores[:p+1], scores[:p+1], mx))
+				for ; j+4 <= n; j += 4 {
+					dot4(qi, keys[j*ks:], ks, (*[4]float32)(s[j:j+4]))
+				}
+				for ; j < n; j++ {
+					s[j] = dot(qi, keys[j*ks:j*ks+hd])
+				}
+				scal(s, scale)
+				sum := expSub(s, s, rowMax(s))
 				oi := sq.Out[(i*heads+h)*hd : (i*heads+h+1)*hd]
-				clear(oi)
-				for j := 0; j <= p; j++ {
-					axpy(scores[j]/sum, sq.Vals[(j*kvHeads+kh)*hd:(j*kvHeads+kh+1)*hd], oi)
-				}
+				wsum(s, vals, ks, oi)
+				scal(oi, float32(1/sum))
 			}
 		}
 	})

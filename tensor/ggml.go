@@ -198,3 +198,82 @@ func dotQ4_0Go(a []float32, b []byte) float32 {
 	}
 	return s
 }
+
+// Decoding multiplies Q8_0 and Q4_0 weights as llama.cpp does: the input
+// row is quantized to Q8_0 blocks first (quantizeQ8), so that each block's
+// products are integers, summed exactly, and scaled once by both scales.
+// The error this adds is the input's rounding to 8 bits (at most half a
+// step, max|x|/254 a block), the same llama.cpp's results carry.
+
+// quantizeQ8 quantizes x (a multiple of 32 values) to Q8_0 blocks as
+// AppendQ8_0 does, keeping the codes in qs and each block's scale,
+// rounded through float16 as the block format stores it, in ds.
+func quantizeQ8(qs []int8, ds []float32, x []float32) {
+	for b := range len(x) / QBlock {
+		blk := x[b*QBlock : (b+1)*QBlock]
+		var amax float32
+		for _, v := range blk {
+			amax = max(amax, float32(math.Abs(float64(v))))
+		}
+		d := amax / 127
+		var id float32
+		if d != 0 {
+			id = 1 / d
+		}
+		ds[b] = half.FromF16(half.ToF16(d))
+		q := qs[b*QBlock : (b+1)*QBlock]
+		for j, v := range blk {
+			q[j] = int8(math.Round(float64(v * id)))
+		}
+	}
+}
+
+// q4Bias says whether the Q4_0 kernel takes the input's Q4 bias (q4BiasOf).
+var q4Bias bool
+
+// q4BiasOf is, for each block of the quantized input qs, −8 times the sum
+// of its codes in the first of eight int32s: a kernel that multiplies the
+// Q4_0 nibbles unsigned starts each block's sum there.
+func q4BiasOf(qs []int8) []int32 {
+	b := make([]int32, len(qs)/QBlock*8)
+	for k := range len(qs) / QBlock {
+		var s int32
+		for _, q := range qs[k*QBlock : (k+1)*QBlock] {
+			s += int32(q)
+		}
+		b[k*8] = -8 * s
+	}
+	return b
+}
+
+// gemvQ8Go sets y[r] to the dot product of consecutive weight rows of
+// Q8_0 (or, with q4, Q4_0) blocks w with the quantized input (qs, ds; the
+// bias, which some kernels take, is not needed here):
+// per block, the integer sum of code products times both scales.
+func gemvQ8Go(y []float32, qs []int8, ds []float32, _ []int32, w []byte, q4 bool) {
+	bb := Q8_0BlockBytes
+	if q4 {
+		bb = Q4_0BlockBytes
+	}
+	rb := len(ds) * bb
+	for r := range y {
+		row := w[r*rb : (r+1)*rb]
+		var s float32
+		for b, d := range ds {
+			blk := row[b*bb : (b+1)*bb]
+			q := qs[b*QBlock : (b+1)*QBlock]
+			var sum int32
+			if q4 {
+				for j, c := range blk[2:] {
+					sum += (int32(c&15)-8)*int32(q[j]) + (int32(c>>4)-8)*int32(q[j+QBlock/2])
+				}
+			} else {
+				for j, c := range blk[2:] {
+					sum += int32(int8(c)) * int32(q[j])
+				}
+			}
+			s += half.FromF16(binary.LittleEndian.Uint16(blk)) * d * float32(sum)
+		}
+		y[r] = s
+	}
+}

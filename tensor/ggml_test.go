@@ -44,6 +44,18 @@ func TestQuantizersRoundAsGGML(t *testing.T) {
 	}
 }
 
+// asDecoded is the input LinearMatrix multiplies Q8_0/Q4_0 weights with
+// for t rows of x: x itself where the rows go to the GEMM, and where they
+// decode (t ≤ gemvRows) x rounded to Q8_0 blocks, as the format decodes.
+func asDecoded(x []float32, t int) []float32 {
+	if t > gemvRows {
+		return x
+	}
+	q := make([]float32, len(x))
+	DecodeQ8_0(q, AppendQ8_0(nil, x))
+	return q
+}
+
 // Blocks widen any span of a row as the whole row decodes, and
 // LinearMatrix over them matches the float32 kernels on the same values.
 func TestBlocksMatrix(t *testing.T) {
@@ -70,7 +82,7 @@ func TestBlocksMatrix(t *testing.T) {
 			x := randn(rng, n*cols)
 			got, want := make([]float32, n*rows), make([]float32, n*rows)
 			LinearMatrix(got, x, m, n, cols, rows)
-			Gemm(false, true, n, rows, cols, 1, x, cols, full, cols, 0, want, rows)
+			Gemm(false, true, n, rows, cols, 1, asDecoded(x, n), cols, full, cols, 0, want, rows)
 			testenv.AssertClose(t, "LinearMatrix", got, want, 1e-4, 1)
 		}
 	}

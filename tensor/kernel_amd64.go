@@ -44,6 +44,21 @@ func dot4AVX2(n int, w, x *float32, ldx int, out *float32)
 //go:noescape
 func dot8AVX2(n int, w, x *float32, ldx int, out *float32)
 
+//go:noescape
+func gemvAVX2(n int, x, w *float32, ldw, rows int, y *float32)
+
+//go:noescape
+func gemvQ8Q8AVX2(nb int, xq *int8, xd *float32, w *byte, rows int, y *float32)
+
+//go:noescape
+func gemvQ4Q8AVX2(nb int, xq *int8, xd *float32, w *byte, rows int, y *float32)
+
+//go:noescape
+func gemvQ4Q8VNNI(nb int, xq *int8, xd *float32, bias *int32, w *byte, rows int, y *float32)
+
+//go:noescape
+func wsum32AVX2(n int, p, v *float32, ldv int, out *float32)
+
 func init() {
 	avx2 := func(k int, a, b, c []float32, ldc int, alpha float32, store bool) {
 		kernel4x16AVX2(k, &a[0], 4, &b[0], &c[0], ldc, alpha, store)
@@ -118,6 +133,27 @@ func init() {
 			}
 			axpyGo(alpha, x[n:], y[n:len(x)])
 		}
+		gemv1 = func(y, x, w []float32) {
+			n, rows := len(x), len(y)
+			if n%8 != 0 || n == 0 || rows == 0 {
+				gemv1Go(y, x, w)
+				return
+			}
+			_ = w[(rows-1)*n+n-1] // the kernel reads up to here
+			gemvAVX2(n, &x[0], &w[0], n, rows, &y[0])
+		}
+		wsum = func(p, v []float32, ldv int, out []float32) {
+			n, c := len(p), len(out)&^31
+			if n == 0 || c == 0 {
+				wsumGo(p, v, ldv, out)
+				return
+			}
+			_ = v[(n-1)*ldv+len(out)-1] // the kernel reads up to here
+			for c0 := 0; c0 < c; c0 += 32 {
+				wsum32AVX2(n, &p[0], &v[c0], ldv, &out[c0])
+			}
+			wsumGo(p, v[c:], ldv, out[c:])
+		}
 		dotBF16 = func(a []float32, b []uint16) float32 {
 			n := len(b) &^ 7
 			if n == 0 {
@@ -134,6 +170,28 @@ func init() {
 					return dotF16Go(a, b)
 				}
 				return dotF16AVX2(n, &a[0], &b[0]) + dotF16Go(a[n:], b[n:])
+			}
+			vnni := cpu.X86.HasAVX512VNNI && cpu.X86.HasAVX512VL
+			q4Bias = vnni
+			gemvQ8 = func(y []float32, qs []int8, ds []float32, bias []int32, w []byte, q4 bool) {
+				nb, rows := len(ds), len(y)
+				if nb == 0 || rows == 0 {
+					gemvQ8Go(y, qs, ds, bias, w, q4)
+					return
+				}
+				_ = qs[nb*QBlock-1]
+				if q4 {
+					_ = w[rows*nb*Q4_0BlockBytes-1] // the kernel reads up to here
+					if vnni {
+						_ = bias[nb*8-1]
+						gemvQ4Q8VNNI(nb, &qs[0], &ds[0], &bias[0], &w[0], rows, &y[0])
+					} else {
+						gemvQ4Q8AVX2(nb, &qs[0], &ds[0], &w[0], rows, &y[0])
+					}
+				} else {
+					_ = w[rows*nb*Q8_0BlockBytes-1]
+					gemvQ8Q8AVX2(nb, &qs[0], &ds[0], &w[0], rows, &y[0])
+				}
 			}
 			dotQ8_0 = func(a []float32, b []byte) float32 {
 				nb := len(a) / QBlock

@@ -845,3 +845,364 @@ q4done:
 	VZEROUPPER
 	MOVSS X0, ret+24(FP)
 	RET
+
+// func wsum32AVX2(n int, p, v *float32, ldv int, out *float32)
+// out[c] = Σ_j p[j]·v[j·ldv+c] for the 32 columns c, over n rows: the
+// attention-weighted sum of cached values. Even and odd rows go to
+// separate accumulators, so two FMA chains run at once per column block.
+TEXT ·wsum32AVX2(SB), NOSPLIT, $0-40
+	MOVQ n+0(FP), CX
+	MOVQ p+8(FP), SI
+	MOVQ v+16(FP), DI
+	MOVQ ldv+24(FP), R8
+	MOVQ out+32(FP), DX
+	SHLQ $2, R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+ws2:
+	CMPQ CX, $2
+	JLT ws1
+	VBROADCASTSS (SI), Y8
+	VBROADCASTSS 4(SI), Y9
+	LEAQ (DI)(R8*1), R9
+	VFMADD231PS (DI), Y8, Y0
+	VFMADD231PS 32(DI), Y8, Y1
+	VFMADD231PS 64(DI), Y8, Y2
+	VFMADD231PS 96(DI), Y8, Y3
+	VFMADD231PS (R9), Y9, Y4
+	VFMADD231PS 32(R9), Y9, Y5
+	VFMADD231PS 64(R9), Y9, Y6
+	VFMADD231PS 96(R9), Y9, Y7
+	ADDQ $8, SI
+	LEAQ (R9)(R8*1), DI
+	SUBQ $2, CX
+	JMP ws2
+
+ws1:
+	CMPQ CX, $1
+	JLT wsdone
+	VBROADCASTSS (SI), Y8
+	VFMADD231PS (DI), Y8, Y0
+	VFMADD231PS 32(DI), Y8, Y1
+	VFMADD231PS 64(DI), Y8, Y2
+	VFMADD231PS 96(DI), Y8, Y3
+
+wsdone:
+	VADDPS Y4, Y0, Y0
+	VADDPS Y5, Y1, Y1
+	VADDPS Y6, Y2, Y2
+	VADDPS Y7, Y3, Y3
+	VMOVUPS Y0, (DX)
+	VMOVUPS Y1, 32(DX)
+	VMOVUPS Y2, 64(DX)
+	VMOVUPS Y3, 96(DX)
+	VZEROUPPER
+	RET
+
+// func gemvAVX2(n int, x, w *float32, ldw, rows int, y *float32)
+// y[r] = Σ x[i]·w[r·ldw+i] over i < n (a multiple of 8) for each of the
+// rows: decoding's matrix-vector product in one call, each row summed
+// exactly as dotAVX2 sums it.
+TEXT ·gemvAVX2(SB), NOSPLIT, $0-48
+	MOVQ x+8(FP), R10
+	MOVQ w+16(FP), R11
+	MOVQ ldw+24(FP), R8
+	MOVQ rows+32(FP), R9
+	MOVQ y+40(FP), DX
+	SHLQ $2, R8
+
+grow:
+	CMPQ R9, $0
+	JEQ gdone
+	MOVQ n+0(FP), CX
+	MOVQ R10, SI
+	MOVQ R11, DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+gloop32:
+	CMPQ CX, $32
+	JLT gloop8
+	VMOVUPS (SI), Y4
+	VMOVUPS 32(SI), Y5
+	VMOVUPS 64(SI), Y6
+	VMOVUPS 96(SI), Y7
+	VFMADD231PS (DI), Y4, Y0
+	VFMADD231PS 32(DI), Y5, Y1
+	VFMADD231PS 64(DI), Y6, Y2
+	VFMADD231PS 96(DI), Y7, Y3
+	ADDQ $128, SI
+	ADDQ $128, DI
+	SUBQ $32, CX
+	JMP gloop32
+
+gloop8:
+	CMPQ CX, $8
+	JLT growdone
+	VMOVUPS (SI), Y4
+	VFMADD231PS (DI), Y4, Y0
+	ADDQ $32, SI
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JMP gloop8
+
+growdone:
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	MOVSS X0, (DX)
+	ADDQ $4, DX
+	ADDQ R8, R11
+	DECQ R9
+	JMP grow
+
+gdone:
+	VZEROUPPER
+	RET
+
+// The Q8_0 × Q8_0 and Q4_0 × Q8_0 decoding kernels: per block of 32, the
+// weight codes w (signed bytes) and the input codes x give Σ w·x exactly
+// as VPMADDUBSW(|w|, x·sign(w)) (16-bit pairs, at most 2·128·127) then
+// VPMADDWD with ones (8 int32 sums); the sums, as floats, times the two
+// scales go into the accumulator. Registers: DI the weight block, SI the
+// input codes, R13 the input scales; Y13 words of 1, Y14 bytes of 8,
+// Y15 bytes of 15.
+
+// QDOT finishes a block whose signed weight codes are in Y4: acc += the
+// block's products times d_w (float16 at wd) · d_x (float32 at xd).
+#define QDOT(xq, wd, xd, acc) \
+	VMOVDQU xq, Y5; \
+	VPSIGNB Y4, Y4, Y6; \
+	VPSIGNB Y4, Y5, Y5; \
+	VPMADDUBSW Y5, Y6, Y6; \
+	VPMADDWD Y13, Y6, Y6; \
+	VCVTDQ2PS Y6, Y6; \
+	VPBROADCASTW wd, X8; \
+	VCVTPH2PS X8, Y8; \
+	VBROADCASTSS xd, Y9; \
+	VMULPS Y9, Y8, Y8; \
+	VFMADD231PS Y8, Y6, acc
+
+// Q4CODES loads a Q4_0 block's 32 codes at w (16 bytes: value j in the
+// low nibble of byte j, value j+16 in its high one) into Y4 as signed
+// bytes, nibble − 8.
+#define Q4CODES(w) \
+	VMOVDQU w, X4; \
+	VPSRLW $4, X4, X5; \
+	VINSERTI128 $1, X5, Y4, Y4; \
+	VPAND Y15, Y4, Y4; \
+	VPSUBB Y14, Y4, Y4
+
+// QCONSTS sets Y13, Y14 and Y15.
+#define QCONSTS \
+	MOVL $0x00010001, AX; \
+	MOVQ AX, X13; \
+	VPBROADCASTD X13, Y13; \
+	MOVL $0x08080808, AX; \
+	MOVQ AX, X14; \
+	VPBROADCASTD X14, Y14; \
+	MOVL $0x0f0f0f0f, AX; \
+	MOVQ AX, X15; \
+	VPBROADCASTD X15, Y15
+
+// QROWSUM adds the two accumulators, sums the lanes and stores the row's
+// result at (DX), moving DX on.
+#define QROWSUM \
+	VADDPS Y1, Y0, Y0; \
+	VEXTRACTF128 $1, Y0, X1; \
+	VADDPS X1, X0, X0; \
+	VHADDPS X0, X0, X0; \
+	VHADDPS X0, X0, X0; \
+	MOVSS X0, (DX); \
+	ADDQ $4, DX
+
+// func gemvQ8Q8AVX2(nb int, xq *int8, xd *float32, w *byte, rows int, y *float32)
+// y[r] = Σ over the nb Q8_0 blocks of weight row r (rows consecutive from
+// w) of the block's code products times both scales.
+TEXT ·gemvQ8Q8AVX2(SB), NOSPLIT, $0-48
+	MOVQ xq+8(FP), R10
+	MOVQ xd+16(FP), R12
+	MOVQ w+24(FP), DI
+	MOVQ rows+32(FP), R9
+	MOVQ y+40(FP), DX
+	QCONSTS
+
+q88row:
+	CMPQ R9, $0
+	JEQ q88done
+	MOVQ nb+0(FP), CX
+	MOVQ R10, SI
+	MOVQ R12, R13
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+q88two:
+	CMPQ CX, $2
+	JLT q88one
+	VMOVDQU 2(DI), Y4
+	QDOT((SI), (DI), (R13), Y0)
+	VMOVDQU 36(DI), Y4
+	QDOT(32(SI), 34(DI), 4(R13), Y1)
+	ADDQ $68, DI
+	ADDQ $64, SI
+	ADDQ $8, R13
+	SUBQ $2, CX
+	JMP q88two
+
+q88one:
+	CMPQ CX, $1
+	JLT q88sum
+	VMOVDQU 2(DI), Y4
+	QDOT((SI), (DI), (R13), Y0)
+	ADDQ $34, DI
+
+q88sum:
+	QROWSUM
+	DECQ R9
+	JMP q88row
+
+q88done:
+	VZEROUPPER
+	RET
+
+// func gemvQ4Q8AVX2(nb int, xq *int8, xd *float32, w *byte, rows int, y *float32)
+// gemvQ8Q8AVX2 for Q4_0 weight rows.
+TEXT ·gemvQ4Q8AVX2(SB), NOSPLIT, $0-48
+	MOVQ xq+8(FP), R10
+	MOVQ xd+16(FP), R12
+	MOVQ w+24(FP), DI
+	MOVQ rows+32(FP), R9
+	MOVQ y+40(FP), DX
+	QCONSTS
+
+q48row:
+	CMPQ R9, $0
+	JEQ q48done
+	MOVQ nb+0(FP), CX
+	MOVQ R10, SI
+	MOVQ R12, R13
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+q48two:
+	CMPQ CX, $2
+	JLT q48one
+	Q4CODES(2(DI))
+	QDOT((SI), (DI), (R13), Y0)
+	Q4CODES(20(DI))
+	QDOT(32(SI), 18(DI), 4(R13), Y1)
+	ADDQ $36, DI
+	ADDQ $64, SI
+	ADDQ $8, R13
+	SUBQ $2, CX
+	JMP q48two
+
+q48one:
+	CMPQ CX, $1
+	JLT q48sum
+	Q4CODES(2(DI))
+	QDOT((SI), (DI), (R13), Y0)
+	ADDQ $18, DI
+
+q48sum:
+	QROWSUM
+	DECQ R9
+	JMP q48row
+
+q48done:
+	VZEROUPPER
+	RET
+
+// func gemvQ4Q8VNNI(nb int, xq *int8, xd *float32, bias *int32, w *byte, rows int, y *float32)
+// gemvQ4Q8AVX2 with AVX512-VNNI's VPDPBUSD, which multiplies unsigned by
+// signed bytes and sums each four into an int32 lane: the nibbles go in
+// unsigned (0…15) and the −8 comes back as −8·Σx, which bias holds in the
+// first of each block's eight lanes (the accumulator starts from it).
+TEXT ·gemvQ4Q8VNNI(SB), NOSPLIT, $0-56
+	MOVQ xq+8(FP), R10
+	MOVQ xd+16(FP), R12
+	MOVQ bias+24(FP), R11
+	MOVQ w+32(FP), DI
+	MOVQ rows+40(FP), R9
+	MOVQ y+48(FP), DX
+	QCONSTS
+
+q4vrow:
+	CMPQ R9, $0
+	JEQ q4vdone
+	MOVQ nb+0(FP), CX
+	MOVQ R10, SI
+	MOVQ R12, R13
+	MOVQ R11, R14
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+q4vtwo:
+	CMPQ CX, $2
+	JLT q4vone
+	VMOVDQU 2(DI), X4
+	VMOVDQU 20(DI), X5
+	VPSRLW $4, X4, X6
+	VPSRLW $4, X5, X7
+	VINSERTI128 $1, X6, Y4, Y4
+	VINSERTI128 $1, X7, Y5, Y5
+	VPAND Y15, Y4, Y4
+	VPAND Y15, Y5, Y5
+	VMOVDQU (R14), Y6
+	VMOVDQU 32(R14), Y7
+	VPDPBUSD (SI), Y4, Y6
+	VPDPBUSD 32(SI), Y5, Y7
+	VCVTDQ2PS Y6, Y6
+	VCVTDQ2PS Y7, Y7
+	VPBROADCASTW (DI), X8
+	VPBROADCASTW 18(DI), X9
+	VCVTPH2PS X8, Y8
+	VCVTPH2PS X9, Y9
+	VMULPS.BCST (R13), Y8, Y8
+	VMULPS.BCST 4(R13), Y9, Y9
+	VFMADD231PS Y8, Y6, Y0
+	VFMADD231PS Y9, Y7, Y1
+	ADDQ $36, DI
+	ADDQ $64, SI
+	ADDQ $8, R13
+	ADDQ $64, R14
+	SUBQ $2, CX
+	JMP q4vtwo
+
+q4vone:
+	CMPQ CX, $1
+	JLT q4vsum
+	VMOVDQU 2(DI), X4
+	VPSRLW $4, X4, X6
+	VINSERTI128 $1, X6, Y4, Y4
+	VPAND Y15, Y4, Y4
+	VMOVDQU (R14), Y6
+	VPDPBUSD (SI), Y4, Y6
+	VCVTDQ2PS Y6, Y6
+	VPBROADCASTW (DI), X8
+	VCVTPH2PS X8, Y8
+	VMULPS.BCST (R13), Y8, Y8
+	VFMADD231PS Y8, Y6, Y0
+	ADDQ $18, DI
+
+q4vsum:
+	QROWSUM
+	DECQ R9
+	JMP q4vrow
+
+q4vdone:
+	VZEROUPPER
+	RET

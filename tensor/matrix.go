@@ -51,7 +51,30 @@ var (
 	axpy    = axpyGo
 	dot4    = dot4Go
 	dot8    = dot8Go
+	wsum    = wsumGo
+	gemv1   = gemv1Go
+	gemvQ8  = gemvQ8Go
 )
+
+// gemv1Go sets y[r] to dot(x, row r of w), rows len(x) long: one input
+// row against consecutive weight rows.
+func gemv1Go(y, x, w []float32) {
+	n := len(x)
+	for r := range y {
+		y[r] = dot(x, w[r*n:(r+1)*n])
+	}
+}
+
+// wsumGo sets out[c] to Σ_j p[j]·v[j·ldv+c], rows j < len(p): a weighted
+// sum of rows ldv apart (attention's values).
+func wsumGo(p, v []float32, ldv int, out []float32) {
+	clear(out)
+	for j, a := range p {
+		for c, x := range v[j*ldv : j*ldv+len(out)] {
+			out[c] += a * x
+		}
+	}
+}
 
 // dot4Go sets out[r] to the dot product of w with row r of x (stride ldx),
 // for four rows.
@@ -118,6 +141,10 @@ func gemv(y, x []float32, t, in, out int, rowDot func(j int, x []float32) float3
 // gemvF32 is gemv for float32 weights: eight or four input rows at a
 // time share each load of a weight row.
 func gemvF32(y, x, w []float32, t, in, out int) {
+	if t == 1 {
+		Parallel(out, func(lo, hi int) { gemv1(y[lo:hi], x[:in], w[lo*in:hi*in]) })
+		return
+	}
 	Parallel(out, func(lo, hi int) {
 		var acc [4]float32
 		var acc8 [8]float32
@@ -143,6 +170,38 @@ func gemvF32(y, x, w []float32, t, in, out int) {
 	})
 }
 
+// gemvBlocks is LinearMatrix's decoding path for Q8_0/Q4_0 weights: each
+// input row is quantized to Q8_0 once, then the integer kernel runs over
+// the weight rows in chunks small enough that a chunk stays in cache
+// while every input row passes over it.
+func gemvBlocks(y, x []float32, m *Blocks, t, in, out int) {
+	const chunk = 16
+	nb := in / QBlock
+	qs, ds := make([]int8, t*in), make([]float32, t*nb)
+	for i := range t {
+		quantizeQ8(qs[i*in:(i+1)*in], ds[i*nb:(i+1)*nb], x[i*in:(i+1)*in])
+	}
+	var bias []int32
+	if m.Q4 && q4Bias {
+		bias = q4BiasOf(qs)
+	}
+	row := func(i int) []int32 {
+		if bias == nil {
+			return nil
+		}
+		return bias[i*nb*8 : (i+1)*nb*8]
+	}
+	rb := nb * m.blockBytes()
+	Parallel(out, func(lo, hi int) {
+		for j0 := lo; j0 < hi; j0 += chunk {
+			j1 := min(hi, j0+chunk)
+			for i := range t {
+				gemvQ8(y[i*out+j0:i*out+j1], qs[i*in:(i+1)*in], ds[i*nb:(i+1)*nb], row(i), m.Data[j0*rb:j1*rb], m.Q4)
+			}
+		}
+	})
+}
+
 // LinearMatrix is Linear for a compact weight matrix w [out × in].
 func LinearMatrix(y, x []float32, w Matrix, t, in, out int) {
 	if t <= gemvRows {
@@ -156,12 +215,7 @@ func LinearMatrix(y, x []float32, w Matrix, t, in, out int) {
 			gemv(y, x, t, in, out, func(j int, xr []float32) float32 { return dotF16(xr, m.Data[j*in:(j+1)*in]) })
 			return
 		case *Blocks:
-			rb := in / QBlock * m.blockBytes()
-			dotB := dotQ8_0
-			if m.Q4 {
-				dotB = dotQ4_0
-			}
-			gemv(y, x, t, in, out, func(j int, xr []float32) float32 { return dotB(xr, m.Data[j*rb:(j+1)*rb]) })
+			gemvBlocks(y, x, m, t, in, out)
 			return
 		}
 	}

@@ -40,6 +40,15 @@ func TestDot(t *testing.T) {
 		if [8]float32(append(lo[:], hi[:]...)) != got8 {
 			t.Errorf("dot8 n=%d: %v, dot4 %v %v", n, got8, lo, hi)
 		}
+		// gemv1 sums each row as dot does, bit for bit: decoding one row
+		// equals the rows' dot products.
+		w3, y3 := randn(rng, 3*n), make([]float32, 3)
+		gemv1(y3, a, w3)
+		for r, v := range y3 {
+			if d := dot(a, w3[r*n:(r+1)*n]); v != d {
+				t.Errorf("gemv1 n=%d row %d: %v, dot %v", n, r, v, d)
+			}
+		}
 		y, yw := randn(rng, n), make([]float32, n)
 		for i := range y {
 			yw[i] = y[i] + 0.5*a[i]
@@ -48,6 +57,29 @@ func TestDot(t *testing.T) {
 		testenv.AssertClose(t, "axpy", y, yw, 1e-6, 1)
 		if got := float64(dotBF16(a, bf.Data)); math.Abs(got-wantBF) > tol*math.Max(1, math.Abs(wantBF)) {
 			t.Errorf("dotBF16 n=%d: %g, want %g", n, got, wantBF)
+		}
+	}
+}
+
+// TestWsum checks the weighted sum of strided rows against float64, for
+// column counts on and off the kernel's 32-column blocks.
+func TestWsum(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, n := range []int{1, 2, 3, 17, 300} {
+		for _, cols := range []int{1, 31, 32, 64, 80, 128} {
+			ld := cols + 5
+			p, v := randn(rng, n), randn(rng, (n-1)*ld+cols)
+			got := randn(rng, cols) // overwritten
+			wsum(p, v, ld, got)
+			for c := range got {
+				var want float64
+				for j := range p {
+					want += float64(p[j]) * float64(v[j*ld+c])
+				}
+				if math.Abs(float64(got[c])-want) > 1e-5*(1+math.Sqrt(float64(n))) {
+					t.Fatalf("n=%d cols=%d column %d: %g, want %g", n, cols, c, got[c], want)
+				}
+			}
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package tensor
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -36,6 +37,50 @@ func TestHalfBlockDotsAVX2(t *testing.T) {
 			w := make([]float32, n)
 			m.Widen(w, 0, 0)
 			checkDot(t, name, n, kern(nb, &a[0], &m.Data[0]), a, w, float64(n/16+8))
+		}
+	}
+}
+
+// TestGemvQ8Kernels checks each quantized-input kernel this CPU can run,
+// whichever one dispatch picked, against float64 sums over the decoded
+// weights and input.
+func TestGemvQ8Kernels(t *testing.T) {
+	if !cpu.X86.HasAVX2 || !cpu.X86.HasFMA || !cpuidF16C() {
+		t.Skip("no AVX2+FMA+F16C")
+	}
+	rng := rand.New(rand.NewPCG(19, 20))
+	for _, nb := range []int{1, 2, 3, 24} {
+		n := nb * QBlock
+		x := randn(rng, n)
+		qs, ds := make([]int8, n), make([]float32, nb)
+		quantizeQ8(qs, ds, x)
+		bias := q4BiasOf(qs)
+		xw := make([]float32, n)
+		DecodeQ8_0(xw, AppendQ8_0(nil, x))
+		const rows = 3
+		kernels := map[string]func(y []float32, w []byte){
+			"gemvQ8Q8AVX2": func(y []float32, w []byte) { gemvQ8Q8AVX2(nb, &qs[0], &ds[0], &w[0], rows, &y[0]) },
+			"gemvQ4Q8AVX2": func(y []float32, w []byte) { gemvQ4Q8AVX2(nb, &qs[0], &ds[0], &w[0], rows, &y[0]) },
+		}
+		if cpu.X86.HasAVX512VNNI && cpu.X86.HasAVX512VL {
+			kernels["gemvQ4Q8VNNI"] = func(y []float32, w []byte) {
+				gemvQ4Q8VNNI(nb, &qs[0], &ds[0], &bias[0], &w[0], rows, &y[0])
+			}
+		}
+		for name, k := range kernels {
+			q4 := name != "gemvQ8Q8AVX2"
+			bb := Q8_0BlockBytes
+			if q4 {
+				bb = Q4_0BlockBytes
+			}
+			m := &Blocks{Rows: rows, Cols: n, Data: randBlocks(rng, rows*nb, bb), Q4: q4}
+			y := make([]float32, rows)
+			k(y, m.Data)
+			for r := range rows {
+				w := make([]float32, n)
+				m.Widen(w, r, 0)
+				checkDot(t, fmt.Sprintf("%s row %d", name, r), n, y[r], xw, w, float64(nb+8))
+			}
 		}
 	}
 }

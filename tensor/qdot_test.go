@@ -2,6 +2,7 @@ package tensor
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -94,7 +95,8 @@ func TestHalfBlockDots(t *testing.T) {
 }
 
 // TestLinearMatrixHalfBlocks checks LinearMatrix on F16, Q8_0 and Q4_0
-// weights, GEMV and GEMM paths, against Linear on the widened weights.
+// weights, GEMV and GEMM paths, against Linear on the widened weights
+// (and, for the blocks' GEMV, the input rounded to Q8_0).
 func TestLinearMatrixHalfBlocks(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 14))
 	out := 70
@@ -123,8 +125,59 @@ func TestLinearMatrixHalfBlocks(t *testing.T) {
 			x := randn(rng, rows*in)
 			got, want := make([]float32, rows*out), make([]float32, rows*out)
 			LinearMatrix(got, x, m, rows, in, out)
-			Linear(want, x, wide, rows, in, out)
+			if _, ok := m.(*Blocks); ok {
+				Linear(want, asDecoded(x, rows), wide, rows, in, out)
+			} else {
+				Linear(want, x, wide, rows, in, out)
+			}
 			testenv.AssertClose(t, "LinearMatrix "+c.name, got, want, 1e-4, 1)
+		}
+	}
+}
+
+// TestGemvQ8 checks the quantized-input kernels, as dispatched and in Go,
+// against float64 sums over the decoded weights and the decoded input:
+// raw weight blocks with any code (Q8_0's −128 too) and scale, inputs
+// with zero blocks and wide ranges. Each block's integer sum is exact, so
+// the only error is the float32 scaling and summing of nb block terms.
+func TestGemvQ8(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 18))
+	for _, nb := range []int{1, 2, 3, 9, 24} {
+		n := nb * QBlock
+		x := randn(rng, n)
+		for j := range x[:QBlock] {
+			x[j] *= 1e4 // a wide block
+		}
+		if nb > 2 {
+			clear(x[QBlock : 2*QBlock]) // a zero block
+		}
+		qs, ds := make([]int8, n), make([]float32, nb)
+		quantizeQ8(qs, ds, x)
+		xw := make([]float32, n)
+		DecodeQ8_0(xw, AppendQ8_0(nil, x))
+		for b, d := range ds {
+			for j := range QBlock {
+				if got := d * float32(qs[b*QBlock+j]); got != xw[b*QBlock+j] {
+					t.Fatalf("quantizeQ8 nb=%d value %d: %g, AppendQ8_0 decodes %g", nb, b*QBlock+j, got, xw[b*QBlock+j])
+				}
+			}
+		}
+		for _, q4 := range []bool{false, true} {
+			bb := Q8_0BlockBytes
+			if q4 {
+				bb = Q4_0BlockBytes
+			}
+			const rows = 5
+			m := &Blocks{Rows: rows, Cols: n, Data: randBlocks(rng, rows*nb, bb), Q4: q4}
+			for name, f := range map[string]func([]float32, []int8, []float32, []int32, []byte, bool){"dispatched": gemvQ8, "Go": gemvQ8Go} {
+				y := make([]float32, rows)
+				f(y, qs, ds, q4BiasOf(qs), m.Data, q4)
+				for r := range rows {
+					w := make([]float32, n)
+					m.Widen(w, r, 0)
+					checkDot(t, fmt.Sprintf("gemvQ8 %s q4=%v row %d", name, q4, r), n, y[r], xw, w, float64(nb+8))
+				}
+			}
 		}
 	}
 }

@@ -501,8 +501,13 @@ func benchSideZhllama(path string, gen, prompt, depth, runs int) error {
 		}
 		return ids
 	}
+	// One cache per test, emptied before each repetition, as llama-bench
+	// keeps one context and clears its memory: a server reuses its cache,
+	// and fresh pages on every repetition would time the kernel's faults.
+	pc := m.NewCache(1, prompt)
 	promptOnce := func() time.Duration {
-		ca := m.NewCache(1, prompt)
+		ca := pc
+		ca.KV.Reset(0)
 		ids := tokens(prompt, true)
 		start := time.Now()
 		m.Step(ca, [][]int32{ids})
@@ -516,8 +521,9 @@ func benchSideZhllama(path string, gen, prompt, depth, runs int) error {
 	}
 	var res sideResult
 	res.Threads = runtime.GOMAXPROCS(0)
+	ca := m.NewCache(1, depth+gen)
 	for r := 0; r < runs && gen > 0; r++ {
-		ca := m.NewCache(1, depth+gen)
+		ca.KV.Reset(0)
 		if depth > 0 {
 			m.Step(ca, [][]int32{tokens(depth, true)})
 		}
