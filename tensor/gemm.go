@@ -278,9 +278,24 @@ func packA(dst, a []float32, lda int, trans bool, m, p0, kk, first int) {
 func packB(dst []float32, b operand, n, p0, kk int) {
 	np := (n + nr - 1) / nr
 	Parallel(np, func(lo, hi int) {
-		var row []float32
+		if b.m != nil && !b.trans {
+			// Widen each stored row's span over this worker's panels in one
+			// call (the compact formats widen long runs fastest), then deal
+			// it out to the panels.
+			c0, c1 := lo*nr, min(n, hi*nr)
+			row := make([]float32, c1-c0)
+			for p := 0; p < kk; p++ {
+				b.m.Widen(row, p0+p, c0)
+				for pj := lo; pj < hi; pj++ {
+					out := dst[pj*nr*kk+p*nr : pj*nr*kk+(p+1)*nr]
+					clear(out[copy(out, row[pj*nr-c0:min(len(row), (pj+1)*nr-c0)]):])
+				}
+			}
+			return
+		}
+		var rows []float32
 		if b.m != nil && b.trans {
-			row = make([]float32, kk)
+			rows = make([]float32, 8*kk)
 		}
 		for pj := lo; pj < hi; pj++ {
 			panel := dst[pj*nr*kk : (pj+1)*nr*kk]
@@ -288,17 +303,28 @@ func packB(dst []float32, b operand, n, p0, kk int) {
 			w := min(nr, n-j0)
 			if b.trans {
 				// Column j of op(B) is a contiguous row of the stored matrix:
-				// read it in order (widening it if compact) and scatter it into
-				// the panel, which stays in L1, rather than gather across rows.
-				for j := 0; j < w; j++ {
-					src := row
+				// read eight such rows in order (widening them if compact) and
+				// transpose them into the panel, 8×8 at a time.
+				for j := 0; j < w; j += 8 {
+					jn := min(8, w-j)
+					src, lds := rows, kk
 					if b.m != nil {
-						b.m.Widen(row, j0+j, p0)
+						for r := range jn {
+							b.m.Widen(rows[r*kk:(r+1)*kk], j0+j+r, p0)
+						}
 					} else {
-						src = b.f[(j0+j)*b.ld+p0 : (j0+j)*b.ld+p0+kk]
+						src, lds = b.f[(j0+j)*b.ld+p0:], b.ld
 					}
-					for p, v := range src {
-						panel[p*nr+j] = v
+					p := 0
+					if jn == 8 {
+						for ; p+8 <= kk; p += 8 {
+							transpose8(src[p:], lds, panel[p*nr+j:], nr)
+						}
+					}
+					for r := range jn {
+						for q, v := range src[r*lds+p : r*lds+kk] {
+							panel[(p+q)*nr+j+r] = v
+						}
 					}
 				}
 				for p := 0; p < kk; p++ {
@@ -308,12 +334,7 @@ func packB(dst []float32, b operand, n, p0, kk int) {
 			}
 			for p := 0; p < kk; p++ {
 				out := panel[p*nr : p*nr+nr]
-				switch {
-				case b.m != nil:
-					b.m.Widen(out[:w], p0+p, j0)
-				default:
-					copy(out[:w], b.f[(p0+p)*b.ld+j0:(p0+p)*b.ld+j0+w])
-				}
+				copy(out[:w], b.f[(p0+p)*b.ld+j0:(p0+p)*b.ld+j0+w])
 				clear(out[w:])
 			}
 		}

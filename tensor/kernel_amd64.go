@@ -57,6 +57,12 @@ func gemvQ4Q8AVX2(nb int, xq *int8, xd *float32, w *byte, rows int, y *float32)
 func gemvQ4Q8VNNI(nb int, xq *int8, xd *float32, bias *int32, w *byte, rows int, y *float32)
 
 //go:noescape
+func widenNF4AVX512(nb int, packed *byte, scales, table, dst *float32)
+
+//go:noescape
+func transpose8AVX2(src *float32, lds int, dst *float32, ldd int)
+
+//go:noescape
 func wsum32AVX2(n int, p, v *float32, ldv int, out *float32)
 
 func init() {
@@ -89,6 +95,12 @@ func init() {
 	}
 	if cpu.X86.HasAVX512F {
 		asmKernels = append(asmKernels, kernelInfo{"avx512 8x32", 8, 32, avx512, avx512Direct})
+	}
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && !noAsm() && os.Getenv("ZHLLAMA_NOAVX512") != "1" {
+		widenNF4 = func(dst []float32, packed []byte, scales []float32) {
+			_, _ = dst[len(scales)*nf4Block-1], packed[len(scales)*nf4Block/2-1]
+			widenNF4AVX512(len(scales), &packed[0], &scales[0], &NF4Code[0], &dst[0])
+		}
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && !noAsm() {
 		dot = func(a, b []float32) float32 {
@@ -141,6 +153,10 @@ func init() {
 			}
 			_ = w[(rows-1)*n+n-1] // the kernel reads up to here
 			gemvAVX2(n, &x[0], &w[0], n, rows, &y[0])
+		}
+		transpose8 = func(src []float32, lds int, dst []float32, ldd int) {
+			_, _ = src[7*lds+7], dst[7*ldd+7]
+			transpose8AVX2(&src[0], lds, &dst[0], ldd)
 		}
 		wsum = func(p, v []float32, ldv int, out []float32) {
 			n, c := len(p), len(out)&^31

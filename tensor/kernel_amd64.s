@@ -1206,3 +1206,105 @@ q4vsum:
 q4vdone:
 	VZEROUPPER
 	RET
+
+// func widenNF4AVX512(nb int, packed *byte, scales, table, dst *float32)
+// Widens nb whole NF4 blocks of 64 values (32 bytes, value 2i in the high
+// nibble of byte i and 2i+1 in the low one) to table[code]·scales[block]:
+// each 8 bytes give 16 word indices in value order, widened to dwords and
+// looked up in the 16-entry table by one VPERMPS.
+TEXT ·widenNF4AVX512(SB), NOSPLIT, $0-40
+	MOVQ nb+0(FP), CX
+	MOVQ packed+8(FP), SI
+	MOVQ scales+16(FP), R8
+	MOVQ table+24(FP), AX
+	MOVQ dst+32(FP), DI
+	VMOVUPS (AX), Z15
+	MOVL $0x000f000f, AX
+	MOVQ AX, X14
+	VPBROADCASTD X14, X14
+
+nf4blk:
+	TESTQ CX, CX
+	JEQ nf4done
+	VBROADCASTSS (R8), Z13
+	MOVQ $4, DX
+
+nf4q:
+	VPMOVZXBW (SI), X0
+	VPSRLW $4, X0, X1
+	VPAND X14, X0, X0
+	VPUNPCKLWD X0, X1, X2
+	VPUNPCKHWD X0, X1, X3
+	VINSERTI128 $1, X3, Y2, Y2
+	VPMOVZXWD Y2, Z2
+	VPERMPS Z15, Z2, Z2
+	VMULPS Z13, Z2, Z2
+	VMOVUPS Z2, (DI)
+	ADDQ $8, SI
+	ADDQ $64, DI
+	DECQ DX
+	JNZ nf4q
+	ADDQ $4, R8
+	DECQ CX
+	JMP nf4blk
+
+nf4done:
+	VZEROUPPER
+	RET
+
+// func transpose8AVX2(src *float32, lds int, dst *float32, ldd int)
+// dst[p·ldd + j] = src[j·lds + p] for an 8×8 block: rows interleaved in
+// pairs (UNPCK), then in fours (SHUFPS), then halves swapped (VPERM2F128).
+TEXT ·transpose8AVX2(SB), NOSPLIT, $0-32
+	MOVQ src+0(FP), SI
+	MOVQ lds+8(FP), AX
+	MOVQ dst+16(FP), DI
+	MOVQ ldd+24(FP), BX
+	SHLQ $2, AX
+	SHLQ $2, BX
+	LEAQ (AX)(AX*2), CX // 3·lds
+	VMOVUPS (SI), Y0
+	VMOVUPS (SI)(AX*1), Y1
+	VMOVUPS (SI)(AX*2), Y2
+	VMOVUPS (SI)(CX*1), Y3
+	LEAQ (SI)(AX*4), SI
+	VMOVUPS (SI), Y4
+	VMOVUPS (SI)(AX*1), Y5
+	VMOVUPS (SI)(AX*2), Y6
+	VMOVUPS (SI)(CX*1), Y7
+	VUNPCKLPS Y1, Y0, Y8
+	VUNPCKHPS Y1, Y0, Y9
+	VUNPCKLPS Y3, Y2, Y10
+	VUNPCKHPS Y3, Y2, Y11
+	VUNPCKLPS Y5, Y4, Y12
+	VUNPCKHPS Y5, Y4, Y13
+	VUNPCKLPS Y7, Y6, Y14
+	VUNPCKHPS Y7, Y6, Y15
+	VSHUFPS $0x44, Y10, Y8, Y0
+	VSHUFPS $0xEE, Y10, Y8, Y1
+	VSHUFPS $0x44, Y11, Y9, Y2
+	VSHUFPS $0xEE, Y11, Y9, Y3
+	VSHUFPS $0x44, Y14, Y12, Y4
+	VSHUFPS $0xEE, Y14, Y12, Y5
+	VSHUFPS $0x44, Y15, Y13, Y6
+	VSHUFPS $0xEE, Y15, Y13, Y7
+	LEAQ (BX)(BX*2), CX // 3·ldd
+	VPERM2F128 $0x20, Y4, Y0, Y8
+	VPERM2F128 $0x20, Y5, Y1, Y9
+	VPERM2F128 $0x20, Y6, Y2, Y10
+	VPERM2F128 $0x20, Y7, Y3, Y11
+	VPERM2F128 $0x31, Y4, Y0, Y12
+	VPERM2F128 $0x31, Y5, Y1, Y13
+	VPERM2F128 $0x31, Y6, Y2, Y14
+	VPERM2F128 $0x31, Y7, Y3, Y15
+	VMOVUPS Y8, (DI)
+	VMOVUPS Y9, (DI)(BX*1)
+	VMOVUPS Y10, (DI)(BX*2)
+	VMOVUPS Y11, (DI)(CX*1)
+	LEAQ (DI)(BX*4), DI
+	VMOVUPS Y12, (DI)
+	VMOVUPS Y13, (DI)(BX*1)
+	VMOVUPS Y14, (DI)(BX*2)
+	VMOVUPS Y15, (DI)(CX*1)
+	VZEROUPPER
+	RET

@@ -54,7 +54,17 @@ var (
 	wsum    = wsumGo
 	gemv1   = gemv1Go
 	gemvQ8  = gemvQ8Go
+	// transpose8 sets dst[p·ldd+j] to src[j·lds+p] for p, j < 8.
+	transpose8 = transpose8Go
 )
+
+func transpose8Go(src []float32, lds int, dst []float32, ldd int) {
+	for j := range 8 {
+		for p := range 8 {
+			dst[p*ldd+j] = src[j*lds+p]
+		}
+	}
+}
 
 // gemv1Go sets y[r] to dot(x, row r of w), rows len(x) long: one input
 // row against consecutive weight rows.

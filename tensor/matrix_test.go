@@ -111,3 +111,20 @@ func TestLinearMatrix(t *testing.T) {
 		testenv.AssertClose(t, "LinearMatrixBackward", gdx, wdx, 1e-4, 1)
 	}
 }
+
+// TestTranspose8 checks the 8×8 transposition GEMM packing uses.
+func TestTranspose8(t *testing.T) {
+	rng := rand.New(rand.NewPCG(25, 26))
+	src := randn(rng, 8*11)
+	got, want := make([]float32, 8*13), make([]float32, 8*13)
+	transpose8(src, 11, got, 13)
+	transpose8Go(src, 11, want, 13)
+	testenv.AssertClose(t, "transpose8", got, want, 0, 1)
+	for p := range 8 {
+		for j := range 8 {
+			if got[p*13+j] != src[j*11+p] {
+				t.Fatalf("transpose8: dst[%d][%d] = %v, want src[%d][%d] = %v", p, j, got[p*13+j], j, p, src[j*11+p])
+			}
+		}
+	}
+}

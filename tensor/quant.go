@@ -179,10 +179,24 @@ var nf4Pairs = func() (t [256][2]float32) {
 	return t
 }()
 
+// widenNF4, where the CPU has a kernel for it, widens whole blocks:
+// dst[64·b + j] = NF4Code[code j of block b]·scales[b], the packed codes
+// starting on a block boundary.
+var widenNF4 func(dst []float32, packed []byte, scales []float32)
+
 func (q *NF4) Widen(dst []float32, r, c0 int) {
 	i := r*q.Cols + c0
 	for k := 0; k < len(dst); {
 		b := i / nf4Block
+		if n := min(len(dst)-k, 16*nf4Block) / nf4Block; widenNF4 != nil && i%nf4Block == 0 && n > 0 {
+			var scales [16]float32
+			for j := range n {
+				scales[j] = q.absmax(b + j)
+			}
+			widenNF4(dst[k:k+n*nf4Block], q.Packed[i/2:i/2+n*nf4Block/2], scales[:n])
+			k, i = k+n*nf4Block, i+n*nf4Block
+			continue
+		}
 		s := q.absmax(b)
 		end := min(len(dst), k+(b+1)*nf4Block-i)
 		if i%2 == 1 { // a leading low nibble

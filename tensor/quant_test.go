@@ -1,6 +1,7 @@
 package tensor
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -152,5 +153,27 @@ func BenchmarkNF4Widen(b *testing.B) {
 		for r := 0; r < 1024; r++ {
 			q.Widen(dst, r, 0)
 		}
+	}
+}
+
+// TestNF4WidenKernel checks that Widen gives the same values, bit for bit,
+// with and without the whole-block kernel, over spans that start and end
+// on and off block boundaries and cross rows' blocks.
+func TestNF4WidenKernel(t *testing.T) {
+	if widenNF4 == nil {
+		t.Skip("no NF4 widening kernel on this CPU")
+	}
+	rng := rand.New(rand.NewPCG(23, 24))
+	rows, cols := 3, 1000
+	q := QuantizeNF4(randn(rng, rows*cols), rows, cols)
+	kern := widenNF4
+	defer func() { widenNF4 = kern }()
+	for _, s := range [][3]int{{0, 0, 1000}, {1, 0, 1000}, {2, 24, 976}, {1, 64, 128}, {0, 3, 200}, {2, 1, 63}, {1, 128, 1}} {
+		got, want := make([]float32, s[2]), make([]float32, s[2])
+		widenNF4 = kern
+		q.Widen(got, s[0], s[1])
+		widenNF4 = nil
+		q.Widen(want, s[0], s[1])
+		testenv.AssertClose(t, fmt.Sprintf("Widen row %d from %d", s[0], s[1]), got, want, 0, 1)
 	}
 }
