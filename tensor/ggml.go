@@ -108,9 +108,7 @@ func (m *F16) Dims() (int, int) { return m.Rows, m.Cols }
 func (m *F16) Bytes() int64     { return 2 * int64(len(m.Data)) }
 
 func (m *F16) Widen(dst []float32, r, c0 int) {
-	for i, h := range m.Data[r*m.Cols+c0 : r*m.Cols+c0+len(dst)] {
-		dst[i] = half.FromF16(h)
-	}
+	widenF16(dst, m.Data[r*m.Cols+c0:r*m.Cols+c0+len(dst)])
 }
 
 // Blocks is a Matrix of ggml blocks (Q8_0 or Q4_0), each row a whole

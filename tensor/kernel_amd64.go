@@ -63,6 +63,18 @@ func widenNF4AVX512(nb int, packed *byte, scales, table, dst *float32)
 func transpose8AVX2(src *float32, lds int, dst *float32, ldd int)
 
 //go:noescape
+func widenBF16AVX2(n int, dst *float32, src *uint16)
+
+//go:noescape
+func widenF16AVX2(n int, dst *float32, src *uint16)
+
+//go:noescape
+func gemvBF16AVX2(n int, x *float32, w *uint16, ldw, rows int, y *float32)
+
+//go:noescape
+func gemvBF16AVX512(n int, x *float32, w *uint16, ldw, rows int, y *float32)
+
+//go:noescape
 func wsum32AVX2(n int, p, v *float32, ldv int, out *float32)
 
 func init() {
@@ -96,7 +108,10 @@ func init() {
 	if cpu.X86.HasAVX512F {
 		asmKernels = append(asmKernels, kernelInfo{"avx512 8x32", 8, 32, avx512, avx512Direct})
 	}
-	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && !noAsm() && os.Getenv("ZHLLAMA_NOAVX512") != "1" {
+	// useAVX512 is whether the 512-bit kernels outside the GEMM may run
+	// (AVX-512 F and BW, and not turned off by ZHLLAMA_NOAVX512=1).
+	useAVX512 := cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && !noAsm() && os.Getenv("ZHLLAMA_NOAVX512") != "1"
+	if useAVX512 {
 		widenNF4 = func(dst []float32, packed []byte, scales []float32) {
 			_, _ = dst[len(scales)*nf4Block-1], packed[len(scales)*nf4Block/2-1]
 			widenNF4AVX512(len(scales), &packed[0], &scales[0], &NF4Code[0], &dst[0])
@@ -170,6 +185,27 @@ func init() {
 			}
 			wsumGo(p, v[c:], ldv, out[c:])
 		}
+		widenBF16 = func(dst []float32, src []uint16) {
+			n := len(dst) &^ 7
+			if n > 0 {
+				_ = src[n-1]
+				widenBF16AVX2(n, &dst[0], &src[0])
+			}
+			widenBF16Go(dst[n:], src[n:len(dst)])
+		}
+		gemvBF16 = func(y, x []float32, w []uint16) {
+			n, rows := len(x), len(y)
+			if n%8 != 0 || n == 0 || rows == 0 {
+				gemvBF16Go(y, x, w)
+				return
+			}
+			_ = w[rows*n-1] // the kernel reads up to here
+			if useAVX512 && n%16 == 0 {
+				gemvBF16AVX512(n, &x[0], &w[0], n, rows, &y[0])
+				return
+			}
+			gemvBF16AVX2(n, &x[0], &w[0], n, rows, &y[0])
+		}
 		dotBF16 = func(a []float32, b []uint16) float32 {
 			n := len(b) &^ 7
 			if n == 0 {
@@ -180,6 +216,14 @@ func init() {
 		// The half-float kernels also need F16C's VCVTPH2PS, which every
 		// AVX2 CPU so far has but x/sys/cpu does not report; CPUID says.
 		if cpuidF16C() {
+			widenF16 = func(dst []float32, src []uint16) {
+				n := len(dst) &^ 7
+				if n > 0 {
+					_ = src[n-1]
+					widenF16AVX2(n, &dst[0], &src[0])
+				}
+				widenF16Go(dst[n:], src[n:len(dst)])
+			}
 			dotF16 = func(a []float32, b []uint16) float32 {
 				n := len(b) &^ 7
 				if n == 0 {

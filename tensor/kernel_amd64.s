@@ -1308,3 +1308,227 @@ TEXT ·transpose8AVX2(SB), NOSPLIT, $0-32
 	VMOVUPS Y15, (DI)(CX*1)
 	VZEROUPPER
 	RET
+
+// func widenBF16AVX2(n int, dst *float32, src *uint16)
+// dst[i] = the bfloat16 src[i] as float32 (its bits shifted up 16), over
+// the first n&^7 values.
+TEXT ·widenBF16AVX2(SB), NOSPLIT, $0-24
+	MOVQ n+0(FP), CX
+	MOVQ dst+8(FP), DI
+	MOVQ src+16(FP), SI
+
+wb32:
+	CMPQ CX, $32
+	JLT wb8
+	VPMOVZXWD (SI), Y0
+	VPMOVZXWD 16(SI), Y1
+	VPMOVZXWD 32(SI), Y2
+	VPMOVZXWD 48(SI), Y3
+	VPSLLD $16, Y0, Y0
+	VPSLLD $16, Y1, Y1
+	VPSLLD $16, Y2, Y2
+	VPSLLD $16, Y3, Y3
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	ADDQ $64, SI
+	ADDQ $128, DI
+	SUBQ $32, CX
+	JMP wb32
+
+wb8:
+	CMPQ CX, $8
+	JLT wbdone
+	VPMOVZXWD (SI), Y0
+	VPSLLD $16, Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $16, SI
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JMP wb8
+
+wbdone:
+	VZEROUPPER
+	RET
+
+// func widenF16AVX2(n int, dst *float32, src *uint16)
+// dst[i] = the IEEE half src[i] as float32 (F16C), over the first n&^7.
+TEXT ·widenF16AVX2(SB), NOSPLIT, $0-24
+	MOVQ n+0(FP), CX
+	MOVQ dst+8(FP), DI
+	MOVQ src+16(FP), SI
+
+wh32:
+	CMPQ CX, $32
+	JLT wh8
+	VCVTPH2PS (SI), Y0
+	VCVTPH2PS 16(SI), Y1
+	VCVTPH2PS 32(SI), Y2
+	VCVTPH2PS 48(SI), Y3
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	ADDQ $64, SI
+	ADDQ $128, DI
+	SUBQ $32, CX
+	JMP wh32
+
+wh8:
+	CMPQ CX, $8
+	JLT whdone
+	VCVTPH2PS (SI), Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $16, SI
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JMP wh8
+
+whdone:
+	VZEROUPPER
+	RET
+
+// func gemvBF16AVX2(n int, x *float32, w *uint16, ldw, rows int, y *float32)
+// gemvAVX2 with bfloat16 weight rows, each row summed exactly as
+// dotBF16AVX2 sums it.
+TEXT ·gemvBF16AVX2(SB), NOSPLIT, $0-48
+	MOVQ x+8(FP), R10
+	MOVQ w+16(FP), R11
+	MOVQ ldw+24(FP), R8
+	MOVQ rows+32(FP), R9
+	MOVQ y+40(FP), DX
+	SHLQ $1, R8
+
+gbrow:
+	CMPQ R9, $0
+	JEQ gbdone
+	MOVQ n+0(FP), CX
+	MOVQ R10, SI
+	MOVQ R11, DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+gb32:
+	CMPQ CX, $32
+	JLT gb8
+	VPMOVZXWD (DI), Y4
+	VPMOVZXWD 16(DI), Y5
+	VPMOVZXWD 32(DI), Y6
+	VPMOVZXWD 48(DI), Y7
+	VPSLLD $16, Y4, Y4
+	VPSLLD $16, Y5, Y5
+	VPSLLD $16, Y6, Y6
+	VPSLLD $16, Y7, Y7
+	VFMADD231PS (SI), Y4, Y0
+	VFMADD231PS 32(SI), Y5, Y1
+	VFMADD231PS 64(SI), Y6, Y2
+	VFMADD231PS 96(SI), Y7, Y3
+	ADDQ $128, SI
+	ADDQ $64, DI
+	SUBQ $32, CX
+	JMP gb32
+
+gb8:
+	CMPQ CX, $8
+	JLT gbrowdone
+	VPMOVZXWD (DI), Y4
+	VPSLLD $16, Y4, Y4
+	VFMADD231PS (SI), Y4, Y0
+	ADDQ $32, SI
+	ADDQ $16, DI
+	SUBQ $8, CX
+	JMP gb8
+
+gbrowdone:
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	MOVSS X0, (DX)
+	ADDQ $4, DX
+	ADDQ R8, R11
+	DECQ R9
+	JMP gbrow
+
+gbdone:
+	VZEROUPPER
+	RET
+
+// func gemvBF16AVX512(n int, x *float32, w *uint16, ldw, rows int, y *float32)
+// gemvBF16AVX2 in 16 lanes: n a multiple of 16; four accumulators over 64
+// values, one over each further 16, then the lanes summed.
+TEXT ·gemvBF16AVX512(SB), NOSPLIT, $0-48
+	MOVQ x+8(FP), R10
+	MOVQ w+16(FP), R11
+	MOVQ ldw+24(FP), R8
+	MOVQ rows+32(FP), R9
+	MOVQ y+40(FP), DX
+	SHLQ $1, R8
+
+gzrow:
+	CMPQ R9, $0
+	JEQ gzdone
+	MOVQ n+0(FP), CX
+	MOVQ R10, SI
+	MOVQ R11, DI
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+gz64:
+	CMPQ CX, $64
+	JLT gz16
+	VPMOVZXWD (DI), Z4
+	VPMOVZXWD 32(DI), Z5
+	VPMOVZXWD 64(DI), Z6
+	VPMOVZXWD 96(DI), Z7
+	VPSLLD $16, Z4, Z4
+	VPSLLD $16, Z5, Z5
+	VPSLLD $16, Z6, Z6
+	VPSLLD $16, Z7, Z7
+	VFMADD231PS (SI), Z4, Z0
+	VFMADD231PS 64(SI), Z5, Z1
+	VFMADD231PS 128(SI), Z6, Z2
+	VFMADD231PS 192(SI), Z7, Z3
+	ADDQ $256, SI
+	ADDQ $128, DI
+	SUBQ $64, CX
+	JMP gz64
+
+gz16:
+	CMPQ CX, $16
+	JLT gzrowdone
+	VPMOVZXWD (DI), Z4
+	VPSLLD $16, Z4, Z4
+	VFMADD231PS (SI), Z4, Z0
+	ADDQ $64, SI
+	ADDQ $32, DI
+	SUBQ $16, CX
+	JMP gz16
+
+gzrowdone:
+	VADDPS Z1, Z0, Z0
+	VADDPS Z3, Z2, Z2
+	VADDPS Z2, Z0, Z0
+	VEXTRACTF32X8 $1, Z0, Y1
+	VADDPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	MOVSS X0, (DX)
+	ADDQ $4, DX
+	ADDQ R8, R11
+	DECQ R9
+	JMP gzrow
+
+gzdone:
+	VZEROUPPER
+	RET

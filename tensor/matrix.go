@@ -32,9 +32,25 @@ func (m *BF16) Dims() (int, int) { return m.Rows, m.Cols }
 func (m *BF16) Bytes() int64     { return 2 * int64(len(m.Data)) }
 
 func (m *BF16) Widen(dst []float32, r, c0 int) {
-	src := m.Data[r*m.Cols+c0 : r*m.Cols+c0+len(dst)]
-	for i, h := range src {
+	widenBF16(dst, m.Data[r*m.Cols+c0:r*m.Cols+c0+len(dst)])
+}
+
+// widenBF16 and widenF16 set dst[i] to src[i] widened to float32, for
+// i < len(dst); assembly replaces them where the CPU has AVX2 (and F16C).
+var (
+	widenBF16 = widenBF16Go
+	widenF16  = widenF16Go
+)
+
+func widenBF16Go(dst []float32, src []uint16) {
+	for i, h := range src[:len(dst)] {
 		dst[i] = half.FromBF16(h)
+	}
+}
+
+func widenF16Go(dst []float32, src []uint16) {
+	for i, h := range src[:len(dst)] {
+		dst[i] = half.FromF16(h)
 	}
 }
 
@@ -54,9 +70,18 @@ var (
 	wsum    = wsumGo
 	gemv1   = gemv1Go
 	gemvQ8  = gemvQ8Go
+	// gemvBF16 is gemv1 with bfloat16 weight rows.
+	gemvBF16 = gemvBF16Go
 	// transpose8 sets dst[p·ldd+j] to src[j·lds+p] for p, j < 8.
 	transpose8 = transpose8Go
 )
+
+func gemvBF16Go(y, x []float32, w []uint16) {
+	n := len(x)
+	for r := range y {
+		y[r] = dotBF16(x, w[r*n:(r+1)*n])
+	}
+}
 
 func transpose8Go(src []float32, lds int, dst []float32, ldd int) {
 	for j := range 8 {
@@ -219,6 +244,10 @@ func LinearMatrix(y, x []float32, w Matrix, t, in, out int) {
 		// they go: decoding is bound by reading the weights once.
 		switch m := w.(type) {
 		case *BF16:
+			if t == 1 {
+				Parallel(out, func(lo, hi int) { gemvBF16(y[lo:hi], x[:in], m.Data[lo*in:hi*in]) })
+				return
+			}
 			gemv(y, x, t, in, out, func(j int, xr []float32) float32 { return dotBF16(xr, m.Data[j*in:(j+1)*in]) })
 			return
 		case *F16:

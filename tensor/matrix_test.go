@@ -1,6 +1,7 @@
 package tensor
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -48,6 +49,26 @@ func TestDot(t *testing.T) {
 			if d := dot(a, w3[r*n:(r+1)*n]); v != d {
 				t.Errorf("gemv1 n=%d row %d: %v, dot %v", n, r, v, d)
 			}
+		}
+		// The widening kernels equal the Go loops bit for bit.
+		h, wantW := randF16(rng, n), make([]float32, n)
+		for name, f := range map[string][2]func([]float32, []uint16){"bf16": {widenBF16, widenBF16Go}, "f16": {widenF16, widenF16Go}} {
+			gotW := make([]float32, n)
+			f[0](gotW, h)
+			f[1](wantW, h)
+			for i := range gotW {
+				if math.Float32bits(gotW[i]) != math.Float32bits(wantW[i]) {
+					t.Fatalf("widen %s n=%d value %d: %v, want %v", name, n, i, gotW[i], wantW[i])
+				}
+			}
+		}
+		wb := NewBF16(randn(rng, 3*n), 3, n)
+		yb := make([]float32, 3)
+		gemvBF16(yb, a, wb.Data)
+		for r, v := range yb {
+			w := make([]float32, n)
+			wb.Widen(w, r, 0)
+			checkDot(t, fmt.Sprintf("gemvBF16 row %d", r), n, v, a, w, float64(n/16+8))
 		}
 		y, yw := randn(rng, n), make([]float32, n)
 		for i := range y {
