@@ -20,9 +20,10 @@ var (
 )
 
 const (
-	kc    = 256
-	maxMR = 8
-	maxNR = 32
+	kc        = 256
+	kcCompact = 1024 // kc for a compact, transposed B (see gemm)
+	maxMR     = 8
+	maxNR     = 32
 )
 
 // KernelName says which micro-kernel runs.
@@ -138,16 +139,25 @@ func gemm(transA bool, m, n, k int, alpha float32, a []float32, lda int, b opera
 	if transA {
 		rs, cs = 1, lda
 	}
+	// A compact B stored transposed (x·Wᵀ through frozen weights) is
+	// widened row by row, kd values of a row a call: deeper blocks make
+	// those runs long enough to stream (at 256 values, 128 bytes of an NF4
+	// row, the widening cost more than the kernels). The tile order for a
+	// wide B still reads each B panel once per block of A panels.
+	kd := kc
+	if b.m != nil && b.trans {
+		kd = kcCompact
+	}
 	full := 0
-	if directKernel != nil && np*nr*min(kc, k)*4 <= wideB {
+	if directKernel != nil && np*nr*min(kd, k)*4 <= wideB {
 		full = m / mr
 	}
-	abuf, bbuf := getBuf((mp-full)*mr*kc), getBuf(np*nr*kc)
+	abuf, bbuf := getBuf((mp-full)*mr*kd), getBuf(np*nr*kd)
 	defer packPool.Put(abuf)
 	defer packPool.Put(bbuf)
 	ap, bp := *abuf, *bbuf
-	for p0 := 0; p0 < k; p0 += kc {
-		kk := min(kc, k-p0)
+	for p0 := 0; p0 < k; p0 += kd {
+		kk := min(kd, k-p0)
 		store := storeFirst && p0 == 0
 		packA(ap, a, lda, transA, m, p0, kk, full)
 		packB(bp, b, n, p0, kk)
