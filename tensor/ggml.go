@@ -147,9 +147,9 @@ func (m *Blocks) blockBytes() int {
 func (m *Blocks) Widen(dst []float32, r, c0 int) {
 	bb := m.blockBytes()
 	row := m.Data[r*(m.Cols/QBlock)*bb:]
-	decode := DecodeQ8_0
+	decode := decodeQ8_0
 	if m.Q4 {
-		decode = DecodeQ4_0
+		decode = decodeQ4_0
 	}
 	var buf [QBlock]float32
 	for k := 0; k < len(dst); {
@@ -160,10 +160,18 @@ func (m *Blocks) Widen(dst []float32, r, c0 int) {
 			k += copy(dst[k:], buf[off:])
 			continue
 		}
-		decode(dst[k:k+QBlock], blk)
-		k += QBlock
+		n := (len(dst) - k) / QBlock // whole blocks from here
+		decode(dst[k:k+n*QBlock], row[c/QBlock*bb:(c/QBlock+n)*bb])
+		k += n * QBlock
 	}
 }
+
+// decodeQ8_0 and decodeQ4_0 are DecodeQ8_0 and DecodeQ4_0 as dispatched:
+// assembly where the CPU has AVX2 and F16C.
+var (
+	decodeQ8_0 = DecodeQ8_0
+	decodeQ4_0 = DecodeQ4_0
+)
 
 // dotF16Go is Σ a[i]·b[i] with b in IEEE half precision.
 func dotF16Go(a []float32, b []uint16) float32 {

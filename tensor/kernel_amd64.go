@@ -75,6 +75,12 @@ func gemvBF16AVX2(n int, x *float32, w *uint16, ldw, rows int, y *float32)
 func gemvBF16AVX512(n int, x *float32, w *uint16, ldw, rows int, y *float32)
 
 //go:noescape
+func decodeQ8_0AVX2(nb int, dst *float32, b *byte)
+
+//go:noescape
+func decodeQ4_0AVX2(nb int, dst *float32, b *byte)
+
+//go:noescape
 func wsum32AVX2(n int, p, v *float32, ldv int, out *float32)
 
 func init() {
@@ -251,6 +257,20 @@ func init() {
 				} else {
 					_ = w[rows*nb*Q8_0BlockBytes-1]
 					gemvQ8Q8AVX2(nb, &qs[0], &ds[0], &w[0], rows, &y[0])
+				}
+			}
+			decodeQ8_0 = func(dst []float32, b []byte) {
+				nb := len(dst) / QBlock
+				if nb > 0 {
+					_ = b[nb*Q8_0BlockBytes-1]
+					decodeQ8_0AVX2(nb, &dst[0], &b[0])
+				}
+			}
+			decodeQ4_0 = func(dst []float32, b []byte) {
+				nb := len(dst) / QBlock
+				if nb > 0 {
+					_ = b[nb*Q4_0BlockBytes-1]
+					decodeQ4_0AVX2(nb, &dst[0], &b[0])
 				}
 			}
 			dotQ8_0 = func(a []float32, b []byte) float32 {

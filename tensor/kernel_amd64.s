@@ -1532,3 +1532,90 @@ gzrowdone:
 gzdone:
 	VZEROUPPER
 	RET
+
+// func decodeQ8_0AVX2(nb int, dst *float32, b *byte)
+// DecodeQ8_0 over nb whole blocks: d·q, 32 values a block.
+TEXT ·decodeQ8_0AVX2(SB), NOSPLIT, $0-24
+	MOVQ nb+0(FP), CX
+	MOVQ dst+8(FP), DI
+	MOVQ b+16(FP), SI
+	TESTQ CX, CX
+	JEQ dq8done
+
+dq8loop:
+	VPBROADCASTW (SI), X8
+	VCVTPH2PS X8, Y8
+	VPMOVSXBD 2(SI), Y0
+	VPMOVSXBD 10(SI), Y1
+	VPMOVSXBD 18(SI), Y2
+	VPMOVSXBD 26(SI), Y3
+	VCVTDQ2PS Y0, Y0
+	VCVTDQ2PS Y1, Y1
+	VCVTDQ2PS Y2, Y2
+	VCVTDQ2PS Y3, Y3
+	VMULPS Y8, Y0, Y0
+	VMULPS Y8, Y1, Y1
+	VMULPS Y8, Y2, Y2
+	VMULPS Y8, Y3, Y3
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	ADDQ $34, SI
+	ADDQ $128, DI
+	DECQ CX
+	JNZ dq8loop
+
+dq8done:
+	VZEROUPPER
+	RET
+
+// func decodeQ4_0AVX2(nb int, dst *float32, b *byte)
+// DecodeQ4_0 over nb whole blocks: d·(nibble − 8), value j from the low
+// nibble of byte j and value j+16 from its high one.
+TEXT ·decodeQ4_0AVX2(SB), NOSPLIT, $0-24
+	MOVQ nb+0(FP), CX
+	MOVQ dst+8(FP), DI
+	MOVQ b+16(FP), SI
+	MOVL $15, AX
+	MOVQ AX, X15
+	VPBROADCASTD X15, Y15
+	MOVL $8, AX
+	MOVQ AX, X14
+	VPBROADCASTD X14, Y14
+	TESTQ CX, CX
+	JEQ dq4done
+
+dq4loop:
+	VPBROADCASTW (SI), X8
+	VCVTPH2PS X8, Y8
+	VPMOVZXBD 2(SI), Y0
+	VPMOVZXBD 10(SI), Y1
+	VPSRLD $4, Y0, Y2
+	VPSRLD $4, Y1, Y3
+	VPAND Y15, Y0, Y0
+	VPAND Y15, Y1, Y1
+	VPSUBD Y14, Y0, Y0
+	VPSUBD Y14, Y1, Y1
+	VPSUBD Y14, Y2, Y2
+	VPSUBD Y14, Y3, Y3
+	VCVTDQ2PS Y0, Y0
+	VCVTDQ2PS Y1, Y1
+	VCVTDQ2PS Y2, Y2
+	VCVTDQ2PS Y3, Y3
+	VMULPS Y8, Y0, Y0
+	VMULPS Y8, Y1, Y1
+	VMULPS Y8, Y2, Y2
+	VMULPS Y8, Y3, Y3
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	ADDQ $18, SI
+	ADDQ $128, DI
+	DECQ CX
+	JNZ dq4loop
+
+dq4done:
+	VZEROUPPER
+	RET

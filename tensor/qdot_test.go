@@ -181,3 +181,27 @@ func TestGemvQ8(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeBlocks checks the dispatched block decoders against the Go
+// ones that define the formats, bit for bit, on raw blocks of any code and
+// scale.
+func TestDecodeBlocks(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	for _, nb := range []int{1, 2, 7} {
+		for _, q4 := range []bool{false, true} {
+			bb, got, want := Q8_0BlockBytes, decodeQ8_0, DecodeQ8_0
+			if q4 {
+				bb, got, want = Q4_0BlockBytes, decodeQ4_0, DecodeQ4_0
+			}
+			b := randBlocks(rng, nb, bb)
+			g, w := make([]float32, nb*QBlock), make([]float32, nb*QBlock)
+			got(g, b)
+			want(w, b)
+			for i := range g {
+				if math.Float32bits(g[i]) != math.Float32bits(w[i]) {
+					t.Fatalf("q4=%v nb=%d value %d: %v, want %v", q4, nb, i, g[i], w[i])
+				}
+			}
+		}
+	}
+}
