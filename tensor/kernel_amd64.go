@@ -81,6 +81,9 @@ func decodeQ8_0AVX2(nb int, dst *float32, b *byte)
 func decodeQ4_0AVX2(nb int, dst *float32, b *byte)
 
 //go:noescape
+func gemvAVX512(n int, x, w *float32, ldw, rows int, y *float32)
+
+//go:noescape
 func wsum32AVX2(n int, p, v *float32, ldv int, out *float32)
 
 func init() {
@@ -173,6 +176,10 @@ func init() {
 				return
 			}
 			_ = w[(rows-1)*n+n-1] // the kernel reads up to here
+			if useAVX512 && n%16 == 0 {
+				gemvAVX512(n, &x[0], &w[0], n, rows, &y[0])
+				return
+			}
 			gemvAVX2(n, &x[0], &w[0], n, rows, &y[0])
 		}
 		transpose8 = func(src []float32, lds int, dst []float32, ldd int) {

@@ -1619,3 +1619,71 @@ dq4loop:
 dq4done:
 	VZEROUPPER
 	RET
+
+// func gemvAVX512(n int, x, w *float32, ldw, rows int, y *float32)
+// gemvAVX2 in 16 lanes: n a multiple of 16; four accumulators over 64
+// values, one over each further 16, then the lanes summed.
+TEXT ·gemvAVX512(SB), NOSPLIT, $0-48
+	MOVQ x+8(FP), R10
+	MOVQ w+16(FP), R11
+	MOVQ ldw+24(FP), R8
+	MOVQ rows+32(FP), R9
+	MOVQ y+40(FP), DX
+	SHLQ $2, R8
+
+gfrow:
+	CMPQ R9, $0
+	JEQ gfdone
+	MOVQ n+0(FP), CX
+	MOVQ R10, SI
+	MOVQ R11, DI
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+gf64:
+	CMPQ CX, $64
+	JLT gf16
+	VMOVUPS (SI), Z4
+	VMOVUPS 64(SI), Z5
+	VMOVUPS 128(SI), Z6
+	VMOVUPS 192(SI), Z7
+	VFMADD231PS (DI), Z4, Z0
+	VFMADD231PS 64(DI), Z5, Z1
+	VFMADD231PS 128(DI), Z6, Z2
+	VFMADD231PS 192(DI), Z7, Z3
+	ADDQ $256, SI
+	ADDQ $256, DI
+	SUBQ $64, CX
+	JMP gf64
+
+gf16:
+	CMPQ CX, $16
+	JLT gfrowdone
+	VMOVUPS (SI), Z4
+	VFMADD231PS (DI), Z4, Z0
+	ADDQ $64, SI
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JMP gf16
+
+gfrowdone:
+	VADDPS Z1, Z0, Z0
+	VADDPS Z3, Z2, Z2
+	VADDPS Z2, Z0, Z0
+	VEXTRACTF32X8 $1, Z0, Y1
+	VADDPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	MOVSS X0, (DX)
+	ADDQ $4, DX
+	ADDQ R8, R11
+	DECQ R9
+	JMP gfrow
+
+gfdone:
+	VZEROUPPER
+	RET

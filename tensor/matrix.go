@@ -177,7 +177,7 @@ func gemv(y, x []float32, t, in, out int, rowDot func(j int, x []float32) float3
 // time share each load of a weight row.
 func gemvF32(y, x, w []float32, t, in, out int) {
 	if t == 1 {
-		Parallel(out, func(lo, hi int) { gemv1(y[lo:hi], x[:in], w[lo*in:hi*in]) })
+		ParallelFine(out, func(lo, hi int) { gemv1(y[lo:hi], x[:in], w[lo*in:hi*in]) })
 		return
 	}
 	Parallel(out, func(lo, hi int) {
@@ -227,7 +227,7 @@ func gemvBlocks(y, x []float32, m *Blocks, t, in, out int) {
 		return bias[i*nb*8 : (i+1)*nb*8]
 	}
 	rb := nb * m.blockBytes()
-	Parallel(out, func(lo, hi int) {
+	ParallelFine(out, func(lo, hi int) {
 		for j0 := lo; j0 < hi; j0 += chunk {
 			j1 := min(hi, j0+chunk)
 			for i := range t {
@@ -245,7 +245,7 @@ func LinearMatrix(y, x []float32, w Matrix, t, in, out int) {
 		switch m := w.(type) {
 		case *BF16:
 			if t == 1 {
-				Parallel(out, func(lo, hi int) { gemvBF16(y[lo:hi], x[:in], m.Data[lo*in:hi*in]) })
+				ParallelFine(out, func(lo, hi int) { gemvBF16(y[lo:hi], x[:in], m.Data[lo*in:hi*in]) })
 				return
 			}
 			gemv(y, x, t, in, out, func(j int, xr []float32) float32 { return dotBF16(xr, m.Data[j*in:(j+1)*in]) })

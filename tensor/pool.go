@@ -14,7 +14,17 @@ import (
 // Parallel runs f over [0, n) split into contiguous chunks, one per worker
 // (GOMAXPROCS of them), and waits. The chunks do not depend on which
 // goroutine runs them, so neither do the results.
-func Parallel(n int, f func(lo, hi int)) {
+func Parallel(n int, f func(lo, hi int)) { parallel(n, 1, f) }
+
+// ParallelFine is Parallel with about four chunks a worker, claimed as
+// workers come free: for work whose results do not depend on where the
+// chunks end (each output computed whole within one chunk) and that is
+// bound by memory, so that a worker the machine slows does not hold up
+// the rest.
+func ParallelFine(n int, f func(lo, hi int)) { parallel(n, 4, f) }
+
+// parallel runs f over [0, n) in perWorker chunks a worker.
+func parallel(n, perWorker int, f func(lo, hi int)) {
 	workers := min(runtime.GOMAXPROCS(0), n)
 	if workers <= 1 {
 		if n > 0 {
@@ -22,7 +32,7 @@ func Parallel(n int, f func(lo, hi int)) {
 		}
 		return
 	}
-	chunk := (n + workers - 1) / workers
+	chunk := (n + perWorker*workers - 1) / (perWorker * workers)
 	chunks := (n + chunk - 1) / chunk
 	if !workPool.mu.TryLock() {
 		// Another caller holds the pool (a Parallel inside a chunk, or

@@ -405,16 +405,18 @@ func BenchmarkGemm1024(b *testing.B) {
 func TestParallelPool(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
 	check := func(n int) {
-		seen := make([]atomic.Int32, n)
-		Parallel(n, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				seen[i].Add(1)
-			}
-		})
-		for i := range seen {
-			if c := seen[i].Load(); c != 1 {
-				t.Errorf("n=%d: index %d visited %d times", n, i, c)
-				return
+		for _, par := range []func(int, func(int, int)){Parallel, ParallelFine} {
+			seen := make([]atomic.Int32, n)
+			par(n, func(lo, hi int) {
+				for i := lo; i < hi; i++ {
+					seen[i].Add(1)
+				}
+			})
+			for i := range seen {
+				if c := seen[i].Load(); c != 1 {
+					t.Errorf("n=%d: index %d visited %d times", n, i, c)
+					return
+				}
 			}
 		}
 	}

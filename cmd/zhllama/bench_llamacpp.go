@@ -317,20 +317,31 @@ func benchVsLlamaCpp(o vsLlamaCpp) error {
 		if err := json.Unmarshal(lastLine(out), &z); err != nil {
 			return fmt.Errorf("zhllama's side printed %q: %w", out, err)
 		}
+		// A test of size 0 (--max_new_tokens 0 or --prompt 0) is skipped on
+		// both sides.
 		var ld, lp float64
-		if lb != "" {
-			if ld, err = runLlamaBench(lb, path, t, o.runs, "-p", "0", "-n", strconv.Itoa(o.gen), "-d", strconv.Itoa(o.depth)); err == nil {
-				lp, err = runLlamaBench(lb, path, t, o.runs, "-p", strconv.Itoa(o.prompt), "-n", "0")
-			}
-			if err != nil {
+		if lb != "" && o.gen > 0 {
+			if ld, err = runLlamaBench(lb, path, t, o.runs, "-p", "0", "-n", strconv.Itoa(o.gen), "-d", strconv.Itoa(o.depth)); err != nil {
 				return err
 			}
 		}
-		rows = append(rows, row{decodeTest, t, z.DecodeTPS, ld}, row{promptTest, t, z.PromptTPS, lp})
+		if lb != "" && o.prompt > 0 {
+			if lp, err = runLlamaBench(lb, path, t, o.runs, "-p", strconv.Itoa(o.prompt), "-n", "0"); err != nil {
+				return err
+			}
+		}
+		if o.gen > 0 {
+			rows = append(rows, row{decodeTest, t, z.DecodeTPS, ld})
+		}
+		if o.prompt > 0 {
+			rows = append(rows, row{promptTest, t, z.PromptTPS, lp})
+		}
 		r := map[string]any{"threads": t, "decode_tokens_per_s": z.DecodeTPS, "prompt_tokens_per_s": z.PromptTPS, "peak_rss_mb": z.PeakRSSMB}
-		if lb != "" {
-			r["llamacpp_decode_tokens_per_s"], r["llamacpp_prompt_tokens_per_s"] = ld, lp
-			r["decode_ratio"], r["prompt_ratio"] = z.DecodeTPS/ld, z.PromptTPS/lp
+		if lb != "" && o.gen > 0 {
+			r["llamacpp_decode_tokens_per_s"], r["decode_ratio"] = ld, z.DecodeTPS/ld
+		}
+		if lb != "" && o.prompt > 0 {
+			r["llamacpp_prompt_tokens_per_s"], r["prompt_ratio"] = lp, z.PromptTPS/lp
 		}
 		if bw, ok := bandwidth[t]; ok {
 			r["bandwidth_gb_s"], r["decode_bandwidth_share"] = bw/1e9, z.DecodeTPS*float64(perToken)/bw
