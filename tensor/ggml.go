@@ -156,7 +156,12 @@ func (m *Blocks) Widen(dst []float32, r, c0 int) {
 		c := c0 + k
 		blk := row[c/QBlock*bb : (c/QBlock+1)*bb]
 		if off := c % QBlock; off != 0 || len(dst)-k < QBlock {
-			decode(buf[:], blk)
+			// The Go decoders, called directly, keep buf on the stack.
+			if m.Q4 {
+				DecodeQ4_0(buf[:], blk)
+			} else {
+				DecodeQ8_0(buf[:], blk)
+			}
 			k += copy(dst[k:], buf[off:])
 			continue
 		}
