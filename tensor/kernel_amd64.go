@@ -84,6 +84,12 @@ func decodeQ4_0AVX2(nb int, dst *float32, b *byte)
 func gemvAVX512(n int, x, w *float32, ldw, rows int, y *float32)
 
 //go:noescape
+func gemvF16AVX2(n int, x *float32, w *uint16, ldw, rows int, y *float32)
+
+//go:noescape
+func gemvF16AVX512(n int, x *float32, w *uint16, ldw, rows int, y *float32)
+
+//go:noescape
 func wsum32AVX2(n int, p, v *float32, ldv int, out *float32)
 
 func init() {
@@ -236,6 +242,19 @@ func init() {
 					widenF16AVX2(n, &dst[0], &src[0])
 				}
 				widenF16Go(dst[n:], src[n:len(dst)])
+			}
+			gemvF16 = func(y, x []float32, w []uint16) {
+				n, rows := len(x), len(y)
+				if n%8 != 0 || n == 0 || rows == 0 {
+					gemvF16Go(y, x, w)
+					return
+				}
+				_ = w[rows*n-1] // the kernel reads up to here
+				if useAVX512 && n%16 == 0 {
+					gemvF16AVX512(n, &x[0], &w[0], n, rows, &y[0])
+					return
+				}
+				gemvF16AVX2(n, &x[0], &w[0], n, rows, &y[0])
 			}
 			dotF16 = func(a []float32, b []uint16) float32 {
 				n := len(b) &^ 7

@@ -1687,3 +1687,138 @@ gfrowdone:
 gfdone:
 	VZEROUPPER
 	RET
+
+// func gemvF16AVX2(n int, x *float32, w *uint16, ldw, rows int, y *float32)
+// gemvBF16AVX2 with IEEE half weight rows (F16C), each row summed exactly
+// as dotF16AVX2 sums it.
+TEXT ·gemvF16AVX2(SB), NOSPLIT, $0-48
+	MOVQ x+8(FP), R10
+	MOVQ w+16(FP), R11
+	MOVQ ldw+24(FP), R8
+	MOVQ rows+32(FP), R9
+	MOVQ y+40(FP), DX
+	SHLQ $1, R8
+
+ghrow:
+	CMPQ R9, $0
+	JEQ ghdone
+	MOVQ n+0(FP), CX
+	MOVQ R10, SI
+	MOVQ R11, DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+gh32:
+	CMPQ CX, $32
+	JLT gh8
+	VCVTPH2PS (DI), Y4
+	VCVTPH2PS 16(DI), Y5
+	VCVTPH2PS 32(DI), Y6
+	VCVTPH2PS 48(DI), Y7
+	VFMADD231PS (SI), Y4, Y0
+	VFMADD231PS 32(SI), Y5, Y1
+	VFMADD231PS 64(SI), Y6, Y2
+	VFMADD231PS 96(SI), Y7, Y3
+	ADDQ $128, SI
+	ADDQ $64, DI
+	SUBQ $32, CX
+	JMP gh32
+
+gh8:
+	CMPQ CX, $8
+	JLT ghrowdone
+	VCVTPH2PS (DI), Y4
+	VFMADD231PS (SI), Y4, Y0
+	ADDQ $32, SI
+	ADDQ $16, DI
+	SUBQ $8, CX
+	JMP gh8
+
+ghrowdone:
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	MOVSS X0, (DX)
+	ADDQ $4, DX
+	ADDQ R8, R11
+	DECQ R9
+	JMP ghrow
+
+ghdone:
+	VZEROUPPER
+	RET
+
+
+// func gemvF16AVX512(n int, x *float32, w *uint16, ldw, rows int, y *float32)
+// gemvF16AVX2 in 16 lanes: n a multiple of 16; four accumulators over 64
+// values, one over each further 16, then the lanes summed.
+TEXT ·gemvF16AVX512(SB), NOSPLIT, $0-48
+	MOVQ x+8(FP), R10
+	MOVQ w+16(FP), R11
+	MOVQ ldw+24(FP), R8
+	MOVQ rows+32(FP), R9
+	MOVQ y+40(FP), DX
+	SHLQ $1, R8
+
+gyrow:
+	CMPQ R9, $0
+	JEQ gydone
+	MOVQ n+0(FP), CX
+	MOVQ R10, SI
+	MOVQ R11, DI
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+gy64:
+	CMPQ CX, $64
+	JLT gy16
+	VCVTPH2PS (DI), Z4
+	VCVTPH2PS 32(DI), Z5
+	VCVTPH2PS 64(DI), Z6
+	VCVTPH2PS 96(DI), Z7
+	VFMADD231PS (SI), Z4, Z0
+	VFMADD231PS 64(SI), Z5, Z1
+	VFMADD231PS 128(SI), Z6, Z2
+	VFMADD231PS 192(SI), Z7, Z3
+	ADDQ $256, SI
+	ADDQ $128, DI
+	SUBQ $64, CX
+	JMP gy64
+
+gy16:
+	CMPQ CX, $16
+	JLT gyrowdone
+	VCVTPH2PS (DI), Z4
+	VFMADD231PS (SI), Z4, Z0
+	ADDQ $64, SI
+	ADDQ $32, DI
+	SUBQ $16, CX
+	JMP gy16
+
+gyrowdone:
+	VADDPS Z1, Z0, Z0
+	VADDPS Z3, Z2, Z2
+	VADDPS Z2, Z0, Z0
+	VEXTRACTF32X8 $1, Z0, Y1
+	VADDPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	MOVSS X0, (DX)
+	ADDQ $4, DX
+	ADDQ R8, R11
+	DECQ R9
+	JMP gyrow
+
+gydone:
+	VZEROUPPER
+	RET

@@ -70,8 +70,9 @@ var (
 	wsum    = wsumGo
 	gemv1   = gemv1Go
 	gemvQ8  = gemvQ8Go
-	// gemvBF16 is gemv1 with bfloat16 weight rows.
+	// gemvBF16 and gemvF16 are gemv1 with bfloat16 or half weight rows.
 	gemvBF16 = gemvBF16Go
+	gemvF16  = gemvF16Go
 	// transpose8 sets dst[p·ldd+j] to src[j·lds+p] for p, j < 8.
 	transpose8 = transpose8Go
 )
@@ -80,6 +81,13 @@ func gemvBF16Go(y, x []float32, w []uint16) {
 	n := len(x)
 	for r := range y {
 		y[r] = dotBF16(x, w[r*n:(r+1)*n])
+	}
+}
+
+func gemvF16Go(y, x []float32, w []uint16) {
+	n := len(x)
+	for r := range y {
+		y[r] = dotF16(x, w[r*n:(r+1)*n])
 	}
 }
 
@@ -251,6 +259,10 @@ func LinearMatrix(y, x []float32, w Matrix, t, in, out int) {
 			gemv(y, x, t, in, out, func(j int, xr []float32) float32 { return dotBF16(xr, m.Data[j*in:(j+1)*in]) })
 			return
 		case *F16:
+			if t == 1 {
+				ParallelFine(out, func(lo, hi int) { gemvF16(y[lo:hi], x[:in], m.Data[lo*in:hi*in]) })
+				return
+			}
 			gemv(y, x, t, in, out, func(j int, xr []float32) float32 { return dotF16(xr, m.Data[j*in:(j+1)*in]) })
 			return
 		case *Blocks:

@@ -59,12 +59,16 @@ func TestDot(t *testing.T) {
 			}
 		}
 		wb := NewBF16(randn(rng, 3*n), 3, n)
-		yb := make([]float32, 3)
+		wh := &F16{Rows: 3, Cols: n, Data: randF16(rng, 3*n)}
+		yb, yh := make([]float32, 3), make([]float32, 3)
 		gemvBF16(yb, a, wb.Data)
-		for r, v := range yb {
+		gemvF16(yh, a, wh.Data)
+		for r := range 3 {
 			w := make([]float32, n)
 			wb.Widen(w, r, 0)
-			checkDot(t, fmt.Sprintf("gemvBF16 row %d", r), n, v, a, w, float64(n/16+8))
+			checkDot(t, fmt.Sprintf("gemvBF16 row %d", r), n, yb[r], a, w, float64(n/16+8))
+			wh.Widen(w, r, 0)
+			checkDot(t, fmt.Sprintf("gemvF16 row %d", r), n, yh[r], a, w, float64(n/16+8))
 		}
 		y, yw := randn(rng, n), make([]float32, n)
 		for i := range y {
