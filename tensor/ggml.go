@@ -24,23 +24,15 @@ const (
 
 // AppendQ8_0 quantizes x (a multiple of 32 values) to Q8_0 blocks: scale
 // d = max|x|/127 and q = round(x/d), half away from zero, as ggml's
-// roundf does.
+// roundf does (quantizeQ8).
 func AppendQ8_0(dst []byte, x []float32) []byte {
+	var qs [QBlock]int8
+	var d [1]float32
 	for b := 0; b+QBlock <= len(x); b += QBlock {
-		blk := x[b : b+QBlock]
-		var amax float32
-		for _, v := range blk {
-			amax = max(amax, float32(math.Abs(float64(v))))
-		}
-		d := amax / 127
-		var id float32
-		if d != 0 {
-			id = 1 / d
-		}
-		dst = binary.LittleEndian.AppendUint16(dst, half.ToF16(d))
-		for _, v := range blk {
-			// The product is rounded to float32 before roundf, as in C.
-			dst = append(dst, byte(int8(math.Round(float64(float32(v*id))))))
+		quantizeQ8(qs[:], d[:], x[b:b+QBlock])
+		dst = binary.LittleEndian.AppendUint16(dst, half.ToF16(d[0])) // d[0] is a half already: exact
+		for _, q := range qs {
+			dst = append(dst, byte(q))
 		}
 	}
 	return dst
@@ -216,9 +208,11 @@ func dotQ4_0Go(a []float32, b []byte) float32 {
 // The error this adds is the input's rounding to 8 bits (at most half a
 // step, max|x|/254 a block), the same llama.cpp's results carry.
 
-// quantizeQ8 quantizes x (a multiple of 32 values) to Q8_0 blocks as
-// AppendQ8_0 does, keeping the codes in qs and each block's scale,
-// rounded through float16 as the block format stores it, in ds.
+// quantizeQ8 quantizes x (a multiple of 32 values) to Q8_0 blocks, the
+// codes into qs and each block's scale, rounded through float16 as the
+// block format stores it, into ds: d = max|x|/127, q = round(x·(1/d)) half
+// away from zero, the product rounded to float32 first, as in ggml's
+// quantize_row_q8_0_ref.
 func quantizeQ8(qs []int8, ds []float32, x []float32) {
 	for b := range len(x) / QBlock {
 		blk := x[b*QBlock : (b+1)*QBlock]
@@ -234,7 +228,7 @@ func quantizeQ8(qs []int8, ds []float32, x []float32) {
 		ds[b] = half.FromF16(half.ToF16(d))
 		q := qs[b*QBlock : (b+1)*QBlock]
 		for j, v := range blk {
-			q[j] = int8(math.Round(float64(v * id)))
+			q[j] = int8(math.Round(float64(float32(v * id))))
 		}
 	}
 }

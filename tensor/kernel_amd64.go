@@ -204,27 +204,35 @@ func init() {
 			}
 			wsumGo(p, v[c:], ldv, out[c:])
 		}
-		widenBF16 = func(dst []float32, src []uint16) {
-			n := len(dst) &^ 7
-			if n > 0 {
-				_ = src[n-1]
-				widenBF16AVX2(n, &dst[0], &src[0])
+		// halfWiden and halfGemv dispatch the kernels over 16-bit values
+		// (bfloat16, or IEEE half), which take whole groups of 8 (or 16).
+		halfWiden := func(kern func(n int, dst *float32, src *uint16), tail func([]float32, []uint16)) func([]float32, []uint16) {
+			return func(dst []float32, src []uint16) {
+				n := len(dst) &^ 7
+				if n > 0 {
+					_ = src[n-1]
+					kern(n, &dst[0], &src[0])
+				}
+				tail(dst[n:], src[n:len(dst)])
 			}
-			widenBF16Go(dst[n:], src[n:len(dst)])
 		}
-		gemvBF16 = func(y, x []float32, w []uint16) {
-			n, rows := len(x), len(y)
-			if n%8 != 0 || n == 0 || rows == 0 {
-				gemvBF16Go(y, x, w)
-				return
+		halfGemv := func(avx2, avx512 func(n int, x *float32, w *uint16, ldw, rows int, y *float32), other func(y, x []float32, w []uint16)) func(y, x []float32, w []uint16) {
+			return func(y, x []float32, w []uint16) {
+				n, rows := len(x), len(y)
+				if n%8 != 0 || n == 0 || rows == 0 {
+					other(y, x, w)
+					return
+				}
+				_ = w[rows*n-1] // the kernel reads up to here
+				if useAVX512 && n%16 == 0 {
+					avx512(n, &x[0], &w[0], n, rows, &y[0])
+					return
+				}
+				avx2(n, &x[0], &w[0], n, rows, &y[0])
 			}
-			_ = w[rows*n-1] // the kernel reads up to here
-			if useAVX512 && n%16 == 0 {
-				gemvBF16AVX512(n, &x[0], &w[0], n, rows, &y[0])
-				return
-			}
-			gemvBF16AVX2(n, &x[0], &w[0], n, rows, &y[0])
 		}
+		widenBF16 = halfWiden(widenBF16AVX2, widenBF16Go)
+		gemvBF16 = halfGemv(gemvBF16AVX2, gemvBF16AVX512, gemvBF16Go)
 		dotBF16 = func(a []float32, b []uint16) float32 {
 			n := len(b) &^ 7
 			if n == 0 {
@@ -235,27 +243,8 @@ func init() {
 		// The half-float kernels also need F16C's VCVTPH2PS, which every
 		// AVX2 CPU so far has but x/sys/cpu does not report; CPUID says.
 		if cpuidF16C() {
-			widenF16 = func(dst []float32, src []uint16) {
-				n := len(dst) &^ 7
-				if n > 0 {
-					_ = src[n-1]
-					widenF16AVX2(n, &dst[0], &src[0])
-				}
-				widenF16Go(dst[n:], src[n:len(dst)])
-			}
-			gemvF16 = func(y, x []float32, w []uint16) {
-				n, rows := len(x), len(y)
-				if n%8 != 0 || n == 0 || rows == 0 {
-					gemvF16Go(y, x, w)
-					return
-				}
-				_ = w[rows*n-1] // the kernel reads up to here
-				if useAVX512 && n%16 == 0 {
-					gemvF16AVX512(n, &x[0], &w[0], n, rows, &y[0])
-					return
-				}
-				gemvF16AVX2(n, &x[0], &w[0], n, rows, &y[0])
-			}
+			widenF16 = halfWiden(widenF16AVX2, widenF16Go)
+			gemvF16 = halfGemv(gemvF16AVX2, gemvF16AVX512, gemvF16Go)
 			dotF16 = func(a []float32, b []uint16) float32 {
 				n := len(b) &^ 7
 				if n == 0 {
