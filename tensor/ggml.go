@@ -233,8 +233,11 @@ func quantizeQ8(qs []int8, ds []float32, x []float32) {
 	}
 }
 
-// q4Bias says whether the Q4_0 kernel takes the input's Q4 bias (q4BiasOf).
-var q4Bias bool
+// q4Prep, where the Q4_0 kernel in use wants the quantized input laid out
+// its own way, returns that layout of the codes qs and the starting value
+// of each block's sum (q4BiasOf, q4PairsOf); gemvQ8 then takes them in
+// place of qs and bias.
+var q4Prep func(qs []int8) (xq []int8, bias []int32)
 
 // q4BiasOf is, for each block of the quantized input qs, −8 times the sum
 // of its codes in the first of eight int32s: a kernel that multiplies the
@@ -242,13 +245,37 @@ var q4Bias bool
 func q4BiasOf(qs []int8) []int32 {
 	b := make([]int32, len(qs)/QBlock*8)
 	for k := range len(qs) / QBlock {
-		var s int32
-		for _, q := range qs[k*QBlock : (k+1)*QBlock] {
-			s += int32(q)
-		}
-		b[k*8] = -8 * s
+		b[k*8] = -8 * codeSum(qs[k*QBlock:(k+1)*QBlock])
 	}
 	return b
+}
+
+// q4PairsOf is q4BiasOf for a kernel that takes two blocks at once (an
+// even number of them): per pair the codes as [first 16 of block 0, first
+// 16 of block 1, last 16 of block 0, last 16 of block 1] — the order in
+// which the pair's low and high nibbles meet them — and sixteen int32s,
+// −8·Σ of block 0's codes in the first and of block 1's in the fifth.
+func q4PairsOf(qs []int8) (xq []int8, bias []int32) {
+	const h = QBlock / 2
+	xq, bias = make([]int8, len(qs)), make([]int32, len(qs)/QBlock*8)
+	for p := range len(qs) / (2 * QBlock) {
+		b0, b1 := qs[2*p*QBlock:(2*p+1)*QBlock], qs[(2*p+1)*QBlock:(2*p+2)*QBlock]
+		dst := xq[2*p*QBlock : (2*p+2)*QBlock]
+		copy(dst[0:h], b0[:h])
+		copy(dst[h:2*h], b1[:h])
+		copy(dst[2*h:3*h], b0[h:])
+		copy(dst[3*h:], b1[h:])
+		bias[p*16], bias[p*16+4] = -8*codeSum(b0), -8*codeSum(b1)
+	}
+	return xq, bias
+}
+
+func codeSum(q []int8) int32 {
+	var s int32
+	for _, c := range q {
+		s += int32(c)
+	}
+	return s
 }
 
 // gemvQ8Go sets y[r] to the dot product of consecutive weight rows of

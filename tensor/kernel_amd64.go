@@ -90,6 +90,9 @@ func gemvF16AVX2(n int, x *float32, w *uint16, ldw, rows int, y *float32)
 func gemvF16AVX512(n int, x *float32, w *uint16, ldw, rows int, y *float32)
 
 //go:noescape
+func gemvQ4Q8VNNI512(np int, xq *int8, xd *float32, bias *int32, w *byte, rows int, y *float32)
+
+//go:noescape
 func wsum32AVX2(n int, p, v *float32, ldv int, out *float32)
 
 func init() {
@@ -253,7 +256,17 @@ func init() {
 				return dotF16AVX2(n, &a[0], &b[0]) + dotF16Go(a[n:], b[n:])
 			}
 			vnni := cpu.X86.HasAVX512VNNI && cpu.X86.HasAVX512VL
-			q4Bias = vnni
+			// With AVX-512 too, an even number of blocks goes two blocks a
+			// 512-bit register.
+			pairs := func(nb int) bool { return useAVX512 && nb%2 == 0 }
+			if vnni {
+				q4Prep = func(qs []int8) ([]int8, []int32) {
+					if pairs(len(qs) / QBlock) {
+						return q4PairsOf(qs)
+					}
+					return qs, q4BiasOf(qs)
+				}
+			}
 			gemvQ8 = func(y []float32, qs []int8, ds []float32, bias []int32, w []byte, q4 bool) {
 				nb, rows := len(ds), len(y)
 				if nb == 0 || rows == 0 {
@@ -263,10 +276,14 @@ func init() {
 				_ = qs[nb*QBlock-1]
 				if q4 {
 					_ = w[rows*nb*Q4_0BlockBytes-1] // the kernel reads up to here
-					if vnni {
+					switch {
+					case vnni && pairs(nb):
+						_ = bias[nb*8-1]
+						gemvQ4Q8VNNI512(nb/2, &qs[0], &ds[0], &bias[0], &w[0], rows, &y[0])
+					case vnni:
 						_ = bias[nb*8-1]
 						gemvQ4Q8VNNI(nb, &qs[0], &ds[0], &bias[0], &w[0], rows, &y[0])
-					} else {
+					default:
 						gemvQ4Q8AVX2(nb, &qs[0], &ds[0], &w[0], rows, &y[0])
 					}
 				} else {

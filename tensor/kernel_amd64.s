@@ -1822,3 +1822,136 @@ gyrowdone:
 gydone:
 	VZEROUPPER
 	RET
+
+// The dword lanes of a pair: each of a pair's two scales, four lanes at a
+// time, in the order gemvQ4Q8VNNI512's sums come out.
+DATA q4pairidx<>+0(SB)/4, $0
+DATA q4pairidx<>+4(SB)/4, $0
+DATA q4pairidx<>+8(SB)/4, $0
+DATA q4pairidx<>+12(SB)/4, $0
+DATA q4pairidx<>+16(SB)/4, $1
+DATA q4pairidx<>+20(SB)/4, $1
+DATA q4pairidx<>+24(SB)/4, $1
+DATA q4pairidx<>+28(SB)/4, $1
+DATA q4pairidx<>+32(SB)/4, $0
+DATA q4pairidx<>+36(SB)/4, $0
+DATA q4pairidx<>+40(SB)/4, $0
+DATA q4pairidx<>+44(SB)/4, $0
+DATA q4pairidx<>+48(SB)/4, $1
+DATA q4pairidx<>+52(SB)/4, $1
+DATA q4pairidx<>+56(SB)/4, $1
+DATA q4pairidx<>+60(SB)/4, $1
+GLOBL q4pairidx<>(SB), RODATA|NOPTR, $64
+
+// func gemvQ4Q8VNNI512(np int, xq *int8, xd *float32, bias *int32, w *byte, rows int, y *float32)
+// gemvQ4Q8VNNI two blocks a 512-bit register, over np pairs of blocks: the
+// pair's nibbles as [block 0 low, block 1 low, block 0 high, block 1 high]
+// (16 bytes each) meet the input codes in that order (q4PairsOf), each
+// sum starting from its block's −8·Σx; the two scales d_w·d_x go to their
+// lanes by one VPERMPS.
+TEXT ·gemvQ4Q8VNNI512(SB), NOSPLIT, $0-56
+	MOVQ xq+8(FP), R10
+	MOVQ xd+16(FP), R12
+	MOVQ bias+24(FP), R11
+	MOVQ w+32(FP), DI
+	MOVQ rows+40(FP), R9
+	MOVQ y+48(FP), DX
+	MOVL $0x0f0f0f0f, AX
+	VPBROADCASTD AX, Z15
+	VMOVDQU32 q4pairidx<>(SB), Z12
+
+q4prow:
+	CMPQ R9, $0
+	JEQ q4pdone
+	MOVQ np+0(FP), CX
+	MOVQ R10, SI
+	MOVQ R12, R13
+	MOVQ R11, R14
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+
+q4ploop2:
+	CMPQ CX, $2
+	JLT q4ploop1
+	VMOVDQU 2(DI), X4
+	VINSERTI128 $1, 20(DI), Y4, Y4
+	VPSRLW $4, Y4, Y5
+	VINSERTI64X4 $1, Y5, Z4, Z4
+	VPANDD Z15, Z4, Z4
+	VMOVDQU32 (R14), Z6
+	VPDPBUSD (SI), Z4, Z6
+	VCVTDQ2PS Z6, Z6
+	MOVWLZX (DI), AX
+	MOVWLZX 18(DI), BX
+	SHLL $16, BX
+	ORL BX, AX
+	VMOVD AX, X8
+	VCVTPH2PS X8, X8
+	VMOVQ (R13), X9
+	VMULPS X9, X8, X8
+	VPERMPS Z8, Z12, Z8
+	VFMADD231PS Z8, Z6, Z0
+	VMOVDQU 38(DI), X2
+	VINSERTI128 $1, 56(DI), Y2, Y2
+	VPSRLW $4, Y2, Y3
+	VINSERTI64X4 $1, Y3, Z2, Z2
+	VPANDD Z15, Z2, Z2
+	VMOVDQU32 64(R14), Z7
+	VPDPBUSD 64(SI), Z2, Z7
+	VCVTDQ2PS Z7, Z7
+	MOVWLZX 36(DI), AX
+	MOVWLZX 54(DI), BX
+	SHLL $16, BX
+	ORL BX, AX
+	VMOVD AX, X10
+	VCVTPH2PS X10, X10
+	VMOVQ 8(R13), X11
+	VMULPS X11, X10, X10
+	VPERMPS Z10, Z12, Z10
+	VFMADD231PS Z10, Z7, Z1
+	ADDQ $72, DI
+	ADDQ $128, SI
+	ADDQ $16, R13
+	ADDQ $128, R14
+	SUBQ $2, CX
+	JMP q4ploop2
+
+q4ploop1:
+	TESTQ CX, CX
+	JEQ q4psum
+	VMOVDQU 2(DI), X4
+	VINSERTI128 $1, 20(DI), Y4, Y4
+	VPSRLW $4, Y4, Y5
+	VINSERTI64X4 $1, Y5, Z4, Z4
+	VPANDD Z15, Z4, Z4
+	VMOVDQU32 (R14), Z6
+	VPDPBUSD (SI), Z4, Z6
+	VCVTDQ2PS Z6, Z6
+	MOVWLZX (DI), AX
+	MOVWLZX 18(DI), BX
+	SHLL $16, BX
+	ORL BX, AX
+	VMOVD AX, X8
+	VCVTPH2PS X8, X8
+	VMOVQ (R13), X9
+	VMULPS X9, X8, X8
+	VPERMPS Z8, Z12, Z8
+	VFMADD231PS Z8, Z6, Z0
+	ADDQ $36, DI
+
+q4psum:
+	VADDPS Z1, Z0, Z0
+	VEXTRACTF32X8 $1, Z0, Y1
+	VADDPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	MOVSS X0, (DX)
+	ADDQ $4, DX
+	DECQ R9
+	JMP q4prow
+
+q4pdone:
+	VZEROUPPER
+	RET

@@ -224,22 +224,19 @@ func gemvBlocks(y, x []float32, m *Blocks, t, in, out int) {
 	for i := range t {
 		quantizeQ8(qs[i*in:(i+1)*in], ds[i*nb:(i+1)*nb], x[i*in:(i+1)*in])
 	}
-	var bias []int32
-	if m.Q4 && q4Bias {
-		bias = q4BiasOf(qs)
-	}
-	row := func(i int) []int32 {
-		if bias == nil {
-			return nil
+	xq, bias := make([][]int8, t), make([][]int32, t)
+	for i := range t {
+		xq[i] = qs[i*in : (i+1)*in]
+		if m.Q4 && q4Prep != nil {
+			xq[i], bias[i] = q4Prep(xq[i])
 		}
-		return bias[i*nb*8 : (i+1)*nb*8]
 	}
 	rb := nb * m.blockBytes()
 	ParallelFine(out, func(lo, hi int) {
 		for j0 := lo; j0 < hi; j0 += chunk {
 			j1 := min(hi, j0+chunk)
 			for i := range t {
-				gemvQ8(y[i*out+j0:i*out+j1], qs[i*in:(i+1)*in], ds[i*nb:(i+1)*nb], row(i), m.Data[j0*rb:j1*rb], m.Q4)
+				gemvQ8(y[i*out+j0:i*out+j1], xq[i], ds[i*nb:(i+1)*nb], bias[i], m.Data[j0*rb:j1*rb], m.Q4)
 			}
 		}
 	})

@@ -49,7 +49,7 @@ func TestGemvQ8Kernels(t *testing.T) {
 		t.Skip("no AVX2+FMA+F16C")
 	}
 	rng := rand.New(rand.NewPCG(19, 20))
-	for _, nb := range []int{1, 2, 3, 24} {
+	for _, nb := range []int{1, 2, 3, 4, 24} {
 		n := nb * QBlock
 		x := randn(rng, n)
 		qs, ds := make([]int8, n), make([]float32, nb)
@@ -65,6 +65,12 @@ func TestGemvQ8Kernels(t *testing.T) {
 		if cpu.X86.HasAVX512VNNI && cpu.X86.HasAVX512VL {
 			kernels["gemvQ4Q8VNNI"] = func(y []float32, w []byte) {
 				gemvQ4Q8VNNI(nb, &qs[0], &ds[0], &bias[0], &w[0], rows, &y[0])
+			}
+			if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && nb%2 == 0 {
+				xp, pb := q4PairsOf(qs)
+				kernels["gemvQ4Q8VNNI512"] = func(y []float32, w []byte) {
+					gemvQ4Q8VNNI512(nb/2, &xp[0], &ds[0], &pb[0], &w[0], rows, &y[0])
+				}
 			}
 		}
 		for name, k := range kernels {

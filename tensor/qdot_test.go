@@ -142,7 +142,7 @@ func TestLinearMatrixHalfBlocks(t *testing.T) {
 // the only error is the float32 scaling and summing of nb block terms.
 func TestGemvQ8(t *testing.T) {
 	rng := rand.New(rand.NewPCG(17, 18))
-	for _, nb := range []int{1, 2, 3, 9, 24} {
+	for _, nb := range []int{1, 2, 3, 4, 9, 24} {
 		n := nb * QBlock
 		x := randn(rng, n)
 		for j := range x[:QBlock] {
@@ -171,7 +171,11 @@ func TestGemvQ8(t *testing.T) {
 			m := &Blocks{Rows: rows, Cols: n, Data: randBlocks(rng, rows*nb, bb), Q4: q4}
 			for name, f := range map[string]func([]float32, []int8, []float32, []int32, []byte, bool){"dispatched": gemvQ8, "Go": gemvQ8Go} {
 				y := make([]float32, rows)
-				f(y, qs, ds, q4BiasOf(qs), m.Data, q4)
+				xq, bias := qs, []int32(nil)
+				if q4 && q4Prep != nil && name == "dispatched" {
+					xq, bias = q4Prep(qs) // as gemvBlocks does
+				}
+				f(y, xq, ds, bias, m.Data, q4)
 				for r := range rows {
 					w := make([]float32, n)
 					m.Widen(w, r, 0)
