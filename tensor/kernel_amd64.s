@@ -1848,7 +1848,8 @@ GLOBL q4pairidx<>(SB), RODATA|NOPTR, $64
 // pair's nibbles as [block 0 low, block 1 low, block 0 high, block 1 high]
 // (16 bytes each) meet the input codes in that order (q4PairsOf), each
 // sum starting from its block's −8·Σx; the two scales d_w·d_x go to their
-// lanes by one VPERMPS.
+// lanes by one VPERMPS. A prefetch 1 KB ahead keeps more of the weight
+// stream in flight (about +10% at 7B with 2 threads, in alternating runs).
 TEXT ·gemvQ4Q8VNNI512(SB), NOSPLIT, $0-56
 	MOVQ xq+8(FP), R10
 	MOVQ xd+16(FP), R12
@@ -1873,6 +1874,7 @@ q4prow:
 q4ploop2:
 	CMPQ CX, $2
 	JLT q4ploop1
+	PREFETCHT0 1024(DI)
 	VMOVDQU 2(DI), X4
 	VINSERTI128 $1, 20(DI), Y4, Y4
 	VPSRLW $4, Y4, Y5
