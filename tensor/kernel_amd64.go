@@ -95,6 +95,9 @@ func gemvQ4Q8VNNI512(np int, xq *int8, xd *float32, bias *int32, w *byte, rows i
 //go:noescape
 func wsum32AVX2(n int, p, v *float32, ldv int, out *float32)
 
+//go:noescape
+func wsum8AVX2(n int, p, v *float32, ldv int, out *float32)
+
 func init() {
 	avx2 := func(k int, a, b, c []float32, ldc int, alpha float32, store bool) {
 		kernel4x16AVX2(k, &a[0], 4, &b[0], &c[0], ldc, alpha, store)
@@ -196,14 +199,18 @@ func init() {
 			transpose8AVX2(&src[0], lds, &dst[0], ldd)
 		}
 		wsum = func(p, v []float32, ldv int, out []float32) {
-			n, c := len(p), len(out)&^31
+			n, c := len(p), len(out)&^7
 			if n == 0 || c == 0 {
 				wsumGo(p, v, ldv, out)
 				return
 			}
-			_ = v[(n-1)*ldv+len(out)-1] // the kernel reads up to here
-			for c0 := 0; c0 < c; c0 += 32 {
+			_ = v[(n-1)*ldv+len(out)-1] // the kernels read up to here
+			c0 := 0
+			for ; c0+32 <= c; c0 += 32 {
 				wsum32AVX2(n, &p[0], &v[c0], ldv, &out[c0])
+			}
+			for ; c0 < c; c0 += 8 { // head sizes such as 48 and 80
+				wsum8AVX2(n, &p[0], &v[c0], ldv, &out[c0])
 			}
 			wsumGo(p, v[c:], ldv, out[c:])
 		}

@@ -906,6 +906,58 @@ wsdone:
 	VZEROUPPER
 	RET
 
+// func wsum8AVX2(n int, p, v *float32, ldv int, out *float32)
+// wsum32AVX2 for 8 columns: out[c] = Σ p[i]·v[i·ldv+c], c < 8, four
+// rows of v in flight.
+TEXT ·wsum8AVX2(SB), NOSPLIT, $0-40
+	MOVQ n+0(FP), CX
+	MOVQ p+8(FP), SI
+	MOVQ v+16(FP), DI
+	MOVQ ldv+24(FP), R8
+	MOVQ out+32(FP), DX
+	SHLQ $2, R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+w8loop4:
+	CMPQ CX, $4
+	JLT w8loop1
+	VBROADCASTSS (SI), Y8
+	VBROADCASTSS 4(SI), Y9
+	VBROADCASTSS 8(SI), Y10
+	VBROADCASTSS 12(SI), Y11
+	VFMADD231PS (DI), Y8, Y0
+	ADDQ R8, DI
+	VFMADD231PS (DI), Y9, Y1
+	ADDQ R8, DI
+	VFMADD231PS (DI), Y10, Y2
+	ADDQ R8, DI
+	VFMADD231PS (DI), Y11, Y3
+	ADDQ R8, DI
+	ADDQ $16, SI
+	SUBQ $4, CX
+	JMP w8loop4
+
+w8loop1:
+	TESTQ CX, CX
+	JEQ w8done
+	VBROADCASTSS (SI), Y8
+	VFMADD231PS (DI), Y8, Y0
+	ADDQ R8, DI
+	ADDQ $4, SI
+	DECQ CX
+	JMP w8loop1
+
+w8done:
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	VMOVUPS Y0, (DX)
+	VZEROUPPER
+	RET
+
 // func gemvAVX2(n int, x, w *float32, ldw, rows int, y *float32)
 // y[r] = Σ x[i]·w[r·ldw+i] over i < n (a multiple of 8) for each of the
 // rows: decoding's matrix-vector product in one call, each row summed

@@ -87,7 +87,7 @@ func TestDot(t *testing.T) {
 func TestWsum(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	for _, n := range []int{1, 2, 3, 17, 300} {
-		for _, cols := range []int{1, 31, 32, 64, 80, 128} {
+		for _, cols := range []int{1, 8, 31, 32, 48, 64, 80, 128} {
 			ld := cols + 5
 			p, v := randn(rng, n), randn(rng, (n-1)*ld+cols)
 			got := randn(rng, cols) // overwritten
