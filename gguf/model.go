@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"zhllama/internal/half"
+	"zhllama/internal/mmap"
 	"zhllama/llama"
 	"zhllama/spm"
 	"zhllama/tensor"
@@ -411,8 +412,14 @@ func loadModel(f *File, compact bool) (*llama.Model, *spm.Processor, error) {
 		}
 		tt := *t
 		tt.Data = data
-		if err := setWeight(r, &tt, compact); err != nil {
+		kept, err := setWeight(r, &tt, compact)
+		if err != nil {
 			return nil, nil, fmt.Errorf("%s: tensor %s: %w", f.where(), r.GGUF, err)
+		}
+		if f.mapped != nil && len(t.Data) > 0 && (!kept || &data[0] != &t.Data[0]) {
+			// The model holds a copy: the file's pages need not stay
+			// resident (a later read faults them back in).
+			mmap.Release(t.Data)
 		}
 	}
 	for _, t := range f.Tensors {
@@ -443,8 +450,9 @@ func unpermute(data []byte, rows, hd int) []byte {
 	return out
 }
 
-// setWeight puts a tensor's values where the model holds the parameter.
-func setWeight(r llama.Ref, t *Tensor, compact bool) error {
+// setWeight puts a tensor's values where the model holds the parameter;
+// kept says whether the model holds t.Data itself rather than a copy.
+func setWeight(r llama.Ref, t *Tensor, compact bool) (kept bool, err error) {
 	if r.Matrix && compact && t.Type != F32Type {
 		rows, cols := r.Shape[0], r.Shape[1]
 		w := r.Weight
@@ -454,21 +462,24 @@ func setWeight(r llama.Ref, t *Tensor, compact bool) error {
 		case BF16Type:
 			w.Compact = &tensor.BF16{Rows: rows, Cols: cols, Data: half.View(t.Data)}
 		default:
-			w.Compact = &tensor.Blocks{Rows: rows, Cols: cols, Data: t.Data, Q4: t.Type == Q4_0Type}
+			// The decoding kernels may want their own layout, a copy.
+			var copied bool
+			w.Compact, copied = tensor.BlocksFor(t.Data, rows, cols, t.Type == Q4_0Type)
+			return !copied, nil
 		}
-		return nil
+		return true, nil
 	}
 	v, err := t.Float32(nil)
 	if err != nil {
-		return err
+		return false, err
 	}
 	for i, x := range v {
 		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return fmt.Errorf("value %d is %g: the file is damaged or comes from a run that diverged", i, x)
+			return false, fmt.Errorf("value %d is %g: the file is damaged or comes from a run that diverged", i, x)
 		}
 	}
 	*r.Data = v
-	return nil
+	return false, nil
 }
 
 // Tokenizer builds a SentencePiece tokenizer from a GGUF vocabulary of

@@ -110,21 +110,28 @@ type Blocks struct {
 	Data       []byte
 	// Q4 selects Q4_0; otherwise Q8_0.
 	Q4 bool
+	// x16 says Data is in sixteen-row groups (blocks16.go), not rows.
+	x16 bool
 }
 
 // NewBlocks quantizes w [rows × cols] to Q8_0 or, with q4, Q4_0; cols must
 // be a multiple of 32.
 func NewBlocks(w []float32, rows, cols int, q4 bool) *Blocks {
-	m := &Blocks{Rows: rows, Cols: cols, Q4: q4}
+	var data []byte
 	if q4 {
-		m.Data = AppendQ4_0(make([]byte, 0, rows*cols/QBlock*Q4_0BlockBytes), w)
+		data = AppendQ4_0(make([]byte, 0, rows*cols/QBlock*Q4_0BlockBytes), w)
 	} else {
-		m.Data = AppendQ8_0(make([]byte, 0, rows*cols/QBlock*Q8_0BlockBytes), w)
+		data = AppendQ8_0(make([]byte, 0, rows*cols/QBlock*Q8_0BlockBytes), w)
 	}
+	m, _ := BlocksFor(data, rows, cols, q4)
 	return m
 }
 
 func (m *Blocks) Dims() (int, int) { return m.Rows, m.Cols }
+
+// Interleaved says whether Data holds sixteen-row groups (see BlocksFor)
+// rather than the ggml rows one after another.
+func (m *Blocks) Interleaved() bool { return m.x16 }
 func (m *Blocks) Bytes() int64     { return int64(len(m.Data)) }
 
 func (m *Blocks) blockBytes() int {
@@ -144,8 +151,21 @@ func (m *Blocks) Widen(dst []float32, r, c0 int) {
 		decode = decodeQ4_0
 	}
 	var buf [QBlock]float32
+	var gathered [Q8_0BlockBytes]byte
 	for k := 0; k < len(dst); {
 		c := c0 + k
+		if m.x16 {
+			// One block at a time, gathered back into the ggml format.
+			blk := gathered[:bb]
+			m.block16(blk, r, c/QBlock)
+			if m.Q4 {
+				DecodeQ4_0(buf[:], blk)
+			} else {
+				DecodeQ8_0(buf[:], blk)
+			}
+			k += copy(dst[k:], buf[c%QBlock:])
+			continue
+		}
 		blk := row[c/QBlock*bb : (c/QBlock+1)*bb]
 		if off := c % QBlock; off != 0 || len(dst)-k < QBlock {
 			// The Go decoders, called directly, keep buf on the stack.
@@ -215,22 +235,25 @@ func dotQ4_0Go(a []float32, b []byte) float32 {
 // quantize_row_q8_0_ref.
 func quantizeQ8(qs []int8, ds []float32, x []float32) {
 	for b := range len(x) / QBlock {
-		blk := x[b*QBlock : (b+1)*QBlock]
-		var amax float32
-		for _, v := range blk {
-			amax = max(amax, float32(math.Abs(float64(v))))
-		}
-		d := amax / 127
-		var id float32
-		if d != 0 {
-			id = 1 / d
-		}
-		ds[b] = half.FromF16(half.ToF16(d))
-		q := qs[b*QBlock : (b+1)*QBlock]
-		for j, v := range blk {
-			q[j] = int8(math.Round(float64(float32(v * id))))
-		}
+		ds[b] = quantizeQ8Block(qs[b*QBlock:(b+1)*QBlock], x[b*QBlock:(b+1)*QBlock])
 	}
+}
+
+// quantizeQ8Block is quantizeQ8 of one block: it returns the scale.
+func quantizeQ8Block(q []int8, blk []float32) float32 {
+	var amax float32
+	for _, v := range blk {
+		amax = max(amax, float32(math.Abs(float64(v))))
+	}
+	d := amax / 127
+	var id float32
+	if d != 0 {
+		id = 1 / d
+	}
+	for j, v := range blk {
+		q[j] = int8(math.Round(float64(float32(v * id))))
+	}
+	return half.FromF16(half.ToF16(d))
 }
 
 // q4Prep, where the Q4_0 kernel in use wants the quantized input laid out

@@ -244,6 +244,10 @@ func gemvBlocks(y, x []float32, m *Blocks, t, in, out int) {
 
 // LinearMatrix is Linear for a compact weight matrix w [out × in].
 func LinearMatrix(y, x []float32, w Matrix, t, in, out int) {
+	if m, ok := w.(*Blocks); ok && m.x16 {
+		linearX16(y, x, m, t, in, out)
+		return
+	}
 	if t <= gemvRows {
 		// The dot products read the compact rows in place, widening as
 		// they go: decoding is bound by reading the weights once.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"unsafe"
 )
 
 // Map maps the file at path; an empty file is nil. Errors name the file.
@@ -37,6 +38,25 @@ func Unmap(b []byte) error {
 		return nil
 	}
 	return syscall.Munmap(b)
+}
+
+// Release tells the kernel that the whole pages within b, a part of what
+// Map returned, are not needed for now: they leave the process's resident
+// set, and a later read faults them back in from the file. b must come
+// from Map: on other memory the pages would read back as zeros. An error
+// only means the pages stay.
+func Release(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	page := uintptr(os.Getpagesize())
+	start := uintptr(unsafe.Pointer(&b[0]))
+	lo := (start + page - 1) &^ (page - 1)
+	hi := (start + uintptr(len(b))) &^ (page - 1)
+	if hi <= lo {
+		return
+	}
+	_ = syscall.Madvise(b[lo-start:hi-start], syscall.MADV_DONTNEED)
 }
 
 // Open maps path and parses the bytes with parse; when parsing fails the

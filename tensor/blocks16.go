@@ -1,0 +1,211 @@
+package tensor
+
+import (
+	"encoding/binary"
+
+	"zhllama/internal/half"
+)
+
+// Sixteen-row blocks are the layout in which the AVX-512 VNNI kernels
+// multiply Q8_0 and Q4_0 weights. Rows go in groups of sixteen, block by
+// block: for block b of rows 16g…16g+15 come the sixteen float16 scales
+// (32 bytes), then the codes as 64-byte vectors in which row l holds four
+// consecutive codes at bytes 4l…4l+3. One VPDPBUSD then multiplies four
+// codes of all sixteen rows by four input codes broadcast, and the sixteen
+// sums land in the lanes of the sixteen outputs: nothing is reduced across
+// lanes, and a weight vector loaded once serves every input row.
+//
+// Q4_0 keeps its byte pairing: vector j holds bytes 4j…4j+3 of each row's
+// block, codes 4j…4j+3 in the low nibbles and 16+4j… in the high. Q8_0's
+// vector k holds codes 4k…4k+3 plus 128, so that both formats multiply
+// unsigned weight codes with signed input codes; the offsets (8 or 128
+// times the block's input code sum) come off before scaling. A group's
+// block takes the bytes of its sixteen rows' blocks: 288 for Q4_0, 544
+// for Q8_0.
+
+const (
+	groupRows = 16
+	// x16Tile is the most input rows one kernel call takes; the weights a
+	// call expands serve all of them.
+	x16Tile = 8
+	// x16Span bounds the input rows whose quantized codes a worker runs
+	// over each group of weights with (x16Span·in bytes, in L2).
+	x16Span = 64
+)
+
+// x16Scale is one input row's block: its scale and minus the offset its
+// integer sum starts from (−8 or −128 times the sum of its codes).
+type x16Scale struct {
+	d    float32
+	bias int32
+}
+
+// x16Kernel, where the CPU has one, sets y[i·ldy + l] (i < t ≤ 8, l < 16)
+// to the dot products of one group's nb blocks w with t quantized input
+// rows: their codes x as [nb][t][32] and scales xs as [nb][t].
+var x16Kernel func(q4 bool, nb, t int, x []int8, xs []x16Scale, w []byte, y []float32, ldy int)
+
+// BlocksFor wraps ggml block data (Q4_0 with q4, else Q8_0) of a
+// rows × cols matrix as a Blocks in the layout this CPU's kernels read
+// fastest. copied says whether the result holds a copy in another layout,
+// so that the caller may let data's pages go.
+func BlocksFor(data []byte, rows, cols int, q4 bool) (m *Blocks, copied bool) {
+	m = &Blocks{Rows: rows, Cols: cols, Data: data, Q4: q4}
+	if x16Kernel == nil || rows%groupRows != 0 || cols == 0 || cols%QBlock != 0 {
+		return m, false
+	}
+	m.Data = make([]byte, len(data))
+	interleave16(m.Data, data, rows, cols/QBlock, m.blockBytes())
+	m.x16 = true
+	return m, true
+}
+
+// interleave16 writes src, rows of nb ggml blocks of bb bytes, as
+// sixteen-row groups into dst.
+func interleave16(dst, src []byte, rows, nb, bb int) {
+	q8 := bb == Q8_0BlockBytes
+	Parallel(rows/groupRows, func(lo, hi int) {
+		for g := lo; g < hi; g++ {
+			for b := range nb {
+				out := dst[(g*nb+b)*groupRows*bb:][:groupRows*bb]
+				for l := range groupRows {
+					blk := src[((g*groupRows+l)*nb+b)*bb:][:bb]
+					copy(out[2*l:2*l+2], blk[:2])
+					for j := 0; j < bb-2; j += 4 {
+						at := 2*groupRows + j/4*64 + 4*l
+						copy(out[at:at+4], blk[2+j:6+j])
+						if q8 {
+							for k := at; k < at+4; k++ {
+								out[k] ^= 0x80
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// block16 gathers block b of row r of a sixteen-row layout back into the
+// ggml block blk.
+func (m *Blocks) block16(blk []byte, r, b int) {
+	bb, nb, l := m.blockBytes(), m.Cols/QBlock, r%groupRows
+	grp := m.Data[((r/groupRows)*nb+b)*groupRows*bb:][:groupRows*bb]
+	copy(blk[:2], grp[2*l:2*l+2])
+	for j := 0; j < bb-2; j += 4 {
+		at := 2*groupRows + j/4*64 + 4*l
+		copy(blk[2+j:6+j], grp[at:at+4])
+		if !m.Q4 {
+			for k := 2 + j; k < 6+j; k++ {
+				blk[k] ^= 0x80
+			}
+		}
+	}
+}
+
+// linearX16 is LinearMatrix over sixteen-row blocks, for any number of
+// input rows: each row is quantized to Q8_0 once, then every worker runs
+// its groups of weight rows over spans of input rows, a kernel call
+// taking up to x16Tile of them while the group's codes stay in cache.
+func linearX16(y, x []float32, m *Blocks, t, in, out int) {
+	nb := in / QBlock
+	xq, xs := make([]int8, t*in), make([]x16Scale, t*nb)
+	offset := int32(-128)
+	if m.Q4 {
+		offset = -8
+	}
+	tiles := x16Tiles(t)
+	Parallel(len(tiles), func(lo, hi int) {
+		for _, tl := range tiles[lo:hi] {
+			quantizeTile(xq[tl[0]*in:(tl[0]+tl[1])*in], xs[tl[0]*nb:(tl[0]+tl[1])*nb], x[tl[0]*in:], tl[1], in, offset)
+		}
+	})
+	gb := nb * groupRows * m.blockBytes()
+	ParallelFine(out/groupRows, func(lo, hi int) {
+		for s := 0; s < len(tiles); {
+			e := s + 1
+			for e < len(tiles) && tiles[e][0]+tiles[e][1]-tiles[s][0] <= x16Span {
+				e++
+			}
+			for g := lo; g < hi; g++ {
+				w := m.Data[g*gb : (g+1)*gb]
+				for _, tl := range tiles[s:e] {
+					r0, n := tl[0], tl[1]
+					x16Kernel(m.Q4, nb, n, xq[r0*in:(r0+n)*in], xs[r0*nb:(r0+n)*nb], w, y[r0*out+g*groupRows:], out)
+				}
+			}
+			s = e
+		}
+	})
+}
+
+// x16Tiles splits t input rows into kernel calls of 8, 4, 2 and 1 rows:
+// pairs (first row, rows).
+func x16Tiles(t int) [][2]int {
+	var tiles [][2]int
+	for r := 0; r < t; {
+		n := x16Tile
+		for n > t-r {
+			n /= 2
+		}
+		tiles = append(tiles, [2]int{r, n})
+		r += n
+	}
+	return tiles
+}
+
+// quantizeTile quantizes the n rows of x (in values each, ldx = in apart)
+// to Q8_0 as the kernels take them: codes [nb][n][32] into q, each
+// block's scale and offset sum (offset times its code sum) into xs.
+func quantizeTile(q []int8, xs []x16Scale, x []float32, n, in int, offset int32) {
+	for i := range n {
+		quantizeRow(q[i*QBlock:], xs[i:], x[i*in:(i+1)*in], n, offset)
+	}
+}
+
+// quantizeRow quantizes one row x into the tile layout: block b's codes
+// at q[32·n·b:], its scale and offset sum at xs[n·b]. An assembly
+// version replaces it where the sixteen-row kernels run.
+var quantizeRow = quantizeRowGo
+
+func quantizeRowGo(q []int8, xs []x16Scale, x []float32, n int, offset int32) {
+	for b := range len(x) / QBlock {
+		c := q[b*n*QBlock:][:QBlock]
+		d := quantizeQ8Block(c, x[b*QBlock:(b+1)*QBlock])
+		xs[b*n] = x16Scale{d: d, bias: offset * codeSum(c)}
+	}
+}
+
+// x16Go is the kernels' arithmetic in Go: the reference the tests hold
+// them to, with each block's integer sum exact and one float32 rounding
+// per product of scales, as the kernels round.
+func x16Go(q4 bool, nb, t int, x []int8, xs []x16Scale, w []byte, y []float32, ldy int) {
+	bb := Q8_0BlockBytes
+	if q4 {
+		bb = Q4_0BlockBytes
+	}
+	for i := range t {
+		var acc [groupRows]float32
+		for b := range nb {
+			blk := w[b*groupRows*bb:][:groupRows*bb]
+			c := x[(b*t+i)*QBlock:][:QBlock]
+			s := xs[b*t+i]
+			for l := range groupRows {
+				sum := s.bias
+				for j := 0; j < bb-2; j += 4 {
+					v := blk[2*groupRows+j/4*64+4*l:][:4]
+					for k := range 4 {
+						if q4 {
+							sum += int32(v[k]&15)*int32(c[j+k]) + int32(v[k]>>4)*int32(c[j+k+QBlock/2])
+						} else {
+							sum += int32(v[k]) * int32(c[j+k])
+						}
+					}
+				}
+				dw := half.FromF16(binary.LittleEndian.Uint16(blk[2*l:]))
+				acc[l] += float32(sum) * (dw * s.d)
+			}
+		}
+		copy(y[i*ldy:i*ldy+groupRows], acc[:])
+	}
+}
