@@ -54,7 +54,7 @@ func BlocksFor(data []byte, rows, cols int, q4 bool) (m *Blocks, copied bool) {
 	if x16Kernel == nil || rows%groupRows != 0 || cols == 0 || cols%QBlock != 0 {
 		return m, false
 	}
-	m.Data = make([]byte, len(data))
+	m.Data = weightBytes(len(data), m)
 	interleave16(m.Data, data, rows, cols/QBlock, m.blockBytes())
 	m.x16 = true
 	return m, true
