@@ -8,6 +8,10 @@ import (
 // madvHugepage is Linux's MADV_HUGEPAGE (the syscall package lacks it).
 const madvHugepage = 14
 
+// WeightBytes is weightBytes for a buffer outside this package (such as
+// a bandwidth probe that should read memory as the weights are read).
+func WeightBytes[T any](n int, owner *T) []byte { return weightBytes(n, owner) }
+
 // weightBytes returns n zeroed bytes for a weight that decoding reads
 // from end to end once per token. From 4 MB up they are an anonymous
 // mapping the kernel is asked to back with 2 MB pages: under transparent

@@ -18,12 +18,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+	"unsafe"
 
 	"zhllama/gguf"
 	"zhllama/llama"
 	"zhllama/spm"
+	"zhllama/tensor"
 )
 
 // buildLlamaBench builds llama.cpp's llama-bench from the sources of the
@@ -167,55 +168,35 @@ func weightBytesPerToken(path string) (int64, error) {
 	return n, nil
 }
 
-// bandwidthSink keeps readBandwidth's sums from being optimized away.
-var bandwidthSink uint64
-
-// readBandwidth measures memory read bandwidth in bytes/s with threads
-// goroutines summing their share of a 1 GiB buffer (far beyond any L3),
-// the median of five passes after one warm-up. The buffer is written
-// first: untouched pages all map the kernel's one zero page and would be
-// read from cache.
+// readBandwidth measures memory read bandwidth in bytes/s as decoding
+// reads weights: a 1 GiB float32 matrix (far beyond any L3), in memory
+// allocated as the weights' copies are (2 MB pages where Linux gives
+// them), run through the float32 GEMV kernel with threads workers; the
+// median of five passes after one warm-up. The matrix is written first:
+// untouched pages all map the kernel's one zero page and would be read
+// from cache.
 func readBandwidth(threads int) float64 {
-	buf := make([]uint64, 1<<27)
-	for i := range buf {
-		buf[i] = uint64(i)
+	const in = 1024
+	owner := new(int)
+	b := tensor.WeightBytes(1<<30, owner)
+	w := unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), len(b)/4)
+	for i := range w {
+		w[i] = float32(i % 251)
 	}
-	if runtime.GOMAXPROCS(0) < threads {
+	x, y := make([]float32, in), make([]float32, len(w)/in)
+	if runtime.GOMAXPROCS(0) != threads {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(threads))
 	}
-	var sink uint64
 	var times []time.Duration
 	for pass := 0; pass <= 5; pass++ {
-		var wg sync.WaitGroup
-		sums := make([]uint64, threads)
-		chunk := len(buf) / threads
 		start := time.Now()
-		for t := range threads {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				// Four independent sums keep several loads in flight.
-				var a, b, c, d uint64
-				s := buf[t*chunk : (t+1)*chunk]
-				for i := 0; i+4 <= len(s); i += 4 {
-					a += s[i]
-					b += s[i+1]
-					c += s[i+2]
-					d += s[i+3]
-				}
-				sums[t] = a + b + c + d
-			}()
-		}
-		wg.Wait()
+		tensor.Linear(y, x, w, 1, in, len(y))
 		if pass > 0 {
 			times = append(times, time.Since(start))
 		}
-		for _, s := range sums {
-			sink += s
-		}
 	}
-	bandwidthSink = sink
-	return float64(8*len(buf)) / median(times).Seconds()
+	runtime.KeepAlive(owner)
+	return float64(len(b)) / median(times).Seconds()
 }
 
 // benchVsLlamaCpp runs bench generate --vs llamacpp.
