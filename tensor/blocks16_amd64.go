@@ -6,15 +6,10 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
-// func x16Q4VNNI(nb, t int, x *int8, xs *x16Scale, w *byte, y *float32, ldy int)
+// func x16VNNI(nb, t int, x *int8, xs *x16Scale, w *byte, y *float32, ldy int, q4 bool)
 //
 //go:noescape
-func x16Q4VNNI(nb, t int, x *int8, xs *x16Scale, w *byte, y *float32, ldy int)
-
-// func x16Q8VNNI(nb, t int, x *int8, xs *x16Scale, w *byte, y *float32, ldy int)
-//
-//go:noescape
-func x16Q8VNNI(nb, t int, x *int8, xs *x16Scale, w *byte, y *float32, ldy int)
+func x16VNNI(nb, t int, x *int8, xs *x16Scale, w *byte, y *float32, ldy int, q4 bool)
 
 // func quantizeQ8AVX512(nb int, x *float32, q *int8, xs *x16Scale, stride int, offset int32)
 //
@@ -28,16 +23,15 @@ func init() {
 	}
 	x16Kernel = func(q4 bool, nb, t int, x []int8, xs []x16Scale, w []byte, y []float32, ldy int) {
 		bb := Q8_0BlockBytes
-		kern := x16Q8VNNI
 		if q4 {
-			bb, kern = Q4_0BlockBytes, x16Q4VNNI
+			bb = Q4_0BlockBytes
 		}
 		// The kernel reads and writes up to these.
 		_, _, _, _ = x[nb*t*QBlock-1], xs[nb*t-1], w[nb*groupRows*bb-1], y[(t-1)*ldy+groupRows-1]
 		if t != 1 && t != 2 && t != 4 && t != 8 {
 			panic("tensor: x16 kernel called with a tile of other than 1, 2, 4 or 8 rows")
 		}
-		kern(nb, t, &x[0], &xs[0], &w[0], &y[0], ldy)
+		x16VNNI(nb, t, &x[0], &xs[0], &w[0], &y[0], ldy, q4)
 	}
 	quantizeRow = func(q []int8, xs []x16Scale, x []float32, n int, offset int32) {
 		nb := len(x) / QBlock

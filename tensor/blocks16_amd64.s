@@ -78,152 +78,87 @@
 	VPXORD Z6, Z6, Z6; \
 	VPXORD Z7, Z7, Z7
 
-// func x16Q4VNNI(nb, t int, x *int8, xs *x16Scale, w *byte, y *float32, ldy int)
+// X16ROWS1 … X16ROWS8 take the block to 1, 2, 4 or 8 input rows.
+#define X16ROWS1 \
+	X16ROW(0, 0, Z0)
+
+#define X16ROWS2 \
+	X16ROW(0, 0, Z0); \
+	X16ROW(32, 8, Z1)
+
+#define X16ROWS4 \
+	X16ROW(0, 0, Z0); \
+	X16ROW(32, 8, Z1); \
+	X16ROW(64, 16, Z2); \
+	X16ROW(96, 24, Z3)
+
+#define X16ROWS8 \
+	X16ROW(0, 0, Z0); \
+	X16ROW(32, 8, Z1); \
+	X16ROW(64, 16, Z2); \
+	X16ROW(96, 24, Z3); \
+	X16ROW(128, 32, Z4); \
+	X16ROW(160, 40, Z5); \
+	X16ROW(192, 48, Z6); \
+	X16ROW(224, 56, Z7)
+
+// X16LOOP runs over the nb blocks, LOAD taking a group block of bb bytes
+// to ROWS input rows (xstep bytes of codes, sstep of scales a block),
+// then jumps to done.
+#define X16LOOP(label, LOAD, ROWS, bb, xstep, sstep, done) \
+label: \
+	LOAD; \
+	ROWS; \
+	ADDQ $bb, DI; \
+	ADDQ $xstep, SI; \
+	ADDQ $sstep, R13; \
+	DECQ CX; \
+	JNZ label; \
+	JMP done
+
+// func x16VNNI(nb, t int, x *int8, xs *x16Scale, w *byte, y *float32, ldy int, q4 bool)
 // t is 1, 2, 4 or 8; nb > 0.
-TEXT ·x16Q4VNNI(SB), NOSPLIT, $0-56
+TEXT ·x16VNNI(SB), NOSPLIT, $0-57
 	X16START
+	CMPB q4+56(FP), $0
+	JEQ q8
 	CMPQ BX, $8
 	JEQ q4t8
 	CMPQ BX, $4
 	JEQ q4t4
 	CMPQ BX, $2
 	JEQ q4t2
-q4t1:
-	X16Q4
-	X16ROW(0, 0, Z0)
-	ADDQ $288, DI
-	ADDQ $32, SI
-	ADDQ $8, R13
-	DECQ CX
-	JNZ q4t1
-	JMP q4store1
-q4t2:
-	X16Q4
-	X16ROW(0, 0, Z0)
-	X16ROW(32, 8, Z1)
-	ADDQ $288, DI
-	ADDQ $64, SI
-	ADDQ $16, R13
-	DECQ CX
-	JNZ q4t2
-	JMP q4store2
-q4t4:
-	X16Q4
-	X16ROW(0, 0, Z0)
-	X16ROW(32, 8, Z1)
-	X16ROW(64, 16, Z2)
-	X16ROW(96, 24, Z3)
-	ADDQ $288, DI
-	ADDQ $128, SI
-	ADDQ $32, R13
-	DECQ CX
-	JNZ q4t4
-	JMP q4store4
-q4t8:
-	X16Q4
-	X16ROW(0, 0, Z0)
-	X16ROW(32, 8, Z1)
-	X16ROW(64, 16, Z2)
-	X16ROW(96, 24, Z3)
-	X16ROW(128, 32, Z4)
-	X16ROW(160, 40, Z5)
-	X16ROW(192, 48, Z6)
-	X16ROW(224, 56, Z7)
-	ADDQ $288, DI
-	ADDQ $256, SI
-	ADDQ $64, R13
-	DECQ CX
-	JNZ q4t8
-	JMP q4store8
-q4store8:
-	LEAQ (DX)(R8*4), AX
-	VMOVUPS Z4, (AX)
-	VMOVUPS Z5, (AX)(R8*1)
-	VMOVUPS Z6, (AX)(R8*2)
-	ADDQ R8, AX
-	VMOVUPS Z7, (AX)(R8*2)
-q4store4:
-	LEAQ (DX)(R8*2), AX
-	VMOVUPS Z2, (AX)
-	VMOVUPS Z3, (AX)(R8*1)
-q4store2:
-	VMOVUPS Z1, (DX)(R8*1)
-q4store1:
-	VMOVUPS Z0, (DX)
-	VZEROUPPER
-	RET
+	X16LOOP(q4t1, X16Q4, X16ROWS1, 288, 32, 8, store1)
+	X16LOOP(q4t2, X16Q4, X16ROWS2, 288, 64, 16, store2)
+	X16LOOP(q4t4, X16Q4, X16ROWS4, 288, 128, 32, store4)
+	X16LOOP(q4t8, X16Q4, X16ROWS8, 288, 256, 64, store8)
 
-// func x16Q8VNNI(nb, t int, x *int8, xs *x16Scale, w *byte, y *float32, ldy int)
-// t is 1, 2, 4 or 8; nb > 0.
-TEXT ·x16Q8VNNI(SB), NOSPLIT, $0-56
-	X16START
+q8:
 	CMPQ BX, $8
 	JEQ q8t8
 	CMPQ BX, $4
 	JEQ q8t4
 	CMPQ BX, $2
 	JEQ q8t2
-q8t1:
-	X16Q8
-	X16ROW(0, 0, Z0)
-	ADDQ $544, DI
-	ADDQ $32, SI
-	ADDQ $8, R13
-	DECQ CX
-	JNZ q8t1
-	JMP q8store1
-q8t2:
-	X16Q8
-	X16ROW(0, 0, Z0)
-	X16ROW(32, 8, Z1)
-	ADDQ $544, DI
-	ADDQ $64, SI
-	ADDQ $16, R13
-	DECQ CX
-	JNZ q8t2
-	JMP q8store2
-q8t4:
-	X16Q8
-	X16ROW(0, 0, Z0)
-	X16ROW(32, 8, Z1)
-	X16ROW(64, 16, Z2)
-	X16ROW(96, 24, Z3)
-	ADDQ $544, DI
-	ADDQ $128, SI
-	ADDQ $32, R13
-	DECQ CX
-	JNZ q8t4
-	JMP q8store4
-q8t8:
-	X16Q8
-	X16ROW(0, 0, Z0)
-	X16ROW(32, 8, Z1)
-	X16ROW(64, 16, Z2)
-	X16ROW(96, 24, Z3)
-	X16ROW(128, 32, Z4)
-	X16ROW(160, 40, Z5)
-	X16ROW(192, 48, Z6)
-	X16ROW(224, 56, Z7)
-	ADDQ $544, DI
-	ADDQ $256, SI
-	ADDQ $64, R13
-	DECQ CX
-	JNZ q8t8
-	JMP q8store8
-q8store8:
+	X16LOOP(q8t1, X16Q8, X16ROWS1, 544, 32, 8, store1)
+	X16LOOP(q8t2, X16Q8, X16ROWS2, 544, 64, 16, store2)
+	X16LOOP(q8t4, X16Q8, X16ROWS4, 544, 128, 32, store4)
+	X16LOOP(q8t8, X16Q8, X16ROWS8, 544, 256, 64, store8)
+
+store8:
 	LEAQ (DX)(R8*4), AX
 	VMOVUPS Z4, (AX)
 	VMOVUPS Z5, (AX)(R8*1)
 	VMOVUPS Z6, (AX)(R8*2)
 	ADDQ R8, AX
 	VMOVUPS Z7, (AX)(R8*2)
-q8store4:
+store4:
 	LEAQ (DX)(R8*2), AX
 	VMOVUPS Z2, (AX)
 	VMOVUPS Z3, (AX)(R8*1)
-q8store2:
+store2:
 	VMOVUPS Z1, (DX)(R8*1)
-q8store1:
+store1:
 	VMOVUPS Z0, (DX)
 	VZEROUPPER
 	RET
