@@ -128,11 +128,11 @@ func NewBlocks(w []float32, rows, cols int, q4 bool) *Blocks {
 }
 
 func (m *Blocks) Dims() (int, int) { return m.Rows, m.Cols }
+func (m *Blocks) Bytes() int64     { return int64(len(m.Data)) }
 
 // Interleaved says whether Data holds sixteen-row groups (see BlocksFor)
 // rather than the ggml rows one after another.
 func (m *Blocks) Interleaved() bool { return m.x16 }
-func (m *Blocks) Bytes() int64     { return int64(len(m.Data)) }
 
 func (m *Blocks) blockBytes() int {
 	if m.Q4 {
