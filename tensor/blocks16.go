@@ -2,6 +2,7 @@ package tensor
 
 import (
 	"encoding/binary"
+	"fmt"
 
 	"zhllama/internal/half"
 )
@@ -51,7 +52,10 @@ var x16Kernel func(q4 bool, nb, t int, x []int8, xs []x16Scale, w []byte, y []fl
 // so that the caller may let data's pages go.
 func BlocksFor(data []byte, rows, cols int, q4 bool) (m *Blocks, copied bool) {
 	m = &Blocks{Rows: rows, Cols: cols, Data: data, Q4: q4}
-	if x16Kernel == nil || rows%groupRows != 0 || cols == 0 || cols%QBlock != 0 {
+	if cols%QBlock != 0 || len(data) != rows*(cols/QBlock)*m.blockBytes() {
+		panic(fmt.Sprintf("tensor: %d bytes of blocks for a %d × %d matrix", len(data), rows, cols))
+	}
+	if x16Kernel == nil || rows%groupRows != 0 || cols == 0 {
 		return m, false
 	}
 	m.Data = weightBytes(len(data), m)

@@ -158,6 +158,11 @@ func (m *Blocks) Widen(dst []float32, r, c0 int) {
 			// One block at a time, gathered back into the ggml format.
 			blk := gathered[:bb]
 			m.block16(blk, r, c/QBlock)
+			if c%QBlock == 0 && len(dst)-k >= QBlock {
+				decode(dst[k:k+QBlock], blk)
+				k += QBlock
+				continue
+			}
 			if m.Q4 {
 				DecodeQ4_0(buf[:], blk)
 			} else {
