@@ -95,19 +95,31 @@ func benchModelTrain(args []string) error {
 	}
 	tokens := float64(*batch * *seq)
 	ours := tokens / median(times).Seconds()
+	trainable := 0
+	for _, p := range params {
+		trainable += len(p.Data)
+	}
 	res := map[string]any{"bench": "train", "finetuning_type": *ft, "preset": *preset, "batch": *batch, "seq_len": *seq, "threads": runtime.GOMAXPROCS(0),
-		"kernel": tensor.KernelName, "tokens_per_s": ours, "peak_rss_mb": peakRSS(), "loss": loss}
+		"kernel": tensor.KernelName, "tokens_per_s": ours, "peak_rss_mb": peakRSS(), "loss": loss, "trainable": trainable}
 	fmt.Printf("zhllama: %.0f tokens/s (median of %d steps), peak RSS %.0f MB, kernel %s\n", ours, *steps, peakRSS(), tensor.KernelName)
 	if *ft == "lora" {
 		res["lora_rank"], res["quantization_bit"], res["weights_mb"] = *rank, *qbits, float64(m.Bytes())/1e6
 	}
-	if *withTorch && torchref.Available() && *ft == "full" {
-		t, err := torchBench(c, "bench", strconv.Itoa(*batch), strconv.Itoa(*seq), strconv.Itoa(*steps), strconv.Itoa(runtime.GOMAXPROCS(0)))
+	torchRank := 0 // full fine-tuning
+	if *ft == "lora" {
+		torchRank = *rank
+	}
+	switch {
+	case *withTorch && *qbits != 0:
+		fmt.Println("PyTorch eager: skipped (no NF4/int8 base in the reference; it runs full and LoRA)")
+	case *withTorch && torchref.Available():
+		t, err := torchBench(c, "bench", strconv.Itoa(*batch), strconv.Itoa(*seq), strconv.Itoa(*steps), strconv.Itoa(runtime.GOMAXPROCS(0)), strconv.Itoa(torchRank))
 		if err != nil {
 			return err
 		}
 		fmt.Printf("PyTorch eager (%s): %.0f tokens/s, peak RSS %.0f MB -> zhllama %.2fx\n", t.BLAS, t.TokensPerS, t.PeakRSSMB, ours/t.TokensPerS)
 		res["torch_tokens_per_s"], res["torch_peak_rss_mb"], res["torch_blas"], res["ratio"] = t.TokensPerS, t.PeakRSSMB, t.BLAS, ours/t.TokensPerS
+		res["torch_trainable"] = t.Trainable
 	}
 	b, _ := json.Marshal(res)
 	fmt.Println(string(b))
@@ -119,6 +131,8 @@ type torchResult struct {
 	TokensPerS float64 `json:"tokens_per_s"`
 	PeakRSSMB  float64 `json:"peak_rss_mb"`
 	BLAS       string  `json:"blas"`
+	// Trainable counts the values the optimizer updates (bench train).
+	Trainable int `json:"trainable"`
 }
 
 // torchBench runs one of the PyTorch reference's benchmark modes on a

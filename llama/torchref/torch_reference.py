@@ -71,9 +71,18 @@ def rotate_half(x):
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def run(cfg, w, ids, valid, with_hidden=False):
+def run(cfg, w, ids, valid, with_hidden=False, lora=None):
     """LlamaForCausalLM's logits for ids [B, T], valid marking real tokens
-    (and the final normed hidden states with with_hidden)."""
+    (and the final normed hidden states with with_hidden). lora maps a
+    projection's weight name to (A, B, scale), added as PEFT's LoRA layer
+    computes it: x·Wᵀ + scale·(x·Aᵀ)·Bᵀ."""
+    def lin(x, name):
+        y = x @ w[name].T
+        if lora and name in lora:
+            a, b, scale = lora[name]
+            y = y + scale * ((x @ a.T) @ b.T)
+        return y
+
     B, T = ids.shape
     H, nh = cfg["hidden_size"], cfg["num_attention_heads"]
     nkv = cfg.get("num_key_value_heads") or nh
@@ -91,9 +100,9 @@ def run(cfg, w, ids, valid, with_hidden=False):
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
         n = rms_norm(x, w[p + "input_layernorm.weight"], eps)
-        q = (n @ w[p + "self_attn.q_proj.weight"].T).view(B, T, nh, hd).transpose(1, 2)
-        k = (n @ w[p + "self_attn.k_proj.weight"].T).view(B, T, nkv, hd).transpose(1, 2)
-        v = (n @ w[p + "self_attn.v_proj.weight"].T).view(B, T, nkv, hd).transpose(1, 2)
+        q = lin(n, p + "self_attn.q_proj.weight").view(B, T, nh, hd).transpose(1, 2)
+        k = lin(n, p + "self_attn.k_proj.weight").view(B, T, nkv, hd).transpose(1, 2)
+        v = lin(n, p + "self_attn.v_proj.weight").view(B, T, nkv, hd).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
         rep = nh // nkv
@@ -101,11 +110,11 @@ def run(cfg, w, ids, valid, with_hidden=False):
         v = v[:, :, None].expand(B, nkv, rep, T, hd).reshape(B, nh, T, hd)
         att = torch.softmax(q @ k.transpose(2, 3) / math.sqrt(hd) + mask, dim=-1) @ v
         att = att.transpose(1, 2).reshape(B, T, nh * hd)
-        h = x + att @ w[p + "self_attn.o_proj.weight"].T
+        h = x + lin(att, p + "self_attn.o_proj.weight")
         n2 = rms_norm(h, w[p + "post_attention_layernorm.weight"], eps)
-        g = n2 @ w[p + "mlp.gate_proj.weight"].T
-        u = n2 @ w[p + "mlp.up_proj.weight"].T
-        x = h + (torch.nn.functional.silu(g) * u) @ w[p + "mlp.down_proj.weight"].T
+        g = lin(n2, p + "mlp.gate_proj.weight")
+        u = lin(n2, p + "mlp.up_proj.weight")
+        x = h + lin(torch.nn.functional.silu(g) * u, p + "mlp.down_proj.weight")
     x = rms_norm(x, w["model.norm.weight"], eps)
     head = w["lm_head.weight"] if "lm_head.weight" in w else w["model.embed_tokens.weight"]
     if with_hidden:
@@ -232,9 +241,9 @@ def bench_generate():
             for l in range(L):
                 p = f"model.layers.{l}."
                 n = rms_norm(x, w[p + "input_layernorm.weight"], eps)
-                q = (n @ w[p + "self_attn.q_proj.weight"].T).view(b, 1, nh, hd).transpose(1, 2)
-                k = (n @ w[p + "self_attn.k_proj.weight"].T).view(b, 1, nkv, hd).transpose(1, 2)
-                v = (n @ w[p + "self_attn.v_proj.weight"].T).view(b, 1, nkv, hd).transpose(1, 2)
+                q = lin(n, p + "self_attn.q_proj.weight").view(b, 1, nh, hd).transpose(1, 2)
+                k = lin(n, p + "self_attn.k_proj.weight").view(b, 1, nkv, hd).transpose(1, 2)
+                v = lin(n, p + "self_attn.v_proj.weight").view(b, 1, nkv, hd).transpose(1, 2)
                 q = q * cos[pos] + rotate_half(q) * sin[pos]
                 k = k * cos[pos] + rotate_half(k) * sin[pos]
                 kc[l][:, :, pos : pos + 1] = k
@@ -571,32 +580,44 @@ def adapter():
 
 def bench():
     """Times training steps (forward, backward, clipping, AdamW) of a random
-    float32 model; prints JSON with the median tokens/s and the peak RSS."""
+    float32 model; prints JSON with the median tokens/s and the peak RSS.
+    With a rank (an optional last argument above 0) only LoRA adapters on
+    every projection train, the base frozen, as PEFT runs them."""
     import resource
     import time
 
     cfg = json.load(open(sys.argv[2]))
     b, t, steps, threads = (int(x) for x in sys.argv[3:7])
+    rank = int(sys.argv[7]) if len(sys.argv) > 7 else 0
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     V = cfg["vocab_size"]
-    w = {k: v.requires_grad_(True) for k, v in random_weights(cfg).items()}
-    opt = torch.optim.AdamW(list(w.values()), lr=1e-4, weight_decay=0.01)
+    w = random_weights(cfg)
+    lora = None
+    if rank:  # A small random, B zero: PEFT's initialisation; scale lora_alpha/r with alpha 2
+        lora = {k: ((torch.randn(rank, v.shape[1]) * 0.01).requires_grad_(True),
+                    torch.zeros(v.shape[0], rank, requires_grad=True), 2.0 / rank)
+                for k, v in w.items() if k.endswith("_proj.weight")}
+        params = [x for a, bb, _ in lora.values() for x in (a, bb)]
+    else:
+        params = [v.requires_grad_(True) for v in w.values()]
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01)
     ids = torch.randint(0, V, (b, t))
     valid = torch.ones(b, t, dtype=torch.bool)
     times = []
     for _ in range(steps + 1):
         start = time.perf_counter()
         opt.zero_grad()
-        logits = run(cfg, w, ids, valid)
+        logits = run(cfg, w, ids, valid, lora=lora)
         loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, V), ids[:, 1:].reshape(-1))
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(w.values()), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         times.append(time.perf_counter() - start)
     times = sorted(times[1:])
     print(json.dumps({"tokens_per_s": b * t / times[len(times) // 2],
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "blas": blas()}))
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "blas": blas(),
+                      "trainable": sum(p.numel() for p in params)}))
 
 def bench_gemm():
     """Times torch.mm as x · wᵀ (x M×K, w N×K) for each shape M×N×K in argv
@@ -658,9 +679,9 @@ def layers_fast(cfg, w, x, pos0=0, cache=None):
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
         n = rms_norm(x, w[p + "input_layernorm.weight"], eps)
-        q = (n @ w[p + "self_attn.q_proj.weight"].T).view(B, T, nh, hd).transpose(1, 2)
-        k = (n @ w[p + "self_attn.k_proj.weight"].T).view(B, T, nkv, hd).transpose(1, 2)
-        v = (n @ w[p + "self_attn.v_proj.weight"].T).view(B, T, nkv, hd).transpose(1, 2)
+        q = lin(n, p + "self_attn.q_proj.weight").view(B, T, nh, hd).transpose(1, 2)
+        k = lin(n, p + "self_attn.k_proj.weight").view(B, T, nkv, hd).transpose(1, 2)
+        v = lin(n, p + "self_attn.v_proj.weight").view(B, T, nkv, hd).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
         if cache is not None:

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"zhllama/internal/testenv"
+)
+
+// bench train runs PyTorch eager on the same step, full and LoRA: both
+// sides train the same values (every parameter; the adapters only) and
+// the ratio is reported.
+func TestBenchTrainTorch(t *testing.T) {
+	testenv.RequireTorch(t)
+	for _, ft := range []string{"full", "lora"} {
+		out, errb, code := zhllama(t, "", "bench", "train", "--preset", "tiny", "--batch", "2", "--seq_len", "16", "--steps", "1", "--finetuning_type", ft)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", ft, code, errb)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		var res struct {
+			Trainable      int     `json:"trainable"`
+			TorchTrainable int     `json:"torch_trainable"`
+			Ratio          float64 `json:"ratio"`
+		}
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+			t.Fatalf("%s: %v in %q", ft, err, out)
+		}
+		if res.Trainable == 0 || res.Trainable != res.TorchTrainable || res.Ratio <= 0 {
+			t.Errorf("%s: zhllama trains %d values, PyTorch %d, ratio %g", ft, res.Trainable, res.TorchTrainable, res.Ratio)
+		}
+		t.Logf("%s: %d trainable values, ratio %.2f", ft, res.Trainable, res.Ratio)
+	}
+}
