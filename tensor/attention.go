@@ -97,6 +97,15 @@ type CachedSeq struct {
 func CachedAttentionSeqs(seqs []CachedSeq, heads, kvHeads, hd int) {
 	group := heads / kvHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
+	var few []CachedSeq
+	for _, s := range seqs {
+		if s.N >= promptRows {
+			promptAttention(s, heads, kvHeads, hd, scale)
+		} else {
+			few = append(few, s)
+		}
+	}
+	seqs = few
 	most := 0
 	for _, s := range seqs {
 		most = max(most, s.Start+s.N)
@@ -131,4 +140,41 @@ func CachedAttentionSeqs(seqs []CachedSeq, heads, kvHeads, hd int) {
 			}
 		}
 	})
+}
+
+const (
+	// promptRows is the fewest new queries of a sequence that
+	// CachedAttentionSeqs takes through promptAttention.
+	promptRows = 16
+	// promptBlock bounds the queries whose scores are held at once.
+	promptBlock = 256
+)
+
+// promptAttention is CachedAttentionSeqs for one sequence with many new
+// queries (a prompt), computed as Attention computes it: per head, the
+// scores of up to promptBlock queries against every key the last of them
+// sees are one GEMM, each row is normalised over the keys its query may
+// see (the rest cleared), and the weighted sums are one more GEMM.
+func promptAttention(s CachedSeq, heads, kvHeads, hd int, scale float32) {
+	group := heads / kvHeads
+	qs, ks := heads*hd, kvHeads*hd // row strides
+	p := make([]float32, min(s.N, promptBlock)*(s.Start+s.N))
+	for i0 := 0; i0 < s.N; i0 += promptBlock {
+		rows := min(promptBlock, s.N-i0)
+		nk := s.Start + i0 + rows // the keys the block's last query sees
+		for h := range heads {
+			kh := h / group
+			Gemm(false, true, rows, nk, hd, scale, s.Q[i0*qs+h*hd:], qs, s.Keys[kh*hd:], ks, 0, p, nk)
+			Parallel(rows, func(lo, hi int) {
+				for i := lo; i < hi; i++ {
+					row := p[i*nk : (i+1)*nk]
+					seen := row[:s.Start+i0+i+1] // causal
+					clear(row[len(seen):])
+					sum := expSub(seen, seen, rowMax(seen))
+					scal(seen, float32(1/sum))
+				}
+			})
+			Gemm(false, false, rows, hd, nk, 1, p, nk, s.Vals[kh*hd:], ks, 0, s.Out[i0*qs+h*hd:], qs)
+		}
+	}
 }

@@ -1,9 +1,12 @@
 package tensor
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"zhllama/internal/testenv"
 )
 
 // logSoftmax64 is the float64 reference: per row, log Σ exp and the
@@ -162,5 +165,27 @@ func TestSoftmaxWeights(t *testing.T) {
 		if math.Abs(sum-want) > 1e-6*want {
 			t.Errorf("n=%d: sum %g, want %g", n, sum, want)
 		}
+	}
+}
+
+// A prompt's queries through promptAttention (scores and sums as GEMMs,
+// several blocks of queries, after cached positions, grouped key/value
+// heads) give what the same queries give one at a time.
+func TestPromptAttention(t *testing.T) {
+	rng := rand.New(rand.NewPCG(25, 26))
+	heads, kvHeads, hd := 4, 2, 8
+	for _, c := range []struct{ start, n int }{{0, promptRows}, {5, 40}, {3, promptBlock + 37}} {
+		total := c.start + c.n
+		q := randn(rng, c.n*heads*hd)
+		k, v := randn(rng, total*kvHeads*hd), randn(rng, total*kvHeads*hd)
+		got, want := make([]float32, len(q)), make([]float32, len(q))
+		CachedAttention(got, q, k, v, c.start, c.n, heads, kvHeads, hd)
+		var one []CachedSeq // each query a sequence of its own, below promptRows
+		for i := range c.n {
+			w := heads * hd
+			one = append(one, CachedSeq{Out: want[i*w : (i+1)*w], Q: q[i*w : (i+1)*w], Keys: k, Vals: v, Start: c.start + i, N: 1})
+		}
+		CachedAttentionSeqs(one, heads, kvHeads, hd)
+		testenv.AssertClose(t, fmt.Sprintf("start %d, %d queries", c.start, c.n), got, want, 1e-5, 1)
 	}
 }
