@@ -3,6 +3,7 @@ package tensor
 import (
 	"encoding/binary"
 	"fmt"
+	"sync"
 
 	"zhllama/internal/half"
 )
@@ -33,6 +34,10 @@ const (
 	// over each group of weights with (x16Span·in bytes, in L2).
 	x16Span = 64
 )
+
+// x16At is where, in a group's block, row l's bytes j…j+3 of its ggml
+// block's codes go (j a multiple of 4).
+func x16At(j, l int) int { return 2*groupRows + j/4*64 + 4*l }
 
 // x16Scale is one input row's block: its scale and minus the offset its
 // integer sum starts from (−8 or −128 times the sum of its codes).
@@ -76,7 +81,7 @@ func interleave16(dst, src []byte, rows, nb, bb int) {
 					blk := src[((g*groupRows+l)*nb+b)*bb:][:bb]
 					copy(out[2*l:2*l+2], blk[:2])
 					for j := 0; j < bb-2; j += 4 {
-						at := 2*groupRows + j/4*64 + 4*l
+						at := x16At(j, l)
 						copy(out[at:at+4], blk[2+j:6+j])
 						if q8 {
 							for k := at; k < at+4; k++ {
@@ -97,7 +102,7 @@ func (m *Blocks) block16(blk []byte, r, b int) {
 	grp := m.Data[((r/groupRows)*nb+b)*groupRows*bb:][:groupRows*bb]
 	copy(blk[:2], grp[2*l:2*l+2])
 	for j := 0; j < bb-2; j += 4 {
-		at := 2*groupRows + j/4*64 + 4*l
+		at := x16At(j, l)
 		copy(blk[2+j:6+j], grp[at:at+4])
 		if !m.Q4 {
 			for k := 2 + j; k < 6+j; k++ {
@@ -113,7 +118,9 @@ func (m *Blocks) block16(blk []byte, r, b int) {
 // taking up to x16Tile of them while the group's codes stay in cache.
 func linearX16(y, x []float32, m *Blocks, t, in, out int) {
 	nb := in / QBlock
-	xq, xs := make([]int8, t*in), make([]x16Scale, t*nb)
+	buf := x16Bufs.Get().(*x16Buf)
+	defer x16Bufs.Put(buf)
+	xq, xs := buf.grow(t*in, t*nb)
 	offset := int32(-128)
 	if m.Q4 {
 		offset = -8
@@ -141,6 +148,27 @@ func linearX16(y, x []float32, m *Blocks, t, in, out int) {
 			s = e
 		}
 	})
+}
+
+// x16Buf holds a call's quantized input; decoding makes hundreds of
+// calls a token, so the buffers are reused rather than allocated.
+type x16Buf struct {
+	q  []int8
+	xs []x16Scale
+}
+
+var x16Bufs = sync.Pool{New: func() any { return new(x16Buf) }}
+
+// grow returns the buffers at n codes and ns scales, reallocating only
+// when they are too small.
+func (b *x16Buf) grow(n, ns int) ([]int8, []x16Scale) {
+	if cap(b.q) < n {
+		b.q = make([]int8, n)
+	}
+	if cap(b.xs) < ns {
+		b.xs = make([]x16Scale, ns)
+	}
+	return b.q[:n], b.xs[:ns]
 }
 
 // x16Tiles splits t input rows into kernel calls of 8, 4, 2 and 1 rows:
@@ -197,7 +225,7 @@ func x16Go(q4 bool, nb, t int, x []int8, xs []x16Scale, w []byte, y []float32, l
 			for l := range groupRows {
 				sum := s.bias
 				for j := 0; j < bb-2; j += 4 {
-					v := blk[2*groupRows+j/4*64+4*l:][:4]
+					v := blk[x16At(j, l):][:4]
 					for k := range 4 {
 						if q4 {
 							sum += int32(v[k]&15)*int32(c[j+k]) + int32(v[k]>>4)*int32(c[j+k+QBlock/2])
