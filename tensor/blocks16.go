@@ -51,6 +51,13 @@ type x16Scale struct {
 // rows: their codes x as [nb][t][32] and scales xs as [nb][t].
 var x16Kernel func(q4 bool, nb, t int, x []int8, xs []x16Scale, w []byte, y []float32, ldy int)
 
+// x16Kernel4, where the CPU has one, is x16Kernel at t = 1 over four
+// consecutive groups at once (w holds them, nb blocks each), setting
+// y[0:64]. Decoding reads every weight once, and four streams read at
+// once draw more bandwidth from memory than one (about a fifth more on
+// a Xeon with AVX-512).
+var x16Kernel4 func(q4 bool, nb int, x []int8, xs []x16Scale, w []byte, y []float32)
+
 // BlocksFor wraps ggml block data (Q4_0 with q4, else Q8_0) of a
 // rows × cols matrix as a Blocks in the layout this CPU's kernels read
 // fastest. copied says whether the result holds a copy in another layout,
@@ -132,6 +139,21 @@ func linearX16(y, x []float32, m *Blocks, t, in, out int) {
 		}
 	})
 	gb := nb * groupRows * m.blockBytes()
+	if t == 1 && x16Kernel4 != nil {
+		groups := out / groupRows
+		ParallelFine((groups+3)/4, func(lo, hi int) {
+			for g := 4 * lo; g < min(4*hi, groups); {
+				if g+4 <= groups {
+					x16Kernel4(m.Q4, nb, xq, xs, m.Data[g*gb:(g+4)*gb], y[g*groupRows:])
+					g += 4
+					continue
+				}
+				x16Kernel(m.Q4, nb, 1, xq, xs, m.Data[g*gb:(g+1)*gb], y[g*groupRows:], out)
+				g++
+			}
+		})
+		return
+	}
 	ParallelFine(out/groupRows, func(lo, hi int) {
 		for s := 0; s < len(tiles); {
 			e := s + 1

@@ -11,6 +11,11 @@ import (
 //go:noescape
 func x16VNNI(nb, t int, x *int8, xs *x16Scale, w *byte, y *float32, ldy int, q4 bool)
 
+// func x16VNNI4(nb int, x *int8, xs *x16Scale, w *byte, gb int, y *float32, q4 bool)
+//
+//go:noescape
+func x16VNNI4(nb int, x *int8, xs *x16Scale, w *byte, gb int, y *float32, q4 bool)
+
 // func quantizeQ8AVX512(nb int, x *float32, q *int8, xs *x16Scale, stride int, offset int32)
 //
 //go:noescape
@@ -32,6 +37,14 @@ func init() {
 			panic("tensor: x16 kernel called with a tile of other than 1, 2, 4 or 8 rows")
 		}
 		x16VNNI(nb, t, &x[0], &xs[0], &w[0], &y[0], ldy, q4)
+	}
+	x16Kernel4 = func(q4 bool, nb int, x []int8, xs []x16Scale, w []byte, y []float32) {
+		gb := nb * groupRows * Q8_0BlockBytes
+		if q4 {
+			gb = nb * groupRows * Q4_0BlockBytes
+		}
+		_, _, _, _ = x[nb*QBlock-1], xs[nb-1], w[4*gb-1], y[4*groupRows-1]
+		x16VNNI4(nb, &x[0], &xs[0], &w[0], gb, &y[0], q4)
 	}
 	quantizeRow = func(q []int8, xs []x16Scale, x []float32, n int, offset int32) {
 		nb := len(x) / QBlock

@@ -24,14 +24,14 @@
 	VMULPS.BCST so+0(R13), Z17, Z19; \
 	VFMADD231PS Z19, Z18, OUT
 
-// X16Q4 loads a Q4_0 group block: scales, then four vectors whose low
-// nibbles are codes 0–15 and high nibbles codes 16–31.
-#define X16Q4 \
-	VCVTPH2PS (DI), Z17; \
-	VMOVDQU32 32(DI), Z8; \
-	VMOVDQU32 96(DI), Z9; \
-	VMOVDQU32 160(DI), Z10; \
-	VMOVDQU32 224(DI), Z11; \
+// X16Q4AT loads the Q4_0 group block at B: scales, then four vectors
+// whose low nibbles are codes 0–15 and high nibbles codes 16–31.
+#define X16Q4AT(B) \
+	VCVTPH2PS (B), Z17; \
+	VMOVDQU32 32(B), Z8; \
+	VMOVDQU32 96(B), Z9; \
+	VMOVDQU32 160(B), Z10; \
+	VMOVDQU32 224(B), Z11; \
 	VPSRLW $4, Z8, Z12; \
 	VPSRLW $4, Z9, Z13; \
 	VPSRLW $4, Z10, Z14; \
@@ -45,17 +45,21 @@
 	VPANDD Z16, Z14, Z14; \
 	VPANDD Z16, Z15, Z15
 
-// X16Q8 loads a Q8_0 group block: scales, then eight vectors of codes.
-#define X16Q8 \
-	VCVTPH2PS (DI), Z17; \
-	VMOVDQU32 32(DI), Z8; \
-	VMOVDQU32 96(DI), Z9; \
-	VMOVDQU32 160(DI), Z10; \
-	VMOVDQU32 224(DI), Z11; \
-	VMOVDQU32 288(DI), Z12; \
-	VMOVDQU32 352(DI), Z13; \
-	VMOVDQU32 416(DI), Z14; \
-	VMOVDQU32 480(DI), Z15
+// X16Q8AT loads the Q8_0 group block at B: scales, then eight vectors of
+// codes.
+#define X16Q8AT(B) \
+	VCVTPH2PS (B), Z17; \
+	VMOVDQU32 32(B), Z8; \
+	VMOVDQU32 96(B), Z9; \
+	VMOVDQU32 160(B), Z10; \
+	VMOVDQU32 224(B), Z11; \
+	VMOVDQU32 288(B), Z12; \
+	VMOVDQU32 352(B), Z13; \
+	VMOVDQU32 416(B), Z14; \
+	VMOVDQU32 480(B), Z15
+
+#define X16Q4 X16Q4AT(DI)
+#define X16Q8 X16Q8AT(DI)
 
 // X16START loads the arguments and clears the outputs.
 #define X16START \
@@ -160,6 +164,61 @@ store2:
 	VMOVUPS Z1, (DX)(R8*1)
 store1:
 	VMOVUPS Z0, (DX)
+	VZEROUPPER
+	RET
+
+// X16FOUR runs one input row over four groups of nb blocks each (DI,
+// R10, R11, R12 a group apart), LOAD taking a group block of bb bytes;
+// the outputs are Z0–Z3.
+#define X16FOUR(label, LOAD, bb) \
+label: \
+	LOAD(DI); \
+	X16ROW(0, 0, Z0); \
+	LOAD(R10); \
+	X16ROW(0, 0, Z1); \
+	LOAD(R11); \
+	X16ROW(0, 0, Z2); \
+	LOAD(R12); \
+	X16ROW(0, 0, Z3); \
+	ADDQ $bb, DI; \
+	ADDQ $bb, R10; \
+	ADDQ $bb, R11; \
+	ADDQ $bb, R12; \
+	ADDQ $32, SI; \
+	ADDQ $8, R13; \
+	DECQ CX; \
+	JNZ label
+
+// func x16VNNI4(nb int, x *int8, xs *x16Scale, w *byte, gb int, y *float32, q4 bool)
+// x16VNNI4 is x16VNNI at t = 1 over the four groups at w, gb bytes apart,
+// writing y[0:64]: the four weight streams read at once keep more of
+// memory's bandwidth busy than one (decoding reads each weight once).
+TEXT ·x16VNNI4(SB), NOSPLIT, $0-49
+	MOVQ nb+0(FP), CX
+	MOVQ x+8(FP), SI
+	MOVQ xs+16(FP), R13
+	MOVQ w+24(FP), DI
+	MOVQ gb+32(FP), R9
+	MOVQ y+40(FP), DX
+	LEAQ (DI)(R9*1), R10
+	LEAQ (R10)(R9*1), R11
+	LEAQ (R11)(R9*1), R12
+	MOVL $0x0f0f0f0f, AX
+	VPBROADCASTD AX, Z16
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	CMPB q4+48(FP), $0
+	JEQ four8
+	X16FOUR(four4, X16Q4AT, 288)
+	JMP fourstore
+	X16FOUR(four8, X16Q8AT, 544)
+fourstore:
+	VMOVUPS Z0, (DX)
+	VMOVUPS Z1, 64(DX)
+	VMOVUPS Z2, 128(DX)
+	VMOVUPS Z3, 192(DX)
 	VZEROUPPER
 	RET
 

@@ -3,6 +3,7 @@ package tensor
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -101,6 +102,34 @@ func TestX16Kernels(t *testing.T) {
 	}
 }
 
+// The four-group kernel gives each group's outputs bit for bit as the
+// one-group kernel does.
+func TestX16FourGroups(t *testing.T) {
+	if x16Kernel4 == nil {
+		t.Skip("no sixteen-row kernel on this CPU (AVX-512 VNNI) or with ZHLLAMA_NOASM/NOAVX512")
+	}
+	rng := rand.New(rand.NewPCG(29, 30))
+	for _, nb := range []int{1, 5, 24} {
+		for _, q4 := range []bool{false, true} {
+			in := nb * QBlock
+			_, m := sixteenRows(randBlocks(rng, 4*groupRows*nb, (&Blocks{Q4: q4}).blockBytes()), 4*groupRows, in, q4)
+			q, xs := make([]int8, in), make([]x16Scale, nb)
+			quantizeTile(q, xs, randn(rng, in), 1, in, -8)
+			got, want := make([]float32, 4*groupRows), make([]float32, 4*groupRows)
+			x16Kernel4(q4, nb, q, xs, m.Data, got)
+			gb := len(m.Data) / 4
+			for g := range 4 {
+				x16Kernel(q4, nb, 1, q, xs, m.Data[g*gb:(g+1)*gb], want[g*groupRows:], groupRows)
+			}
+			for i := range got {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("nb=%d q4=%v: output %d is %g, one group at a time %g", nb, q4, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
+
 // The input codes and offsets quantizeTile lays out are quantizeQ8's.
 func TestQuantizeTile(t *testing.T) {
 	rng := rand.New(rand.NewPCG(25, 26))
@@ -137,7 +166,7 @@ func TestLinearMatrixSixteenRows(t *testing.T) {
 		t.Skip("no sixteen-row kernel on this CPU (AVX-512 VNNI) or with ZHLLAMA_NOASM/NOAVX512")
 	}
 	rng := rand.New(rand.NewPCG(27, 28))
-	const out, in = 48, 96
+	const out, in = 112, 96 // seven groups: four at once, then three singly
 	for _, q4 := range []bool{false, true} {
 		m := NewBlocks(randn(rng, out*in), out, in, q4)
 		if !m.x16 {
