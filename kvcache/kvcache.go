@@ -8,21 +8,25 @@ package kvcache
 import "fmt"
 
 // Cache is the past keys and values of a batch of sequences, per layer.
+// A layer's keys (and values) are kept head by head, each head's
+// positions one after another, so that attention for one head reads one
+// contiguous run of memory instead of a strided slice of every position.
 type Cache struct {
-	layers, width, most int
-	seqs                []seq
+	layers, heads, headDim, most int
+	seqs                         []seq
 }
 
 type seq struct {
-	k, v [][]float32 // per layer [capacity × width]
+	k, v [][]float32 // per layer [heads × room × headDim]
+	room []int       // per layer: positions each head has room for
 	n    int         // tokens seen
 }
 
 // New makes a cache for batch sequences of up to most tokens each, with
-// layers layers whose keys and values are width values a token. Memory is
+// layers layers of heads key/value heads of headDim values. Memory is
 // taken as sequences grow.
-func New(batch, layers, width, most int) *Cache {
-	return &Cache{layers: layers, width: width, most: most, seqs: make([]seq, batch)}
+func New(batch, layers, heads, headDim, most int) *Cache {
+	return &Cache{layers: layers, heads: heads, headDim: headDim, most: most, seqs: make([]seq, batch)}
 }
 
 // Batch is the number of sequences.
@@ -42,28 +46,45 @@ func (c *Cache) Room(b, n int) error {
 	return nil
 }
 
-// Put stores the keys and values k, v [rows × width] of sequence b's next
-// rows tokens (positions Len(b) on) in layer l, and returns the layer's
-// keys and values of every position so far, the new ones included. The
-// sequence's length moves on with Advance, once every layer has put its
-// part.
-func (c *Cache) Put(b, l int, k, v []float32) (keys, vals []float32) {
+// Put stores the keys and values k, v [rows × heads × headDim] of sequence
+// b's next rows tokens (positions Len(b) on) in layer l, and returns the
+// layer's keys and values of every position so far, the new ones
+// included: position j of head h at h·stride + j·headDim. The sequence's
+// length moves on with Advance, once every layer has put its part.
+func (c *Cache) Put(b, l int, k, v []float32) (keys, vals []float32, stride int) {
 	s := &c.seqs[b]
-	rows := len(k) / c.width
-	need := (s.n + rows) * c.width
+	width := c.heads * c.headDim
+	rows := len(k) / width
 	if s.k == nil {
-		s.k, s.v = make([][]float32, c.layers), make([][]float32, c.layers)
+		s.k, s.v, s.room = make([][]float32, c.layers), make([][]float32, c.layers), make([]int, c.layers)
 	}
-	if cap(s.k[l]) < need {
+	if s.room[l] < s.n+rows {
 		// Double, at least 16 tokens, at most the cache's size.
-		tokens := min(c.most, max(16, 2*cap(s.k[l])/c.width, s.n+rows))
-		s.k[l] = append(make([]float32, 0, tokens*c.width), s.k[l][:s.n*c.width]...)
-		s.v[l] = append(make([]float32, 0, tokens*c.width), s.v[l][:s.n*c.width]...)
+		room := min(c.most, max(16, 2*s.room[l], s.n+rows))
+		s.k[l] = c.regrow(s.k[l], s.room[l], room, s.n)
+		s.v[l] = c.regrow(s.v[l], s.room[l], room, s.n)
+		s.room[l] = room
 	}
-	s.k[l], s.v[l] = s.k[l][:need], s.v[l][:need]
-	copy(s.k[l][s.n*c.width:], k)
-	copy(s.v[l][s.n*c.width:], v)
-	return s.k[l], s.v[l]
+	stride = s.room[l] * c.headDim
+	for r := range rows {
+		for h := range c.heads {
+			at := h*stride + (s.n+r)*c.headDim
+			src := r*width + h*c.headDim
+			copy(s.k[l][at:at+c.headDim], k[src:src+c.headDim])
+			copy(s.v[l][at:at+c.headDim], v[src:src+c.headDim])
+		}
+	}
+	return s.k[l], s.v[l], stride
+}
+
+// regrow moves the first n positions of each head from a layer laid out
+// with room old to one with room positions.
+func (c *Cache) regrow(kv []float32, old, room, n int) []float32 {
+	grown := make([]float32, c.heads*room*c.headDim)
+	for h := range c.heads {
+		copy(grown[h*room*c.headDim:], kv[h*old*c.headDim:h*old*c.headDim+n*c.headDim])
+	}
+	return grown
 }
 
 // Advance moves sequence b on by n tokens.
@@ -77,7 +98,7 @@ func (c *Cache) Bytes() int64 {
 	var n int64
 	for _, s := range c.seqs {
 		for l := range s.k {
-			n += 4 * int64(cap(s.k[l])+cap(s.v[l]))
+			n += 4 * int64(len(s.k[l])+len(s.v[l]))
 		}
 	}
 	return n

@@ -33,7 +33,7 @@ type stepBufs struct {
 // its memory grows with the sequences.
 func (m *Model) NewCache(batch, most int) *Cache {
 	c := &m.Config
-	ca := &Cache{KV: kvcache.New(batch, c.NumHiddenLayers, c.NumKeyValueHeads*c.HeadDim, most)}
+	ca := &Cache{KV: kvcache.New(batch, c.NumHiddenLayers, c.NumKeyValueHeads, c.HeadDim, most)}
 	ca.cos, ca.sin = ropeTables(c, most, most)
 	return ca
 }
@@ -120,8 +120,8 @@ func (m *Model) cachedAttention(ca *Cache, ids [][]int32) attention {
 				continue
 			}
 			t := len(s)
-			keys, vals := ca.KV.Put(b, l, la.k[r*kv:(r+t)*kv], la.v[r*kv:(r+t)*kv])
-			seqs = append(seqs, tensor.CachedSeq{Out: la.att[r*qd : (r+t)*qd], Q: la.q[r*qd : (r+t)*qd], Keys: keys, Vals: vals, Start: ca.KV.Len(b), N: t})
+			keys, vals, stride := ca.KV.Put(b, l, la.k[r*kv:(r+t)*kv], la.v[r*kv:(r+t)*kv])
+			seqs = append(seqs, tensor.CachedSeq{Out: la.att[r*qd : (r+t)*qd], Q: la.q[r*qd : (r+t)*qd], Keys: keys, Vals: vals, Start: ca.KV.Len(b), N: t, Stride: stride})
 			r += t
 		}
 		tensor.CachedAttentionSeqs(seqs, nh, nkv, hd)

@@ -84,9 +84,22 @@ func CachedAttention(out, q, keys, vals []float32, start, n, heads, kvHeads, hd 
 }
 
 // CachedSeq is one sequence's part of a CachedAttentionSeqs call.
+// Stride, when not 0, says Keys and Vals are laid out head by head: key
+// position j of head h at h·Stride + j·hd (kvcache's layout, in which
+// one head's keys are one run of memory); 0 is CachedAttention's
+// [positions × kvHeads × hd].
 type CachedSeq struct {
 	Out, Q, Keys, Vals []float32
-	Start, N           int
+	Start, N, Stride   int
+}
+
+// strides returns the distances between a sequence's key positions and
+// between its heads.
+func (s *CachedSeq) strides(kvHeads, hd int) (pos, head int) {
+	if s.Stride != 0 {
+		return hd, s.Stride
+	}
+	return kvHeads * hd, hd
 }
 
 // CachedAttentionSeqs is CachedAttention for several sequences at once:
@@ -110,13 +123,13 @@ func CachedAttentionSeqs(seqs []CachedSeq, heads, kvHeads, hd int) {
 	for _, s := range seqs {
 		most = max(most, s.Start+s.N)
 	}
-	ks := kvHeads * hd // key/value row stride
 	Parallel(len(seqs)*heads, func(lo, hi int) {
 		scores := make([]float32, most)
 		for w := lo; w < hi; w++ {
 			sq, h := &seqs[w/heads], w%heads
+			ks, hs := sq.strides(kvHeads, hd)
 			kh := h / group
-			keys, vals := sq.Keys[kh*hd:], sq.Vals[kh*hd:]
+			keys, vals := sq.Keys[kh*hs:], sq.Vals[kh*hs:]
 			for i := 0; i < sq.N; i++ {
 				n := sq.Start + i + 1 // causal: keys 0..Start+i
 				qi := sq.Q[(i*heads+h)*hd : (i*heads+h+1)*hd]
@@ -157,14 +170,15 @@ const (
 // see (the rest cleared), and the weighted sums are one more GEMM.
 func promptAttention(s CachedSeq, heads, kvHeads, hd int, scale float32) {
 	group := heads / kvHeads
-	qs, ks := heads*hd, kvHeads*hd // row strides
+	qs := heads * hd // query row stride
+	ks, hs := s.strides(kvHeads, hd)
 	p := make([]float32, min(s.N, promptBlock)*(s.Start+s.N))
 	for i0 := 0; i0 < s.N; i0 += promptBlock {
 		rows := min(promptBlock, s.N-i0)
 		nk := s.Start + i0 + rows // the keys the block's last query sees
 		for h := range heads {
 			kh := h / group
-			Gemm(false, true, rows, nk, hd, scale, s.Q[i0*qs+h*hd:], qs, s.Keys[kh*hd:], ks, 0, p, nk)
+			Gemm(false, true, rows, nk, hd, scale, s.Q[i0*qs+h*hd:], qs, s.Keys[kh*hs:], ks, 0, p, nk)
 			Parallel(rows, func(lo, hi int) {
 				for i := lo; i < hi; i++ {
 					row := p[i*nk : (i+1)*nk]
@@ -174,7 +188,7 @@ func promptAttention(s CachedSeq, heads, kvHeads, hd int, scale float32) {
 					scal(seen, float32(1/sum))
 				}
 			})
-			Gemm(false, false, rows, hd, nk, 1, p, nk, s.Vals[kh*hd:], ks, 0, s.Out[i0*qs+h*hd:], qs)
+			Gemm(false, false, rows, hd, nk, 1, p, nk, s.Vals[kh*hs:], ks, 0, s.Out[i0*qs+h*hd:], qs)
 		}
 	}
 }

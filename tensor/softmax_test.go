@@ -189,3 +189,32 @@ func TestPromptAttention(t *testing.T) {
 		testenv.AssertClose(t, fmt.Sprintf("start %d, %d queries", c.start, c.n), got, want, 1e-5, 1)
 	}
 }
+
+// Keys and values laid out head by head (CachedSeq.Stride, kvcache's
+// layout) give what the interleaved layout gives, bit for bit, for
+// decoding steps and prompts alike.
+func TestCachedAttentionHeadMajor(t *testing.T) {
+	rng := rand.New(rand.NewPCG(27, 28))
+	heads, kvHeads, hd := 4, 2, 16
+	for _, c := range []struct{ start, n int }{{0, 1}, {12, 1}, {9, 3}, {4, promptRows + 5}} {
+		total := c.start + c.n
+		room := total + 7 // a head's run is longer than its positions
+		q := randn(rng, c.n*heads*hd)
+		k, v := randn(rng, total*kvHeads*hd), randn(rng, total*kvHeads*hd)
+		hk, hv := make([]float32, kvHeads*room*hd), make([]float32, kvHeads*room*hd)
+		for j := range total {
+			for h := range kvHeads {
+				copy(hk[h*room*hd+j*hd:][:hd], k[(j*kvHeads+h)*hd:])
+				copy(hv[h*room*hd+j*hd:][:hd], v[(j*kvHeads+h)*hd:])
+			}
+		}
+		got, want := make([]float32, len(q)), make([]float32, len(q))
+		CachedAttention(want, q, k, v, c.start, c.n, heads, kvHeads, hd)
+		CachedAttentionSeqs([]CachedSeq{{Out: got, Q: q, Keys: hk, Vals: hv, Start: c.start, N: c.n, Stride: room * hd}}, heads, kvHeads, hd)
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("start %d, %d queries: output %d is %g head by head, %g interleaved", c.start, c.n, i, got[i], want[i])
+			}
+		}
+	}
+}
