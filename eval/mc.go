@@ -218,7 +218,7 @@ func Predict(m *llama.Model, choices [4]int32, prompts []MCPrompt, batch int, do
 			ids[i] = p.IDs
 			most = max(most, len(p.IDs))
 		}
-		logits := m.Step(m.NewCache(len(part), most), ids)
+		logits := m.Step(m.NewCache(len(part), most, false), ids)
 		for i := range part {
 			best := 0
 			row := logits[i*v : (i+1)*v]

@@ -89,7 +89,7 @@ func randomModel(c llama.Config, seed uint64) *llama.Model {
 
 // logProbs is zhllama's next-token log-probabilities after prompt.
 func logProbs(m *llama.Model, prompt []int32) []float64 {
-	ca := m.NewCache(1, 64)
+	ca := m.NewCache(1, 64, false)
 	logits := m.Step(ca, [][]int32{prompt})
 	mx := math.Inf(-1)
 	for _, v := range logits {

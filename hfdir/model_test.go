@@ -159,7 +159,7 @@ func TestKeepBF16(t *testing.T) {
 	}
 	prompt := []int32{1, 450, 4996, 17354, 1701, 29916}
 	for _, batch := range [][]int32{prompt, prompt[:1]} { // GEMM and GEMV paths
-		cw, cl := wide.NewCache(1, 8), low.NewCache(1, 8)
+		cw, cl := wide.NewCache(1, 8, false), low.NewCache(1, 8, false)
 		lw := append([]float32(nil), wide.Step(cw, [][]int32{batch})...)
 		ll := low.Step(cl, [][]int32{batch})
 		for i := range lw {

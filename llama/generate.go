@@ -30,10 +30,11 @@ type stepBufs struct {
 }
 
 // NewCache makes a cache for batch sequences of up to most tokens each;
-// its memory grows with the sequences.
-func (m *Model) NewCache(batch, most int) *Cache {
+// its memory grows with the sequences. A half cache keeps keys and values
+// as float16, as llama.cpp's does: half the memory and half the reading.
+func (m *Model) NewCache(batch, most int, half bool) *Cache {
 	c := &m.Config
-	ca := &Cache{KV: kvcache.New(batch, c.NumHiddenLayers, c.NumKeyValueHeads, c.HeadDim, most)}
+	ca := &Cache{KV: kvcache.New(batch, c.NumHiddenLayers, c.NumKeyValueHeads, c.HeadDim, most, half)}
 	ca.cos, ca.sin = ropeTables(c, most, most)
 	return ca
 }
@@ -120,8 +121,9 @@ func (m *Model) cachedAttention(ca *Cache, ids [][]int32) attention {
 				continue
 			}
 			t := len(s)
-			keys, vals, stride := ca.KV.Put(b, l, la.k[r*kv:(r+t)*kv], la.v[r*kv:(r+t)*kv])
-			seqs = append(seqs, tensor.CachedSeq{Out: la.att[r*qd : (r+t)*qd], Q: la.q[r*qd : (r+t)*qd], Keys: keys, Vals: vals, Start: ca.KV.Len(b), N: t, Stride: stride})
+			kl := ca.KV.Put(b, l, la.k[r*kv:(r+t)*kv], la.v[r*kv:(r+t)*kv])
+			seqs = append(seqs, tensor.CachedSeq{Out: la.att[r*qd : (r+t)*qd], Q: la.q[r*qd : (r+t)*qd],
+				Keys: kl.K, Vals: kl.V, Keys16: kl.K16, Vals16: kl.V16, Start: ca.KV.Len(b), N: t, Stride: kl.Stride})
 			r += t
 		}
 		tensor.CachedAttentionSeqs(seqs, nh, nkv, hd)
@@ -137,6 +139,10 @@ type Sampling struct {
 	RepetitionPenalty float64 // 1: off
 	Seed              uint64
 	StopIDs           []int // generation ends after any of these (EOS)
+	// HalfCache keeps the cached keys and values as float16 (llama.cpp's
+	// default cache type): half the memory, and faster decoding where
+	// attention's reads matter; float32 otherwise.
+	HalfCache bool
 	// Adapters selects the LoRA adapters that apply (nil: all), e.g. the
 	// policy's alone when a reward adapter shares the model.
 	Adapters func(name string) bool
@@ -196,7 +202,7 @@ func (m *Model) GenerateBatch(prompts [][]int32, s Sampling, emit func(b, id int
 	if s.MaxNewTokens < most-maxT {
 		most = maxT + s.MaxNewTokens
 	}
-	ca := m.NewCache(len(prompts), most)
+	ca := m.NewCache(len(prompts), most, s.HalfCache)
 	ca.Adapters = s.Adapters
 	v := m.Config.VocabSize
 	out := make([][]int, len(prompts))

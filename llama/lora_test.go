@@ -76,12 +76,12 @@ func TestLoRAMerge(t *testing.T) {
 	m := tinyModel(t, false, 2)
 	attachLoRA(m, &Model{Config: m.Config, Layers: make([]Layer, m.Config.NumHiddenLayers)}, 2, 0)
 	ids := []int32{3, 7, 11, 2, 9}
-	ca := m.NewCache(1, 8)
+	ca := m.NewCache(1, 8, false)
 	before := append([]float32(nil), m.Step(ca, [][]int32{ids})...)
 	if err := m.MergeLoRA(); err != nil {
 		t.Fatal(err)
 	}
-	after := m.Step(m.NewCache(1, 8), [][]int32{ids})
+	after := m.Step(m.NewCache(1, 8, false), [][]int32{ids})
 	for i := range before {
 		if math.Abs(float64(before[i]-after[i])) > 1e-4 {
 			t.Fatalf("logit %d: %g with the adapter, %g merged", i, before[i], after[i])

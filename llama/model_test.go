@@ -68,27 +68,38 @@ func TestModelGradients(t *testing.T) {
 }
 
 // Decoding with the KV cache gives the full forward pass's logits at every
-// position, fed all at once or token by token.
+// position, fed a prompt at once (long enough for the prompt's attention)
+// then token by token; a float16 cache gives them to float16's precision.
 func TestCacheMatchesForward(t *testing.T) {
 	m := tinyModel(t, false, 2)
-	ids := []int32{3, 7, 11, 2, 9, 4, 20}
+	ids := []int32{3, 7, 11, 2, 9, 4, 20, 5, 5, 1, 8, 30, 2, 6, 17, 12, 3, 9, 14, 2, 7}
 	a := m.NewActs(1, len(ids))
 	m.Forward(a, ids, nil)
 	full := make([]float32, len(ids)*m.Config.VocabSize)
 	m.Logits(a, full)
 	v := m.Config.VocabSize
-	ca := m.NewCache(1, len(ids))
-	got := m.Step(ca, [][]int32{ids[:3]})
-	check := func(pos int, got []float32) {
-		for i := 0; i < v; i++ {
-			if d := math.Abs(float64(got[i] - full[pos*v+i])); d > 1e-4 {
-				t.Fatalf("position %d logit %d: cache %g, forward %g", pos, i, got[i], full[pos*v+i])
+	for _, half := range []bool{false, true} {
+		tol := 1e-4
+		if half {
+			tol = 1e-2
+		}
+		check := func(pos int, got []float32) {
+			for i := 0; i < v; i++ {
+				if d := math.Abs(float64(got[i] - full[pos*v+i])); d > tol {
+					t.Fatalf("half=%v: position %d logit %d: cache %g, forward %g", half, pos, i, got[i], full[pos*v+i])
+				}
 			}
 		}
-	}
-	check(2, got)
-	for p := 3; p < len(ids); p++ {
-		check(p, m.Step(ca, [][]int32{ids[p : p+1]}))
+		for _, first := range []int{3, 17} {
+			ca := m.NewCache(1, len(ids), half)
+			check(first-1, m.Step(ca, [][]int32{ids[:first]}))
+			for p := first; p < len(ids); p++ {
+				check(p, m.Step(ca, [][]int32{ids[p : p+1]}))
+			}
+			if ca.KV.Half() != half {
+				t.Fatalf("NewCache(half=%v) made a cache with Half() = %v", half, ca.KV.Half())
+			}
+		}
 	}
 }
 

@@ -370,7 +370,7 @@ func TestLogprobsAndPenalties(t *testing.T) {
 	m, tok := s.o.Model, s.o.Tok
 	prompt := tok.ModelInput("1 2 3")
 	const pres, freq = 0.7, 1.3
-	ca := m.NewCache(1, 256)
+	ca := m.NewCache(1, 256, false)
 	counts := map[int]int{}
 	feed := prompt
 	var out []int

@@ -154,6 +154,9 @@ type EngineOptions struct {
 	Ctx      int // tokens per slot (default: the model's context)
 	Batch    int // prompt tokens per step (default 256)
 	Queue    int // requests waiting for a slot at most (default 64)
+	// HalfCache keeps the slots' keys and values as float16: half the
+	// memory a slot holds.
+	HalfCache bool
 }
 
 // NewEngine starts the model's goroutine.
@@ -171,7 +174,7 @@ func NewEngine(m *llama.Model, tok *spm.Processor, o EngineOptions) *Engine {
 		o.Queue = 64
 	}
 	e := &Engine{m: m, tok: tok, eos: tok.SpecialID("eos"), ctx: o.Ctx, batch: o.Batch,
-		cache: m.NewCache(o.Parallel, o.Ctx), slots: make([]*slot, o.Parallel), feed: make([][]int32, o.Parallel),
+		cache: m.NewCache(o.Parallel, o.Ctx, o.HalfCache), slots: make([]*slot, o.Parallel), feed: make([][]int32, o.Parallel),
 		lastTok: make([]int32, o.Parallel),
 		queue:   make(chan *Task, o.Queue), jobs: make(chan func()), quit: make(chan struct{}), done: make(chan struct{}),
 		stats: newMetrics()}

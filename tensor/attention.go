@@ -87,9 +87,12 @@ func CachedAttention(out, q, keys, vals []float32, start, n, heads, kvHeads, hd 
 // Stride, when not 0, says Keys and Vals are laid out head by head: key
 // position j of head h at h·Stride + j·hd (kvcache's layout, in which
 // one head's keys are one run of memory); 0 is CachedAttention's
-// [positions × kvHeads × hd].
+// [positions × kvHeads × hd]. Keys16 and Vals16, when set, hold the keys
+// and values as IEEE float16 in place of Keys and Vals, in the same
+// layout.
 type CachedSeq struct {
 	Out, Q, Keys, Vals []float32
+	Keys16, Vals16     []uint16
 	Start, N, Stride   int
 }
 
@@ -129,30 +132,67 @@ func CachedAttentionSeqs(seqs []CachedSeq, heads, kvHeads, hd int) {
 			sq, h := &seqs[w/heads], w%heads
 			ks, hs := sq.strides(kvHeads, hd)
 			kh := h / group
-			keys, vals := sq.Keys[kh*hs:], sq.Vals[kh*hs:]
 			for i := 0; i < sq.N; i++ {
 				n := sq.Start + i + 1 // causal: keys 0..Start+i
 				qi := sq.Q[(i*heads+h)*hd : (i*heads+h+1)*hd]
 				s := scores[:n]
 				// Eight, then four keys share each load of the query.
 				j := 0
-				for ; j+8 <= n; j += 8 {
-					dot8(qi, keys[j*ks:], ks, (*[8]float32)(s[j:j+8]))
-				}
-				for ; j+4 <= n; j += 4 {
-					dot4(qi, keys[j*ks:], ks, (*[4]float32)(s[j:j+4]))
-				}
-				for ; j < n; j++ {
-					s[j] = dot(qi, keys[j*ks:j*ks+hd])
+				if sq.Keys16 != nil {
+					keys := sq.Keys16[kh*hs:]
+					for ; j+8 <= n; j += 8 {
+						dot8F16(qi, keys[j*ks:], ks, (*[8]float32)(s[j:j+8]))
+					}
+					for ; j < n; j++ {
+						s[j] = dotF16(qi, keys[j*ks:j*ks+hd])
+					}
+				} else {
+					keys := sq.Keys[kh*hs:]
+					for ; j+8 <= n; j += 8 {
+						dot8(qi, keys[j*ks:], ks, (*[8]float32)(s[j:j+8]))
+					}
+					for ; j+4 <= n; j += 4 {
+						dot4(qi, keys[j*ks:], ks, (*[4]float32)(s[j:j+4]))
+					}
+					for ; j < n; j++ {
+						s[j] = dot(qi, keys[j*ks:j*ks+hd])
+					}
 				}
 				scal(s, scale)
 				sum := expSub(s, s, rowMax(s))
 				oi := sq.Out[(i*heads+h)*hd : (i*heads+h+1)*hd]
-				wsum(s, vals, ks, oi)
+				if sq.Vals16 != nil {
+					wsumF16(s, sq.Vals16[kh*hs:], ks, oi)
+				} else {
+					wsum(s, sq.Vals[kh*hs:], ks, oi)
+				}
 				scal(oi, float32(1/sum))
 			}
 		}
 	})
+}
+
+// widened is s with its float16 keys and values widened to float32, head
+// by head (the prompt's GEMMs read float32); a prompt does enough work per
+// key that the copy is small beside it.
+func (s CachedSeq) widened(kvHeads, hd int) CachedSeq {
+	n := s.Start + s.N
+	ks, hs := s.strides(kvHeads, hd)
+	s.Keys, s.Vals = make([]float32, kvHeads*n*hd), make([]float32, kvHeads*n*hd)
+	for h := range kvHeads {
+		dk, dv := s.Keys[h*n*hd:(h+1)*n*hd], s.Vals[h*n*hd:(h+1)*n*hd]
+		if ks == hd { // the head's positions are one run
+			widenF16(dk, s.Keys16[h*hs:])
+			widenF16(dv, s.Vals16[h*hs:])
+			continue
+		}
+		for j := range n {
+			widenF16(dk[j*hd:(j+1)*hd], s.Keys16[h*hs+j*ks:])
+			widenF16(dv[j*hd:(j+1)*hd], s.Vals16[h*hs+j*ks:])
+		}
+	}
+	s.Keys16, s.Vals16, s.Stride = nil, nil, n*hd
+	return s
 }
 
 const (
@@ -171,6 +211,9 @@ const (
 func promptAttention(s CachedSeq, heads, kvHeads, hd int, scale float32) {
 	group := heads / kvHeads
 	qs := heads * hd // query row stride
+	if s.Keys16 != nil {
+		s = s.widened(kvHeads, hd)
+	}
 	ks, hs := s.strides(kvHeads, hd)
 	p := make([]float32, min(s.N, promptBlock)*(s.Start+s.N))
 	for i0 := 0; i0 < s.N; i0 += promptBlock {

@@ -412,11 +412,11 @@ func TestLoRAAdapterRoundTrip(t *testing.T) {
 		t.Fatalf("load adapter: %v, replaced %v, vocab %d", err, replaced, m.Config.VocabSize)
 	}
 	ids := []int32{1, 450, 40000, 3}
-	want := append([]float32(nil), tr.Model.Step(tr.Model.NewCache(1, 4), [][]int32{ids})...)
+	want := append([]float32(nil), tr.Model.Step(tr.Model.NewCache(1, 4, false), [][]int32{ids})...)
 	if err := m.MergeLoRA(); err != nil {
 		t.Fatal(err)
 	}
-	got := m.Step(m.NewCache(1, 4), [][]int32{ids})
+	got := m.Step(m.NewCache(1, 4, false), [][]int32{ids})
 	if d := updateDiff(make([]float32, len(want)), got, want); d > 1e-5 {
 		t.Errorf("merged adapter logits differ by %.2g", d)
 	}

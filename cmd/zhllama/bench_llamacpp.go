@@ -42,6 +42,7 @@ type vsLlamaCpp struct {
 	runs                   int
 	llamaBench             string
 	bandwidth              bool
+	halfCache              bool // zhllama's KV cache in float16, as llama.cpp's
 }
 
 // sideResult is what zhllama's side prints (--side zhllama), one thread
@@ -256,6 +257,8 @@ func benchVsLlamaCpp(o vsLlamaCpp) error {
 		return err
 	}
 	fmt.Printf("model %s: %.0f MB file, %.0f MB of weights read per decoded token\n", name, float64(st.Size())/1e6, float64(perToken)/1e6)
+	cacheType := map[bool]string{false: "float32", true: "float16"}[o.halfCache]
+	fmt.Printf("KV cache: zhllama %s, llama.cpp float16 (llama-bench's only floating-point cache type)\n", cacheType)
 	bandwidth := map[int]float64{}
 	if o.bandwidth || perToken > 1e9 {
 		for _, t := range o.threads {
@@ -286,7 +289,8 @@ func benchVsLlamaCpp(o vsLlamaCpp) error {
 		// so the Go runtime sizes everything for t threads from the start,
 		// as llama-bench's -t does for its thread pool.
 		cmd := exec.Command(self, "bench", "generate", "--vs", "llamacpp", "--side", "zhllama", "--model", path,
-			"--max_new_tokens", strconv.Itoa(o.gen), "--prompt", strconv.Itoa(o.prompt), "--depth", strconv.Itoa(o.depth), "--runs", strconv.Itoa(o.runs))
+			"--max_new_tokens", strconv.Itoa(o.gen), "--prompt", strconv.Itoa(o.prompt), "--depth", strconv.Itoa(o.depth), "--runs", strconv.Itoa(o.runs),
+			"--kv_cache_dtype", cacheType)
 		cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(t))
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
@@ -360,7 +364,7 @@ func benchVsLlamaCpp(o vsLlamaCpp) error {
 			fmt.Println()
 		}
 	}
-	res := map[string]any{"bench": "generate", "vs": "llamacpp", "model": name, "weights": weights, "max_new_tokens": o.gen, "depth": o.depth,
+	res := map[string]any{"bench": "generate", "vs": "llamacpp", "model": name, "weights": weights, "kv_cache_dtype": cacheType, "max_new_tokens": o.gen, "depth": o.depth,
 		"prompt": o.prompt, "runs": o.runs, "weight_bytes_per_token": perToken, "results": results}
 	b, _ := json.Marshal(res)
 	fmt.Println(string(b))
@@ -475,7 +479,7 @@ func medianFloat(xs []float64) float64 {
 // repetition of the prompt test feeds prompt tokens in one pass to an
 // empty cache. Tokens are <s> then random ids, logits come from the last
 // position only, and nothing is sampled — as in llama-bench.
-func benchSideZhllama(path string, gen, prompt, depth, runs int) error {
+func benchSideZhllama(path string, gen, prompt, depth, runs int, half bool) error {
 	m, _, err := gguf.LoadModel(path, true)
 	if err != nil {
 		return err
@@ -496,7 +500,7 @@ func benchSideZhllama(path string, gen, prompt, depth, runs int) error {
 	// One cache per test, emptied before each repetition, as llama-bench
 	// keeps one context and clears its memory: a server reuses its cache,
 	// and fresh pages on every repetition would time the kernel's faults.
-	pc := m.NewCache(1, prompt)
+	pc := m.NewCache(1, prompt, half)
 	promptOnce := func() time.Duration {
 		ca := pc
 		ca.KV.Reset(0)
@@ -509,11 +513,11 @@ func benchSideZhllama(path string, gen, prompt, depth, runs int) error {
 		promptOnce()
 	}
 	if gen > 0 {
-		m.Step(m.NewCache(1, 1), [][]int32{{int32(c.BOSTokenID)}})
+		m.Step(m.NewCache(1, 1, half), [][]int32{{int32(c.BOSTokenID)}})
 	}
 	var res sideResult
 	res.Threads = runtime.GOMAXPROCS(0)
-	ca := m.NewCache(1, depth+gen)
+	ca := m.NewCache(1, depth+gen, half)
 	for r := 0; r < runs && gen > 0; r++ {
 		ca.KV.Reset(0)
 		if depth > 0 {
@@ -546,7 +550,7 @@ func benchSideZhllama(path string, gen, prompt, depth, runs int) error {
 
 // benchGenerateVsLlamaCpp checks bench generate's flags for --vs llamacpp
 // and runs it, or zhllama's side alone (--side zhllama).
-func benchGenerateVsLlamaCpp(fs *flag.FlagSet, preset, dtype, outtype, threads, model, llamaBench, side string, batch, gen, prompt, depth, runs int, bandwidth bool) error {
+func benchGenerateVsLlamaCpp(fs *flag.FlagSet, preset, dtype, outtype, threads, model, llamaBench, side, kvCache string, batch, gen, prompt, depth, runs int, bandwidth bool) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if batch != 1 {
@@ -558,11 +562,15 @@ func benchGenerateVsLlamaCpp(fs *flag.FlagSet, preset, dtype, outtype, threads, 
 	if runs < 1 {
 		return usagef("--runs %d: use 1 or more", runs)
 	}
+	half, err := halfCache(kvCache)
+	if err != nil {
+		return err
+	}
 	if side != "" {
 		if side != "zhllama" || model == "" {
 			return usagef("--side %q: the one side is zhllama, and it needs --model F.gguf", side)
 		}
-		return benchSideZhllama(model, gen, prompt, depth, runs)
+		return benchSideZhllama(model, gen, prompt, depth, runs, half)
 	}
 	if model != "" && (set["preset"] || set["outtype"] || set["dtype"]) {
 		return usagef("--model %s brings its own shape and weights: leave out --preset, --outtype and --dtype", model)
@@ -585,5 +593,5 @@ func benchGenerateVsLlamaCpp(fs *flag.FlagSet, preset, dtype, outtype, threads, 
 		return err
 	}
 	return benchVsLlamaCpp(vsLlamaCpp{preset: preset, model: model, outtype: outtype, threads: ts, gen: gen, prompt: prompt, depth: depth,
-		runs: runs, llamaBench: llamaBench, bandwidth: bandwidth})
+		runs: runs, llamaBench: llamaBench, bandwidth: bandwidth, halfCache: half})
 }

@@ -34,12 +34,13 @@ func TestBenchGenerateVsLlamaCpp(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	var res struct {
 		Weights string           `json:"weights"`
+		KVCache string           `json:"kv_cache_dtype"`
 		Results []map[string]any `json:"results"`
 	}
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
 		t.Fatalf("last line is not the JSON summary: %v\n%s", err, out)
 	}
-	if res.Weights != "f16" || len(res.Results) != 1 {
+	if res.Weights != "f16" || res.KVCache != "float16" || len(res.Results) != 1 {
 		t.Fatalf("summary %+v", res)
 	}
 	for _, k := range []string{"decode_tokens_per_s", "prompt_tokens_per_s", "llamacpp_decode_tokens_per_s", "llamacpp_prompt_tokens_per_s", "decode_ratio", "prompt_ratio"} {

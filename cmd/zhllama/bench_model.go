@@ -178,6 +178,7 @@ func benchModelGenerate(args []string) error {
 	llamaBench := fs.String("llama_bench", "", "with --vs llamacpp: a llama-bench binary (default: built once in the user cache folder, zhllama/llama-bench)")
 	model := fs.String("model", "", "with --vs llamacpp: a GGUF file to measure instead of a random --preset model")
 	bandwidth := fs.Bool("bandwidth", false, "with --vs llamacpp: measure memory read bandwidth and decoding's share of it even for weights under 1 GB")
+	kvCache := fs.String("kv_cache_dtype", "float16", "with --vs llamacpp: zhllama's KV cache, float16 (as llama-bench's, which has no float32 cache) or float32")
 	side := fs.String("side", "", "with --vs llamacpp --model F.gguf: run only zhllama's side, one process and GOMAXPROCS, printing JSON (what --vs llamacpp runs per thread count)")
 	if err := parseFlags(fs, args, "[flags]"); err != nil {
 		return err
@@ -185,7 +186,7 @@ func benchModelGenerate(args []string) error {
 	switch *vs {
 	case "torch":
 	case "llamacpp":
-		return benchGenerateVsLlamaCpp(fs, *preset, *dtype, *outtype, *threads, *model, *llamaBench, *side, *batch, *maxNew, *promptLen, *depth, *runs, *bandwidth)
+		return benchGenerateVsLlamaCpp(fs, *preset, *dtype, *outtype, *threads, *model, *llamaBench, *side, *kvCache, *batch, *maxNew, *promptLen, *depth, *runs, *bandwidth)
 	default:
 		return usagef("--vs %q: use torch or llamacpp", *vs)
 	}

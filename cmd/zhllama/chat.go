@@ -22,7 +22,7 @@ import (
 
 func chatCommand() *command {
 	return &command{name: "chat", summary: "talk to a model in the terminal, the history rendered by a chat template, the answer streamed",
-		usage: "--model D [--adapter A] [--template T] [--system S] [--max_new_tokens N --temperature T --top_p P --top_k K --repetition_penalty R --seed S]",
+		usage: "--model D [--adapter A] [--template T] [--system S] [--max_new_tokens N --temperature T --top_p P --top_k K --repetition_penalty R --seed S --kv_cache_dtype float32|float16]",
 		help:  "Type a message and Enter. /clear forgets the conversation, /system TEXT sets the system prompt (and clears), /exit or end of input quits.\nCtrl-C stops an answer being written; at the prompt it quits.\n",
 		run:   chat}
 }

@@ -115,17 +115,36 @@ type samplingFlags struct {
 	maxNew, topK    *int
 	temp, topP, rep *float64
 	seed            *uint64
+	kvCache         *string
 }
 
 func addSamplingFlags(fs *flag.FlagSet, def llama.Sampling) samplingFlags {
 	return samplingFlags{
-		maxNew: fs.Int("max_new_tokens", def.MaxNewTokens, "tokens to generate at most"),
-		temp:   fs.Float64("temperature", def.Temperature, "0: greedy"),
-		topP:   fs.Float64("top_p", def.TopP, "nucleus sampling mass"),
-		topK:   fs.Int("top_k", def.TopK, "sample among the K most likely (0: all)"),
-		rep:    fs.Float64("repetition_penalty", 1, "divide the logits of seen tokens (1: off)"),
-		seed:   fs.Uint64("seed", 0, "sampling seed"),
+		maxNew:  fs.Int("max_new_tokens", def.MaxNewTokens, "tokens to generate at most"),
+		temp:    fs.Float64("temperature", def.Temperature, "0: greedy"),
+		topP:    fs.Float64("top_p", def.TopP, "nucleus sampling mass"),
+		topK:    fs.Int("top_k", def.TopK, "sample among the K most likely (0: all)"),
+		rep:     fs.Float64("repetition_penalty", 1, "divide the logits of seen tokens (1: off)"),
+		seed:    fs.Uint64("seed", 0, "sampling seed"),
+		kvCache: kvCacheFlag(fs),
 	}
+}
+
+// kvCacheFlag is --kv_cache_dtype, what the KV cache keeps keys and
+// values as.
+func kvCacheFlag(fs *flag.FlagSet) *string {
+	return fs.String("kv_cache_dtype", "float32", "the KV cache's keys and values: float32, or float16 (half the memory; llama.cpp's default)")
+}
+
+// halfCache reads --kv_cache_dtype.
+func halfCache(v string) (bool, error) {
+	switch v {
+	case "float32":
+		return false, nil
+	case "float16":
+		return true, nil
+	}
+	return false, usagef("--kv_cache_dtype %q: use float32 or float16", v)
 }
 
 // load checks the sampling flags, then loads the model, and returns the
@@ -133,6 +152,10 @@ func addSamplingFlags(fs *flag.FlagSet, def llama.Sampling) samplingFlags {
 func (f samplingFlags) load(mf modelFlags) (*llama.Model, *spm.Processor, llama.Sampling, error) {
 	s := llama.Sampling{MaxNewTokens: *f.maxNew, Temperature: *f.temp, TopP: *f.topP, TopK: *f.topK, RepetitionPenalty: *f.rep, Seed: *f.seed}
 	if err := checkSampling(s); err != nil {
+		return nil, nil, s, err
+	}
+	var err error
+	if s.HalfCache, err = halfCache(*f.kvCache); err != nil {
 		return nil, nil, s, err
 	}
 	m, p, err := mf.load()
@@ -147,7 +170,7 @@ func (f samplingFlags) load(mf modelFlags) (*llama.Model, *spm.Processor, llama.
 
 func generateCommand() *command {
 	return &command{name: "generate", summary: "continue a prompt with a model (KV cache; greedy or sampled)",
-		usage: "--model D (--prompt TEXT | --input FILE [--batch N]) [--max_new_tokens N --temperature T --top_p P --top_k K --repetition_penalty R --seed S --stop S --dtype auto|float32|bfloat16]", run: generate}
+		usage: "--model D (--prompt TEXT | --input FILE [--batch N]) [--max_new_tokens N --temperature T --top_p P --top_k K --repetition_penalty R --seed S --stop S --dtype auto|float32|bfloat16 --kv_cache_dtype float32|float16]", run: generate}
 }
 
 func generate(args []string) error {

@@ -299,6 +299,14 @@ func TestGenerateAndEval(t *testing.T) {
 	if code != 0 || a != b || len(a) < 2 {
 		t.Errorf("greedy generation: code %d, %q then %q", code, a, b)
 	}
+	// A float16 KV cache changes the cached values by float16's rounding
+	// only: the greedy text here stays the same.
+	if h, errs, code := zhllama(t, "", "generate", "--model", dir, "--prompt", "Once upon a time", "--max_new_tokens", "8", "--kv_cache_dtype", "float16"); code != 0 || h != a {
+		t.Errorf("--kv_cache_dtype float16: code %d, %q (float32 cache: %q) %s", code, h, a, errs)
+	}
+	if _, errs, code := zhllama(t, "", "generate", "--model", dir, "--prompt", "Once", "--kv_cache_dtype", "int4"); code != 2 || !strings.Contains(errs, "--kv_cache_dtype") {
+		t.Errorf("--kv_cache_dtype int4: code %d %q", code, errs)
+	}
 	// A file of prompts decoded as one batch gives each the greedy output it gets alone.
 	prompts := filepath.Join(t.TempDir(), "prompts.txt")
 	testenv.WriteFile(t, prompts, []byte("Once upon a time\n\n从前有座山\nThe\n"))

@@ -20,7 +20,7 @@ import (
 
 func serveCommand() *command {
 	return &command{name: "serve", summary: "an OpenAI-compatible HTTP server (chat and text completions, streamed) with a web page, requests batched continuously",
-		usage: "--model D [--adapter A] [--template T] [--host 127.0.0.1] [--port 8000] [--api_key K] [--parallel N] [--ctx N] [--alias NAME] [--metrics=false]",
+		usage: "--model D [--adapter A] [--template T] [--host 127.0.0.1] [--port 8000] [--api_key K] [--parallel N] [--ctx N] [--kv_cache_dtype float32|float16] [--alias NAME] [--metrics=false]",
 		help: "Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics,\n" +
 			"POST /tokenize, /detokenize, /apply-template, POST /v1/score/evaluation (a reward model's value head), GET / (the web page).\n" +
 			"API keys come from --api_key (comma-separated), --api_key_file (one a line) or $API_KEY; without any the API is open.\n" +
@@ -40,6 +40,7 @@ func serveRun(args []string) error {
 	ctxLen := fs.Int("ctx", 0, "tokens per slot, prompt and output (0: the model's max_position_embeddings)")
 	batch := fs.Int("batch", 256, "prompt tokens fed per step at most, over all slots")
 	queue := fs.Int("queue", 64, "requests waiting for a slot at most; more are answered 429")
+	kvCache := kvCacheFlag(fs)
 	alias := fs.String("alias", "", "the model's name in the API (default: the model directory's name)")
 	metrics := fs.Bool("metrics", true, "serve /metrics")
 	maxBody := fs.Int64("max_body", 8<<20, "request body bytes at most")
@@ -49,6 +50,10 @@ func serveRun(args []string) error {
 	}
 	if *parallel < 1 || *batch < 1 || *queue < 1 || *ctxLen < 0 || *port < 0 || *port > 65535 {
 		return usagef("--parallel, --batch and --queue must be at least 1, --ctx 0 or more, --port 0 to 65535")
+	}
+	half, err := halfCache(*kvCache)
+	if err != nil {
+		return err
 	}
 	if *tplName != "" {
 		if _, err := template.Get(*tplName); err != nil {
@@ -80,7 +85,7 @@ func serveRun(args []string) error {
 	}
 	s, err := serve.New(serve.Options{Model: m, Tok: p, Renderer: serve.TemplateRenderer{T: tpl, Tok: p}, ValueHead: head,
 		Alias: *alias, APIKeys: apiKeys, MaxBody: *maxBody, NoMetrics: !*metrics,
-		Engine: serve.EngineOptions{Parallel: *parallel, Ctx: *ctxLen, Batch: *batch, Queue: *queue}})
+		Engine: serve.EngineOptions{Parallel: *parallel, Ctx: *ctxLen, Batch: *batch, Queue: *queue, HalfCache: half}})
 	if err != nil {
 		return err
 	}

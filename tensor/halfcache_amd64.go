@@ -1,0 +1,60 @@
+package tensor
+
+import "golang.org/x/sys/cpu"
+
+//go:noescape
+func dot8F16AVX2(n int, w *float32, x *uint16, ldx int, out *float32)
+
+//go:noescape
+func wsum32F16AVX2(n int, p *float32, v *uint16, ldv int, out *float32)
+
+//go:noescape
+func wsum8F16AVX2(n int, p *float32, v *uint16, ldv int, out *float32)
+
+//go:noescape
+func narrowF16AVX2(n int, dst *uint16, src *float32)
+
+func init() {
+	if noAsm() || !cpu.X86.HasAVX2 || !cpu.X86.HasFMA || !cpuidF16C() {
+		return
+	}
+	dot8F16 = func(w []float32, x []uint16, ldx int, out *[8]float32) {
+		n := len(w) &^ 7
+		if n == 0 {
+			dot8F16Go(w, x, ldx, out)
+			return
+		}
+		_ = x[7*ldx+len(w)-1] // the kernel reads up to here
+		dot8F16AVX2(n, &w[0], &x[0], ldx, &out[0])
+		if n == len(w) {
+			return
+		}
+		for r := range out {
+			out[r] += dotF16Go(w[n:], x[r*ldx+n:r*ldx+len(w)])
+		}
+	}
+	wsumF16 = func(p []float32, v []uint16, ldv int, out []float32) {
+		n, c := len(p), len(out)&^7
+		if n == 0 || c == 0 {
+			wsumF16Go(p, v, ldv, out)
+			return
+		}
+		_ = v[(n-1)*ldv+len(out)-1] // the kernels read up to here
+		c0 := 0
+		for ; c0+32 <= c; c0 += 32 {
+			wsum32F16AVX2(n, &p[0], &v[c0], ldv, &out[c0])
+		}
+		for ; c0 < c; c0 += 8 {
+			wsum8F16AVX2(n, &p[0], &v[c0], ldv, &out[c0])
+		}
+		wsumF16Go(p, v[c:], ldv, out[c:])
+	}
+	narrowF16 = func(dst []uint16, src []float32) {
+		n := len(src) &^ 7
+		if n > 0 {
+			_ = dst[n-1]
+			narrowF16AVX2(n, &dst[0], &src[0])
+		}
+		narrowF16Go(dst[n:], src[n:])
+	}
+}
