@@ -33,22 +33,7 @@ func init() {
 			out[r] += dotF16Go(w[n:], x[r*ldx+n:r*ldx+len(w)])
 		}
 	}
-	wsumF16 = func(p []float32, v []uint16, ldv int, out []float32) {
-		n, c := len(p), len(out)&^7
-		if n == 0 || c == 0 {
-			wsumF16Go(p, v, ldv, out)
-			return
-		}
-		_ = v[(n-1)*ldv+len(out)-1] // the kernels read up to here
-		c0 := 0
-		for ; c0+32 <= c; c0 += 32 {
-			wsum32F16AVX2(n, &p[0], &v[c0], ldv, &out[c0])
-		}
-		for ; c0 < c; c0 += 8 {
-			wsum8F16AVX2(n, &p[0], &v[c0], ldv, &out[c0])
-		}
-		wsumF16Go(p, v[c:], ldv, out[c:])
-	}
+	wsumF16 = wsumKernels(wsum32F16AVX2, wsum8F16AVX2, wsumF16Go)
 	narrowF16 = func(dst []uint16, src []float32) {
 		n := len(src) &^ 7
 		if n > 0 {

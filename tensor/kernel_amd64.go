@@ -198,22 +198,7 @@ func init() {
 			_, _ = src[7*lds+7], dst[7*ldd+7]
 			transpose8AVX2(&src[0], lds, &dst[0], ldd)
 		}
-		wsum = func(p, v []float32, ldv int, out []float32) {
-			n, c := len(p), len(out)&^7
-			if n == 0 || c == 0 {
-				wsumGo(p, v, ldv, out)
-				return
-			}
-			_ = v[(n-1)*ldv+len(out)-1] // the kernels read up to here
-			c0 := 0
-			for ; c0+32 <= c; c0 += 32 {
-				wsum32AVX2(n, &p[0], &v[c0], ldv, &out[c0])
-			}
-			for ; c0 < c; c0 += 8 { // head sizes such as 48 and 80
-				wsum8AVX2(n, &p[0], &v[c0], ldv, &out[c0])
-			}
-			wsumGo(p, v[c:], ldv, out[c:])
-		}
+		wsum = wsumKernels(wsum32AVX2, wsum8AVX2, wsumGo)
 		// halfWiden and halfGemv dispatch the kernels over 16-bit values
 		// (bfloat16, or IEEE half), which take whole groups of 8 (or 16).
 		halfWiden := func(kern func(n int, dst *float32, src *uint16), tail func([]float32, []uint16)) func([]float32, []uint16) {
@@ -336,5 +321,26 @@ func init() {
 		mr, nr, microKernel, directKernel, KernelName = 8, 32, avx512, avx512Direct, "avx512 8x32"
 	case cpu.X86.HasAVX2 && cpu.X86.HasFMA:
 		microKernel, directKernel, KernelName = avx2, avx2Direct, "avx2+fma 4x16"
+	}
+}
+
+// wsumKernels makes a wsum (or wsumF16) from kernels over 32 and 8
+// columns and the Go code for what is left and for empty calls.
+func wsumKernels[T float32 | uint16](k32, k8 func(n int, p *float32, v *T, ldv int, out *float32), other func(p []float32, v []T, ldv int, out []float32)) func(p []float32, v []T, ldv int, out []float32) {
+	return func(p []float32, v []T, ldv int, out []float32) {
+		n, c := len(p), len(out)&^7
+		if n == 0 || c == 0 {
+			other(p, v, ldv, out)
+			return
+		}
+		_ = v[(n-1)*ldv+len(out)-1] // the kernels read up to here
+		c0 := 0
+		for ; c0+32 <= c; c0 += 32 {
+			k32(n, &p[0], &v[c0], ldv, &out[c0])
+		}
+		for ; c0 < c; c0 += 8 { // head sizes such as 48 and 80
+			k8(n, &p[0], &v[c0], ldv, &out[c0])
+		}
+		other(p, v[c:], ldv, out[c:])
 	}
 }
