@@ -40,9 +40,10 @@ func New(batch, layers, heads, headDim, most int, half bool) *Cache {
 // Half reports whether the cache keeps float16 keys and values.
 func (c *Cache) Half() bool { return c.half }
 
-// Layer is one layer's keys and values of a sequence, every position so
-// far, head by head: position j of head h at h·Stride + j·headDim, in K
-// and V, or in K16 and V16 in a half cache.
+// Layer is one layer's keys and values of a sequence, head by head:
+// position j of head h at h·Stride + j·headDim, in K and V, or in K16 and
+// V16 in a half cache. A head's run has room for Stride/headDim positions,
+// of which the sequence's hold values.
 type Layer struct {
 	K, V     []float32
 	K16, V16 []uint16
