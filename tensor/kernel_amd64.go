@@ -84,6 +84,15 @@ func decodeQ4_0AVX2(nb int, dst *float32, b *byte)
 func gemvAVX512(n int, x, w *float32, ldw, rows int, y *float32)
 
 //go:noescape
+func gemv4AVX512(n int, x, w *float32, ldw, rows, q int, y *float32)
+
+//go:noescape
+func gemv4BF16AVX512(n int, x *float32, w *uint16, ldw, rows, q int, y *float32)
+
+//go:noescape
+func gemv4F16AVX512(n int, x *float32, w *uint16, ldw, rows, q int, y *float32)
+
+//go:noescape
 func gemvF16AVX2(n int, x *float32, w *uint16, ldw, rows int, y *float32)
 
 //go:noescape
@@ -189,7 +198,7 @@ func init() {
 			}
 			_ = w[(rows-1)*n+n-1] // the kernel reads up to here
 			if useAVX512 && n%16 == 0 {
-				gemvAVX512(n, &x[0], &w[0], n, rows, &y[0])
+				gemvStreams(x, w, y, gemv4AVX512, gemvAVX512)
 				return
 			}
 			gemvAVX2(n, &x[0], &w[0], n, rows, &y[0])
@@ -211,7 +220,7 @@ func init() {
 				tail(dst[n:], src[n:len(dst)])
 			}
 		}
-		halfGemv := func(avx2, avx512 func(n int, x *float32, w *uint16, ldw, rows int, y *float32), other func(y, x []float32, w []uint16)) func(y, x []float32, w []uint16) {
+		halfGemv := func(avx2, avx512 func(n int, x *float32, w *uint16, ldw, rows int, y *float32), avx512x4 func(n int, x *float32, w *uint16, ldw, rows, q int, y *float32), other func(y, x []float32, w []uint16)) func(y, x []float32, w []uint16) {
 			return func(y, x []float32, w []uint16) {
 				n, rows := len(x), len(y)
 				if n%8 != 0 || n == 0 || rows == 0 {
@@ -220,14 +229,14 @@ func init() {
 				}
 				_ = w[rows*n-1] // the kernel reads up to here
 				if useAVX512 && n%16 == 0 {
-					avx512(n, &x[0], &w[0], n, rows, &y[0])
+					gemvStreams(x, w, y, avx512x4, avx512)
 					return
 				}
 				avx2(n, &x[0], &w[0], n, rows, &y[0])
 			}
 		}
 		widenBF16 = halfWiden(widenBF16AVX2, widenBF16Go)
-		gemvBF16 = halfGemv(gemvBF16AVX2, gemvBF16AVX512, gemvBF16Go)
+		gemvBF16 = halfGemv(gemvBF16AVX2, gemvBF16AVX512, gemv4BF16AVX512, gemvBF16Go)
 		dotBF16 = func(a []float32, b []uint16) float32 {
 			n := len(b) &^ 7
 			if n == 0 {
@@ -239,7 +248,7 @@ func init() {
 		// AVX2 CPU so far has but x/sys/cpu does not report; CPUID says.
 		if cpuidF16C() {
 			widenF16 = halfWiden(widenF16AVX2, widenF16Go)
-			gemvF16 = halfGemv(gemvF16AVX2, gemvF16AVX512, gemvF16Go)
+			gemvF16 = halfGemv(gemvF16AVX2, gemvF16AVX512, gemv4F16AVX512, gemvF16Go)
 			dotF16 = func(a []float32, b []uint16) float32 {
 				n := len(b) &^ 7
 				if n == 0 {
@@ -342,5 +351,23 @@ func wsumKernels[T float32 | uint16](k32, k8 func(n int, p *float32, v *T, ldv i
 			k8(n, &p[0], &v[c0], ldv, &out[c0])
 		}
 		other(p, v[c:], ldv, out[c:])
+	}
+}
+
+// gemvStreams is a GEMV of y = w·x (w row-major, len(x) values a row) by
+// a kernel over four streams of rows a quarter apart (k4), then one over
+// the rows left (k1). Decoding reads every weight once, and four streams
+// read at once draw more of memory's bandwidth than one (stories110M
+// float32 decoding, 1 thread, on a Xeon: about a third more tokens/s).
+// Both kernels sum each row the same way, so a row's result does not
+// depend on which one took it.
+func gemvStreams[T float32 | uint16](x []float32, w []T, y []float32, k4 func(n int, x *float32, w *T, ldw, rows, q int, y *float32), k1 func(n int, x *float32, w *T, ldw, rows int, y *float32)) {
+	n, rows := len(x), len(y)
+	q := rows / 4
+	if q > 0 {
+		k4(n, &x[0], &w[0], n, q, q, &y[0])
+	}
+	if r := 4 * q; r < rows {
+		k1(n, &x[0], &w[r*n], n, rows-r, &y[r])
 	}
 }

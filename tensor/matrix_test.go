@@ -46,6 +46,28 @@ func TestDot(t *testing.T) {
 		for r, v := range y3 {
 			checkDot(t, fmt.Sprintf("gemv1 row %d", r), n, v, a, w3[r*n:(r+1)*n], float64(n/16+8))
 		}
+		// Many rows (read as four streams where the kernel can) give each
+		// row what it gets alone, bit for bit.
+		w37, y37 := randn(rng, 37*n), make([]float32, 37)
+		gemv1(y37, a, w37)
+		for r, v := range y37 {
+			var one [1]float32
+			gemv1(one[:], a, w37[r*n:(r+1)*n])
+			if math.Float32bits(v) != math.Float32bits(one[0]) {
+				t.Fatalf("gemv1 n=%d row %d of 37: %g, alone %g", n, r, v, one[0])
+			}
+		}
+		h37 := randF16(rng, 37*n)
+		for name, gemv := range map[string]func(y, x []float32, w []uint16){"bf16": gemvBF16, "f16": gemvF16} {
+			gemv(y37, a, h37)
+			for r, v := range y37 {
+				var one [1]float32
+				gemv(one[:], a, h37[r*n:(r+1)*n])
+				if math.Float32bits(v) != math.Float32bits(one[0]) {
+					t.Fatalf("gemv %s n=%d row %d of 37: %g, alone %g", name, n, r, v, one[0])
+				}
+			}
+		}
 		// The widening kernels equal the Go loops bit for bit.
 		h, wantW := randF16(rng, n), make([]float32, n)
 		for name, f := range map[string][2]func([]float32, []uint16){"bf16": {widenBF16, widenBF16Go}, "f16": {widenF16, widenF16Go}} {
