@@ -79,6 +79,11 @@ func kernelGo(k int, a, b, c []float32, ldc int, alpha float32, store bool) {
 
 var packPool = sync.Pool{New: func() any { return new([]float32) }}
 
+// edgePool holds the micro-kernels' scratch tiles for partial tiles at C's
+// edges: the kernels are called through function values, so a tile on
+// the stack would escape to the heap on every call.
+var edgePool = sync.Pool{New: func() any { return new([maxMR * maxNR]float32) }}
+
 func getBuf(n int) *[]float32 {
 	p := packPool.Get().(*[]float32)
 	if cap(*p) < n {
@@ -163,9 +168,16 @@ func gemm(transA bool, m, n, k int, alpha float32, a []float32, lda int, b opera
 		packB(bp, b, n, p0, kk)
 		tiles := mp * np
 		wide := np*nr*kk*4 > wideB
-		Parallel(tiles, func(lo, hi int) {
-			var edgeBuf [maxMR * maxNR]float32
-			edge := edgeBuf[:mr*nr]
+		// Tiles are claimed a few at a time, so that a worker the machine
+		// pauses (a virtual CPU the host takes away) leaves its share to
+		// the others rather than holding up the call.
+		ParallelFine(tiles, func(lo, hi int) {
+			var edge *[maxMR * maxNR]float32 // scratch for partial tiles, taken when needed
+			defer func() {
+				if edge != nil {
+					edgePool.Put(edge)
+				}
+			}()
 			for t := lo; t < hi; t++ {
 				ti, tj := tileAt(t, mp, np, wide)
 				i0, j0 := ti*mr, tj*nr
@@ -181,10 +193,13 @@ func gemm(transA bool, m, n, k int, alpha float32, a []float32, lda int, b opera
 					}
 				}
 				// A partial tile at the edge: compute into a full scratch tile.
+				if edge == nil {
+					edge = edgePool.Get().(*[maxMR * maxNR]float32)
+				}
 				if ti < full {
-					directKernel(kk, a[i0*rs+p0*cs:], rs, cs, bt, edge, nr, alpha, true)
+					directKernel(kk, a[i0*rs+p0*cs:], rs, cs, bt, edge[:], nr, alpha, true)
 				} else {
-					microKernel(kk, ap[(ti-full)*mr*kk:(ti-full+1)*mr*kk], bt, edge, nr, alpha, true)
+					microKernel(kk, ap[(ti-full)*mr*kk:(ti-full+1)*mr*kk], bt, edge[:], nr, alpha, true)
 				}
 				for i := i0; i < min(i0+mr, m); i++ {
 					for j := j0; j < min(j0+nr, n); j++ {

@@ -18,9 +18,8 @@ func Parallel(n int, f func(lo, hi int)) { parallel(n, 1, f) }
 
 // ParallelFine is Parallel with about four chunks a worker, claimed as
 // workers come free: for work whose results do not depend on where the
-// chunks end (each output computed whole within one chunk) and that is
-// bound by memory, so that a worker the machine slows does not hold up
-// the rest.
+// chunks end (each output computed whole within one chunk), so that a
+// worker the machine slows does not hold up the rest.
 func ParallelFine(n int, f func(lo, hi int)) { parallel(n, 4, f) }
 
 // parallel runs f over [0, n) in perWorker chunks a worker.
@@ -34,28 +33,30 @@ func parallel(n, perWorker int, f func(lo, hi int)) {
 	}
 	chunk := (n + perWorker*workers - 1) / (perWorker * workers)
 	chunks := (n + chunk - 1) / chunk
+	j := &job{f: f, n: n, chunk: chunk, chunks: int64(chunks), done: make(chan struct{})}
 	if !workPool.mu.TryLock() {
 		// Another caller holds the pool (a Parallel inside a chunk, or
 		// concurrent callers): start goroutines for this one.
-		spawn(n, chunk, f)
+		spawn(j, workers)
 		return
 	}
 	defer workPool.mu.Unlock()
-	workPool.run(&job{f: f, n: n, chunk: chunk, chunks: int64(chunks), done: make(chan struct{})}, workers-1)
+	workPool.run(j, workers-1)
 }
 
-// spawn runs the chunks on goroutines of their own, the caller taking the
-// first.
-func spawn(n, chunk int, f func(lo, hi int)) {
+// spawn runs j on workers-1 goroutines of its own and the caller, each
+// claiming chunks as it comes free, so that nested calls neither start a
+// goroutine a chunk nor wait on one that the machine has paused.
+func spawn(j *job, workers int) {
 	var wg sync.WaitGroup
-	for lo := chunk; lo < n; lo += chunk {
+	for range min(workers, int(j.chunks)) - 1 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f(lo, min(lo+chunk, n))
+			j.work()
 		}()
 	}
-	f(0, min(chunk, n))
+	j.work()
 	wg.Wait()
 }
 

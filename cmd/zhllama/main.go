@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"sync/atomic"
@@ -105,9 +106,13 @@ func main() {
 	os.Exit(profiled(func() int { return run(os.Args[1:], os.Stdout, os.Stderr) }))
 }
 
-// profiled runs f, writing a CPU profile to $ZHLLAMA_CPUPROFILE when set
-// (for `go tool pprof`): where a command's time goes, without a rebuild.
+// profiled runs f, writing a CPU profile to $ZHLLAMA_CPUPROFILE and, at the
+// end, an allocation profile to $ZHLLAMA_MEMPROFILE when set (for `go tool
+// pprof`): where a command's time and memory go, without a rebuild.
 func profiled(f func() int) int {
+	if path := os.Getenv("ZHLLAMA_MEMPROFILE"); path != "" {
+		defer writeHeapProfile(path)
+	}
 	path := os.Getenv("ZHLLAMA_CPUPROFILE")
 	if path == "" {
 		return f()
@@ -124,6 +129,22 @@ func profiled(f func() int) int {
 	}
 	defer pprof.StopCPUProfile()
 	return f()
+}
+
+// writeHeapProfile writes the allocations made so far (`go tool pprof
+// -sample_index=alloc_space` shows what a run allocated in all).
+func writeHeapProfile(path string) {
+	runtime.GC() // the profile counts allocations up to the last collection
+	out, err := os.Create(path)
+	if err == nil {
+		err = pprof.Lookup("allocs").WriteTo(out, 0)
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "zhllama: ZHLLAMA_MEMPROFILE: %v\n", err)
+	}
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
