@@ -53,7 +53,9 @@ func AttentionBackward(dq, dk, dv, dout, probs, q, k, v []float32, t, heads, kvH
 	group := heads / kvHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	qs, ks := heads*hd, kvHeads*hd
-	ds := make([]float32, t*t)
+	buf := getBuf(t * t) // dS, one head at a time
+	defer packPool.Put(buf)
+	ds := *buf
 	for h := 0; h < heads; h++ {
 		kh := h / group
 		p := probs[h*t*t : (h+1)*t*t]
