@@ -353,3 +353,25 @@ func TestTrainExportGenerate(t *testing.T) {
 		t.Errorf("merged %q, base+adapter %q", a, b)
 	}
 }
+
+// TestProfiles checks that ZHLLAMA_CPUPROFILE and ZHLLAMA_MEMPROFILE each
+// leave a profile (gzip-compressed, as pprof writes them) and that the
+// command's exit status passes through.
+func TestProfiles(t *testing.T) {
+	dir := t.TempDir()
+	cpu, mem := filepath.Join(dir, "cpu.prof"), filepath.Join(dir, "mem.prof")
+	t.Setenv("ZHLLAMA_CPUPROFILE", cpu)
+	t.Setenv("ZHLLAMA_MEMPROFILE", mem)
+	if got := profiled(func() int { _ = make([]byte, 1<<20); return 3 }); got != 3 {
+		t.Fatalf("exit status %d, want 3", got)
+	}
+	for _, p := range []string{cpu, mem} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+			t.Errorf("%s: not a pprof profile (%d bytes)", p, len(b))
+		}
+	}
+}
