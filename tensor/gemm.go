@@ -77,6 +77,8 @@ func kernelGo(k int, a, b, c []float32, ldc int, alpha float32, store bool) {
 	}
 }
 
+// packPool holds float32 scratch reused across calls (getBuf): GEMM's
+// packed panels and AttentionBackward's dS.
 var packPool = sync.Pool{New: func() any { return new([]float32) }}
 
 // edgePool holds the micro-kernels' scratch tiles for partial tiles at C's
