@@ -168,13 +168,6 @@ func (a *Acts) layerActs(l int) *layerActs {
 	return &a.layers[l]
 }
 
-func (a *Acts) seqValid(b int) []bool {
-	if a.valid == nil {
-		return nil
-	}
-	return a.valid[b*a.T : (b+1)*a.T]
-}
-
 // MemoryEstimate is the float32 bytes a training step needs for batches of
 // b × t: parameters, gradients and AdamW's two moments (16 bytes per
 // parameter), and the activations kept for the backward pass.

@@ -169,10 +169,8 @@ func (m *Model) batchAttention(a *Acts) attention {
 	nh, nkv, hd := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim
 	q, kv, tt := nh*hd, nkv*hd, a.T
 	return func(_ int, la *layerActs) {
-		for b := 0; b < a.B; b++ {
-			tensor.Attention(la.att[b*tt*q:(b+1)*tt*q], la.probs[b*nh*tt*tt:(b+1)*nh*tt*tt], la.q[b*tt*q:(b+1)*tt*q],
-				la.k[b*tt*kv:(b+1)*tt*kv], la.v[b*tt*kv:(b+1)*tt*kv], a.seqValid(b), tt, nh, nkv, hd)
-		}
+		bt := a.B * a.T
+		tensor.Attention(la.att[:bt*q], la.probs[:a.B*nh*tt*tt], la.q[:bt*q], la.k[:bt*kv], la.v[:bt*kv], a.valid, a.B, tt, nh, nkv, hd)
 	}
 }
 
@@ -216,11 +214,8 @@ func (m *Model) Backward(a *Acts, dHidden []float32, grads *Model) {
 		clear(dq)
 		clear(dk)
 		clear(dv)
-		for b := 0; b < a.B; b++ {
-			tensor.AttentionBackward(dq[b*tt*q:(b+1)*tt*q], dk[b*tt*kv:(b+1)*tt*kv], dv[b*tt*kv:(b+1)*tt*kv],
-				datt[b*tt*q:(b+1)*tt*q], la.probs[b*nh*tt*tt:(b+1)*nh*tt*tt],
-				la.q[b*tt*q:(b+1)*tt*q], la.k[b*tt*kv:(b+1)*tt*kv], la.v[b*tt*kv:(b+1)*tt*kv], tt, nh, nkv, hd)
-		}
+		tensor.AttentionBackward(dq[:bt*q], dk[:bt*kv], dv[:bt*kv], datt[:bt*q], la.probs[:a.B*nh*tt*tt],
+			la.q[:bt*q], la.k[:bt*kv], la.v[:bt*kv], a.B, tt, nh, nkv, hd)
 		tensor.RopeBackward(dq, a.pos, nh, hd, a.cos, a.sin)
 		tensor.RopeBackward(dk, a.pos, nkv, hd, a.cos, a.sin)
 		clear(dn)

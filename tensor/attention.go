@@ -2,80 +2,103 @@ package tensor
 
 import "math"
 
-// Attention is causal self-attention for one sequence with grouped
-// key/value heads: q and out are [T × heads × hd], k and v [T × kvHeads × hd],
-// and query head h reads key/value head h / (heads/kvHeads). valid, when
-// not nil, marks which positions may be attended to (padding is false).
-// probs [heads × T × T] keeps the attention weights for the backward pass.
-// Per head, scores and outputs are GEMMs over the interleaved rows.
-func Attention(out, probs, q, k, v []float32, valid []bool, t, heads, kvHeads, hd int) {
+// Attention is causal self-attention for nb sequences of t positions side
+// by side, with grouped key/value heads: q and out are
+// [nb × t × heads × hd], k and v [nb × t × kvHeads × hd], and query head h
+// reads key/value head h / (heads/kvHeads). valid [nb × t], when not nil,
+// marks which positions may be attended to (padding is false). probs
+// [nb × heads × t × t] keeps the attention weights for the backward pass
+// (zero past the diagonal). Each (sequence, key/value head) pair is one
+// task on one worker, its heads in order, so the results do not depend on
+// the number of workers; per head, scores and outputs are GEMMs over the
+// interleaved rows that leave out what the causal mask zeroes.
+func Attention(out, probs, q, k, v []float32, valid []bool, nb, t, heads, kvHeads, hd int) {
 	group := heads / kvHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	qs, ks := heads*hd, kvHeads*hd // row strides
-	for h := 0; h < heads; h++ {
-		kh := h / group
-		p := probs[h*t*t : (h+1)*t*t]
-		Gemm(false, true, t, t, hd, scale, q[h*hd:], qs, k[kh*hd:], ks, 0, p, t)
-		Parallel(t, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				row := p[i*t : (i+1)*t]
-				seen := row[:i+1] // causal: keys 0..i
-				clear(row[i+1:])
-				var mx float32
-				if valid == nil {
-					mx = rowMax(seen)
-				} else {
-					mx = float32(math.Inf(-1))
-					for j, ok := range valid[:i+1] {
-						if !ok {
-							seen[j] = float32(math.Inf(-1)) // exp gives 0
-						} else {
-							mx = max(mx, seen[j])
-						}
-					}
-				}
-				if math.IsInf(float64(mx), -1) {
-					clear(row) // a query that may see nothing
-					continue
-				}
-				sum := expSub(seen, seen, mx)
-				scal(seen, float32(1/sum))
+	ParallelFine(nb*kvHeads, func(lo, hi int) {
+		for task := lo; task < hi; task++ {
+			b, kh := task/kvHeads, task%kvHeads
+			qb, kb, vb, ob := q[b*t*qs:], k[b*t*ks:], v[b*t*ks:], out[b*t*qs:]
+			var val []bool
+			if valid != nil {
+				val = valid[b*t : (b+1)*t]
 			}
-		})
-		Gemm(false, false, t, hd, t, 1, p, t, v[kh*hd:], ks, 0, out[h*hd:], qs)
-	}
+			for h := kh * group; h < (kh+1)*group; h++ {
+				p := probs[(b*heads+h)*t*t : (b*heads+h+1)*t*t]
+				gemmCausal(skipAbove, false, true, t, t, hd, scale, qb[h*hd:], qs, kb[kh*hd:], ks, 0, p, t)
+				for i := range t {
+					softmaxCausal(p[i*t:(i+1)*t], i, val)
+				}
+				gemmCausal(aLower, false, false, t, hd, t, 1, p, t, vb[kh*hd:], ks, 0, ob[h*hd:], qs)
+			}
+		}
+	})
 }
 
-// AttentionBackward adds to dq, dk and dv the gradients given dout:
-// dV += Pᵀ·dO, dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(P ⊙ dP)), dQ += dS·K·scale,
-// dK += dSᵀ·Q·scale, head by head in a fixed order.
-func AttentionBackward(dq, dk, dv, dout, probs, q, k, v []float32, t, heads, kvHeads, hd int) {
+// softmaxCausal turns row i of the scores into attention weights over keys
+// 0..i (those valid marks, when not nil) and zeroes the rest.
+func softmaxCausal(row []float32, i int, valid []bool) {
+	seen := row[:i+1]
+	clear(row[i+1:])
+	var mx float32
+	if valid == nil {
+		mx = rowMax(seen)
+	} else {
+		mx = float32(math.Inf(-1))
+		for j, ok := range valid[:i+1] {
+			if !ok {
+				seen[j] = float32(math.Inf(-1)) // exp gives 0
+			} else {
+				mx = max(mx, seen[j])
+			}
+		}
+	}
+	if math.IsInf(float64(mx), -1) {
+		clear(row) // a query that may see nothing
+		return
+	}
+	sum := expSub(seen, seen, mx)
+	scal(seen, float32(1/sum))
+}
+
+// AttentionBackward adds to dq, dk and dv the gradients given dout, for
+// Attention's batch: dV += Pᵀ·dO, dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(P ⊙ dP)),
+// dQ += dS·K·scale, dK += dSᵀ·Q·scale. As in Attention, each (sequence,
+// key/value head) is one task, its heads in order, and the products leave
+// out what the causal mask zeroes.
+func AttentionBackward(dq, dk, dv, dout, probs, q, k, v []float32, nb, t, heads, kvHeads, hd int) {
 	group := heads / kvHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	qs, ks := heads*hd, kvHeads*hd
-	buf := getBuf(t * t) // dS, one head at a time
-	defer packPool.Put(buf)
-	ds := *buf
-	for h := 0; h < heads; h++ {
-		kh := h / group
-		p := probs[h*t*t : (h+1)*t*t]
-		Gemm(true, false, t, hd, t, 1, p, t, dout[h*hd:], qs, 1, dv[kh*hd:], ks)
-		Gemm(false, true, t, t, hd, 1, dout[h*hd:], qs, v[kh*hd:], ks, 0, ds, t)
-		Parallel(t, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				pr, dr := p[i*t:(i+1)*t], ds[i*t:(i+1)*t]
-				var dot float32
-				for j := 0; j <= i; j++ {
-					dot += pr[j] * dr[j]
+	ParallelFine(nb*kvHeads, func(lo, hi int) {
+		buf := getBuf(t * t) // dS, one head at a time
+		defer putBuf(buf)
+		ds := *buf
+		for task := lo; task < hi; task++ {
+			b, kh := task/kvHeads, task%kvHeads
+			qb, kb, vb, dob := q[b*t*qs:], k[b*t*ks:], v[b*t*ks:], dout[b*t*qs:]
+			dqb, dkb, dvb := dq[b*t*qs:], dk[b*t*ks:], dv[b*t*ks:]
+			for h := kh * group; h < (kh+1)*group; h++ {
+				p := probs[(b*heads+h)*t*t : (b*heads+h+1)*t*t]
+				gemmCausal(aUpper, true, false, t, hd, t, 1, p, t, dob[h*hd:], qs, 1, dvb[kh*hd:], ks)
+				gemmCausal(skipAbove, false, true, t, t, hd, 1, dob[h*hd:], qs, vb[kh*hd:], ks, 0, ds, t)
+				for i := range t {
+					pr, dr := p[i*t:i*t+i+1], ds[i*t:i*t+i+1]
+					var dot float32
+					for j, pv := range pr {
+						dot += pv * dr[j]
+					}
+					for j, pv := range pr {
+						dr[j] = pv * (dr[j] - dot)
+					}
+					clear(ds[i*t+i+1 : (i+1)*t])
 				}
-				for j := range dr {
-					dr[j] = pr[j] * (dr[j] - dot)
-				}
+				gemmCausal(aLower, false, false, t, hd, t, scale, ds, t, kb[kh*hd:], ks, 1, dqb[h*hd:], qs)
+				gemmCausal(aUpper, true, false, t, hd, t, scale, ds, t, qb[h*hd:], qs, 1, dkb[kh*hd:], ks)
 			}
-		})
-		Gemm(false, false, t, hd, t, scale, ds, t, k[kh*hd:], ks, 1, dq[h*hd:], qs)
-		Gemm(true, false, t, hd, t, scale, ds, t, q[h*hd:], qs, 1, dk[kh*hd:], ks)
-	}
+		}
+	})
 }
 
 // CachedAttention is Attention for n new queries at positions start,

@@ -57,22 +57,38 @@ func init() {
 	}
 }
 
-// expSubAsm runs the kernel of impl over the whole blocks of 16 and
-// returns how many elements it did.
+// expSubAsm runs the kernel of impl over dst and returns how many
+// elements it did: all of them, a short tail through a block of 16 padded
+// with −∞ (whose exponentials add 0 to their lanes' sums), as the
+// attention rows of every length have one.
 func expSubAsm(impl int, dst, src []float32, m float32, acc *[16]float64) int {
+	if impl != implAVX512 && impl != implAVX2 {
+		return 0
+	}
 	n := len(dst) &^ 15
-	if n == 0 {
-		return 0
+	if n > 0 {
+		expSubKernel(impl, n, &dst[0], &src[0], m, acc)
 	}
-	switch impl {
-	case implAVX512:
-		expSubAVX512(n, &dst[0], &src[0], m, acc)
-	case implAVX2:
-		expSubAVX2(n, &dst[0], &src[0], m, acc)
-	default:
-		return 0
+	if r := len(dst) - n; r > 0 {
+		var in, out [16]float32
+		copy(in[:], src[n:])
+		for i := r; i < 16; i++ {
+			in[i] = float32(math.Inf(-1))
+		}
+		expSubKernel(impl, 16, &out[0], &in[0], m, acc)
+		copy(dst[n:], out[:r])
 	}
-	return n
+	return len(dst)
+}
+
+// expSubKernel calls impl's kernel directly: through a function value its
+// arguments would escape, and the scratch above with them.
+func expSubKernel(impl, n int, dst, src *float32, m float32, acc *[16]float64) {
+	if impl == implAVX512 {
+		expSubAVX512(n, dst, src, m, acc)
+	} else {
+		expSubAVX2(n, dst, src, m, acc)
+	}
 }
 
 func swigluAsm(impl int, h, g, u []float32) int {

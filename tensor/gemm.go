@@ -1,6 +1,7 @@
 package tensor
 
 import (
+	"math/bits"
 	"os"
 	"sync"
 )
@@ -21,7 +22,8 @@ var (
 
 const (
 	kc        = 256
-	kcCompact = 1024 // kc for a compact, transposed B (see gemm)
+	kcMax     = kc + kc/4 // the deepest float block: a k this far past kc is one block
+	kcCompact = 1024      // kc for a compact, transposed B (see gemm)
 	maxMR     = 8
 	maxNR     = 32
 )
@@ -77,28 +79,73 @@ func kernelGo(k int, a, b, c []float32, ldc int, alpha float32, store bool) {
 	}
 }
 
-// packPool holds float32 scratch reused across calls (getBuf): GEMM's
-// packed panels and AttentionBackward's dS.
-var packPool = sync.Pool{New: func() any { return new([]float32) }}
+// bufPools hold float32 scratch reused across calls (getBuf, putBuf):
+// GEMM's packed panels, AttentionBackward's dS, the cross-entropy's rows.
+// Each holds one size class, four to a power of two, so that a small
+// request never takes (and holds) a large buffer and a large one never
+// finds only small ones to throw away: the calls of an attention step
+// alternate between sizes thousands of times.
+var bufPools [4 * 64]sync.Pool
+
+// bufClass is the size class of n values and the capacity of its buffers:
+// the least (4+m)·2^e ≥ n, m < 4.
+func bufClass(n int) (class, size int) {
+	if n <= 4 {
+		return n, n
+	}
+	e := bits.Len(uint(n-1)) - 3 // (n−1) >> e is in [4, 8)
+	m := (n - 1) >> e            // 4..7
+	return 4*e + m, (m + 1) << e
+}
+
+func getBuf(n int) *[]float32 {
+	class, size := bufClass(n)
+	p, _ := bufPools[class].Get().(*[]float32)
+	if p == nil {
+		buf := make([]float32, size)
+		p = &buf
+	}
+	*p = (*p)[:n]
+	return p
+}
+
+// putBuf returns a buffer from getBuf to its pool.
+func putBuf(p *[]float32) {
+	class, _ := bufClass(cap(*p))
+	bufPools[class].Put(p)
+}
 
 // edgePool holds the micro-kernels' scratch tiles for partial tiles at C's
 // edges: the kernels are called through function values, so a tile on
 // the stack would escape to the heap on every call.
 var edgePool = sync.Pool{New: func() any { return new([maxMR * maxNR]float32) }}
 
-func getBuf(n int) *[]float32 {
-	p := packPool.Get().(*[]float32)
-	if cap(*p) < n {
-		*p = make([]float32, n)
-	}
-	*p = (*p)[:n]
-	return p
-}
+// panelPool holds the buffers a wide B stored transposed is packed into
+// panel by panel (see gemm).
+var panelPool = sync.Pool{New: func() any { return new([maxNR * kcMax]float32) }}
 
 // Gemm computes C = alpha·op(A)·op(B) + beta·C, where op transposes when
 // asked; op(A) is M×K, op(B) is K×N and C is M×N with row stride ldc.
 func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	gemm(transA, m, n, k, alpha, a, lda, operand{f: b, ld: ldb, trans: transB}, beta, c, ldc)
+	gemm(false, dense, transA, m, n, k, alpha, a, lda, operand{f: b, ld: ldb, trans: transB}, beta, c, ldc)
+}
+
+// causality tells gemm which products causal attention lets it leave out.
+type causality int
+
+const (
+	dense     causality = iota
+	skipAbove           // C[i][j] past the diagonal (j > i) is not needed: tiles wholly past it are left as they were
+	aLower              // op(A)[i][p] is zero for p > i: row i sums over p ≤ i
+	aUpper              // op(A)[i][p] is zero for p < i: row i sums over p ≥ i
+)
+
+// gemmCausal is Gemm on the calling goroutine alone, for callers that
+// already keep every worker busy (one attention head each), leaving out
+// what causal says is zero or not needed. The products left out are exact
+// zeros at either end of a sum, so what is computed equals Gemm's result.
+func gemmCausal(causal causality, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	gemm(true, causal, transA, m, n, k, alpha, a, lda, operand{f: b, ld: ldb, trans: transB}, beta, c, ldc)
 }
 
 // operand is GEMM's B: float32 values f with row stride ld, or a compact
@@ -110,7 +157,7 @@ type operand struct {
 	trans bool
 }
 
-func gemm(transA bool, m, n, k int, alpha float32, a []float32, lda int, b operand, beta float32, c []float32, ldc int) {
+func gemm(serial bool, causal causality, transA bool, m, n, k int, alpha float32, a []float32, lda int, b operand, beta float32, c []float32, ldc int) {
 	if m == 0 || n == 0 {
 		return
 	}
@@ -118,7 +165,7 @@ func gemm(transA bool, m, n, k int, alpha float32, a []float32, lda int, b opera
 	// need not be cleared first.
 	storeFirst := beta == 0 && k > 0 && alpha != 0 && !clearC
 	if beta != 1 && !storeFirst {
-		Parallel(m, func(lo, hi int) {
+		split(serial, m, 1, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				row := c[i*ldc : i*ldc+n]
 				if beta == 0 {
@@ -155,42 +202,98 @@ func gemm(transA bool, m, n, k int, alpha float32, a []float32, lda int, b opera
 	if b.m != nil && b.trans {
 		kd = kcCompact
 	}
+	// A k a little past one block is taken whole: a thin last block would
+	// cost a pass over all of C (read and written back) for few products.
+	if k <= kd+kd/4 {
+		kd = k
+	}
+	// A B too big for L2 is walked in the wide order (see tileAt). If it
+	// is float and stored transposed (the LM head's x·Wᵀ) and A is at most
+	// one block of panels, each B panel is packed as the tiles reach it,
+	// into a buffer of the chunk's, and used at once from L1: packing it
+	// all first would write it to memory and read it back, for nothing
+	// reused.
+	wide := np*nr*min(kd, k)*4 > wideB
+	lazy := wide && b.trans && b.m == nil && mp <= mcPanels
 	full := 0
-	if directKernel != nil && np*nr*min(kd, k)*4 <= wideB {
+	if directKernel != nil && !wide {
 		full = m / mr
 	}
-	abuf, bbuf := getBuf((mp-full)*mr*kd), getBuf(np*nr*kd)
-	defer packPool.Put(abuf)
-	defer packPool.Put(bbuf)
-	ap, bp := *abuf, *bbuf
+	abuf := getBuf((mp - full) * mr * kd)
+	defer putBuf(abuf)
+	ap := *abuf
+	var bp []float32
+	if !lazy {
+		bbuf := getBuf(np * nr * kd)
+		defer putBuf(bbuf)
+		bp = *bbuf
+	}
 	for p0 := 0; p0 < k; p0 += kd {
 		kk := min(kd, k-p0)
 		store := storeFirst && p0 == 0
-		packA(ap, a, lda, transA, m, p0, kk, full)
-		packB(bp, b, n, p0, kk)
+		packA(serial, ap, a, lda, transA, m, p0, kk, full)
+		if !lazy {
+			packB(serial, bp, b, n, p0, kk)
+		}
 		tiles := mp * np
-		wide := np*nr*kk*4 > wideB
 		// Tiles are claimed a few at a time, so that a worker the machine
 		// pauses (a virtual CPU the host takes away) leaves its share to
 		// the others rather than holding up the call.
-		ParallelFine(tiles, func(lo, hi int) {
-			var edge *[maxMR * maxNR]float32 // scratch for partial tiles, taken when needed
+		split(serial, tiles, 4, func(lo, hi int) {
+			var edge *[maxMR * maxNR]float32  // scratch for partial tiles, taken when needed
+			var panel *[maxNR * kcMax]float32 // the lazily packed B panel
+			packed := -1                      // and which it is
 			defer func() {
 				if edge != nil {
 					edgePool.Put(edge)
+				}
+				if panel != nil {
+					panelPool.Put(panel)
 				}
 			}()
 			for t := lo; t < hi; t++ {
 				ti, tj := tileAt(t, mp, np, wide)
 				i0, j0 := ti*mr, tj*nr
-				bt := bp[tj*nr*kk : (tj+1)*nr*kk]
+				var bt []float32
+				if lazy {
+					if panel == nil {
+						panel = panelPool.Get().(*[maxNR * kcMax]float32)
+					}
+					bt = panel[:nr*kk]
+					if packed != tj {
+						packBPanel(bt, b, n, p0, kk, tj, nil)
+						packed = tj
+					}
+				} else {
+					bt = bp[tj*nr*kk : (tj+1)*nr*kk]
+				}
+				klo, khi := 0, kk // the products this tile needs, within the block
+				switch causal {
+				case skipAbove:
+					if j0 >= i0+mr {
+						continue
+					}
+				case aLower:
+					khi = min(kk, i0+mr-p0)
+				case aUpper:
+					klo = max(0, i0-p0)
+				}
+				if klo >= khi {
+					if store {
+						for i := i0; i < min(i0+mr, m); i++ {
+							clear(c[i*ldc+j0 : i*ldc+min(j0+nr, n)])
+						}
+					}
+					continue
+				}
+				kn, bk := khi-klo, bt[klo*nr:]
 				if j0+nr <= n {
 					switch {
 					case ti < full:
-						directKernel(kk, a[i0*rs+p0*cs:], rs, cs, bt, c[i0*ldc+j0:], ldc, alpha, store)
+						directKernel(kn, a[i0*rs+(p0+klo)*cs:], rs, cs, bk, c[i0*ldc+j0:], ldc, alpha, store)
 						continue
 					case i0+mr <= m:
-						microKernel(kk, ap[(ti-full)*mr*kk:(ti-full+1)*mr*kk], bt, c[i0*ldc+j0:], ldc, alpha, store)
+						microKernel(kn, ap[(ti-full)*mr*kk+klo*mr:(ti-full+1)*mr*kk], bk, c[i0*ldc+j0:], ldc, alpha, store)
 						continue
 					}
 				}
@@ -199,9 +302,9 @@ func gemm(transA bool, m, n, k int, alpha float32, a []float32, lda int, b opera
 					edge = edgePool.Get().(*[maxMR * maxNR]float32)
 				}
 				if ti < full {
-					directKernel(kk, a[i0*rs+p0*cs:], rs, cs, bt, edge[:], nr, alpha, true)
+					directKernel(kn, a[i0*rs+(p0+klo)*cs:], rs, cs, bk, edge[:], nr, alpha, true)
 				} else {
-					microKernel(kk, ap[(ti-full)*mr*kk:(ti-full+1)*mr*kk], bt, edge[:], nr, alpha, true)
+					microKernel(kn, ap[(ti-full)*mr*kk+klo*mr:(ti-full+1)*mr*kk], bk, edge[:], nr, alpha, true)
 				}
 				for i := i0; i < min(i0+mr, m); i++ {
 					for j := j0; j < min(j0+nr, n); j++ {
@@ -248,9 +351,9 @@ func tileAt(t, mp, np int, wide bool) (ti, tj int) {
 // packA lays rows of op(A)[:, p0:p0+kk] out as panels of mr rows, each as
 // kk groups of mr values, from panel first on (panel first at dst[0]); rows
 // past m are zero.
-func packA(dst, a []float32, lda int, trans bool, m, p0, kk, first int) {
+func packA(serial bool, dst, a []float32, lda int, trans bool, m, p0, kk, first int) {
 	mp := (m + mr - 1) / mr
-	Parallel(mp-first, func(lo, hi int) {
+	split(serial, mp-first, 1, func(lo, hi int) {
 		for pi := lo + first; pi < hi+first; pi++ {
 			panel := dst[(pi-first)*mr*kk : (pi-first+1)*mr*kk]
 			rows := min(mr, m-pi*mr) // rows past m are zero
@@ -302,9 +405,9 @@ func packA(dst, a []float32, lda int, trans bool, m, p0, kk, first int) {
 
 // packB lays columns of op(B)[p0:p0+kk, :] out as panels of nr columns,
 // each as kk rows of nr; columns past n are zero.
-func packB(dst []float32, b operand, n, p0, kk int) {
+func packB(serial bool, dst []float32, b operand, n, p0, kk int) {
 	np := (n + nr - 1) / nr
-	Parallel(np, func(lo, hi int) {
+	split(serial, np, 1, func(lo, hi int) {
 		if b.m != nil && !b.trans {
 			// Widen each stored row's span over this worker's panels in one
 			// call (the compact formats widen long runs fastest), then deal
@@ -321,51 +424,57 @@ func packB(dst []float32, b operand, n, p0, kk int) {
 			return
 		}
 		var rows []float32
-		if b.m != nil && b.trans {
+		if b.m != nil {
 			rows = make([]float32, 8*kk)
 		}
 		for pj := lo; pj < hi; pj++ {
-			panel := dst[pj*nr*kk : (pj+1)*nr*kk]
-			j0 := pj * nr
-			w := min(nr, n-j0)
-			if b.trans {
-				// Column j of op(B) is a contiguous row of the stored matrix:
-				// read eight such rows in order (widening them if compact) and
-				// transpose them into the panel, 8×8 at a time.
-				for j := 0; j < w; j += 8 {
-					jn := min(8, w-j)
-					src, lds := rows, kk
-					if b.m != nil {
-						for r := range jn {
-							b.m.Widen(rows[r*kk:(r+1)*kk], j0+j+r, p0)
-						}
-					} else {
-						src, lds = b.f[(j0+j)*b.ld+p0:], b.ld
-					}
-					p := 0
-					if jn == 8 {
-						for ; p+8 <= kk; p += 8 {
-							transpose8(src[p:], lds, panel[p*nr+j:], nr)
-						}
-					}
-					for r := range jn {
-						for q, v := range src[r*lds+p : r*lds+kk] {
-							panel[(p+q)*nr+j+r] = v
-						}
-					}
-				}
-				for p := 0; p < kk; p++ {
-					clear(panel[p*nr+w : p*nr+nr])
-				}
-				continue
-			}
-			for p := 0; p < kk; p++ {
-				out := panel[p*nr : p*nr+nr]
-				copy(out[:w], b.f[(p0+p)*b.ld+j0:(p0+p)*b.ld+j0+w])
-				clear(out[w:])
-			}
+			packBPanel(dst[pj*nr*kk:(pj+1)*nr*kk], b, n, p0, kk, pj, rows)
 		}
 	})
+}
+
+// packBPanel lays panel pj of op(B)[p0:p0+kk, :] out in panel, for a float
+// B or a compact one stored transposed; rows is scratch of 8·kk values for
+// the compact one.
+func packBPanel(panel []float32, b operand, n, p0, kk, pj int, rows []float32) {
+	j0 := pj * nr
+	w := min(nr, n-j0)
+	if !b.trans {
+		for p := 0; p < kk; p++ {
+			out := panel[p*nr : p*nr+nr]
+			copy(out[:w], b.f[(p0+p)*b.ld+j0:(p0+p)*b.ld+j0+w])
+			clear(out[w:])
+		}
+		return
+	}
+	// Column j of op(B) is a contiguous row of the stored matrix: read
+	// eight such rows in order (widening them if compact) and transpose
+	// them into the panel, 8×8 at a time.
+	for j := 0; j < w; j += 8 {
+		jn := min(8, w-j)
+		src, lds := rows, kk
+		if b.m != nil {
+			for r := range jn {
+				b.m.Widen(rows[r*kk:(r+1)*kk], j0+j+r, p0)
+			}
+		} else {
+			src, lds = b.f[(j0+j)*b.ld+p0:], b.ld
+		}
+		p := 0
+		if jn == 8 {
+			for ; p+8 <= kk; p += 8 {
+				transpose8(src[p:], lds, panel[p*nr+j:], nr)
+			}
+		}
+		for r := range jn {
+			for q, v := range src[r*lds+p : r*lds+kk] {
+				panel[(p+q)*nr+j+r] = v
+			}
+		}
+	}
+	for p := 0; p < kk; p++ {
+		clear(panel[p*nr+w : p*nr+nr])
+	}
 }
 
 // Linear computes y[T×out] = x[T×in] · Wᵀ for W[out×in], as nn.Linear does.

@@ -230,7 +230,7 @@ func logSoftmaxRows(logits []float32, targets []int32, rows, v int, logp []float
 		var scratch *[]float32 // where exp goes when the logits stay
 		if grad == nil {
 			scratch = getBuf(v)
-			defer packPool.Put(scratch)
+			defer putBuf(scratch)
 		}
 		for r := lo; r < hi; r++ {
 			l := logits[r*v : (r+1)*v]

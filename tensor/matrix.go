@@ -284,11 +284,11 @@ func LinearMatrix(y, x []float32, w Matrix, t, in, out int) {
 		})
 		return
 	}
-	gemm(false, t, out, in, 1, x, in, operand{m: w, trans: true}, 0, y, out)
+	gemm(false, dense, false, t, out, in, 1, x, in, operand{m: w, trans: true}, 0, y, out)
 }
 
 // LinearMatrixBackward adds dy·W to dx: the input gradient through a
 // frozen compact weight.
 func LinearMatrixBackward(dx, dy []float32, w Matrix, t, in, out int) {
-	gemm(false, t, in, out, 1, dy, out, operand{m: w}, 1, dx, in)
+	gemm(false, dense, false, t, in, out, 1, dy, out, operand{m: w}, 1, dx, in)
 }

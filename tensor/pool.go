@@ -22,6 +22,19 @@ func Parallel(n int, f func(lo, hi int)) { parallel(n, 1, f) }
 // worker the machine slows does not hold up the rest.
 func ParallelFine(n int, f func(lo, hi int)) { parallel(n, 4, f) }
 
+// split runs f over [0, n) across the workers in perWorker chunks each,
+// or whole on the calling goroutine when serial: for work inside a
+// Parallel chunk that already has a worker to itself.
+func split(serial bool, n, perWorker int, f func(lo, hi int)) {
+	if serial {
+		if n > 0 {
+			f(0, n)
+		}
+		return
+	}
+	parallel(n, perWorker, f)
+}
+
 // parallel runs f over [0, n) in perWorker chunks a worker.
 func parallel(n, perWorker int, f func(lo, hi int)) {
 	workers := min(runtime.GOMAXPROCS(0), n)

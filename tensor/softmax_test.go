@@ -103,7 +103,7 @@ func TestAttentionSoftmaxWide(t *testing.T) {
 	}
 	for _, val := range [][]bool{nil, valid} {
 		out, probs := make([]float32, tt*heads*hd), make([]float32, heads*tt*tt)
-		Attention(out, probs, q, k, v, val, tt, heads, kvHeads, hd)
+		Attention(out, probs, q, k, v, val, 1, tt, heads, kvHeads, hd)
 		scale := 1 / math.Sqrt(float64(hd))
 		for h := 0; h < heads; h++ {
 			for i := 0; i < tt; i++ {

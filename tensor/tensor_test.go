@@ -211,29 +211,99 @@ func TestCrossEntropy(t *testing.T) {
 	}
 }
 
+// TestAttentionGradients checks the gradients against finite differences
+// for two sequences side by side, grouped heads and padding.
 func TestAttentionGradients(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 16))
-	tt, heads, kvHeads, hd := 5, 4, 2, 6
-	q, k, v := randn(rng, tt*heads*hd), randn(rng, tt*kvHeads*hd), randn(rng, tt*kvHeads*hd)
-	for _, valid := range [][]bool{nil, {true, true, true, false, false}} {
-		r := randn(rng, tt*heads*hd)
+	nb, tt, heads, kvHeads, hd := 2, 11, 4, 2, 6
+	q, k, v := randn(rng, nb*tt*heads*hd), randn(rng, nb*tt*kvHeads*hd), randn(rng, nb*tt*kvHeads*hd)
+	valid := make([]bool, nb*tt)
+	for i := range valid {
+		valid[i] = i < tt+8 // the second sequence's last three are padding
+	}
+	for _, valid := range [][]bool{nil, valid} {
+		r := randn(rng, nb*tt*heads*hd)
 		if valid != nil {
-			for i := 3 * heads * hd; i < len(r); i++ {
+			for i := (tt + 8) * heads * hd; i < len(r); i++ {
 				r[i] = 0 // padded queries do not count
 			}
 		}
-		out, probs := make([]float32, tt*heads*hd), make([]float32, heads*tt*tt)
-		loss := func() float64 { Attention(out, probs, q, k, v, valid, tt, heads, kvHeads, hd); return dot64(out, r) }
+		out, probs := make([]float32, nb*tt*heads*hd), make([]float32, nb*heads*tt*tt)
+		loss := func() float64 {
+			Attention(out, probs, q, k, v, valid, nb, tt, heads, kvHeads, hd)
+			return dot64(out, r)
+		}
 		loss()
 		dq, dk, dv := make([]float32, len(q)), make([]float32, len(k)), make([]float32, len(v))
-		AttentionBackward(dq, dk, dv, r, probs, q, k, v, tt, heads, kvHeads, hd)
+		AttentionBackward(dq, dk, dv, r, probs, q, k, v, nb, tt, heads, kvHeads, hd)
 		checkGrad(t, "dq", q, dq, loss)
 		checkGrad(t, "dk", k, dk, loss)
 		checkGrad(t, "dv", v, dv, loss)
-		// Causality: the first query attends to itself only.
-		for h := 0; h < heads; h++ {
+		// Causality: each sequence's first query attends to itself only.
+		for h := 0; h < nb*heads; h++ {
 			if probs[h*tt*tt] != 1 {
-				t.Errorf("head %d: first position's weight on itself is %g", h, probs[h*tt*tt])
+				t.Errorf("sequence %d head %d: first position's weight on itself is %g", h/heads, h%heads, probs[h*tt*tt])
+			}
+		}
+	}
+}
+
+// TestGemmCausal checks that the GEMMs of causal attention, which leave
+// out products past the diagonal, equal the full GEMM wherever they are
+// defined: A zero past (aLower) or before (aUpper) the diagonal, and C
+// needed up to it (skipAbove); partial tiles, K past one block, either
+// transposition of A, beta 0 and 1, each kernel.
+func TestGemmCausal(t *testing.T) {
+	rng := rand.New(rand.NewPCG(27, 28))
+	saved := kernelInfo{"", mr, nr, microKernel, directKernel}
+	defer func() { microKernel, directKernel, mr, nr = saved.fn, saved.direct, saved.mr, saved.nr }()
+	kernels := append([]kernelInfo{{"go 4x16", 4, 16, kernelGo, nil}}, asmKernels...)
+	for _, kern := range kernels {
+		microKernel, directKernel, mr, nr = kern.fn, kern.direct, kern.mr, kern.nr
+		for _, s := range [][2]int{{150, 48}, {400, 40}} {
+			m, n := s[0], s[1] // A square m×m, B m×n (or m×m for skipAbove)
+			for _, causal := range []causality{skipAbove, aLower, aUpper} {
+				for _, ta := range []bool{false, true} {
+					for _, beta := range []float32{0, 1} {
+						k, nn := m, n
+						if causal == skipAbove {
+							k, nn = n, m // scores: C m×m from A m×hd, B hd×m
+						}
+						a := randn(rng, m*k)
+						if causal != skipAbove {
+							for i := range m {
+								for p := range k {
+									if (causal == aLower && p > i) || (causal == aUpper && p < i) {
+										if ta {
+											a[p*m+i] = 0
+										} else {
+											a[i*k+p] = 0
+										}
+									}
+								}
+							}
+						}
+						lda := k
+						if ta {
+							lda = m
+						}
+						b, c0 := randn(rng, k*nn), randn(rng, m*nn)
+						want := append([]float32(nil), c0...)
+						Gemm(ta, false, m, nn, k, 0.5, a, lda, b, nn, beta, want, nn)
+						got := append([]float32(nil), c0...)
+						gemmCausal(causal, ta, false, m, nn, k, 0.5, a, lda, b, nn, beta, got, nn)
+						for i := range m {
+							for j := range nn {
+								if causal == skipAbove && j > i {
+									continue
+								}
+								if got[i*nn+j] != want[i*nn+j] {
+									t.Fatalf("%s, %d×%d, causal %d, ta %v, beta %v: C[%d,%d] = %g, full GEMM %g", kern.name, m, n, causal, ta, beta, i, j, got[i*nn+j], want[i*nn+j])
+								}
+							}
+						}
+					}
+				}
 			}
 		}
 	}
@@ -274,8 +344,10 @@ func TestGemmShapesAndKernels(t *testing.T) {
 	for _, kern := range kernels {
 		name := kern.name
 		microKernel, directKernel, mr, nr = kern.fn, kern.direct, kern.mr, kern.nr
-		// 300×1100×260: a B too wide for L2 (blocked tile order, a short last block).
-		for _, s := range [][3]int{{1, 1, 1}, {4, 16, 8}, {37, 50, 300}, {64, 33, 513}, {3, 100, 17}, {300, 1100, 260}} {
+		// 300×1100×330: a B too wide for L2 (blocked tile order, a short
+		// last block); 100×1100×300: one too wide, stored transposed, packed
+		// panel by panel.
+		for _, s := range [][3]int{{1, 1, 1}, {4, 16, 8}, {37, 50, 300}, {64, 33, 513}, {3, 100, 17}, {300, 1100, 330}, {100, 1100, 300}} {
 			m, n, k := s[0], s[1], s[2]
 			for _, ta := range []bool{false, true} {
 				for _, tb := range []bool{false, true} {
@@ -397,6 +469,61 @@ func BenchmarkGemm1024(b *testing.B) {
 	for b.Loop() {
 		Gemm(false, true, n, n, n, 1, x, n, w, n, 0, y, n)
 	}
+}
+
+// TestGemmLazyB checks that a wide B stored transposed, packed panel by
+// panel as the tiles reach it (A at most one block of panels), gives the
+// results of packing it whole first (A taller than a block) bit for bit,
+// on the rows the two share: partial tiles at both edges, a short last
+// block, beta 0 and 1.
+func TestGemmLazyB(t *testing.T) {
+	rng := rand.New(rand.NewPCG(25, 26))
+	saved := kernelInfo{"", mr, nr, microKernel, directKernel}
+	defer func() { microKernel, directKernel, mr, nr = saved.fn, saved.direct, saved.mr, saved.nr }()
+	kernels := append([]kernelInfo{{"go 4x16", 4, 16, kernelGo, nil}}, asmKernels...)
+	for _, kern := range kernels {
+		microKernel, directKernel, mr, nr = kern.fn, kern.direct, kern.mr, kern.nr
+		n, k := 1100, 600 // packed B 1.1 MB a block: wide; three blocks
+		small, tall := mcPanels*mr-3, (mcPanels+5)*mr
+		a, b := randn(rng, tall*k), randn(rng, n*k)
+		c0 := randn(rng, tall*n)
+		for _, beta := range []float32{0, 1} {
+			lazy := append([]float32(nil), c0[:small*n]...)
+			Gemm(false, true, small, n, k, 0.5, a, k, b, k, beta, lazy, n)
+			eager := append([]float32(nil), c0...)
+			Gemm(false, true, tall, n, k, 0.5, a, k, b, k, beta, eager, n)
+			for i := range lazy {
+				if math.Float32bits(lazy[i]) != math.Float32bits(eager[i]) {
+					t.Fatalf("%s beta %v: C[%d] = %g packed panel by panel, %g packed whole", kern.name, beta, i, lazy[i], eager[i])
+				}
+			}
+		}
+	}
+}
+
+// TestBufClass checks the scratch pools' size classes: each holds its
+// requests, wastes at most a quarter, grows with n, and a buffer's
+// capacity maps back to its own class.
+func TestBufClass(t *testing.T) {
+	prev := -1
+	for _, n := range append(rangeInts(0, 1<<16), 1<<30+1, 1<<40) {
+		c, size := bufClass(n)
+		if size < n || c < prev || (n > 4 && size > n+n/4) || c >= len(bufPools) {
+			t.Fatalf("n %d: class %d of size %d", n, c, size)
+		}
+		if c2, s2 := bufClass(size); c2 != c || s2 != size {
+			t.Fatalf("n %d: class %d of size %d, but size %d is class %d of size %d", n, c, size, size, c2, s2)
+		}
+		prev = c
+	}
+}
+
+func rangeInts(lo, hi int) []int {
+	out := make([]int, 0, hi-lo)
+	for i := lo; i < hi; i++ {
+		out = append(out, i)
+	}
+	return out
 }
 
 // Parallel visits every index once, with the same chunks, from one caller,
