@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"zhllama/tensor"
 )
 
 // Param is a trained tensor: its name in the files it is saved to, its
@@ -81,15 +83,28 @@ func (o *AdamW) Step(lr float64) {
 		glr := g.lr(lr)
 		stepSize := float32(glr / bc1)
 		decay := float32(1 - glr*g.WeightDecay)
-		grad, m, v := p.Grad, o.m[i], o.v[i]
-		for j := range p.Data {
-			p.Data[j] *= decay
-			m[j] = b1*m[j] + (1-b1)*grad[j]
-			v[j] = b2*v[j] + (1-b2)*grad[j]*grad[j]
-			denom := float32(math.Sqrt(float64(v[j])))/bc2Sqrt + eps
-			p.Data[j] -= stepSize * m[j] / denom
-		}
+		data, grad, m, v := p.Data, p.Grad, o.m[i], o.v[i]
+		elementwise(len(data), len(data), func(lo, hi int) {
+			for j := lo; j < hi; j++ {
+				data[j] *= decay
+				m[j] = b1*m[j] + (1-b1)*grad[j]
+				v[j] = b2*v[j] + (1-b2)*grad[j]*grad[j]
+				denom := float32(math.Sqrt(float64(v[j])))/bc2Sqrt + eps
+				data[j] -= stepSize * m[j] / denom
+			}
+		})
 	}
+}
+
+// elementwise runs f over [0, n) across the workers when the values it
+// touches are many enough to pay for the hand-off (each of the n items is
+// independent, so the split changes nothing), else on the caller.
+func elementwise(n, values int, f func(lo, hi int)) {
+	if values < 1<<14 {
+		f(0, n)
+		return
+	}
+	tensor.Parallel(n, f)
 }
 
 // State names the moments "exp_avg.<name>" and "exp_avg_sq.<name>".
@@ -206,18 +221,34 @@ func sortedKeys(m map[string][]float32) []string {
 // most maxNorm, as torch.nn.utils.clip_grad_norm_ does, and returns the
 // norm before.
 func ClipGradNorm(params []Param, maxNorm float64) float64 {
+	// Squares are summed in float64 over fixed spans of each tensor, the
+	// spans' sums then in order: the same result on any number of workers.
+	const span = 1 << 16
 	var ss float64
 	for _, p := range params {
-		for _, x := range p.Grad {
-			ss += float64(x) * float64(x)
+		parts := make([]float64, (len(p.Grad)+span-1)/span)
+		elementwise(len(parts), len(p.Grad), func(lo, hi int) {
+			for s := lo; s < hi; s++ {
+				var sum float64
+				for _, x := range p.Grad[s*span : min(len(p.Grad), (s+1)*span)] {
+					sum += float64(x) * float64(x)
+				}
+				parts[s] = sum
+			}
+		})
+		for _, sum := range parts {
+			ss += sum
 		}
 	}
 	norm := math.Sqrt(ss)
 	if c := maxNorm / (norm + 1e-6); c < 1 {
 		for _, p := range params {
-			for j := range p.Grad {
-				p.Grad[j] *= float32(c)
-			}
+			g := p.Grad
+			elementwise(len(g), len(g), func(lo, hi int) {
+				for j := lo; j < hi; j++ {
+					g[j] *= float32(c)
+				}
+			})
 		}
 	}
 	return norm
