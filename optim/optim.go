@@ -77,21 +77,13 @@ func (o *AdamW) Step(lr float64) {
 	bc1 := 1 - math.Pow(o.Beta1, float64(o.step))
 	bc2 := 1 - math.Pow(o.Beta2, float64(o.step))
 	bc2Sqrt := float32(math.Sqrt(bc2))
-	b1, b2, eps := float32(o.Beta1), float32(o.Beta2), float32(o.Eps)
+	b1, b2 := float32(o.Beta1), float32(o.Beta2)
 	for i, p := range o.params {
 		g := o.Groups[p.Group]
 		glr := g.lr(lr)
-		stepSize := float32(glr / bc1)
-		decay := float32(1 - glr*g.WeightDecay)
-		data, grad, m, v := p.Data, p.Grad, o.m[i], o.v[i]
-		elementwise(len(data), len(data), func(lo, hi int) {
-			for j := lo; j < hi; j++ {
-				data[j] *= decay
-				m[j] = b1*m[j] + (1-b1)*grad[j]
-				v[j] = b2*v[j] + (1-b2)*grad[j]*grad[j]
-				denom := float32(math.Sqrt(float64(v[j])))/bc2Sqrt + eps
-				data[j] -= stepSize * m[j] / denom
-			}
+		tensor.AdamW(p.Data, p.Grad, o.m[i], o.v[i], tensor.AdamWStep{
+			Decay: float32(1 - glr*g.WeightDecay), Beta1: b1, OneMinusBeta1: 1 - b1, Beta2: b2, OneMinusBeta2: 1 - b2,
+			BC2Sqrt: bc2Sqrt, Eps: float32(o.Eps), StepSize: float32(glr / bc1),
 		})
 	}
 }

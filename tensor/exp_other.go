@@ -15,3 +15,5 @@ func swigluBackAsm(impl int, dg, du, dh, g, u []float32) int { return 0 }
 func rowMaxAsm(impl int, x []float32) (float32, int) { return float32(math.Inf(-1)), 0 }
 
 func scalAsm(impl int, x []float32, a float32) int { return 0 }
+
+func adamwAsm(impl int, data, grad, m, v []float32, s *AdamWStep) int { return 0 }
