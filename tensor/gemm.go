@@ -407,6 +407,22 @@ func packA(serial bool, dst, a []float32, lda int, trans bool, m, p0, kk, first 
 // each as kk rows of nr; columns past n are zero.
 func packB(serial bool, dst []float32, b operand, n, p0, kk int) {
 	np := (n + nr - 1) / nr
+	if b.m == nil && !b.trans {
+		// Float rows dealt out to the panels a row at a time, the workers
+		// taking spans of rows: each reads its span of B in order, which
+		// the prefetcher follows (panel by panel would read every row
+		// np times, a piece each, at B's row stride).
+		split(serial, kk, 1, func(lo, hi int) {
+			for p := lo; p < hi; p++ {
+				row := b.f[(p0+p)*b.ld : (p0+p)*b.ld+n]
+				for pj := range np {
+					out := dst[pj*nr*kk+p*nr : pj*nr*kk+(p+1)*nr]
+					clear(out[copy(out, row[pj*nr:min(n, (pj+1)*nr)]):])
+				}
+			}
+		})
+		return
+	}
 	split(serial, np, 1, func(lo, hi int) {
 		if b.m != nil && !b.trans {
 			// Widen each stored row's span over this worker's panels in one
