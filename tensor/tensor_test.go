@@ -255,11 +255,7 @@ func TestAttentionGradients(t *testing.T) {
 // transposition of A, beta 0 and 1, each kernel.
 func TestGemmCausal(t *testing.T) {
 	rng := rand.New(rand.NewPCG(27, 28))
-	saved := kernelInfo{"", mr, nr, microKernel, directKernel}
-	defer func() { microKernel, directKernel, mr, nr = saved.fn, saved.direct, saved.mr, saved.nr }()
-	kernels := append([]kernelInfo{{"go 4x16", 4, 16, kernelGo, nil}}, asmKernels...)
-	for _, kern := range kernels {
-		microKernel, directKernel, mr, nr = kern.fn, kern.direct, kern.mr, kern.nr
+	forEachKernel(func(name string) {
 		for _, s := range [][2]int{{150, 48}, {400, 40}} {
 			m, n := s[0], s[1] // A square m×m, B m×n (or m×m for skipAbove)
 			for _, causal := range []causality{skipAbove, aLower, aUpper} {
@@ -298,7 +294,7 @@ func TestGemmCausal(t *testing.T) {
 									continue
 								}
 								if got[i*nn+j] != want[i*nn+j] {
-									t.Fatalf("%s, %d×%d, causal %d, ta %v, beta %v: C[%d,%d] = %g, full GEMM %g", kern.name, m, n, causal, ta, beta, i, j, got[i*nn+j], want[i*nn+j])
+									t.Fatalf("%s, %d×%d, causal %d, ta %v, beta %v: C[%d,%d] = %g, full GEMM %g", name, m, n, causal, ta, beta, i, j, got[i*nn+j], want[i*nn+j])
 								}
 							}
 						}
@@ -306,6 +302,17 @@ func TestGemmCausal(t *testing.T) {
 				}
 			}
 		}
+	})
+}
+
+// forEachKernel runs f with each micro-kernel in use in turn, the portable
+// one and those this CPU has, and puts back the one in use.
+func forEachKernel(f func(name string)) {
+	saved := kernelInfo{"", mr, nr, microKernel, directKernel}
+	defer func() { microKernel, directKernel, mr, nr = saved.fn, saved.direct, saved.mr, saved.nr }()
+	for _, kern := range append([]kernelInfo{{"go 4x16", 4, 16, kernelGo, nil}}, asmKernels...) {
+		microKernel, directKernel, mr, nr = kern.fn, kern.direct, kern.mr, kern.nr
+		f(kern.name)
 	}
 }
 
@@ -478,11 +485,7 @@ func BenchmarkGemm1024(b *testing.B) {
 // block, beta 0 and 1.
 func TestGemmLazyB(t *testing.T) {
 	rng := rand.New(rand.NewPCG(25, 26))
-	saved := kernelInfo{"", mr, nr, microKernel, directKernel}
-	defer func() { microKernel, directKernel, mr, nr = saved.fn, saved.direct, saved.mr, saved.nr }()
-	kernels := append([]kernelInfo{{"go 4x16", 4, 16, kernelGo, nil}}, asmKernels...)
-	for _, kern := range kernels {
-		microKernel, directKernel, mr, nr = kern.fn, kern.direct, kern.mr, kern.nr
+	forEachKernel(func(name string) {
 		n, k := 1100, 600 // packed B 1.1 MB a block: wide; three blocks
 		small, tall := mcPanels*mr-3, (mcPanels+5)*mr
 		a, b := randn(rng, tall*k), randn(rng, n*k)
@@ -494,11 +497,11 @@ func TestGemmLazyB(t *testing.T) {
 			Gemm(false, true, tall, n, k, 0.5, a, k, b, k, beta, eager, n)
 			for i := range lazy {
 				if math.Float32bits(lazy[i]) != math.Float32bits(eager[i]) {
-					t.Fatalf("%s beta %v: C[%d] = %g packed panel by panel, %g packed whole", kern.name, beta, i, lazy[i], eager[i])
+					t.Fatalf("%s beta %v: C[%d] = %g packed panel by panel, %g packed whole", name, beta, i, lazy[i], eager[i])
 				}
 			}
 		}
-	}
+	})
 }
 
 // TestBufClass checks the scratch pools' size classes: each holds its
