@@ -439,6 +439,7 @@ func packB(serial bool, dst []float32, b operand, n, p0, kk int) {
 			}
 			return
 		}
+		// B stored transposed.
 		var rows []float32
 		if b.m != nil {
 			rows = make([]float32, 8*kk)
@@ -449,20 +450,12 @@ func packB(serial bool, dst []float32, b operand, n, p0, kk int) {
 	})
 }
 
-// packBPanel lays panel pj of op(B)[p0:p0+kk, :] out in panel, for a float
-// B or a compact one stored transposed; rows is scratch of 8·kk values for
-// the compact one.
+// packBPanel lays panel pj of op(B)[p0:p0+kk, :] out in panel, for a B
+// stored transposed, float or compact; rows is scratch of 8·kk values for
+// a compact one.
 func packBPanel(panel []float32, b operand, n, p0, kk, pj int, rows []float32) {
 	j0 := pj * nr
 	w := min(nr, n-j0)
-	if !b.trans {
-		for p := 0; p < kk; p++ {
-			out := panel[p*nr : p*nr+nr]
-			copy(out[:w], b.f[(p0+p)*b.ld+j0:(p0+p)*b.ld+j0+w])
-			clear(out[w:])
-		}
-		return
-	}
 	// Column j of op(B) is a contiguous row of the stored matrix: read
 	// eight such rows in order (widening them if compact) and transpose
 	// them into the panel, 8×8 at a time.
