@@ -88,17 +88,6 @@ func (o *AdamW) Step(lr float64) {
 	}
 }
 
-// elementwise runs f over [0, n) across the workers when the values it
-// touches are many enough to pay for the hand-off (each of the n items is
-// independent, so the split changes nothing), else on the caller.
-func elementwise(n, values int, f func(lo, hi int)) {
-	if values < 1<<14 {
-		f(0, n)
-		return
-	}
-	tensor.Parallel(n, f)
-}
-
 // State names the moments "exp_avg.<name>" and "exp_avg_sq.<name>".
 func (o *AdamW) State() map[string][]float32 {
 	st := map[string][]float32{}
@@ -219,7 +208,7 @@ func ClipGradNorm(params []Param, maxNorm float64) float64 {
 	var ss float64
 	for _, p := range params {
 		parts := make([]float64, (len(p.Grad)+span-1)/span)
-		elementwise(len(parts), len(p.Grad), func(lo, hi int) {
+		tensor.ParallelLarge(len(parts), len(p.Grad), func(lo, hi int) {
 			for s := lo; s < hi; s++ {
 				var sum float64
 				for _, x := range p.Grad[s*span : min(len(p.Grad), (s+1)*span)] {
@@ -236,7 +225,7 @@ func ClipGradNorm(params []Param, maxNorm float64) float64 {
 	if c := maxNorm / (norm + 1e-6); c < 1 {
 		for _, p := range params {
 			g := p.Grad
-			elementwise(len(g), len(g), func(lo, hi int) {
+			tensor.ParallelLarge(len(g), len(g), func(lo, hi int) {
 				for j := lo; j < hi; j++ {
 					g[j] *= float32(c)
 				}

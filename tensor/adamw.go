@@ -31,11 +31,7 @@ func AdamW(data, grad, m, v []float32, s AdamWStep) {
 		n := adamwAsm(vexpImpl, data[lo:hi], grad[lo:hi], m[lo:hi], v[lo:hi], &s)
 		adamwGo(data[lo+n:hi], grad[lo+n:hi], m[lo+n:hi], v[lo+n:hi], &s)
 	}
-	if len(data) < 1<<14 {
-		f(0, len(data))
-		return
-	}
-	Parallel(len(data), f)
+	ParallelLarge(len(data), len(data), f)
 }
 
 func adamwGo(data, grad, m, v []float32, s *AdamWStep) {

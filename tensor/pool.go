@@ -22,6 +22,11 @@ func Parallel(n int, f func(lo, hi int)) { parallel(n, 1, f) }
 // worker the machine slows does not hold up the rest.
 func ParallelFine(n int, f func(lo, hi int)) { parallel(n, 4, f) }
 
+// ParallelLarge is Parallel for items that touch values values in all:
+// under 16K of them (too few to pay for the hand-off) it runs f on the
+// caller.
+func ParallelLarge(n, values int, f func(lo, hi int)) { split(values < 1<<14, n, 1, f) }
+
 // split runs f over [0, n) across the workers in perWorker chunks each,
 // or whole on the calling goroutine when serial: for work inside a
 // Parallel chunk that already has a worker to itself.
