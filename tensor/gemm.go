@@ -3,6 +3,7 @@ package tensor
 import (
 	"math/bits"
 	"os"
+	"runtime"
 	"sync"
 )
 
@@ -21,11 +22,12 @@ var (
 )
 
 const (
-	kc        = 256
-	kcMax     = kc + kc/4 // the deepest float block: a k this far past kc is one block
-	kcCompact = 1024      // kc for a compact, transposed B (see gemm)
-	maxMR     = 8
-	maxNR     = 32
+	kc            = 256
+	kcMax         = kc + kc/4 // the deepest float block: a k this far past kc is one block
+	kcCompact     = 1024      // kc for a compact, transposed B (see gemm)
+	kcCompactLazy = 4096      // and for one packed lazily
+	maxMR         = 8
+	maxNR         = 32
 )
 
 // KernelName says which micro-kernel runs.
@@ -120,9 +122,9 @@ func putBuf(p *[]float32) {
 // the stack would escape to the heap on every call.
 var edgePool = sync.Pool{New: func() any { return new([maxMR * maxNR]float32) }}
 
-// panelPool holds the buffers a wide B stored transposed is packed into
-// panel by panel (see gemm).
-var panelPool = sync.Pool{New: func() any { return new([maxNR * kcMax]float32) }}
+// lazyGroup is how many panels of a compact B stored untransposed are
+// packed together in gemm's lazy order.
+const lazyGroup = 32
 
 // Gemm computes C = alpha·op(A)·op(B) + beta·C, where op transposes when
 // asked; op(A) is M×K, op(B) is K×N and C is M×N with row stride ldc.
@@ -196,25 +198,32 @@ func gemm(serial bool, causal causality, transA bool, m, n, k int, alpha float32
 	// A compact B stored transposed (x·Wᵀ through frozen weights) is
 	// widened row by row, kd values of a row a call: deeper blocks make
 	// those runs long enough to stream (at 256 values, 128 bytes of an NF4
-	// row, the widening cost more than the kernels). The tile order for a
-	// wide B still reads each B panel once per block of A panels.
+	// row, the widening cost more than the kernels). Packed lazily (below)
+	// a block takes only A and one B panel of buffer, and goes deeper still.
 	kd := kc
 	if b.m != nil && b.trans {
 		kd = kcCompact
+		if mp <= mcPanels {
+			kd = kcCompactLazy
+		}
 	}
 	// A k a little past one block is taken whole: a thin last block would
 	// cost a pass over all of C (read and written back) for few products.
 	if k <= kd+kd/4 {
 		kd = k
 	}
-	// A B too big for L2 is walked in the wide order (see tileAt). If it
-	// is float and stored transposed (the LM head's x·Wᵀ) and A is at most
-	// one block of panels, each B panel is packed as the tiles reach it,
-	// into a buffer of the chunk's, and used at once from L1: packing it
-	// all first would write it to memory and read it back, for nothing
-	// reused.
+	// A B too big for L2 is walked in the wide order (see tileAt). Two
+	// kinds of B are instead packed lazily, a group of panels at a time
+	// into a buffer of the worker's, each group used at once by all of A
+	// (at most one block of A panels): a wide float B stored transposed
+	// (the LM head's x·Wᵀ), which packing whole would write to memory and
+	// read back for nothing reused, and a compact B (frozen weights), whose
+	// widened block would be tens of MB. Within a group each B panel is
+	// taken kc products at a time down all the A panels, so the part in use
+	// stays in L1; those sub-blocks end where a float B's blocks would, so
+	// a compact B gives the float result of its widened values, bit for bit.
 	wide := np*nr*min(kd, k)*4 > wideB
-	lazy := wide && b.trans && b.m == nil && mp <= mcPanels
+	lazy := causal == dense && mp <= mcPanels && (b.m != nil || wide && b.trans)
 	full := 0
 	if directKernel != nil && !wide {
 		full = m / mr
@@ -228,45 +237,105 @@ func gemm(serial bool, causal causality, transA bool, m, n, k int, alpha float32
 		defer putBuf(bbuf)
 		bp = *bbuf
 	}
+	sub := kd // products per kernel call in the lazy order
+	if k > kcMax {
+		sub = kc
+	}
 	for p0 := 0; p0 < k; p0 += kd {
 		kk := min(kd, k-p0)
 		store := storeFirst && p0 == 0
 		packA(serial, ap, a, lda, transA, m, p0, kk, full)
-		if !lazy {
-			packB(serial, bp, b, n, p0, kk)
+		// tile adds the products klo..khi of the block to C's tile (ti, tj)
+		// from the packed B panel bt, storing if store; edge is the worker's
+		// scratch for partial tiles, taken when needed.
+		tile := func(ti, tj, klo, khi int, store bool, bt []float32, edge **[maxMR * maxNR]float32) {
+			i0, j0 := ti*mr, tj*nr
+			if klo >= khi {
+				if store {
+					for i := i0; i < min(i0+mr, m); i++ {
+						clear(c[i*ldc+j0 : i*ldc+min(j0+nr, n)])
+					}
+				}
+				return
+			}
+			kn, bk := khi-klo, bt[klo*nr:]
+			if j0+nr <= n {
+				switch {
+				case ti < full:
+					directKernel(kn, a[i0*rs+(p0+klo)*cs:], rs, cs, bk, c[i0*ldc+j0:], ldc, alpha, store)
+					return
+				case i0+mr <= m:
+					microKernel(kn, ap[(ti-full)*mr*kk+klo*mr:(ti-full+1)*mr*kk], bk, c[i0*ldc+j0:], ldc, alpha, store)
+					return
+				}
+			}
+			// A partial tile at the edge: compute into a full scratch tile.
+			if *edge == nil {
+				*edge = edgePool.Get().(*[maxMR * maxNR]float32)
+			}
+			e := *edge
+			if ti < full {
+				directKernel(kn, a[i0*rs+(p0+klo)*cs:], rs, cs, bk, e[:], nr, alpha, true)
+			} else {
+				microKernel(kn, ap[(ti-full)*mr*kk+klo*mr:(ti-full+1)*mr*kk], bk, e[:], nr, alpha, true)
+			}
+			for i := i0; i < min(i0+mr, m); i++ {
+				for j := j0; j < min(j0+nr, n); j++ {
+					v := c[i*ldc+j]
+					if store {
+						v = 0
+					}
+					c[i*ldc+j] = v + e[(i-i0)*nr+j-j0]
+				}
+			}
 		}
-		tiles := mp * np
+		if lazy {
+			// A compact B stored untransposed widens a row's span over the
+			// group in one call: 256 values are whole NF4 blocks.
+			group := 1
+			if !b.trans {
+				group = max(1, min(lazyGroup, np/(2*runtime.GOMAXPROCS(0))))
+			}
+			split(serial, (np+group-1)/group, 4, func(lo, hi int) {
+				var edge *[maxMR * maxNR]float32
+				buf := getBuf(group * nr * kk)
+				scratch := getBuf(max(8*kk, group*nr))
+				defer func() {
+					putBuf(buf)
+					putBuf(scratch)
+					if edge != nil {
+						edgePool.Put(edge)
+					}
+				}()
+				for g := lo; g < hi; g++ {
+					pj0, pj1 := g*group, min(np, (g+1)*group)
+					packBPanels(*buf, b, n, p0, kk, pj0, pj1, *scratch)
+					for tj := pj0; tj < pj1; tj++ {
+						bt := (*buf)[(tj-pj0)*nr*kk : (tj-pj0+1)*nr*kk]
+						for s0 := 0; s0 < kk; s0 += sub {
+							for ti := range mp {
+								tile(ti, tj, s0, min(kk, s0+sub), store && s0 == 0, bt, &edge)
+							}
+						}
+					}
+				}
+			})
+			continue
+		}
+		packB(serial, bp, b, n, p0, kk)
 		// Tiles are claimed a few at a time, so that a worker the machine
 		// pauses (a virtual CPU the host takes away) leaves its share to
 		// the others rather than holding up the call.
-		split(serial, tiles, 4, func(lo, hi int) {
-			var edge *[maxMR * maxNR]float32  // scratch for partial tiles, taken when needed
-			var panel *[maxNR * kcMax]float32 // the lazily packed B panel
-			packed := -1                      // and which it is
+		split(serial, mp*np, 4, func(lo, hi int) {
+			var edge *[maxMR * maxNR]float32
 			defer func() {
 				if edge != nil {
 					edgePool.Put(edge)
-				}
-				if panel != nil {
-					panelPool.Put(panel)
 				}
 			}()
 			for t := lo; t < hi; t++ {
 				ti, tj := tileAt(t, mp, np, wide)
 				i0, j0 := ti*mr, tj*nr
-				var bt []float32
-				if lazy {
-					if panel == nil {
-						panel = panelPool.Get().(*[maxNR * kcMax]float32)
-					}
-					bt = panel[:nr*kk]
-					if packed != tj {
-						packBPanel(bt, b, n, p0, kk, tj, nil)
-						packed = tj
-					}
-				} else {
-					bt = bp[tj*nr*kk : (tj+1)*nr*kk]
-				}
 				klo, khi := 0, kk // the products this tile needs, within the block
 				switch causal {
 				case skipAbove:
@@ -278,43 +347,7 @@ func gemm(serial bool, causal causality, transA bool, m, n, k int, alpha float32
 				case aUpper:
 					klo = max(0, i0-p0)
 				}
-				if klo >= khi {
-					if store {
-						for i := i0; i < min(i0+mr, m); i++ {
-							clear(c[i*ldc+j0 : i*ldc+min(j0+nr, n)])
-						}
-					}
-					continue
-				}
-				kn, bk := khi-klo, bt[klo*nr:]
-				if j0+nr <= n {
-					switch {
-					case ti < full:
-						directKernel(kn, a[i0*rs+(p0+klo)*cs:], rs, cs, bk, c[i0*ldc+j0:], ldc, alpha, store)
-						continue
-					case i0+mr <= m:
-						microKernel(kn, ap[(ti-full)*mr*kk+klo*mr:(ti-full+1)*mr*kk], bk, c[i0*ldc+j0:], ldc, alpha, store)
-						continue
-					}
-				}
-				// A partial tile at the edge: compute into a full scratch tile.
-				if edge == nil {
-					edge = edgePool.Get().(*[maxMR * maxNR]float32)
-				}
-				if ti < full {
-					directKernel(kn, a[i0*rs+(p0+klo)*cs:], rs, cs, bk, edge[:], nr, alpha, true)
-				} else {
-					microKernel(kn, ap[(ti-full)*mr*kk+klo*mr:(ti-full+1)*mr*kk], bk, edge[:], nr, alpha, true)
-				}
-				for i := i0; i < min(i0+mr, m); i++ {
-					for j := j0; j < min(j0+nr, n); j++ {
-						v := c[i*ldc+j]
-						if store {
-							v = 0
-						}
-						c[i*ldc+j] = v + edge[(i-i0)*nr+j-j0]
-					}
-				}
+				tile(ti, tj, klo, khi, store, bp[tj*nr*kk:(tj+1)*nr*kk], &edge)
 			}
 		})
 	}
@@ -424,30 +457,33 @@ func packB(serial bool, dst []float32, b operand, n, p0, kk int) {
 		return
 	}
 	split(serial, np, 1, func(lo, hi int) {
-		if b.m != nil && !b.trans {
-			// Widen each stored row's span over this worker's panels in one
-			// call (the compact formats widen long runs fastest), then deal
-			// it out to the panels.
-			c0, c1 := lo*nr, min(n, hi*nr)
-			row := make([]float32, c1-c0)
-			for p := 0; p < kk; p++ {
-				b.m.Widen(row, p0+p, c0)
-				for pj := lo; pj < hi; pj++ {
-					out := dst[pj*nr*kk+p*nr : pj*nr*kk+(p+1)*nr]
-					clear(out[copy(out, row[pj*nr-c0:min(len(row), (pj+1)*nr-c0)]):])
-				}
-			}
-			return
-		}
-		// B stored transposed.
-		var rows []float32
-		if b.m != nil {
-			rows = make([]float32, 8*kk)
-		}
-		for pj := lo; pj < hi; pj++ {
-			packBPanel(dst[pj*nr*kk:(pj+1)*nr*kk], b, n, p0, kk, pj, rows)
-		}
+		scratch := getBuf(max(8*kk, (hi-lo)*nr))
+		packBPanels(dst[lo*nr*kk:], b, n, p0, kk, lo, hi, *scratch)
+		putBuf(scratch)
 	})
+}
+
+// packBPanels lays panels lo..hi of op(B)[p0:p0+kk, :] out from dst[0],
+// for a B stored transposed or compact; scratch holds max(8·kk, (hi−lo)·nr)
+// values.
+func packBPanels(dst []float32, b operand, n, p0, kk, lo, hi int, scratch []float32) {
+	if b.m != nil && !b.trans {
+		// Widen each stored row's span over the panels in one call (the
+		// compact formats widen long runs fastest), then deal it out.
+		c0, c1 := lo*nr, min(n, hi*nr)
+		row := scratch[:c1-c0]
+		for p := 0; p < kk; p++ {
+			b.m.Widen(row, p0+p, c0)
+			for pj := lo; pj < hi; pj++ {
+				out := dst[(pj-lo)*nr*kk+p*nr : (pj-lo)*nr*kk+(p+1)*nr]
+				clear(out[copy(out, row[pj*nr-c0:min(len(row), (pj+1)*nr-c0)]):])
+			}
+		}
+		return
+	}
+	for pj := lo; pj < hi; pj++ {
+		packBPanel(dst[(pj-lo)*nr*kk:(pj-lo+1)*nr*kk], b, n, p0, kk, pj, scratch[:8*kk])
+	}
 }
 
 // packBPanel lays panel pj of op(B)[p0:p0+kk, :] out in panel, for a B

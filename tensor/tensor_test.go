@@ -504,6 +504,43 @@ func TestGemmLazyB(t *testing.T) {
 	})
 }
 
+// TestGemmCompactLazy checks that a compact B, widened and packed a group
+// of panels at a time (A at most one block of panels), gives the results
+// of the float GEMM on its widened values bit for bit, stored transposed
+// (x·Wᵀ, k past one of its deep blocks) and not (dy·W, groups of panels):
+// partial tiles at both edges, beta 0 and 1.
+func TestGemmCompactLazy(t *testing.T) {
+	rng := rand.New(rand.NewPCG(27, 28))
+	forEachKernel(func(name string) {
+		for _, s := range []struct {
+			trans bool
+			m, n, k int
+		}{{true, 13, 70, kcCompactLazy + 1500}, {true, mcPanels*mr - 3, 40, 700}, {false, 13, 1100, 700}, {false, 5, 40, 300}} {
+			rows, cols := s.n, s.k // W: op(B) = Wᵀ
+			if !s.trans {
+				rows, cols = s.k, s.n
+			}
+			w := QuantizeNF4(randn(rng, rows*cols), rows, cols)
+			wide := make([]float32, rows*cols)
+			for r := range rows {
+				w.Widen(wide[r*cols:(r+1)*cols], r, 0)
+			}
+			a, c0 := randn(rng, s.m*s.k), randn(rng, s.m*s.n)
+			for _, beta := range []float32{0, 1} {
+				got := append([]float32(nil), c0...)
+				gemm(false, dense, false, s.m, s.n, s.k, 0.5, a, s.k, operand{m: w, trans: s.trans}, beta, got, s.n)
+				want := append([]float32(nil), c0...)
+				Gemm(false, s.trans, s.m, s.n, s.k, 0.5, a, s.k, wide, cols, beta, want, s.n)
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("%s trans %v %dx%dx%d beta %v: C[%d] = %g compact, %g widened", name, s.trans, s.m, s.n, s.k, beta, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	})
+}
+
 // TestBufClass checks the scratch pools' size classes: each holds its
 // requests, wastes at most a quarter, grows with n, and a buffer's
 // capacity maps back to its own class.
