@@ -1259,11 +1259,28 @@ q4vdone:
 	VZEROUPPER
 	RET
 
+// nf4ilv interleaves two vectors of 16 (VPERMI2PS indices): 0, 16, 1, 17, ...
+DATA nf4ilv<>+0(SB)/8, $0x0000001000000000
+DATA nf4ilv<>+8(SB)/8, $0x0000001100000001
+DATA nf4ilv<>+16(SB)/8, $0x0000001200000002
+DATA nf4ilv<>+24(SB)/8, $0x0000001300000003
+DATA nf4ilv<>+32(SB)/8, $0x0000001400000004
+DATA nf4ilv<>+40(SB)/8, $0x0000001500000005
+DATA nf4ilv<>+48(SB)/8, $0x0000001600000006
+DATA nf4ilv<>+56(SB)/8, $0x0000001700000007
+DATA nf4ilv<>+64(SB)/8, $0x0000001800000008
+DATA nf4ilv<>+72(SB)/8, $0x0000001900000009
+DATA nf4ilv<>+80(SB)/8, $0x0000001a0000000a
+DATA nf4ilv<>+88(SB)/8, $0x0000001b0000000b
+DATA nf4ilv<>+96(SB)/8, $0x0000001c0000000c
+DATA nf4ilv<>+104(SB)/8, $0x0000001d0000000d
+DATA nf4ilv<>+112(SB)/8, $0x0000001e0000000e
+DATA nf4ilv<>+120(SB)/8, $0x0000001f0000000f
+GLOBL nf4ilv<>(SB), RODATA|NOPTR, $128
+
 // func widenNF4AVX512(nb int, packed *byte, scales, table, dst *float32)
 // Widens nb whole NF4 blocks of 64 values (32 bytes, value 2i in the high
-// nibble of byte i and 2i+1 in the low one) to table[code]·scales[block]:
-// each 8 bytes give 16 word indices in value order, widened to dwords and
-// looked up in the 16-entry table by one VPERMPS.
+// nibble of byte i and 2i+1 in the low one) to table[code]·scales[block].
 TEXT ·widenNF4AVX512(SB), NOSPLIT, $0-40
 	MOVQ nb+0(FP), CX
 	MOVQ packed+8(FP), SI
@@ -1271,31 +1288,44 @@ TEXT ·widenNF4AVX512(SB), NOSPLIT, $0-40
 	MOVQ table+24(FP), AX
 	MOVQ dst+32(FP), DI
 	VMOVUPS (AX), Z15
-	MOVL $0x000f000f, AX
-	MOVQ AX, X14
-	VPBROADCASTD X14, X14
+	MOVL $15, AX
+	VPBROADCASTD AX, Z14
+	VMOVDQU32 nf4ilv<>+0(SB), Z12
+	VMOVDQU32 nf4ilv<>+64(SB), Z11
 
+	// A block of 64 values is 32 bytes; each half of 16 bytes is widened
+	// to 16 dword codes, whose high and low nibbles index the block's
+	// scaled table (NF4Code·scale: the bits of scaling each value), and the
+	// two vectors of values are interleaved, high nibble first.
 nf4blk:
 	TESTQ CX, CX
 	JEQ nf4done
 	VBROADCASTSS (R8), Z13
-	MOVQ $4, DX
-
-nf4q:
-	VPMOVZXBW (SI), X0
-	VPSRLW $4, X0, X1
-	VPAND X14, X0, X0
-	VPUNPCKLWD X0, X1, X2
-	VPUNPCKHWD X0, X1, X3
-	VINSERTI128 $1, X3, Y2, Y2
-	VPMOVZXWD Y2, Z2
-	VPERMPS Z15, Z2, Z2
-	VMULPS Z13, Z2, Z2
+	VMULPS Z13, Z15, Z16
+	VPMOVZXBD (SI), Z0
+	VPMOVZXBD 16(SI), Z4
+	VPSRLD $4, Z0, Z1
+	VPSRLD $4, Z4, Z5
+	VPANDD Z14, Z0, Z0
+	VPANDD Z14, Z4, Z4
+	VPERMPS Z16, Z1, Z1
+	VPERMPS Z16, Z0, Z0
+	VPERMPS Z16, Z5, Z5
+	VPERMPS Z16, Z4, Z4
+	VMOVDQA32 Z12, Z2
+	VMOVDQA32 Z11, Z3
+	VMOVDQA32 Z12, Z6
+	VMOVDQA32 Z11, Z7
+	VPERMI2PS Z0, Z1, Z2
+	VPERMI2PS Z0, Z1, Z3
+	VPERMI2PS Z4, Z5, Z6
+	VPERMI2PS Z4, Z5, Z7
 	VMOVUPS Z2, (DI)
-	ADDQ $8, SI
-	ADDQ $64, DI
-	DECQ DX
-	JNZ nf4q
+	VMOVUPS Z3, 64(DI)
+	VMOVUPS Z6, 128(DI)
+	VMOVUPS Z7, 192(DI)
+	ADDQ $32, SI
+	ADDQ $256, DI
 	ADDQ $4, R8
 	DECQ CX
 	JMP nf4blk
