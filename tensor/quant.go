@@ -75,17 +75,23 @@ var nf4Mid = func() (m [15]float32) {
 	return m
 }()
 
-// nearestNF4 is nearest(NF4Code, x) by counting the midpoints below x: a
-// value on a midpoint goes to the lower code, as bitsandbytes' decision
-// tree sends it.
+// nearestNF4 is nearest(NF4Code, x) by counting the midpoints below x, in
+// a binary search of four comparisons: a value on a midpoint goes to the
+// lower code, as bitsandbytes' decision tree sends it (NaN to code 0).
 func nearestNF4(x float32) int {
-	c := 0
-	for _, t := range nf4Mid {
-		if x > t {
-			c++
-		}
+	// Flags, not branches: random weights would mispredict half of them.
+	c := b2i(x > nf4Mid[7]) << 3
+	c += b2i(x > nf4Mid[c+3]) << 2
+	c += b2i(x > nf4Mid[c+1]) << 1
+	return c + b2i(x > nf4Mid[c])
+}
+
+// b2i is 1 for true (compiled to a SETcc).
+func b2i(b bool) int {
+	if b {
+		return 1
 	}
-	return c
+	return 0
 }
 
 // NF4 is a Matrix quantized as QLoRA does: blocks of 64 consecutive values
@@ -117,22 +123,31 @@ func QuantizeNF4(w []float32, rows, cols int) *NF4 {
 	Parallel(nb, func(lo, hi int) {
 		for b := lo; b < hi; b++ {
 			blk := w[b*nf4Block : min((b+1)*nf4Block, n)]
-			var m float32
+			var m float32 // the block's absolute maximum; NaN once one is NaN
 			for _, v := range blk {
-				m = max(m, float32(math.Abs(float64(v))))
+				if a := math.Float32frombits(math.Float32bits(v) &^ (1 << 31)); a > m || a != a {
+					m = a
+				}
 			}
 			absmax[b] = m
-			for k, v := range blk {
-				c := 7 // the code of 0, for an all-zero block
-				if m > 0 {
-					c = nearestNF4(v / m)
+			// Codes a pair (one byte) at a time; an all-zero block takes
+			// the code of 0.
+			out := q.Packed[b*nf4Block/2:]
+			if !(m > 0) {
+				for k := range (len(blk) + 1) / 2 {
+					out[k] = 7<<4 | 7
 				}
-				i := b*nf4Block + k
-				if i%2 == 0 {
-					q.Packed[i/2] |= byte(c) << 4
-				} else {
-					q.Packed[i/2] |= byte(c)
+				if len(blk)%2 == 1 {
+					out[len(blk)/2] = 7 << 4
 				}
+				continue
+			}
+			k := 0
+			for ; k+1 < len(blk); k += 2 {
+				out[k/2] = byte(nearestNF4(blk[k]/m)<<4 | nearestNF4(blk[k+1]/m))
+			}
+			if k < len(blk) {
+				out[k/2] = byte(nearestNF4(blk[k]/m) << 4)
 			}
 		}
 	})

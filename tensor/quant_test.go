@@ -177,3 +177,23 @@ func TestNF4WidenKernel(t *testing.T) {
 		testenv.AssertClose(t, fmt.Sprintf("Widen row %d from %d", s[0], s[1]), got, want, 0, 1)
 	}
 }
+
+// nearestNF4's binary search counts the midpoints below x, as a scan
+// does, on and either side of every midpoint and past both ends.
+func TestNearestNF4(t *testing.T) {
+	xs := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), -1, 1, 0}
+	for _, m := range nf4Mid {
+		xs = append(xs, m, math.Nextafter32(m, -2), math.Nextafter32(m, 2))
+	}
+	for _, x := range xs {
+		want := 0
+		for _, m := range nf4Mid {
+			if x > m {
+				want++
+			}
+		}
+		if got := nearestNF4(x); got != want {
+			t.Errorf("nearestNF4(%g) = %d, want %d", x, got, want)
+		}
+	}
+}
