@@ -22,12 +22,12 @@ var (
 )
 
 const (
-	kc            = 256
-	kcMax         = kc + kc/4 // the deepest float block: a k this far past kc is one block
-	kcCompact     = 1024      // kc for a compact, transposed B (see gemm)
-	kcCompactLazy = 4096      // and for one packed lazily
-	maxMR         = 8
-	maxNR         = 32
+	kc        = 256
+	kcMax     = kc + kc/4 // the deepest float block: a k this far past kc is one block
+	kcCompact = 1024      // kc for a compact, transposed B (see gemm)
+	kcLazy    = 4096      // kc for a B stored transposed, packed lazily
+	maxMR     = 8
+	maxNR     = 32
 )
 
 // KernelName says which micro-kernel runs.
@@ -122,8 +122,10 @@ func putBuf(p *[]float32) {
 // the stack would escape to the heap on every call.
 var edgePool = sync.Pool{New: func() any { return new([maxMR * maxNR]float32) }}
 
-// lazyGroup is how many panels of a compact B stored untransposed are
-// packed together in gemm's lazy order.
+// lazyGroup is how many panels of a B stored untransposed are packed
+// together in gemm's lazy order (fewer where the workers would otherwise
+// have under two groups each): a 7B layer's dy·W through NF4 runs 25–35%
+// faster with 32 (1024 values, 512 bytes of an NF4 row, a call) than 8.
 const lazyGroup = 32
 
 // Gemm computes C = alpha·op(A)·op(B) + beta·C, where op transposes when
@@ -198,32 +200,36 @@ func gemm(serial bool, causal causality, transA bool, m, n, k int, alpha float32
 	// A compact B stored transposed (x·Wᵀ through frozen weights) is
 	// widened row by row, kd values of a row a call: deeper blocks make
 	// those runs long enough to stream (at 256 values, 128 bytes of an NF4
-	// row, the widening cost more than the kernels). Packed lazily (below)
-	// a block takes only A and one B panel of buffer, and goes deeper still.
+	// row, the widening cost more than the kernels).
 	kd := kc
 	if b.m != nil && b.trans {
 		kd = kcCompact
-		if mp <= mcPanels {
-			kd = kcCompactLazy
-		}
 	}
 	// A k a little past one block is taken whole: a thin last block would
 	// cost a pass over all of C (read and written back) for few products.
 	if k <= kd+kd/4 {
 		kd = k
 	}
-	// A B too big for L2 is walked in the wide order (see tileAt). Two
-	// kinds of B are instead packed lazily, a group of panels at a time
-	// into a buffer of the worker's, each group used at once by all of A
-	// (at most one block of A panels): a wide float B stored transposed
-	// (the LM head's x·Wᵀ), which packing whole would write to memory and
-	// read back for nothing reused, and a compact B (frozen weights), whose
-	// widened block would be tens of MB. Within a group each B panel is
-	// taken kc products at a time down all the A panels, so the part in use
-	// stays in L1; those sub-blocks end where a float B's blocks would, so
-	// a compact B gives the float result of its widened values, bit for bit.
+	// A B too big for L2 is walked in the wide order (see tileAt). With A
+	// at most one block of panels, a wide float B and any compact one
+	// (frozen weights) are instead packed lazily, a group of panels at a
+	// time into a buffer of the worker's, each group used at once by all
+	// of A: packing B whole would write tens of MB (the LM head's, a
+	// compact B's widened values) and read them back for little reuse.
+	// Within a group each B panel is taken kc products at a time down all
+	// the A panels, so the part in use stays in L1; those sub-blocks end
+	// where a float B's blocks would, so the results are those of packing
+	// B whole (and a compact B's those of its widened values), bit for
+	// bit. A B stored transposed is then one panel a group, and its
+	// blocks go deeper: fewer passes over C, longer runs of each B row.
 	wide := np*nr*min(kd, k)*4 > wideB
-	lazy := causal == dense && mp <= mcPanels && (b.m != nil || wide && b.trans)
+	lazy := causal == dense && mp <= mcPanels && (b.m != nil || wide)
+	if lazy && b.trans {
+		kd = kcLazy
+		if k <= kd+kd/4 {
+			kd = k
+		}
+	}
 	full := 0
 	if directKernel != nil && !wide {
 		full = m / mr
@@ -290,8 +296,8 @@ func gemm(serial bool, causal causality, transA bool, m, n, k int, alpha float32
 			}
 		}
 		if lazy {
-			// A compact B stored untransposed widens a row's span over the
-			// group in one call: 256 values are whole NF4 blocks.
+			// A B stored untransposed is taken a row's span over the group
+			// at a time.
 			group := 1
 			if !b.trans {
 				group = max(1, min(lazyGroup, np/(2*runtime.GOMAXPROCS(0))))
@@ -463,17 +469,21 @@ func packB(serial bool, dst []float32, b operand, n, p0, kk int) {
 	})
 }
 
-// packBPanels lays panels lo..hi of op(B)[p0:p0+kk, :] out from dst[0],
-// for a B stored transposed or compact; scratch holds max(8·kk, (hi−lo)·nr)
-// values.
+// packBPanels lays panels lo..hi of op(B)[p0:p0+kk, :] out from dst[0];
+// scratch holds max(8·kk, (hi−lo)·nr) values.
 func packBPanels(dst []float32, b operand, n, p0, kk, lo, hi int, scratch []float32) {
-	if b.m != nil && !b.trans {
-		// Widen each stored row's span over the panels in one call (the
-		// compact formats widen long runs fastest), then deal it out.
+	if !b.trans {
+		// Take each stored row's span over the panels (a compact one
+		// widened in one call: the compact formats widen long runs
+		// fastest), then deal it out.
 		c0, c1 := lo*nr, min(n, hi*nr)
-		row := scratch[:c1-c0]
 		for p := 0; p < kk; p++ {
-			b.m.Widen(row, p0+p, c0)
+			row := scratch[:c1-c0]
+			if b.m != nil {
+				b.m.Widen(row, p0+p, c0)
+			} else {
+				row = b.f[(p0+p)*b.ld+c0 : (p0+p)*b.ld+c1]
+			}
 			for pj := lo; pj < hi; pj++ {
 				out := dst[(pj-lo)*nr*kk+p*nr : (pj-lo)*nr*kk+(p+1)*nr]
 				clear(out[copy(out, row[pj*nr-c0:min(len(row), (pj+1)*nr-c0)]):])

@@ -478,11 +478,11 @@ func BenchmarkGemm1024(b *testing.B) {
 	}
 }
 
-// TestGemmLazyB checks that a wide B stored transposed, packed panel by
-// panel as the tiles reach it (A at most one block of panels), gives the
-// results of packing it whole first (A taller than a block) bit for bit,
-// on the rows the two share: partial tiles at both edges, a short last
-// block, beta 0 and 1.
+// TestGemmLazyB checks that a wide float B, stored transposed or not,
+// packed a group of panels at a time as the tiles reach it (A at most one
+// block of panels), gives the results of packing it whole first (A taller
+// than a block) bit for bit, on the rows the two share: partial tiles at
+// both edges, a short last block, beta 0 and 1.
 func TestGemmLazyB(t *testing.T) {
 	rng := rand.New(rand.NewPCG(25, 26))
 	forEachKernel(func(name string) {
@@ -490,14 +490,20 @@ func TestGemmLazyB(t *testing.T) {
 		small, tall := mcPanels*mr-3, (mcPanels+5)*mr
 		a, b := randn(rng, tall*k), randn(rng, n*k)
 		c0 := randn(rng, tall*n)
-		for _, beta := range []float32{0, 1} {
-			lazy := append([]float32(nil), c0[:small*n]...)
-			Gemm(false, true, small, n, k, 0.5, a, k, b, k, beta, lazy, n)
-			eager := append([]float32(nil), c0...)
-			Gemm(false, true, tall, n, k, 0.5, a, k, b, k, beta, eager, n)
-			for i := range lazy {
-				if math.Float32bits(lazy[i]) != math.Float32bits(eager[i]) {
-					t.Fatalf("%s beta %v: C[%d] = %g packed panel by panel, %g packed whole", name, beta, i, lazy[i], eager[i])
+		for _, trans := range []bool{true, false} {
+			ldb := k
+			if !trans {
+				ldb = n
+			}
+			for _, beta := range []float32{0, 1} {
+				lazy := append([]float32(nil), c0[:small*n]...)
+				Gemm(false, trans, small, n, k, 0.5, a, k, b, ldb, beta, lazy, n)
+				eager := append([]float32(nil), c0...)
+				Gemm(false, trans, tall, n, k, 0.5, a, k, b, ldb, beta, eager, n)
+				for i := range lazy {
+					if math.Float32bits(lazy[i]) != math.Float32bits(eager[i]) {
+						t.Fatalf("%s trans %v beta %v: C[%d] = %g packed lazily, %g packed whole", name, trans, beta, i, lazy[i], eager[i])
+					}
 				}
 			}
 		}
@@ -513,9 +519,9 @@ func TestGemmCompactLazy(t *testing.T) {
 	rng := rand.New(rand.NewPCG(27, 28))
 	forEachKernel(func(name string) {
 		for _, s := range []struct {
-			trans bool
+			trans   bool
 			m, n, k int
-		}{{true, 13, 70, kcCompactLazy + 1500}, {true, mcPanels*mr - 3, 40, 700}, {false, 13, 1100, 700}, {false, 5, 40, 300}} {
+		}{{true, 13, 70, kcLazy + 1500}, {true, mcPanels*mr - 3, 40, 700}, {false, 13, 1100, 700}, {false, 5, 40, 300}} {
 			rows, cols := s.n, s.k // W: op(B) = Wᵀ
 			if !s.trans {
 				rows, cols = s.k, s.n
