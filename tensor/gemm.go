@@ -475,18 +475,27 @@ func packBPanels(dst []float32, b operand, n, p0, kk, lo, hi int, scratch []floa
 	if !b.trans {
 		// Take each stored row's span over the panels (a compact one
 		// widened in one call: the compact formats widen long runs
-		// fastest), then deal it out.
+		// fastest), then deal it out; NF4's whole blocks are widened
+		// straight into the panels.
 		c0, c1 := lo*nr, min(n, hi*nr)
+		nf, _ := b.m.(*NF4)
 		for p := 0; p < kk; p++ {
-			row := scratch[:c1-c0]
-			if b.m != nil {
-				b.m.Widen(row, p0+p, c0)
-			} else {
-				row = b.f[(p0+p)*b.ld+c0 : (p0+p)*b.ld+c1]
+			from := c0 // the columns from here on are dealt out of a row
+			if w := (c1 - c0) &^ (nf4Block - 1); nf != nil && nr == 32 && w > 0 && nf.widenPanels(dst[p*32:], 32*kk, p0+p, c0, w) {
+				from += w
 			}
-			for pj := lo; pj < hi; pj++ {
+			if from == c1 {
+				continue
+			}
+			row := scratch[:c1-from]
+			if b.m != nil {
+				b.m.Widen(row, p0+p, from)
+			} else {
+				row = b.f[(p0+p)*b.ld+from : (p0+p)*b.ld+c1]
+			}
+			for pj := from / nr; pj < hi; pj++ {
 				out := dst[(pj-lo)*nr*kk+p*nr : (pj-lo)*nr*kk+(p+1)*nr]
-				clear(out[copy(out, row[pj*nr-c0:min(len(row), (pj+1)*nr-c0)]):])
+				clear(out[copy(out, row[pj*nr-from:min(len(row), (pj+1)*nr-from)]):])
 			}
 		}
 		return

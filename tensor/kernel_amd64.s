@@ -1278,15 +1278,17 @@ DATA nf4ilv<>+112(SB)/8, $0x0000001e0000000e
 DATA nf4ilv<>+120(SB)/8, $0x0000001f0000000f
 GLOBL nf4ilv<>(SB), RODATA|NOPTR, $128
 
-// func widenNF4AVX512(nb int, packed *byte, scales, table, dst *float32)
+// func widenNF4AVX512(nb int, packed *byte, scales, table, dst *float32, stride int)
 // Widens nb whole NF4 blocks of 64 values (32 bytes, value 2i in the high
-// nibble of byte i and 2i+1 in the low one) to table[code]·scales[block].
-TEXT ·widenNF4AVX512(SB), NOSPLIT, $0-40
+// nibble of byte i and 2i+1 in the low one) to table[code]·scales[block],
+// each 32 values (128 bytes) stride bytes after the previous.
+TEXT ·widenNF4AVX512(SB), NOSPLIT, $0-48
 	MOVQ nb+0(FP), CX
 	MOVQ packed+8(FP), SI
 	MOVQ scales+16(FP), R8
 	MOVQ table+24(FP), AX
 	MOVQ dst+32(FP), DI
+	MOVQ stride+40(FP), R9
 	VMOVUPS (AX), Z15
 	MOVL $15, AX
 	VPBROADCASTD AX, Z14
@@ -1322,10 +1324,11 @@ nf4blk:
 	VPERMI2PS Z4, Z5, Z7
 	VMOVUPS Z2, (DI)
 	VMOVUPS Z3, 64(DI)
-	VMOVUPS Z6, 128(DI)
-	VMOVUPS Z7, 192(DI)
+	ADDQ R9, DI
+	VMOVUPS Z6, (DI)
+	VMOVUPS Z7, 64(DI)
+	ADDQ R9, DI
 	ADDQ $32, SI
-	ADDQ $256, DI
 	ADDQ $4, R8
 	DECQ CX
 	JMP nf4blk

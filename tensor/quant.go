@@ -194,10 +194,11 @@ var nf4Pairs = func() (t [256][2]float32) {
 	return t
 }()
 
-// widenNF4, where the CPU has a kernel for it, widens whole blocks:
-// dst[64·b + j] = NF4Code[code j of block b]·scales[b], the packed codes
-// starting on a block boundary.
-var widenNF4 func(dst []float32, packed []byte, scales []float32)
+// widenNF4, where the CPU has a kernel for it, widens whole blocks, the
+// packed codes starting on a block boundary: value j of block b is
+// NF4Code[code]·scales[b], stored in runs of 32 stride values apart (at
+// dst[(2b + j/32)·stride + j%32]; stride 32 stores them in order).
+var widenNF4 func(dst []float32, stride int, packed []byte, scales []float32)
 
 func (q *NF4) Widen(dst []float32, r, c0 int) {
 	i := r*q.Cols + c0
@@ -208,7 +209,7 @@ func (q *NF4) Widen(dst []float32, r, c0 int) {
 			for j := range n {
 				scales[j] = q.absmax(b + j)
 			}
-			widenNF4(dst[k:k+n*nf4Block], q.Packed[i/2:i/2+n*nf4Block/2], scales[:n])
+			widenNF4(dst[k:k+n*nf4Block], 32, q.Packed[i/2:i/2+n*nf4Block/2], scales[:n])
 			k, i = k+n*nf4Block, i+n*nf4Block
 			continue
 		}
@@ -227,6 +228,27 @@ func (q *NF4) Widen(dst []float32, r, c0 int) {
 			k, i = k+1, i+1
 		}
 	}
+}
+
+// widenPanels widens n values of row r from column c0 as Widen does, but
+// into runs of 32 stride values apart (value j at dst[(j/32)·stride +
+// j%32]: GEMM's packed panels), and reports whether it could: only whole
+// blocks, on a CPU with the kernel.
+func (q *NF4) widenPanels(dst []float32, stride, r, c0, n int) bool {
+	i := r*q.Cols + c0
+	if widenNF4 == nil || i%nf4Block != 0 || n%nf4Block != 0 {
+		return false
+	}
+	for k := 0; k < n; {
+		b, nb := i/nf4Block, min(n-k, 16*nf4Block)/nf4Block
+		var scales [16]float32
+		for j := range nb {
+			scales[j] = q.absmax(b + j)
+		}
+		widenNF4(dst[k/32*stride:], stride, q.Packed[i/2:i/2+nb*nf4Block/2], scales[:nb])
+		k, i = k+nb*nf4Block, i+nb*nf4Block
+	}
+	return true
 }
 
 // Int8 is a Matrix quantized row-wise to int8 by each row's absolute

@@ -521,7 +521,7 @@ func TestGemmCompactLazy(t *testing.T) {
 		for _, s := range []struct {
 			trans   bool
 			m, n, k int
-		}{{true, 13, 70, kcLazy + 1500}, {true, mcPanels*mr - 3, 40, 700}, {false, 13, 1100, 700}, {false, 5, 40, 300}} {
+		}{{true, 13, 70, kcLazy + 1500}, {true, mcPanels*mr - 3, 40, 700}, {false, 13, 1100, 700}, {false, 13, 1088, 300}, {false, 5, 40, 300}} {
 			rows, cols := s.n, s.k // W: op(B) = Wᵀ
 			if !s.trans {
 				rows, cols = s.k, s.n
