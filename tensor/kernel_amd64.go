@@ -57,6 +57,9 @@ func gemvQ4Q8AVX2(nb int, xq *int8, xd *float32, w *byte, rows int, y *float32)
 func gemvQ4Q8VNNI(nb int, xq *int8, xd *float32, bias *int32, w *byte, rows int, y *float32)
 
 //go:noescape
+func quantizeNF4AVX512(nb int, w, mid *float32, packed *byte, absmax *float32)
+
+//go:noescape
 func widenNF4AVX512(nb int, packed *byte, scales, table, dst *float32, stride int)
 
 //go:noescape
@@ -142,6 +145,14 @@ func init() {
 	// (AVX-512 F and BW, and not turned off by ZHLLAMA_NOAVX512=1).
 	useAVX512 := cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && !noAsm() && os.Getenv("ZHLLAMA_NOAVX512") != "1"
 	if useAVX512 {
+		quantizeNF4Blocks = func(w []float32, packed []byte, absmax []float32) {
+			nb := len(absmax)
+			if nb == 0 {
+				return
+			}
+			_, _ = w[nb*nf4Block-1], packed[nb*nf4Block/2-1]
+			quantizeNF4AVX512(nb, &w[0], &nf4Mid16[0], &packed[0], &absmax[0])
+		}
 		widenNF4 = func(dst []float32, stride int, packed []byte, scales []float32) {
 			_, _ = dst[(2*len(scales)-1)*stride+31], packed[len(scales)*nf4Block/2-1]
 			widenNF4AVX512(len(scales), &packed[0], &scales[0], &NF4Code[0], &dst[0], 4*stride)

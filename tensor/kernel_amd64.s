@@ -1337,6 +1337,146 @@ nf4done:
 	VZEROUPPER
 	RET
 
+// func quantizeNF4AVX512(nb int, w, mid *float32, packed *byte, absmax *float32)
+// Quantizes nb whole blocks of 64 values as QuantizeNF4 does: each block's
+// absolute maximum (the largest sign-cleared bit pattern, so a NaN wins
+// over every number), then each value divided by it and coded by a
+// four-step binary search over the 15 midpoints (mid, 16 values, the last
+// +Inf), two codes a byte, the first in the high nibble. Blocks whose
+// maximum is not positive are left for the caller to code.
+TEXT ·quantizeNF4AVX512(SB), NOSPLIT, $0-40
+	MOVQ nb+0(FP), CX
+	MOVQ w+8(FP), SI
+	MOVQ mid+16(FP), AX
+	MOVQ packed+24(FP), DI
+	MOVQ absmax+32(FP), R8
+	VMOVUPS (AX), Z30
+	MOVL $0x7fffffff, AX
+	VPBROADCASTD AX, Z31
+	MOVL $7, AX
+	VPBROADCASTD AX, Z29
+	MOVL $3, AX
+	VPBROADCASTD AX, Z28
+	MOVL $1, AX
+	VPBROADCASTD AX, Z27
+	MOVL $8, AX
+	VPBROADCASTD AX, Z26
+	MOVL $4, AX
+	VPBROADCASTD AX, Z25
+	MOVL $2, AX
+	VPBROADCASTD AX, Z24
+	VPERMPS Z30, Z29, Z23 // mid[7] in every lane
+
+nf4qblk:
+	TESTQ CX, CX
+	JEQ nf4qdone
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	VMOVUPS 128(SI), Z2
+	VMOVUPS 192(SI), Z3
+	VPANDD Z31, Z0, Z4
+	VPANDD Z31, Z1, Z5
+	VPANDD Z31, Z2, Z6
+	VPANDD Z31, Z3, Z7
+	VPMAXUD Z4, Z5, Z4
+	VPMAXUD Z6, Z7, Z6
+	VPMAXUD Z4, Z6, Z4
+	VEXTRACTI64X4 $1, Z4, Y5
+	VPMAXUD Y4, Y5, Y4
+	VEXTRACTI128 $1, Y4, X5
+	VPMAXUD X4, X5, X4
+	VPSHUFD $0x4e, X4, X5
+	VPMAXUD X4, X5, X4
+	VPSHUFD $0xb1, X4, X5
+	VPMAXUD X4, X5, X4
+	VMOVSS X4, (R8)
+	VPBROADCASTD X4, Z4
+	VDIVPS Z4, Z0, Z0
+	VCMPPS $0x1e, Z23, Z0, K1
+	VPXORD Z8, Z8, Z8
+	VPADDD Z26, Z8, K1, Z8
+	VPADDD Z28, Z8, Z9
+	VPERMPS Z30, Z9, Z9
+	VCMPPS $0x1e, Z9, Z0, K1
+	VPADDD Z25, Z8, K1, Z8
+	VPADDD Z27, Z8, Z9
+	VPERMPS Z30, Z9, Z9
+	VCMPPS $0x1e, Z9, Z0, K1
+	VPADDD Z24, Z8, K1, Z8
+	VPERMPS Z30, Z8, Z9
+	VCMPPS $0x1e, Z9, Z0, K1
+	VPADDD Z27, Z8, K1, Z8
+	VPSLLQ $4, Z8, Z9
+	VPSRLQ $32, Z8, Z8
+	VPORQ Z8, Z9, Z8
+	VPMOVQB Z8, 0(DI)
+	VDIVPS Z4, Z1, Z1
+	VCMPPS $0x1e, Z23, Z1, K1
+	VPXORD Z8, Z8, Z8
+	VPADDD Z26, Z8, K1, Z8
+	VPADDD Z28, Z8, Z9
+	VPERMPS Z30, Z9, Z9
+	VCMPPS $0x1e, Z9, Z1, K1
+	VPADDD Z25, Z8, K1, Z8
+	VPADDD Z27, Z8, Z9
+	VPERMPS Z30, Z9, Z9
+	VCMPPS $0x1e, Z9, Z1, K1
+	VPADDD Z24, Z8, K1, Z8
+	VPERMPS Z30, Z8, Z9
+	VCMPPS $0x1e, Z9, Z1, K1
+	VPADDD Z27, Z8, K1, Z8
+	VPSLLQ $4, Z8, Z9
+	VPSRLQ $32, Z8, Z8
+	VPORQ Z8, Z9, Z8
+	VPMOVQB Z8, 8(DI)
+	VDIVPS Z4, Z2, Z2
+	VCMPPS $0x1e, Z23, Z2, K1
+	VPXORD Z8, Z8, Z8
+	VPADDD Z26, Z8, K1, Z8
+	VPADDD Z28, Z8, Z9
+	VPERMPS Z30, Z9, Z9
+	VCMPPS $0x1e, Z9, Z2, K1
+	VPADDD Z25, Z8, K1, Z8
+	VPADDD Z27, Z8, Z9
+	VPERMPS Z30, Z9, Z9
+	VCMPPS $0x1e, Z9, Z2, K1
+	VPADDD Z24, Z8, K1, Z8
+	VPERMPS Z30, Z8, Z9
+	VCMPPS $0x1e, Z9, Z2, K1
+	VPADDD Z27, Z8, K1, Z8
+	VPSLLQ $4, Z8, Z9
+	VPSRLQ $32, Z8, Z8
+	VPORQ Z8, Z9, Z8
+	VPMOVQB Z8, 16(DI)
+	VDIVPS Z4, Z3, Z3
+	VCMPPS $0x1e, Z23, Z3, K1
+	VPXORD Z8, Z8, Z8
+	VPADDD Z26, Z8, K1, Z8
+	VPADDD Z28, Z8, Z9
+	VPERMPS Z30, Z9, Z9
+	VCMPPS $0x1e, Z9, Z3, K1
+	VPADDD Z25, Z8, K1, Z8
+	VPADDD Z27, Z8, Z9
+	VPERMPS Z30, Z9, Z9
+	VCMPPS $0x1e, Z9, Z3, K1
+	VPADDD Z24, Z8, K1, Z8
+	VPERMPS Z30, Z8, Z9
+	VCMPPS $0x1e, Z9, Z3, K1
+	VPADDD Z27, Z8, K1, Z8
+	VPSLLQ $4, Z8, Z9
+	VPSRLQ $32, Z8, Z8
+	VPORQ Z8, Z9, Z8
+	VPMOVQB Z8, 24(DI)
+	ADDQ $256, SI
+	ADDQ $32, DI
+	ADDQ $4, R8
+	DECQ CX
+	JMP nf4qblk
+
+nf4qdone:
+	VZEROUPPER
+	RET
+
 // func transpose8AVX2(src *float32, lds int, dst *float32, ldd int)
 // dst[p·ldd + j] = src[j·lds + p] for an 8×8 block: rows interleaved in
 // pairs (UNPCK), then in fours (SHUFPS), then halves swapped (VPERM2F128).

@@ -121,34 +121,20 @@ func QuantizeNF4(w []float32, rows, cols int) *NF4 {
 	// Blocks are independent; an even number of values per block keeps
 	// each byte within one block, so workers never share a byte.
 	Parallel(nb, func(lo, hi int) {
+		if quantizeNF4Blocks != nil {
+			// Whole blocks in the kernel; those it leaves (a maximum
+			// that is 0 or NaN) and a partial last block below.
+			full := max(0, min(hi, n/nf4Block)-lo)
+			quantizeNF4Blocks(w[lo*nf4Block:(lo+full)*nf4Block], q.Packed[lo*nf4Block/2:], absmax[lo:lo+full])
+			for b := lo; b < lo+full; b++ {
+				if !(absmax[b] > 0) {
+					quantizeNF4Block(q.Packed, w, absmax, b, n)
+				}
+			}
+			lo += full
+		}
 		for b := lo; b < hi; b++ {
-			blk := w[b*nf4Block : min((b+1)*nf4Block, n)]
-			var m float32 // the block's absolute maximum; NaN once one is NaN
-			for _, v := range blk {
-				if a := math.Float32frombits(math.Float32bits(v) &^ (1 << 31)); a > m || a != a {
-					m = a
-				}
-			}
-			absmax[b] = m
-			// Codes a pair (one byte) at a time; an all-zero block takes
-			// the code of 0.
-			out := q.Packed[b*nf4Block/2:]
-			if !(m > 0) {
-				for k := range (len(blk) + 1) / 2 {
-					out[k] = 7<<4 | 7
-				}
-				if len(blk)%2 == 1 {
-					out[len(blk)/2] = 7 << 4
-				}
-				continue
-			}
-			k := 0
-			for ; k+1 < len(blk); k += 2 {
-				out[k/2] = byte(nearestNF4(blk[k]/m)<<4 | nearestNF4(blk[k+1]/m))
-			}
-			if k < len(blk) {
-				out[k/2] = byte(nearestNF4(blk[k]/m) << 4)
-			}
+			quantizeNF4Block(q.Packed, w, absmax, b, n)
 		}
 	})
 	// Double quantization of the maxima.
@@ -174,6 +160,46 @@ func QuantizeNF4(w []float32, rows, cols int) *NF4 {
 	}
 	return q
 }
+
+// quantizeNF4Block quantizes block b of w (n values in all) into packed,
+// setting absmax[b]: the portable QuantizeNF4.
+func quantizeNF4Block(packed []byte, w, absmax []float32, b, n int) {
+	blk := w[b*nf4Block : min((b+1)*nf4Block, n)]
+	var m float32 // the block's absolute maximum; NaN once one is NaN
+	for _, v := range blk {
+		if a := math.Float32frombits(math.Float32bits(v) &^ (1 << 31)); a > m || a != a {
+			m = a
+		}
+	}
+	absmax[b] = m
+	// Codes a pair (one byte) at a time; an all-zero block takes the
+	// code of 0.
+	out := packed[b*nf4Block/2:]
+	if !(m > 0) {
+		for k := range (len(blk) + 1) / 2 {
+			out[k] = 7<<4 | 7
+		}
+		if len(blk)%2 == 1 {
+			out[len(blk)/2] = 7 << 4
+		}
+		return
+	}
+	k := 0
+	for ; k+1 < len(blk); k += 2 {
+		out[k/2] = byte(nearestNF4(blk[k]/m)<<4 | nearestNF4(blk[k+1]/m))
+	}
+	if k < len(blk) {
+		out[k/2] = byte(nearestNF4(blk[k]/m) << 4)
+	}
+}
+
+// quantizeNF4Blocks, where the CPU has a kernel for it, quantizes
+// len(absmax) whole blocks as quantizeNF4Block does, except those whose
+// maximum is not positive (left to it).
+var quantizeNF4Blocks func(w []float32, packed []byte, absmax []float32)
+
+// nf4Mid16 is nf4Mid and +Inf, a vector's worth.
+var nf4Mid16 = [16]float32(append(nf4Mid[:], float32(math.Inf(1))))
 
 func (q *NF4) Dims() (int, int) { return q.Rows, q.Cols }
 

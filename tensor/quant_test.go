@@ -1,6 +1,7 @@
 package tensor
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -196,4 +197,45 @@ func TestNearestNF4(t *testing.T) {
 			t.Errorf("nearestNF4(%g) = %d, want %d", x, got, want)
 		}
 	}
+}
+
+// TestNF4QuantizeKernel checks that the quantizing kernel gives the
+// portable codes and maxima bit for bit, with an all-zero block, a NaN, an
+// infinity, values on midpoints, signed zeros and a partial last block.
+func TestNF4QuantizeKernel(t *testing.T) {
+	if quantizeNF4Blocks == nil {
+		t.Skip("no NF4 quantizing kernel on this CPU")
+	}
+	rng := rand.New(rand.NewPCG(29, 30))
+	n := 64*40 + 22
+	w := randn(rng, n)
+	clear(w[64:128])
+	w[400] = float32(math.Copysign(0, -1))
+	clear(w[448:512])
+	w[448] = 2 // block 7's maximum: the rest on midpoints
+	for i, m := range nf4Mid {
+		w[449+i] = 2 * m
+		w[470+i] = -2 * m
+	}
+	kern := quantizeNF4Blocks
+	defer func() { quantizeNF4Blocks = kern }()
+	check := func(what string) {
+		quantizeNF4Blocks = kern
+		got := QuantizeNF4(w, 1, n)
+		quantizeNF4Blocks = nil
+		want := QuantizeNF4(w, 1, n)
+		for i := range got.Packed {
+			if got.Packed[i] != want.Packed[i] {
+				t.Fatalf("%s: byte %d (block %d): %#x, want %#x", what, i, i/32, got.Packed[i], want.Packed[i])
+			}
+		}
+		if !bytes.Equal(got.QAbsmax, want.QAbsmax) || math.Float32bits(got.Offset) != math.Float32bits(want.Offset) {
+			t.Fatalf("%s: block maxima differ", what)
+		}
+	}
+	check("finite")
+	w[300] = float32(math.Inf(-1))
+	check("an infinity")
+	w[200] = float32(math.NaN()) // the mean of the maxima is NaN too
+	check("a NaN")
 }
