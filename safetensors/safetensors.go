@@ -194,24 +194,50 @@ func (f *File) Tensor(name string) (*Tensor, bool) {
 func (t *Tensor) NonFinite() (count, first int) {
 	first = -1
 	var size int
-	var bad func(b []byte) bool
+	var exp uint64 // the exponent bits of one value
 	switch t.DType {
 	case F32:
-		size, bad = 4, func(b []byte) bool { return binary.LittleEndian.Uint32(b)&0x7f800000 == 0x7f800000 }
+		size, exp = 4, 0x7f800000
 	case F16:
-		size, bad = 2, func(b []byte) bool { return binary.LittleEndian.Uint16(b)&0x7c00 == 0x7c00 }
+		size, exp = 2, 0x7c00
 	case BF16:
-		size, bad = 2, func(b []byte) bool { return binary.LittleEndian.Uint16(b)&0x7f80 == 0x7f80 }
+		size, exp = 2, 0x7f80
 	default:
 		return 0, -1
 	}
-	for i := 0; i+size <= len(t.Data); i += size {
-		if bad(t.Data[i:]) {
+	// A value is not finite when its exponent bits are all set. Words of
+	// eight bytes are tested at once (a lane whose exponent bits are all
+	// set becomes zero after the XOR; the zero-lane test can only err
+	// towards a recheck), the values of a flagged word one by one.
+	var mask, low, high uint64
+	for s := 0; s < 8; s += size {
+		mask |= exp << (8 * s)
+		low |= 1 << (8 * s)
+		high |= 1 << (8*(s+size) - 1)
+	}
+	bad := func(i int) {
+		v := uint64(t.Data[i]) | uint64(t.Data[i+1])<<8
+		if size == 4 {
+			v |= uint64(t.Data[i+2])<<16 | uint64(t.Data[i+3])<<24
+		}
+		if v&exp == exp {
 			if count == 0 {
 				first = i / size
 			}
 			count++
 		}
+	}
+	i := 0
+	for ; i+8 <= len(t.Data); i += 8 {
+		y := binary.LittleEndian.Uint64(t.Data[i:])&mask ^ mask
+		if (y-low)&^y&high != 0 {
+			for j := i; j < i+8; j += size {
+				bad(j)
+			}
+		}
+	}
+	for ; i+size <= len(t.Data); i += size {
+		bad(i)
 	}
 	return count, first
 }

@@ -213,3 +213,42 @@ func TestRelease(t *testing.T) {
 		t.Errorf("Release changed memory of the process's own: %g", got[4999])
 	}
 }
+
+// NonFinite's word-at-a-time scan finds what a value-by-value one finds:
+// every dtype, non-finite values at each place in a word and in the tail,
+// the largest finite values and signs beside them.
+func TestNonFinite(t *testing.T) {
+	for _, c := range []struct {
+		dt       DType
+		size     int
+		exp, big uint32 // exponent bits; the largest finite value
+	}{{F32, 4, 0x7f800000, 0x7f7fffff}, {F16, 2, 0x7c00, 0x7bff}, {BF16, 2, 0x7f80, 0x7f7f}} {
+		for n := range 40 {
+			data := make([]byte, n*c.size)
+			put := func(i int, v uint32) {
+				for b := range c.size {
+					data[i*c.size+b] = byte(v >> (8 * b))
+				}
+			}
+			wantCount, wantFirst := 0, -1
+			for i := range n {
+				switch v := uint32(i*7+n) % 5; {
+				case v == 0 && i%3 != 0: // NaN or ±Inf, with or without a sign
+					put(i, c.exp|uint32(i%2)<<(8*c.size-1)|uint32(i%4/2))
+					if wantCount == 0 {
+						wantFirst = i
+					}
+					wantCount++
+				case v == 1:
+					put(i, c.big|1<<(8*c.size-1))
+				default:
+					put(i, c.big)
+				}
+			}
+			got, first := (&Tensor{DType: c.dt, Data: data}).NonFinite()
+			if got != wantCount || first != wantFirst {
+				t.Fatalf("%v, %d values: %d non-finite, the first %d; want %d, %d", c.dt, n, got, first, wantCount, wantFirst)
+			}
+		}
+	}
+}

@@ -103,7 +103,16 @@ func WidenF16(dst []float32, b []byte) {
 
 // WidenBF16 widens the little-endian bfloat16 values in b into dst.
 func WidenBF16(dst []float32, b []byte) {
-	for i := range dst {
+	b = b[:2*len(dst)]
+	i := 0
+	for ; i+4 <= len(dst); i += 4 { // four values a load
+		w, d := binary.LittleEndian.Uint64(b[2*i:]), dst[i:i+4:i+4]
+		d[0] = math.Float32frombits(uint32(w) << 16)
+		d[1] = math.Float32frombits(uint32(w>>16) << 16)
+		d[2] = math.Float32frombits(uint32(w>>32) << 16)
+		d[3] = math.Float32frombits(uint32(w>>48) << 16)
+	}
+	for ; i < len(dst); i++ {
 		dst[i] = FromBF16(binary.LittleEndian.Uint16(b[2*i:]))
 	}
 }

@@ -1,6 +1,7 @@
 package half
 
 import (
+	"encoding/binary"
 	"math"
 	"testing"
 )
@@ -47,3 +48,20 @@ func TestHalfConversions(t *testing.T) {
 }
 
 // header builds a file from a literal JSON header and n data bytes.
+
+// WidenBF16 gives FromBF16 of each value, four a load and in the tail.
+func TestWidenBF16(t *testing.T) {
+	for n := range 10 {
+		b := make([]byte, 2*n)
+		for i := range b {
+			b[i] = byte(i*53 + 7)
+		}
+		got := make([]float32, n)
+		WidenBF16(got, b)
+		for i, v := range got {
+			if want := FromBF16(binary.LittleEndian.Uint16(b[2*i:])); math.Float32bits(v) != math.Float32bits(want) {
+				t.Fatalf("n %d: value %d is %g, want %g", n, i, v, want)
+			}
+		}
+	}
+}
