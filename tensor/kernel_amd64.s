@@ -1337,6 +1337,30 @@ nf4done:
 	VZEROUPPER
 	RET
 
+// NF4CODES codes the 16 values in x (divided by the maximum in Z4) and
+// stores their 8 bytes at dst: c = 8·(x > mid[7]), then c += 4·(x >
+// mid[c+3]), 2·(x > mid[c+1]) and x > mid[c], the midpoints looked up in Z30.
+#define NF4CODES(x, dst) \
+	VDIVPS Z4, x, x; \
+	VCMPPS $0x1e, Z23, x, K1; \
+	VPXORD Z8, Z8, Z8; \
+	VPADDD Z26, Z8, K1, Z8; \
+	VPADDD Z28, Z8, Z9; \
+	VPERMPS Z30, Z9, Z9; \
+	VCMPPS $0x1e, Z9, x, K1; \
+	VPADDD Z25, Z8, K1, Z8; \
+	VPADDD Z27, Z8, Z9; \
+	VPERMPS Z30, Z9, Z9; \
+	VCMPPS $0x1e, Z9, x, K1; \
+	VPADDD Z24, Z8, K1, Z8; \
+	VPERMPS Z30, Z8, Z9; \
+	VCMPPS $0x1e, Z9, x, K1; \
+	VPADDD Z27, Z8, K1, Z8; \
+	VPSLLQ $4, Z8, Z9; \
+	VPSRLQ $32, Z8, Z8; \
+	VPORQ Z8, Z9, Z8; \
+	VPMOVQB Z8, dst
+
 // func quantizeNF4AVX512(nb int, w, mid *float32, packed *byte, absmax *float32)
 // Quantizes nb whole blocks of 64 values as QuantizeNF4 does: each block's
 // absolute maximum (the largest sign-cleared bit pattern, so a NaN wins
@@ -1391,82 +1415,10 @@ nf4qblk:
 	VPMAXUD X4, X5, X4
 	VMOVSS X4, (R8)
 	VPBROADCASTD X4, Z4
-	VDIVPS Z4, Z0, Z0
-	VCMPPS $0x1e, Z23, Z0, K1
-	VPXORD Z8, Z8, Z8
-	VPADDD Z26, Z8, K1, Z8
-	VPADDD Z28, Z8, Z9
-	VPERMPS Z30, Z9, Z9
-	VCMPPS $0x1e, Z9, Z0, K1
-	VPADDD Z25, Z8, K1, Z8
-	VPADDD Z27, Z8, Z9
-	VPERMPS Z30, Z9, Z9
-	VCMPPS $0x1e, Z9, Z0, K1
-	VPADDD Z24, Z8, K1, Z8
-	VPERMPS Z30, Z8, Z9
-	VCMPPS $0x1e, Z9, Z0, K1
-	VPADDD Z27, Z8, K1, Z8
-	VPSLLQ $4, Z8, Z9
-	VPSRLQ $32, Z8, Z8
-	VPORQ Z8, Z9, Z8
-	VPMOVQB Z8, 0(DI)
-	VDIVPS Z4, Z1, Z1
-	VCMPPS $0x1e, Z23, Z1, K1
-	VPXORD Z8, Z8, Z8
-	VPADDD Z26, Z8, K1, Z8
-	VPADDD Z28, Z8, Z9
-	VPERMPS Z30, Z9, Z9
-	VCMPPS $0x1e, Z9, Z1, K1
-	VPADDD Z25, Z8, K1, Z8
-	VPADDD Z27, Z8, Z9
-	VPERMPS Z30, Z9, Z9
-	VCMPPS $0x1e, Z9, Z1, K1
-	VPADDD Z24, Z8, K1, Z8
-	VPERMPS Z30, Z8, Z9
-	VCMPPS $0x1e, Z9, Z1, K1
-	VPADDD Z27, Z8, K1, Z8
-	VPSLLQ $4, Z8, Z9
-	VPSRLQ $32, Z8, Z8
-	VPORQ Z8, Z9, Z8
-	VPMOVQB Z8, 8(DI)
-	VDIVPS Z4, Z2, Z2
-	VCMPPS $0x1e, Z23, Z2, K1
-	VPXORD Z8, Z8, Z8
-	VPADDD Z26, Z8, K1, Z8
-	VPADDD Z28, Z8, Z9
-	VPERMPS Z30, Z9, Z9
-	VCMPPS $0x1e, Z9, Z2, K1
-	VPADDD Z25, Z8, K1, Z8
-	VPADDD Z27, Z8, Z9
-	VPERMPS Z30, Z9, Z9
-	VCMPPS $0x1e, Z9, Z2, K1
-	VPADDD Z24, Z8, K1, Z8
-	VPERMPS Z30, Z8, Z9
-	VCMPPS $0x1e, Z9, Z2, K1
-	VPADDD Z27, Z8, K1, Z8
-	VPSLLQ $4, Z8, Z9
-	VPSRLQ $32, Z8, Z8
-	VPORQ Z8, Z9, Z8
-	VPMOVQB Z8, 16(DI)
-	VDIVPS Z4, Z3, Z3
-	VCMPPS $0x1e, Z23, Z3, K1
-	VPXORD Z8, Z8, Z8
-	VPADDD Z26, Z8, K1, Z8
-	VPADDD Z28, Z8, Z9
-	VPERMPS Z30, Z9, Z9
-	VCMPPS $0x1e, Z9, Z3, K1
-	VPADDD Z25, Z8, K1, Z8
-	VPADDD Z27, Z8, Z9
-	VPERMPS Z30, Z9, Z9
-	VCMPPS $0x1e, Z9, Z3, K1
-	VPADDD Z24, Z8, K1, Z8
-	VPERMPS Z30, Z8, Z9
-	VCMPPS $0x1e, Z9, Z3, K1
-	VPADDD Z27, Z8, K1, Z8
-	VPSLLQ $4, Z8, Z9
-	VPSRLQ $32, Z8, Z8
-	VPORQ Z8, Z9, Z8
-	VPMOVQB Z8, 24(DI)
+	NF4CODES(Z0, (DI))
+	NF4CODES(Z1, 8(DI))
+	NF4CODES(Z2, 16(DI))
+	NF4CODES(Z3, 24(DI))
 	ADDQ $256, SI
 	ADDQ $32, DI
 	ADDQ $4, R8
