@@ -230,13 +230,9 @@ func (q *NF4) Widen(dst []float32, r, c0 int) {
 	i := r*q.Cols + c0
 	for k := 0; k < len(dst); {
 		b := i / nf4Block
-		if n := min(len(dst)-k, 16*nf4Block) / nf4Block; widenNF4 != nil && i%nf4Block == 0 && n > 0 {
-			var scales [16]float32
-			for j := range n {
-				scales[j] = q.absmax(b + j)
-			}
-			widenNF4(dst[k:k+n*nf4Block], 32, q.Packed[i/2:i/2+n*nf4Block/2], scales[:n])
-			k, i = k+n*nf4Block, i+n*nf4Block
+		if n := (len(dst) - k) / nf4Block * nf4Block; widenNF4 != nil && i%nf4Block == 0 && n > 0 {
+			q.widenBlocks(dst[k:], 32, i, n)
+			k, i = k+n, i+n
 			continue
 		}
 		s := q.absmax(b)
@@ -265,6 +261,13 @@ func (q *NF4) widenPanels(dst []float32, stride, r, c0, n int) bool {
 	if widenNF4 == nil || i%nf4Block != 0 || n%nf4Block != 0 {
 		return false
 	}
+	q.widenBlocks(dst, stride, i, n)
+	return true
+}
+
+// widenBlocks runs widenNF4 over the n values (whole blocks) from value i
+// of the matrix, sixteen blocks a call.
+func (q *NF4) widenBlocks(dst []float32, stride, i, n int) {
 	for k := 0; k < n; {
 		b, nb := i/nf4Block, min(n-k, 16*nf4Block)/nf4Block
 		var scales [16]float32
@@ -274,7 +277,6 @@ func (q *NF4) widenPanels(dst []float32, stride, r, c0, n int) bool {
 		widenNF4(dst[k/32*stride:], stride, q.Packed[i/2:i/2+nb*nf4Block/2], scales[:nb])
 		k, i = k+nb*nf4Block, i+nb*nf4Block
 	}
-	return true
 }
 
 // Int8 is a Matrix quantized row-wise to int8 by each row's absolute
