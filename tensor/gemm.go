@@ -247,54 +247,55 @@ func gemm(serial bool, causal causality, transA bool, m, n, k int, alpha float32
 	if k > kcMax {
 		sub = kc
 	}
-	for p0 := 0; p0 < k; p0 += kd {
-		kk := min(kd, k-p0)
-		store := storeFirst && p0 == 0
-		packA(serial, ap, a, lda, transA, m, p0, kk, full)
-		// tile adds the products klo..khi of the block to C's tile (ti, tj)
-		// from the packed B panel bt, storing if store; edge is the worker's
-		// scratch for partial tiles, taken when needed.
-		tile := func(ti, tj, klo, khi int, store bool, bt []float32, edge **[maxMR * maxNR]float32) {
-			i0, j0 := ti*mr, tj*nr
-			if klo >= khi {
-				if store {
-					for i := i0; i < min(i0+mr, m); i++ {
-						clear(c[i*ldc+j0 : i*ldc+min(j0+nr, n)])
-					}
+	var p0, kk int // the block in hand
+	// tile adds the products klo..khi of block p0 (kk deep) to C's tile
+	// (ti, tj) from the packed B panel bt, storing if store; edge is the
+	// worker's scratch for partial tiles, taken when needed.
+	tile := func(ti, tj, klo, khi int, store bool, bt []float32, edge **[maxMR * maxNR]float32) {
+		i0, j0 := ti*mr, tj*nr
+		if klo >= khi {
+			if store {
+				for i := i0; i < min(i0+mr, m); i++ {
+					clear(c[i*ldc+j0 : i*ldc+min(j0+nr, n)])
 				}
+			}
+			return
+		}
+		kn, bk := khi-klo, bt[klo*nr:]
+		if j0+nr <= n {
+			switch {
+			case ti < full:
+				directKernel(kn, a[i0*rs+(p0+klo)*cs:], rs, cs, bk, c[i0*ldc+j0:], ldc, alpha, store)
+				return
+			case i0+mr <= m:
+				microKernel(kn, ap[(ti-full)*mr*kk+klo*mr:(ti-full+1)*mr*kk], bk, c[i0*ldc+j0:], ldc, alpha, store)
 				return
 			}
-			kn, bk := khi-klo, bt[klo*nr:]
-			if j0+nr <= n {
-				switch {
-				case ti < full:
-					directKernel(kn, a[i0*rs+(p0+klo)*cs:], rs, cs, bk, c[i0*ldc+j0:], ldc, alpha, store)
-					return
-				case i0+mr <= m:
-					microKernel(kn, ap[(ti-full)*mr*kk+klo*mr:(ti-full+1)*mr*kk], bk, c[i0*ldc+j0:], ldc, alpha, store)
-					return
+		}
+		// A partial tile at the edge: compute into a full scratch tile.
+		if *edge == nil {
+			*edge = edgePool.Get().(*[maxMR * maxNR]float32)
+		}
+		e := *edge
+		if ti < full {
+			directKernel(kn, a[i0*rs+(p0+klo)*cs:], rs, cs, bk, e[:], nr, alpha, true)
+		} else {
+			microKernel(kn, ap[(ti-full)*mr*kk+klo*mr:(ti-full+1)*mr*kk], bk, e[:], nr, alpha, true)
+		}
+		for i := i0; i < min(i0+mr, m); i++ {
+			for j := j0; j < min(j0+nr, n); j++ {
+				v := c[i*ldc+j]
+				if store {
+					v = 0
 				}
-			}
-			// A partial tile at the edge: compute into a full scratch tile.
-			if *edge == nil {
-				*edge = edgePool.Get().(*[maxMR * maxNR]float32)
-			}
-			e := *edge
-			if ti < full {
-				directKernel(kn, a[i0*rs+(p0+klo)*cs:], rs, cs, bk, e[:], nr, alpha, true)
-			} else {
-				microKernel(kn, ap[(ti-full)*mr*kk+klo*mr:(ti-full+1)*mr*kk], bk, e[:], nr, alpha, true)
-			}
-			for i := i0; i < min(i0+mr, m); i++ {
-				for j := j0; j < min(j0+nr, n); j++ {
-					v := c[i*ldc+j]
-					if store {
-						v = 0
-					}
-					c[i*ldc+j] = v + e[(i-i0)*nr+j-j0]
-				}
+				c[i*ldc+j] = v + e[(i-i0)*nr+j-j0]
 			}
 		}
+	}
+	for p0 = 0; p0 < k; p0 += kd {
+		kk = min(kd, k-p0)
+		store := storeFirst && p0 == 0
+		packA(serial, ap, a, lda, transA, m, p0, kk, full)
 		if lazy {
 			// A B stored untransposed is taken a row's span over the group
 			// at a time.
