@@ -512,6 +512,14 @@ func packBPanels(dst []float32, b operand, n, p0, kk, lo, hi int, scratch []floa
 func packBPanel(panel []float32, b operand, n, p0, kk, pj int, rows []float32) {
 	j0 := pj * nr
 	w := min(nr, n-j0)
+	// NF4 rows are widened and transposed in one pass, 16 at a time, where
+	// the kernel can.
+	if nf, ok := b.m.(*NF4); ok && w == nr && nr%16 == 0 && nf.widenT(panel, nr, j0, p0, kk) {
+		for j := 16; j < nr; j += 16 {
+			nf.widenT(panel[j:], nr, j0+j, p0, kk)
+		}
+		return
+	}
 	// Column j of op(B) is a contiguous row of the stored matrix: read
 	// eight such rows in order (widening them if compact) and transpose
 	// them into the panel, 8×8 at a time.

@@ -56,11 +56,26 @@ func gemvQ4Q8AVX2(nb int, xq *int8, xd *float32, w *byte, rows int, y *float32)
 //go:noescape
 func gemvQ4Q8VNNI(nb int, xq *int8, xd *float32, bias *int32, w *byte, rows int, y *float32)
 
+// nf4TIdx holds widenNF4TAVX512's byte permutations: in the i-th 64
+// bytes, byte 4r takes byte i of row r from the rows' 8 bytes each laid
+// end to end (8r + i); the other bytes are not read.
+var nf4TIdx = func() (t [8 * 64]byte) {
+	for i := range 8 {
+		for r := range 16 {
+			t[64*i+4*r] = byte(8*r + i)
+		}
+	}
+	return t
+}()
+
 //go:noescape
 func quantizeNF4AVX512(nb int, w, mid *float32, packed *byte, absmax *float32)
 
 //go:noescape
 func widenNF4AVX512(nb int, packed *byte, scales, table, dst *float32, stride int)
+
+//go:noescape
+func widenNF4TAVX512(nb int, packed *byte, rowBytes int, scales, table *float32, idx *byte, dst *float32, ldd int)
 
 //go:noescape
 func transpose8AVX2(src *float32, lds int, dst *float32, ldd int)
@@ -156,6 +171,13 @@ func init() {
 		widenNF4 = func(dst []float32, stride int, packed []byte, scales []float32) {
 			_, _ = dst[(2*len(scales)-1)*stride+31], packed[len(scales)*nf4Block/2-1]
 			widenNF4AVX512(len(scales), &packed[0], &scales[0], &NF4Code[0], &dst[0], 4*stride)
+		}
+		if cpu.X86.HasAVX512VBMI {
+			widenNF4T = func(dst []float32, stride int, packed []byte, rowBytes int, scales []float32) {
+				nb := len(scales) / 16
+				_, _ = dst[(nb*nf4Block-1)*stride+15], packed[15*rowBytes+nb*nf4Block/2-1]
+				widenNF4TAVX512(nb, &packed[0], rowBytes, &scales[0], &NF4Code[0], &nf4TIdx[0], &dst[0], 4*stride)
+			}
 		}
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && !noAsm() {

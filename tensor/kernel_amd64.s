@@ -1337,6 +1337,104 @@ nf4done:
 	VZEROUPPER
 	RET
 
+// NF4TPAIR widens byte off/64 of the 16 rows in Z0 (rows 0-7) and Z4
+// (rows 8-15) to two values of each row, scaled by Z30, and stores them as
+// two rows of dst (DI, DI+R9), moving DI on by two.
+#define NF4TPAIR(off) \
+	VMOVDQU64 off(R15), Z8; \
+	VPERMI2B Z4, Z0, Z8; \
+	VPSRLD $4, Z8, Z9; \
+	VPERMPS Z31, Z9, Z9; \
+	VPERMPS Z31, Z8, Z8; \
+	VMULPS Z30, Z9, Z9; \
+	VMULPS Z30, Z8, Z8; \
+	VMOVUPS Z9, (DI); \
+	VMOVUPS Z8, (DI)(R9*1); \
+	ADDQ DX, DI
+
+// func widenNF4TAVX512(nb int, packed *byte, rowBytes int, scales, table *float32, idx *byte, dst *float32, ldd int)
+// Widens nb whole NF4 blocks of each of 16 rows (row r's codes at packed +
+// r·rowBytes) transposed: value k of row r to dst + k·ldd + 4r, as
+// table[code]·scales[16·(k/64) + r].
+TEXT ·widenNF4TAVX512(SB), NOSPLIT, $0-64
+	MOVQ nb+0(FP), CX
+	MOVQ packed+8(FP), SI
+	MOVQ rowBytes+16(FP), BX
+	MOVQ scales+24(FP), R8
+	MOVQ table+32(FP), AX
+	MOVQ idx+40(FP), R15
+	MOVQ dst+48(FP), DI
+	MOVQ ldd+56(FP), R9
+	VMOVUPS (AX), Z31
+	LEAQ (R9)(R9*1), DX
+	// Bases from which the 16 rows are one scaled index away: rows 0, 1,
+	// 2, 4, 8 from SI; 3, 5, 7, 11 from R10; 6, 10, 14 from R11; 9, 13 from
+	// R12; 12 and 15.
+	LEAQ (BX)(BX*2), AX
+	LEAQ (SI)(AX*1), R10
+	LEAQ (R10)(AX*1), R11
+	LEAQ (R11)(AX*1), R12
+	LEAQ (R12)(AX*1), R13
+	LEAQ (R13)(AX*1), R14
+
+	// Each step takes 8 bytes (16 values) of each row: the 16 rows' bytes
+	// in two vectors, byte i of every row moved to the low byte of one
+	// dword each (VPERMI2B), whose high nibble codes value 2i of the row
+	// and low nibble value 2i+1 (VPERMPS reads an index's low 4 bits only,
+	// so the dwords' other bytes do not matter).
+nf4tblk:
+	TESTQ CX, CX
+	JEQ nf4tdone
+	VMOVUPS (R8), Z30
+	MOVQ $4, AX
+
+nf4tstep:
+	VMOVQ (SI), X0
+	VPINSRQ $1, (SI)(BX*1), X0, X0
+	VMOVQ (SI)(BX*2), X1
+	VPINSRQ $1, (R10), X1, X1
+	VMOVQ (SI)(BX*4), X2
+	VPINSRQ $1, (R10)(BX*2), X2, X2
+	VMOVQ (R11), X3
+	VPINSRQ $1, (R10)(BX*4), X3, X3
+	VMOVQ (SI)(BX*8), X4
+	VPINSRQ $1, (R12), X4, X4
+	VMOVQ (R11)(BX*4), X5
+	VPINSRQ $1, (R10)(BX*8), X5, X5
+	VMOVQ (R13), X6
+	VPINSRQ $1, (R12)(BX*4), X6, X6
+	VMOVQ (R11)(BX*8), X7
+	VPINSRQ $1, (R14), X7, X7
+	VINSERTI32X4 $1, X1, Z0, Z0
+	VINSERTI32X4 $2, X2, Z0, Z0
+	VINSERTI32X4 $3, X3, Z0, Z0
+	VINSERTI32X4 $1, X5, Z4, Z4
+	VINSERTI32X4 $2, X6, Z4, Z4
+	VINSERTI32X4 $3, X7, Z4, Z4
+	NF4TPAIR(0)
+	NF4TPAIR(64)
+	NF4TPAIR(128)
+	NF4TPAIR(192)
+	NF4TPAIR(256)
+	NF4TPAIR(320)
+	NF4TPAIR(384)
+	NF4TPAIR(448)
+	ADDQ $8, SI
+	ADDQ $8, R10
+	ADDQ $8, R11
+	ADDQ $8, R12
+	ADDQ $8, R13
+	ADDQ $8, R14
+	DECQ AX
+	JNZ nf4tstep
+	ADDQ $64, R8
+	DECQ CX
+	JMP nf4tblk
+
+nf4tdone:
+	VZEROUPPER
+	RET
+
 // NF4CODES codes the 16 values in x (divided by the maximum in Z4) and
 // stores their 8 bytes at dst: c = 8·(x > mid[7]), then c += 4·(x >
 // mid[c+3]), 2·(x > mid[c+1]) and x > mid[c], the midpoints looked up in Z30.

@@ -265,6 +265,35 @@ func (q *NF4) widenPanels(dst []float32, stride, r, c0, n int) bool {
 	return true
 }
 
+// widenNF4T, where the CPU has a kernel for it, widens whole blocks of 16
+// rows transposed: len(scales)/16 blocks of each row (row j's codes at
+// packed[j·rowBytes:], starting on a block boundary), value k of row j at
+// dst[k·stride + j] as NF4Code[code]·scales[16·(k/64) + j].
+var widenNF4T func(dst []float32, stride int, packed []byte, rowBytes int, scales []float32)
+
+// widenT widens n values of rows r0..r0+15 from column c0, transposed:
+// value k of row r0+j to dst[k·stride + j], as Widen gives it. It reports
+// whether it could: only whole blocks of rows that start on one, on a CPU
+// with the kernel.
+func (q *NF4) widenT(dst []float32, stride, r0, c0, n int) bool {
+	if widenNF4T == nil || q.Cols%nf4Block != 0 || c0%nf4Block != 0 || n%nf4Block != 0 || r0+16 > q.Rows {
+		return false
+	}
+	blocksPerRow := q.Cols / nf4Block
+	var scales [16 * 16]float32 // 16 blocks of the 16 rows a call
+	for k := 0; k < n; k += 16 * nf4Block {
+		nb := min(n-k, 16*nf4Block) / nf4Block
+		b0 := r0*blocksPerRow + (c0+k)/nf4Block
+		for b := range nb {
+			for j := range 16 {
+				scales[16*b+j] = q.absmax(b0 + j*blocksPerRow + b)
+			}
+		}
+		widenNF4T(dst[k*stride:], stride, q.Packed[b0*nf4Block/2:], q.Cols/2, scales[:16*nb])
+	}
+	return true
+}
+
 // widenBlocks runs widenNF4 over the n values (whole blocks) from value i
 // of the matrix, sixteen blocks a call.
 func (q *NF4) widenBlocks(dst []float32, stride, i, n int) {

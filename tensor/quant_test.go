@@ -179,6 +179,54 @@ func TestNF4WidenKernel(t *testing.T) {
 	}
 }
 
+// TestNF4WidenT checks widenT, the transposed widening of 16 rows at once,
+// against Widen row by row, bit for bit (a zero block among them), over
+// spans of one block, of more blocks than a kernel call takes
+// and starting past column 0, writing nothing but its 16 columns; and
+// that it declines spans off block boundaries and rows past the matrix.
+func TestNF4WidenT(t *testing.T) {
+	if widenNF4T == nil {
+		t.Skip("no transposed NF4 widening kernel on this CPU")
+	}
+	rng := rand.New(rand.NewPCG(31, 32))
+	rows, cols := 40, 21*nf4Block
+	w := randn(rng, rows*cols)
+	clear(w[9*cols+128 : 9*cols+192])
+	q := QuantizeNF4(w, rows, cols)
+	const stride = 37
+	for _, s := range [][3]int{{0, 0, cols}, {7, 64, 64}, {24, 192, 17 * nf4Block}, {3, 0, 2 * nf4Block}} {
+		r0, c0, n := s[0], s[1], s[2]
+		dst := make([]float32, n*stride)
+		for i := range dst {
+			dst[i] = -7
+		}
+		if !q.widenT(dst, stride, r0, c0, n) {
+			t.Fatalf("rows %d.., columns %d+%d: declined", r0, c0, n)
+		}
+		row := make([]float32, n)
+		for j := range stride {
+			if j < 16 {
+				q.Widen(row, r0+j, c0)
+			}
+			for k := range n {
+				want := float32(-7)
+				if j < 16 {
+					want = row[k]
+				}
+				if got := dst[k*stride+j]; math.Float32bits(got) != math.Float32bits(want) {
+					t.Fatalf("rows %d.., columns %d+%d: row %d value %d = %v, want %v", r0, c0, n, r0+j, k, got, want)
+				}
+			}
+		}
+	}
+	dst := make([]float32, cols*16)
+	for _, s := range [][3]int{{0, 32, 64}, {0, 0, 100}, {25, 0, 64}} {
+		if q.widenT(dst, 16, s[0], s[1], s[2]) {
+			t.Errorf("rows %d.., columns %d+%d: taken, want declined", s[0], s[1], s[2])
+		}
+	}
+}
+
 // nearestNF4's binary search counts the midpoints below x, as a scan
 // does, on and either side of every midpoint and past both ends.
 func TestNearestNF4(t *testing.T) {
