@@ -168,14 +168,13 @@ func init() {
 			_, _ = w[nb*nf4Block-1], packed[nb*nf4Block/2-1]
 			quantizeNF4AVX512(nb, &w[0], &nf4Mid16[0], &packed[0], &absmax[0])
 		}
-		widenNF4 = func(dst []float32, stride int, packed []byte, scales []float32) {
-			_, _ = dst[(2*len(scales)-1)*stride+31], packed[len(scales)*nf4Block/2-1]
-			widenNF4AVX512(len(scales), &packed[0], &scales[0], &NF4Code[0], &dst[0], 4*stride)
+		widenNF4 = func(dst []float32, stride int, packed []byte, scales [16]float32, nb int) {
+			_, _, _ = scales[nb-1], dst[(2*nb-1)*stride+31], packed[nb*nf4Block/2-1]
+			widenNF4AVX512(nb, &packed[0], &scales[0], &NF4Code[0], &dst[0], 4*stride)
 		}
 		if cpu.X86.HasAVX512VBMI {
-			widenNF4T = func(dst []float32, stride int, packed []byte, rowBytes int, scales []float32) {
-				nb := len(scales) / 16
-				_, _ = dst[(nb*nf4Block-1)*stride+15], packed[15*rowBytes+nb*nf4Block/2-1]
+			widenNF4T = func(dst []float32, stride int, packed []byte, rowBytes int, scales [16 * 16]float32, nb int) {
+				_, _, _ = scales[16*nb-1], dst[(nb*nf4Block-1)*stride+15], packed[15*rowBytes+nb*nf4Block/2-1]
 				widenNF4TAVX512(nb, &packed[0], rowBytes, &scales[0], &NF4Code[0], &nf4TIdx[0], &dst[0], 4*stride)
 			}
 		}

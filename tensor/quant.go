@@ -220,11 +220,13 @@ var nf4Pairs = func() (t [256][2]float32) {
 	return t
 }()
 
-// widenNF4, where the CPU has a kernel for it, widens whole blocks, the
+// widenNF4, where the CPU has a kernel for it, widens nb whole blocks, the
 // packed codes starting on a block boundary: value j of block b is
 // NF4Code[code]·scales[b], stored in runs of 32 stride values apart (at
-// dst[(2b + j/32)·stride + j%32]; stride 32 stores them in order).
-var widenNF4 func(dst []float32, stride int, packed []byte, scales []float32)
+// dst[(2b + j/32)·stride + j%32]; stride 32 stores them in order). The
+// scales are passed by value: called through a variable, a pointer would
+// put them on the heap at every call.
+var widenNF4 func(dst []float32, stride int, packed []byte, scales [16]float32, nb int)
 
 func (q *NF4) Widen(dst []float32, r, c0 int) {
 	i := r*q.Cols + c0
@@ -265,11 +267,11 @@ func (q *NF4) widenPanels(dst []float32, stride, r, c0, n int) bool {
 	return true
 }
 
-// widenNF4T, where the CPU has a kernel for it, widens whole blocks of 16
-// rows transposed: len(scales)/16 blocks of each row (row j's codes at
-// packed[j·rowBytes:], starting on a block boundary), value k of row j at
-// dst[k·stride + j] as NF4Code[code]·scales[16·(k/64) + j].
-var widenNF4T func(dst []float32, stride int, packed []byte, rowBytes int, scales []float32)
+// widenNF4T, where the CPU has a kernel for it, widens nb whole blocks of
+// 16 rows transposed (row j's codes at packed[j·rowBytes:], starting on a
+// block boundary): value k of row j to dst[k·stride + j], as
+// NF4Code[code]·scales[16·(k/64) + j]; the scales by value, as widenNF4's.
+var widenNF4T func(dst []float32, stride int, packed []byte, rowBytes int, scales [16 * 16]float32, nb int)
 
 // widenT widens n values of rows r0..r0+15 from column c0, transposed:
 // value k of row r0+j to dst[k·stride + j], as Widen gives it. It reports
@@ -289,7 +291,7 @@ func (q *NF4) widenT(dst []float32, stride, r0, c0, n int) bool {
 				scales[16*b+j] = q.absmax(b0 + j*blocksPerRow + b)
 			}
 		}
-		widenNF4T(dst[k*stride:], stride, q.Packed[b0*nf4Block/2:], q.Cols/2, scales[:16*nb])
+		widenNF4T(dst[k*stride:], stride, q.Packed[b0*nf4Block/2:], q.Cols/2, scales, nb)
 	}
 	return true
 }
@@ -303,7 +305,7 @@ func (q *NF4) widenBlocks(dst []float32, stride, i, n int) {
 		for j := range nb {
 			scales[j] = q.absmax(b + j)
 		}
-		widenNF4(dst[k/32*stride:], stride, q.Packed[i/2:i/2+nb*nf4Block/2], scales[:nb])
+		widenNF4(dst[k/32*stride:], stride, q.Packed[i/2:i/2+nb*nf4Block/2], scales, nb)
 		k, i = k+nb*nf4Block, i+nb*nf4Block
 	}
 }
