@@ -86,6 +86,25 @@ func nearestNF4(x float32) int {
 	return c + b2i(x > nf4Mid[c])
 }
 
+// nearestDynamic is nearest(DynamicCode[:], x) by a binary search of
+// eight comparisons without branches (NaN, like nearest, to the last code).
+func nearestDynamic(x float32) int {
+	c := &DynamicCode
+	i := 0 // how many codes are below x, at most 255 (past the last, 255 is nearest)
+	for half := 128; half > 0; half >>= 1 {
+		i += half * b2i(c[i+half-1] < x)
+	}
+	switch {
+	case x != x:
+		return 255
+	case i == 0:
+		return 0
+	case c[i]-x < x-c[i-1]:
+		return i
+	}
+	return i - 1
+}
+
 // b2i is 1 for true (compiled to a SETcc).
 func b2i(b bool) int {
 	if b {
@@ -143,21 +162,25 @@ func QuantizeNF4(w []float32, rows, cols int) *NF4 {
 		sum += float64(m)
 	}
 	q.Offset = float32(sum / float64(nb))
-	for b0 := 0; b0 < nb; b0 += absmaxBlock {
-		blk := absmax[b0:min(b0+absmaxBlock, nb)]
-		var m float32
-		for _, v := range blk {
-			m = max(m, float32(math.Abs(float64(v-q.Offset))))
-		}
-		q.Absmax2 = append(q.Absmax2, m)
-		for k, v := range blk {
-			x := float32(0)
-			if m > 0 {
-				x = (v - q.Offset) / m
+	q.Absmax2 = make([]float32, (nb+absmaxBlock-1)/absmaxBlock)
+	Parallel(len(q.Absmax2), func(lo, hi int) {
+		for g := lo; g < hi; g++ {
+			b0 := g * absmaxBlock
+			blk := absmax[b0:min(b0+absmaxBlock, nb)]
+			var m float32
+			for _, v := range blk {
+				m = max(m, float32(math.Abs(float64(v-q.Offset))))
 			}
-			q.QAbsmax[b0+k] = uint8(nearest(DynamicCode[:], x))
+			q.Absmax2[g] = m
+			for k, v := range blk {
+				x := float32(0)
+				if m > 0 {
+					x = (v - q.Offset) / m
+				}
+				q.QAbsmax[b0+k] = uint8(nearestDynamic(x))
+			}
 		}
-	}
+	})
 	return q
 }
 

@@ -227,6 +227,26 @@ func TestNF4WidenT(t *testing.T) {
 	}
 }
 
+// nearestDynamic's branchless search picks the code nearest does: on,
+// between and either side of every code, at the midpoints (ties), past both
+// ends and for NaN.
+func TestNearestDynamic(t *testing.T) {
+	xs := []float32{float32(math.Inf(-1)), -2, 2, float32(math.Inf(1)), float32(math.NaN()), 0}
+	c := DynamicCode
+	for i, v := range c {
+		xs = append(xs, v, math.Nextafter32(v, -2), math.Nextafter32(v, 2))
+		if i > 0 {
+			mid := (c[i-1] + v) / 2
+			xs = append(xs, mid, math.Nextafter32(mid, -2), math.Nextafter32(mid, 2))
+		}
+	}
+	for _, x := range xs {
+		if got, want := nearestDynamic(x), nearest(c[:], x); got != want {
+			t.Errorf("nearestDynamic(%v) = %d, want %d", x, got, want)
+		}
+	}
+}
+
 // nearestNF4's binary search counts the midpoints below x, as a scan
 // does, on and either side of every midpoint and past both ends.
 func TestNearestNF4(t *testing.T) {
