@@ -61,6 +61,7 @@ func benchGemm(args []string) error {
 		GFlops map[string]float64 `json:"gflops"`
 		BLAS   string             `json:"blas"`
 	}
+	var steal stealReport
 	if *withTorch && torchref.Available() {
 		dir, err := os.MkdirTemp("", "zhllama-bench-")
 		if err != nil {
@@ -71,10 +72,12 @@ func benchGemm(args []string) error {
 		for _, s := range shapes {
 			targs = append(targs, s.String())
 		}
+		m := readSteal()
 		out, err := torchref.RunFair(dir, targs...)
 		if err != nil {
 			return err
 		}
+		steal.add("torch", m)
 		if err := json.Unmarshal(out, &torch); err != nil {
 			return fmt.Errorf("PyTorch benchmark output %q: %w", out, err)
 		}
@@ -97,6 +100,7 @@ func benchGemm(args []string) error {
 	}
 	fmt.Printf("\n  %16s %14s %14s %8s\n", "MxNxK", "zhllama GF/s", "PyTorch GF/s", "ratio")
 	rng := rand.New(rand.NewPCG(1, 2))
+	m := readSteal()
 	for _, s := range shapes {
 		x, w, y := make([]float32, s.m*s.k), make([]float32, s.n*s.k), make([]float32, s.m*s.n)
 		for i := range x {
@@ -121,7 +125,12 @@ func benchGemm(args []string) error {
 		fmt.Printf("  %16s %14.1f %14.1f %8s\n", r.Shape, r.Ours, r.Torch, ratio)
 		rows = append(rows, r)
 	}
-	b, _ := json.Marshal(map[string]any{"bench": "gemm", "kernel": tensor.KernelName, "threads": threads, "torch_blas": torch.BLAS, "results": rows})
+	steal.add("zhllama", m)
+	res := map[string]any{"bench": "gemm", "kernel": tensor.KernelName, "threads": threads, "torch_blas": torch.BLAS, "results": rows}
+	if note := steal.note(res); note != "" {
+		fmt.Println(note)
+	}
+	b, _ := json.Marshal(res)
 	fmt.Println(string(b))
 	return nil
 }

@@ -78,6 +78,8 @@ func benchModelTrain(args []string) error {
 	acts := m.NewActs(*batch, *seq)
 	times := make([]time.Duration, 0, *steps)
 	var loss float64
+	var steal stealReport
+	sm := readSteal()
 	for s := 0; s <= *steps; s++ {
 		start := time.Now()
 		for _, p := range params {
@@ -93,6 +95,7 @@ func benchModelTrain(args []string) error {
 		}
 		loss = l
 	}
+	steal.add("zhllama", sm)
 	tokens := float64(*batch * *seq)
 	ours := tokens / median(times).Seconds()
 	trainable := 0
@@ -113,13 +116,18 @@ func benchModelTrain(args []string) error {
 	case *withTorch && *qbits != 0:
 		fmt.Println("PyTorch eager: skipped (no NF4/int8 base in the reference; it runs full and LoRA)")
 	case *withTorch && torchref.Available():
+		sm := readSteal()
 		t, err := torchBench(c, "bench", strconv.Itoa(*batch), strconv.Itoa(*seq), strconv.Itoa(*steps), strconv.Itoa(runtime.GOMAXPROCS(0)), strconv.Itoa(torchRank))
 		if err != nil {
 			return err
 		}
+		steal.add("torch", sm)
 		fmt.Printf("PyTorch eager (%s): %.0f tokens/s, peak RSS %.0f MB -> zhllama %.2fx\n", t.BLAS, t.TokensPerS, t.PeakRSSMB, ours/t.TokensPerS)
 		res["torch_tokens_per_s"], res["torch_peak_rss_mb"], res["torch_blas"], res["ratio"] = t.TokensPerS, t.PeakRSSMB, t.BLAS, ours/t.TokensPerS
 		res["torch_trainable"] = t.Trainable
+	}
+	if note := steal.note(res); note != "" {
+		fmt.Println(note)
 	}
 	b, _ := json.Marshal(res)
 	fmt.Println(string(b))
