@@ -235,6 +235,20 @@ func (q *NF4) absmax(b int) float32 {
 	return DynamicCode[q.QAbsmax[b]]*q.Absmax2[b/absmaxBlock] + q.Offset
 }
 
+// scaleRun sets dst[i·stride] to absmax(b+i) for i < n: the same values,
+// a run of QAbsmax at a time under each of its Absmax2 scales.
+func (q *NF4) scaleRun(dst []float32, stride, b, n int) {
+	for i := 0; i < n; {
+		g := (b + i) / absmaxBlock
+		end := min(n, (g+1)*absmaxBlock-b)
+		a2, off := q.Absmax2[g], q.Offset
+		for j, c := range q.QAbsmax[b+i : b+end] {
+			dst[(i+j)*stride] = DynamicCode[c]*a2 + off
+		}
+		i = end
+	}
+}
+
 // nf4Pairs decodes a packed byte to its two values at once.
 var nf4Pairs = func() (t [256][2]float32) {
 	for b := range t {
@@ -309,10 +323,8 @@ func (q *NF4) widenT(dst []float32, stride, r0, c0, n int) bool {
 	for k := 0; k < n; k += 16 * nf4Block {
 		nb := min(n-k, 16*nf4Block) / nf4Block
 		b0 := r0*blocksPerRow + (c0+k)/nf4Block
-		for b := range nb {
-			for j := range 16 {
-				scales[16*b+j] = q.absmax(b0 + j*blocksPerRow + b)
-			}
+		for j := range 16 {
+			q.scaleRun(scales[j:], 16, b0+j*blocksPerRow, nb)
 		}
 		widenNF4T(dst[k*stride:], stride, q.Packed[b0*nf4Block/2:], q.Cols/2, scales, nb)
 	}
@@ -325,9 +337,7 @@ func (q *NF4) widenBlocks(dst []float32, stride, i, n int) {
 	for k := 0; k < n; {
 		b, nb := i/nf4Block, min(n-k, 16*nf4Block)/nf4Block
 		var scales [16]float32
-		for j := range nb {
-			scales[j] = q.absmax(b + j)
-		}
+		q.scaleRun(scales[:], 1, b, nb)
 		widenNF4(dst[k/32*stride:], stride, q.Packed[i/2:i/2+nb*nf4Block/2], scales, nb)
 		k, i = k+nb*nf4Block, i+nb*nf4Block
 	}
