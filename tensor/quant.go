@@ -52,21 +52,6 @@ func dynamicMap() [256]float32 {
 	return out
 }
 
-// nearest is the index of the code value nearest to x (code sorted; a
-// tie goes to the lower value).
-func nearest(code []float32, x float32) int {
-	i := sort.Search(len(code), func(i int) bool { return code[i] >= x })
-	switch {
-	case i == 0:
-		return 0
-	case i == len(code):
-		return len(code) - 1
-	case code[i]-x < x-code[i-1]:
-		return i
-	}
-	return i - 1
-}
-
 // nf4Mid are the midpoints between consecutive NF4 values.
 var nf4Mid = func() (m [15]float32) {
 	for i := range m {
@@ -75,9 +60,10 @@ var nf4Mid = func() (m [15]float32) {
 	return m
 }()
 
-// nearestNF4 is nearest(NF4Code, x) by counting the midpoints below x, in
-// a binary search of four comparisons: a value on a midpoint goes to the
-// lower code, as bitsandbytes' decision tree sends it (NaN to code 0).
+// nearestNF4 is the index of the NF4 code nearest to x, found by counting
+// the midpoints below x in a binary search of four comparisons: a value on
+// a midpoint goes to the lower code, as bitsandbytes' decision tree sends
+// it (NaN to code 0).
 func nearestNF4(x float32) int {
 	// Flags, not branches: random weights would mispredict half of them.
 	c := b2i(x > nf4Mid[7]) << 3
@@ -86,8 +72,9 @@ func nearestNF4(x float32) int {
 	return c + b2i(x > nf4Mid[c])
 }
 
-// nearestDynamic is nearest(DynamicCode[:], x) by a binary search of
-// eight comparisons without branches (NaN, like nearest, to the last code).
+// nearestDynamic is the index of the DynamicCode value nearest to x (a tie
+// to the lower one, NaN to the last), by a binary search of eight
+// comparisons without branches.
 func nearestDynamic(x float32) int {
 	c := &DynamicCode
 	i := 0 // how many codes are below x, at most 255 (past the last, 255 is nearest)

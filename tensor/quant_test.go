@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sort"
 	"testing"
 
 	"zhllama/internal/testenv"
@@ -228,6 +229,22 @@ func TestNF4WidenT(t *testing.T) {
 			t.Errorf("rows %d.., columns %d+%d: taken, want declined", s[0], s[1], s[2])
 		}
 	}
+}
+
+// nearest is the index of the code value nearest to x (code sorted; a
+// tie goes to the lower value), by sort.Search: the reference for
+// nearestNF4 and nearestDynamic.
+func nearest(code []float32, x float32) int {
+	i := sort.Search(len(code), func(i int) bool { return code[i] >= x })
+	switch {
+	case i == 0:
+		return 0
+	case i == len(code):
+		return len(code) - 1
+	case code[i]-x < x-code[i-1]:
+		return i
+	}
+	return i - 1
 }
 
 // nearestDynamic's branchless search picks the code nearest does: on,
