@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -12,6 +13,7 @@ import (
 	"zhllama/llama"
 	"zhllama/safetensors"
 	"zhllama/spm"
+	"zhllama/tensor"
 )
 
 func TestInitAndInspect(t *testing.T) {
@@ -193,5 +195,49 @@ func TestLoadProgress(t *testing.T) {
 	}
 	if last != total || calls < len(c.Params()) {
 		t.Errorf("%d calls, ended at %d of %d", calls, last, total)
+	}
+}
+
+// TestLoadQuantized loads a bfloat16 checkpoint with its projections
+// quantized (NF4 and int8), each converted by all the workers into one
+// reused buffer, and checks every projection against quantizing the float32
+// load's values directly.
+func TestLoadQuantized(t *testing.T) {
+	tok, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := llama.Preset("tiny")
+	dir := t.TempDir()
+	if err := Init(c, tok, dir, InitOptions{Seed: 5, DType: "bfloat16"}); err != nil {
+		t.Fatal(err)
+	}
+	wide, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bits := range []int{4, 8} {
+		q, err := LoadWith(dir, llama.LoadOptions{QuantizeBits: bits})
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs, qrefs := wide.Refs(), q.Refs()
+		n := 0
+		for i, r := range refs {
+			if r.Weight == nil || r.Layer < 0 {
+				continue
+			}
+			want, err := tensor.Quantize(r.Weight.W, r.Shape[0], r.Shape[1], bits)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := qrefs[i].Weight.Compact; !reflect.DeepEqual(got, want) {
+				t.Fatalf("%d bits, %s: the loaded quantization differs from quantizing the float32 load", bits, r.Name)
+			}
+			n++
+		}
+		if n != 7*c.NumHiddenLayers {
+			t.Errorf("%d bits: %d projections compared, want %d", bits, n, 7*c.NumHiddenLayers)
+		}
 	}
 }

@@ -43,6 +43,7 @@ func LoadWeights(c Config, ck *safetensors.Checkpoint, o LoadOptions) (*Model, e
 		return nil, err
 	}
 	mapped := false
+	var scratch []float32 // the float32 values of the tensor being quantized
 	for _, r := range refs {
 		t, _ := ck.Tensor(r.Name)
 		if o.Progress != nil {
@@ -53,8 +54,10 @@ func LoadWeights(c Config, ck *safetensors.Checkpoint, o LoadOptions) (*Model, e
 		w := r.Weight
 		switch {
 		case w != nil && o.QuantizeBits != 0 && r.Layer >= 0:
-			// Tensor by tensor, so that the float32 model never exists whole.
-			if w.W, err = t.Float32(nil); err == nil {
+			// Tensor by tensor, so that the float32 model never exists whole,
+			// each converted into the same buffer by all the workers.
+			if scratch, err = float32Parallel(t, scratch); err == nil {
+				w.W = scratch
 				err = w.quantize(t.Shape[0], t.Shape[1], o.QuantizeBits)
 			}
 			t.Release()
@@ -80,6 +83,25 @@ func LoadWeights(c Config, ck *safetensors.Checkpoint, o LoadOptions) (*Model, e
 		ck.Close()
 	}
 	return m, nil
+}
+
+// float32Parallel converts t to float32 into buf (grown if short), pieces
+// of it on all the workers: reading a mapped checkpoint, most of the time
+// goes to page faults and widening, which the cores share.
+func float32Parallel(t *safetensors.Tensor, buf []float32) ([]float32, error) {
+	n := t.Elements()
+	if cap(buf) < n {
+		buf = make([]float32, n)
+	}
+	buf = buf[:n]
+	if err := t.Float32At(buf[:0], 0); err != nil { // the dtype
+		return nil, err
+	}
+	const piece = 1 << 16
+	tensor.ParallelFine((n+piece-1)/piece, func(lo, hi int) {
+		_ = t.Float32At(buf[lo*piece:min(hi*piece, n)], lo*piece) // in range, of a float dtype
+	})
+	return buf, nil
 }
 
 // CheckFinite refuses NaN and infinite weights, which would only give

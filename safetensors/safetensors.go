@@ -43,26 +43,42 @@ func (t *Tensor) Elements() int {
 // Float32 converts an F32, F16 or BF16 tensor to float32, into dst when it
 // has room.
 func (t *Tensor) Float32(dst []float32) ([]float32, error) {
-	if err := checkFloat(t.DType); err != nil {
-		return nil, fmt.Errorf("tensor %s: %w", t.Name, err)
-	}
 	n := t.Elements()
 	if cap(dst) < n {
+		if err := checkFloat(t.DType); err != nil {
+			return nil, fmt.Errorf("tensor %s: %w", t.Name, err)
+		}
 		dst = make([]float32, n)
 	}
 	dst = dst[:n]
-	b := t.Data
+	if err := t.Float32At(dst, 0); err != nil {
+		return nil, err
+	}
+	return dst, nil
+}
+
+// Float32At converts elements off..off+len(dst) of an F32, F16 or BF16
+// tensor into dst, so that pieces of one tensor can be converted side by
+// side.
+func (t *Tensor) Float32At(dst []float32, off int) error {
+	if err := checkFloat(t.DType); err != nil {
+		return fmt.Errorf("tensor %s: %w", t.Name, err)
+	}
+	if n := t.Elements(); off < 0 || off+len(dst) > n {
+		return fmt.Errorf("tensor %s: elements %d..%d asked of %d", t.Name, off, off+len(dst), n)
+	}
 	switch t.DType {
 	case F32:
+		b := t.Data[4*off:]
 		for i := range dst {
 			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 		}
 	case F16:
-		half.WidenF16(dst, b)
+		half.WidenF16(dst, t.Data[2*off:])
 	case BF16:
-		half.WidenBF16(dst, b)
+		half.WidenBF16(dst, t.Data[2*off:])
 	}
-	return dst, nil
+	return nil
 }
 
 // File is an open safetensors file.

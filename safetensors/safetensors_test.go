@@ -83,6 +83,41 @@ func TestWriteThenRead(t *testing.T) {
 	}
 }
 
+// TestFloat32At converts pieces of each float dtype and checks them
+// against the whole conversion; a range past the end and a non-float dtype
+// are errors.
+func TestFloat32At(t *testing.T) {
+	vals := []float32{1, -2.5, 3.140625, 0, 65504, 1e-8, 7, -0.125}
+	for _, tn := range []Tensor{
+		{Name: "f32", DType: F32, Shape: []int{2, 4}, Data: f32Bytes(vals...)},
+		{Name: "f16", DType: F16, Shape: []int{8}, Data: u16Bytes(half.ToF16, vals...)},
+		{Name: "bf16", DType: BF16, Shape: []int{4, 2}, Data: u16Bytes(half.ToBF16, vals...)},
+	} {
+		whole, err := tn.Float32(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range [][2]int{{0, 8}, {3, 2}, {5, 3}, {8, 0}} {
+			got := make([]float32, r[1])
+			if err := tn.Float32At(got, r[0]); err != nil {
+				t.Fatalf("%s at %d+%d: %v", tn.Name, r[0], r[1], err)
+			}
+			for i, v := range got {
+				if math.Float32bits(v) != math.Float32bits(whole[r[0]+i]) {
+					t.Errorf("%s[%d] = %g, want %g", tn.Name, r[0]+i, v, whole[r[0]+i])
+				}
+			}
+		}
+		if err := tn.Float32At(make([]float32, 3), 6); err == nil || !strings.Contains(err.Error(), "elements 6..9 asked of 8") {
+			t.Errorf("%s: a range past the end: %v", tn.Name, err)
+		}
+	}
+	i64 := Tensor{Name: "ids", DType: I64, Shape: []int{1}, Data: make([]byte, 8)}
+	if err := i64.Float32At(make([]float32, 1), 0); err == nil || !strings.Contains(err.Error(), "not a float type") {
+		t.Errorf("I64: %v", err)
+	}
+}
+
 func header(h string, n int) []byte {
 	b := binary.LittleEndian.AppendUint64(nil, uint64(len(h)))
 	return append(append(b, h...), make([]byte, n)...)
