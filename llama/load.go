@@ -107,13 +107,25 @@ func float32Parallel(t *safetensors.Tensor, buf []float32) ([]float32, error) {
 // CheckFinite refuses NaN and infinite weights, which would only give
 // garbage (a damaged file, or a run that diverged).
 func CheckFinite(ck *safetensors.Checkpoint, refs []Ref) error {
-	for _, r := range refs {
+	ts := make([]*safetensors.Tensor, len(refs))
+	for i, r := range refs {
 		t, err := ck.Tensor(r.Name)
 		if err != nil {
 			return err
 		}
-		if n, first := t.NonFinite(); n > 0 {
-			return fmt.Errorf("tensor %s holds %d NaN or infinite values (the first at index %d): the checkpoint is damaged or comes from a run that diverged; use an earlier checkpoint", r.Name, n, first)
+		ts[i] = t
+	}
+	// Tensors side by side on the workers (the pass reads the whole file);
+	// the first bad one in order is reported, whatever the timing.
+	bad := make([][2]int, len(ts)) // count, first index
+	tensor.ParallelFine(len(ts), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			bad[i][0], bad[i][1] = ts[i].NonFinite()
+		}
+	})
+	for i, b := range bad {
+		if b[0] > 0 {
+			return fmt.Errorf("tensor %s holds %d NaN or infinite values (the first at index %d): the checkpoint is damaged or comes from a run that diverged; use an earlier checkpoint", refs[i].Name, b[0], b[1])
 		}
 	}
 	return nil

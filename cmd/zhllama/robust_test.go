@@ -126,8 +126,11 @@ func TestModelMismatches(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tn.Name == "model.layers.1.self_attn.v_proj.weight" {
+		switch tn.Name {
+		case "model.layers.1.self_attn.v_proj.weight":
 			v[7] = float32(math.NaN())
+		case "model.layers.1.mlp.down_proj.weight", "model.norm.weight": // later: the first is named
+			v[2], v[3] = float32(math.Inf(1)), float32(math.NaN())
 		}
 		srcs = append(srcs, safetensors.FromFloat32(tn.Name, tn.DType, tn.Shape, v))
 	}
