@@ -64,7 +64,9 @@ func (m stealMeter) share() (float64, bool) {
 }
 
 // stealReport collects the steal of each side of a comparison.
-type stealReport []struct {
+type stealReport []sideSteal
+
+type sideSteal struct {
 	side  string
 	share float64
 }
@@ -72,10 +74,7 @@ type stealReport []struct {
 // add records the steal since m for side, where it could be measured.
 func (r *stealReport) add(side string, m stealMeter) {
 	if s, ok := m.share(); ok {
-		*r = append(*r, struct {
-			side  string
-			share float64
-		}{side, s})
+		*r = append(*r, sideSteal{side, s})
 	}
 }
 
