@@ -73,16 +73,9 @@ func TestInitAndInspect(t *testing.T) {
 }
 
 func TestInspectIgnoresLegacyTensors(t *testing.T) {
-	tok, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	c, _ := llama.Preset("tiny")
 	c.NumHiddenLayers = 1
-	dir := t.TempDir()
-	if err := Init(c, tok, dir, InitOptions{Seed: 1}); err != nil {
-		t.Fatal(err)
-	}
+	dir := initDir(t, c, InitOptions{Seed: 1})
 	f, err := safetensors.Open(filepath.Join(dir, "model.safetensors"))
 	if err != nil {
 		t.Fatal(err)
@@ -109,15 +102,8 @@ func TestInspectIgnoresLegacyTensors(t *testing.T) {
 
 // Randomize in memory gives the weights Init writes for the same seed.
 func TestRandomizeMatchesInit(t *testing.T) {
-	tok, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	c, _ := llama.Preset("tiny")
-	dir := t.TempDir()
-	if err := Init(c, tok, dir, InitOptions{Seed: 7}); err != nil {
-		t.Fatal(err)
-	}
+	dir := initDir(t, c, InitOptions{Seed: 7})
 	loaded, err := Load(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -137,16 +123,9 @@ func TestRandomizeMatchesInit(t *testing.T) {
 // A bfloat16 checkpoint kept in bfloat16 gives the logits of the same
 // checkpoint widened to float32, in half the memory.
 func TestKeepBF16(t *testing.T) {
-	tok, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	c, _ := llama.Preset("tiny")
 	c.TieWordEmbeddings = false
-	dir := t.TempDir()
-	if err := Init(c, tok, dir, InitOptions{Seed: 3, DType: "bfloat16"}); err != nil {
-		t.Fatal(err)
-	}
+	dir := initDir(t, c, InitOptions{Seed: 3, DType: "bfloat16"})
 	wide, err := Load(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -173,15 +152,8 @@ func TestKeepBF16(t *testing.T) {
 }
 
 func TestLoadProgress(t *testing.T) {
-	tok, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	c, _ := llama.Preset("tiny")
-	dir := t.TempDir()
-	if err := Init(c, tok, dir, InitOptions{Seed: 1}); err != nil {
-		t.Fatal(err)
-	}
+	dir := initDir(t, c, InitOptions{Seed: 1})
 	var last, total int64
 	calls := 0
 	if _, err := LoadWith(dir, llama.LoadOptions{Progress: func(done, tot int64) {
@@ -203,15 +175,8 @@ func TestLoadProgress(t *testing.T) {
 // reused buffer, and checks every projection against quantizing the float32
 // load's values directly.
 func TestLoadQuantized(t *testing.T) {
-	tok, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	c, _ := llama.Preset("tiny")
-	dir := t.TempDir()
-	if err := Init(c, tok, dir, InitOptions{Seed: 5, DType: "bfloat16"}); err != nil {
-		t.Fatal(err)
-	}
+	dir := initDir(t, c, InitOptions{Seed: 5, DType: "bfloat16"})
 	wide, err := Load(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -240,4 +205,19 @@ func TestLoadQuantized(t *testing.T) {
 			t.Errorf("%d bits: %d projections compared, want %d", bits, n, 7*c.NumHiddenLayers)
 		}
 	}
+}
+
+// initDir writes a model of shape c with the LLaMA-2 tokenizer into a
+// temporary directory.
+func initDir(t *testing.T, c llama.Config, o InitOptions) string {
+	t.Helper()
+	tok, err := spm.Load(testenv.Path(t, "tokenizers/llama2/tokenizer.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := Init(c, tok, dir, o); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
