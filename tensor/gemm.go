@@ -230,9 +230,22 @@ func gemm(serial bool, causal causality, transA bool, m, n, k int, alpha float32
 			kd = k
 		}
 	}
+	// A stored transposed (a weight's gradient, dyᵀ·x) with rows a page or
+	// more apart (the LM head's, a vocabulary wide) is not read in place:
+	// each panel would take its values from kk lines in as many pages, half
+	// a line each, once per B panel, and lines a multiple of 4 KB apart
+	// share a cache set, so they come from L3 every time. Instead each
+	// worker packs a group of A panels at a time, reading each stored row's
+	// span across the group in order, and runs the group's tiles while it
+	// is in L2. Closer rows are read in place as before: packing them cost
+	// more than it saved.
+	groupA := transA && lda >= 1024 && causal == dense && !lazy
 	full := 0
-	if directKernel != nil && !wide {
+	if directKernel != nil && !wide && !groupA {
 		full = m / mr
+	}
+	if groupA {
+		full = mp // nothing packed up front
 	}
 	abuf := getBuf((mp - full) * mr * kd)
 	defer putBuf(abuf)
@@ -249,9 +262,10 @@ func gemm(serial bool, causal causality, transA bool, m, n, k int, alpha float32
 	}
 	var p0, kk int // the block in hand
 	// tile adds the products klo..khi of block p0 (kk deep) to C's tile
-	// (ti, tj) from the packed B panel bt, storing if store; edge is the
-	// worker's scratch for partial tiles, taken when needed.
-	tile := func(ti, tj, klo, khi int, store bool, bt []float32, edge **[maxMR * maxNR]float32) {
+	// (ti, tj) from the packed B panel bt (and the packed A panel at, or
+	// with at nil A's panel in place or in ap), storing if store; edge is
+	// the worker's scratch for partial tiles, taken when needed.
+	tile := func(ti, tj, klo, khi int, store bool, at, bt []float32, edge **[maxMR * maxNR]float32) {
 		i0, j0 := ti*mr, tj*nr
 		if klo >= khi {
 			if store {
@@ -262,7 +276,12 @@ func gemm(serial bool, causal causality, transA bool, m, n, k int, alpha float32
 			return
 		}
 		kn, bk := khi-klo, bt[klo*nr:]
-		if j0+nr <= n {
+		if at != nil {
+			if j0+nr <= n && i0+mr <= m {
+				microKernel(kn, at[klo*mr:], bk, c[i0*ldc+j0:], ldc, alpha, store)
+				return
+			}
+		} else if j0+nr <= n {
 			switch {
 			case ti < full:
 				directKernel(kn, a[i0*rs+(p0+klo)*cs:], rs, cs, bk, c[i0*ldc+j0:], ldc, alpha, store)
@@ -277,7 +296,9 @@ func gemm(serial bool, causal causality, transA bool, m, n, k int, alpha float32
 			*edge = edgePool.Get().(*[maxMR * maxNR]float32)
 		}
 		e := *edge
-		if ti < full {
+		if at != nil {
+			microKernel(kn, at[klo*mr:], bk, e[:], nr, alpha, true)
+		} else if ti < full {
 			directKernel(kn, a[i0*rs+(p0+klo)*cs:], rs, cs, bk, e[:], nr, alpha, true)
 		} else {
 			microKernel(kn, ap[(ti-full)*mr*kk+klo*mr:(ti-full+1)*mr*kk], bk, e[:], nr, alpha, true)
@@ -321,7 +342,7 @@ func gemm(serial bool, causal causality, transA bool, m, n, k int, alpha float32
 						bt := (*buf)[(tj-pj0)*nr*kk : (tj-pj0+1)*nr*kk]
 						for s0 := 0; s0 < kk; s0 += sub {
 							for ti := range mp {
-								tile(ti, tj, s0, min(kk, s0+sub), store && s0 == 0, bt, &edge)
+								tile(ti, tj, s0, min(kk, s0+sub), store && s0 == 0, nil, bt, &edge)
 							}
 						}
 					}
@@ -330,6 +351,33 @@ func gemm(serial bool, causal causality, transA bool, m, n, k int, alpha float32
 			continue
 		}
 		packB(serial, bp, b, n, p0, kk)
+		if groupA {
+			// Groups small enough that every worker gets a few.
+			group := max(1, min(aGroup, mp/(4*runtime.GOMAXPROCS(0))))
+			split(serial, (mp+group-1)/group, 2, func(lo, hi int) {
+				var edge *[maxMR * maxNR]float32
+				buf := getBuf(group * mr * kk)
+				defer func() {
+					putBuf(buf)
+					if edge != nil {
+						edgePool.Put(edge)
+					}
+				}()
+				for g := lo; g < hi; g++ {
+					pi0, pi1 := g*group, min(mp, (g+1)*group)
+					packATGroup(*buf, a, lda, m, p0, kk, pi0, pi1)
+					// Each B panel down the group, so that it is read
+					// from L2 once and the group's panels stream past it.
+					for tj := range np {
+						for ti := pi0; ti < pi1; ti++ {
+							at := (*buf)[(ti-pi0)*mr*kk : (ti-pi0+1)*mr*kk]
+							tile(ti, tj, 0, kk, store, at, bp[tj*nr*kk:(tj+1)*nr*kk], &edge)
+						}
+					}
+				}
+			})
+			continue
+		}
 		// Tiles are claimed a few at a time, so that a worker the machine
 		// pauses (a virtual CPU the host takes away) leaves its share to
 		// the others rather than holding up the call.
@@ -354,7 +402,7 @@ func gemm(serial bool, causal causality, transA bool, m, n, k int, alpha float32
 				case aUpper:
 					klo = max(0, i0-p0)
 				}
-				tile(ti, tj, klo, khi, store, bp[tj*nr*kk:(tj+1)*nr*kk], &edge)
+				tile(ti, tj, klo, khi, store, nil, bp[tj*nr*kk:(tj+1)*nr*kk], &edge)
 			}
 		})
 	}
@@ -441,6 +489,39 @@ func packA(serial bool, dst, a []float32, lda int, trans bool, m, p0, kk, first 
 			}
 		}
 	})
+}
+
+// aGroup is how many A panels a worker packs at once where A is stored
+// transposed: 512 KB at kc, which stays in L2 while the group's tiles run,
+// and rows' runs of 2 KB, long enough for the prefetcher (8 panels, 256
+// bytes a row, packed at half the speed).
+const aGroup = 64
+
+// packATGroup packs panels pi0..pi1 of op(A)[:, p0:p0+kk] where A is
+// stored transposed (op(A)[i][p] = a[p·lda+i]), as packA does, into dst
+// (panel pi0 at dst[0]): row p's values for the whole group are one run of
+// the stored matrix, read in order. A partial last panel's rows past m are
+// left as they were: they only reach rows of an edge tile that are dropped.
+func packATGroup(dst, a []float32, lda, m, p0, kk, pi0, pi1 int) {
+	i0, i1 := pi0*mr, min(m, pi1*mr)
+	for p := range kk {
+		src := a[(p0+p)*lda+i0 : (p0+p)*lda+i1]
+		if mr == 8 {
+			q := 0
+			for ; q+8 <= len(src); q += 8 {
+				// Element by element: an array assignment calls memmove.
+				d, s := (*[8]float32)(dst[(q/8)*8*kk+p*8:]), (*[8]float32)(src[q:])
+				d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7] = s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]
+			}
+			if q < len(src) {
+				copy(dst[(q/8)*8*kk+p*8:], src[q:])
+			}
+			continue
+		}
+		for q := 0; q < len(src); q += mr {
+			copy(dst[(q/mr)*mr*kk+p*mr:(q/mr)*mr*kk+p*mr+mr], src[q:])
+		}
+	}
 }
 
 // packB lays columns of op(B)[p0:p0+kk, :] out as panels of nr columns,

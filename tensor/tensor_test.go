@@ -458,6 +458,46 @@ func TestGemmDirectA(t *testing.T) {
 	}
 }
 
+// TestGemmTransAGrouped checks that an A stored transposed with rows a page
+// or more apart, which gemm packs a group of panels at a time, gives the
+// results of the same values stored with rows close together (read in
+// place or packed panel by panel) bit for bit: partial panels, K past one
+// block, a B too wide for L2, beta 0, 1 and 2, every kernel.
+func TestGemmTransAGrouped(t *testing.T) {
+	rng := rand.New(rand.NewPCG(25, 26))
+	forEachKernel(func(name string) {
+		for _, s := range [][3]int{{8, 32, 1}, {300, 50, 300}, {37, 96, 513}, {1100, 40, 64}, {300, 1100, 260}} {
+			m, n, k := s[0], s[1], s[2]
+			for _, tb := range []bool{false, true} {
+				ldb := n
+				if tb {
+					ldb = k
+				}
+				b := randn(rng, k*n)
+				ld := 1030 + m // past a page
+				near, far := make([]float32, k*(m+3)), make([]float32, k*ld)
+				for p := range k {
+					for i := range m {
+						v := float32(rng.NormFloat64())
+						near[p*(m+3)+i], far[p*ld+i] = v, v
+					}
+				}
+				for _, beta := range []float32{0, 1, 2} {
+					c0 := randn(rng, m*n)
+					want, got := append([]float32(nil), c0...), append([]float32(nil), c0...)
+					Gemm(true, tb, m, n, k, -0.75, near, m+3, b, ldb, beta, want, n)
+					Gemm(true, tb, m, n, k, -0.75, far, ld, b, ldb, beta, got, n)
+					for i := range got {
+						if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+							t.Fatalf("%s kernel, %v tb %v beta %v: C[%d] = %g with rows %d apart, %g with %d", name, s, tb, beta, i, got[i], ld, want[i], m+3)
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
 func BenchmarkGemm(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	n := 256
