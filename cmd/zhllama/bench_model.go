@@ -32,6 +32,11 @@ func peakRSS() float64 {
 	return 0
 }
 
+// stepPhases names the parts of a training step bench train times: the
+// trunk's forward pass, the LM head with the loss and its backward pass
+// (chunk by chunk), the trunk's backward pass, and clipping with AdamW.
+var stepPhases = [...]string{"forward", "lm_head", "backward", "optimizer"}
+
 func benchModelTrain(args []string) error {
 	fs := flagSet("bench train")
 	preset := fs.String("preset", "stories15M", "model shape")
@@ -77,34 +82,52 @@ func benchModelTrain(args []string) error {
 	}
 	acts := m.NewActs(*batch, *seq)
 	times := make([]time.Duration, 0, *steps)
+	var phases [len(stepPhases)][]time.Duration
 	var loss float64
 	var steal stealReport
 	sm := readSteal()
 	for s := 0; s <= *steps; s++ {
-		start := time.Now()
+		var at [len(stepPhases) + 1]time.Time
+		at[0] = time.Now()
 		for _, p := range params {
 			clear(p.Grad)
 		}
 		m.Forward(acts, ids, nil)
+		at[1] = time.Now()
 		l, _, dHidden := m.LMLoss(acts, ids, 0, grads)
+		at[2] = time.Now()
 		m.Backward(acts, dHidden, grads)
+		at[3] = time.Now()
 		optim.ClipGradNorm(params, 1)
 		opt.Step(1e-4)
+		at[4] = time.Now()
 		if s > 0 {
-			times = append(times, time.Since(start))
+			times = append(times, at[4].Sub(at[0]))
+			for i := range phases {
+				phases[i] = append(phases[i], at[i+1].Sub(at[i]))
+			}
 		}
 		loss = l
 	}
 	steal.add("zhllama", sm)
 	tokens := float64(*batch * *seq)
 	ours := tokens / median(times).Seconds()
+	phaseMS := map[string]float64{}
+	var parts []string
+	for i, name := range stepPhases {
+		ms := float64(median(phases[i]).Microseconds()) / 1000
+		phaseMS[name] = ms
+		parts = append(parts, fmt.Sprintf("%s %.0f ms", name, ms))
+	}
 	trainable := 0
 	for _, p := range params {
 		trainable += len(p.Data)
 	}
 	res := map[string]any{"bench": "train", "finetuning_type": *ft, "preset": *preset, "batch": *batch, "seq_len": *seq, "threads": runtime.GOMAXPROCS(0),
 		"kernel": tensor.KernelName, "tokens_per_s": ours, "peak_rss_mb": peakRSS(), "loss": loss, "trainable": trainable}
+	res["phases_ms"] = phaseMS
 	fmt.Printf("zhllama: %.0f tokens/s (median of %d steps), peak RSS %.0f MB, kernel %s\n", ours, *steps, peakRSS(), tensor.KernelName)
+	fmt.Printf("zhllama's step, median of each part: %s\n", strings.Join(parts, ", "))
 	if *ft == "lora" {
 		res["lora_rank"], res["quantization_bit"], res["weights_mb"] = *rank, *qbits, float64(m.Bytes())/1e6
 	}

@@ -20,15 +20,24 @@ func TestBenchTrainTorch(t *testing.T) {
 		}
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		var res struct {
-			Trainable      int     `json:"trainable"`
-			TorchTrainable int     `json:"torch_trainable"`
-			Ratio          float64 `json:"ratio"`
+			Trainable      int                `json:"trainable"`
+			TorchTrainable int                `json:"torch_trainable"`
+			Ratio          float64            `json:"ratio"`
+			Phases         map[string]float64 `json:"phases_ms"`
 		}
 		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
 			t.Fatalf("%s: %v in %q", ft, err, out)
 		}
 		if res.Trainable == 0 || res.Trainable != res.TorchTrainable || res.Ratio <= 0 {
 			t.Errorf("%s: zhllama trains %d values, PyTorch %d, ratio %g", ft, res.Trainable, res.TorchTrainable, res.Ratio)
+		}
+		for _, name := range stepPhases {
+			if ms, ok := res.Phases[name]; !ok || ms < 0 {
+				t.Errorf("%s: step part %s: %v ms (present %v) in %v", ft, name, ms, ok, res.Phases)
+			}
+		}
+		if !strings.Contains(out, "median of each part: forward ") {
+			t.Errorf("%s: no step breakdown in %q", ft, out)
 		}
 		t.Logf("%s: %d trainable values, ratio %.2f", ft, res.Trainable, res.Ratio)
 	}
