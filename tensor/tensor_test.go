@@ -498,6 +498,52 @@ func TestGemmTransAGrouped(t *testing.T) {
 	})
 }
 
+// TestGemmThreads checks that Gemm's results do not depend on how many
+// workers share it: one (B packed once, in order), two and three (each
+// worker packing its own copy of a narrow B and claiming rows of tiles),
+// bit for bit, for narrow, wide and lazily packed B, an A stored
+// transposed far apart, partial tiles, several K blocks, beta 0 and 1.
+func TestGemmThreads(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	rng := rand.New(rand.NewPCG(27, 28))
+	for _, s := range []struct {
+		m, n, k, lda int
+		ta, tb       bool
+	}{
+		{300, 100, 300, 300, false, true}, {300, 100, 300, 300, false, false}, {300, 100, 600, 300, true, false},
+		{101, 77, 33, 33, false, true}, {64, 1100, 300, 300, false, true}, {300, 1100, 260, 260, false, false},
+		{200, 50, 40, 1030, true, false},
+	} {
+		rows := s.m
+		if s.ta {
+			rows = s.k
+		}
+		a, b := randn(rng, rows*s.lda), randn(rng, s.k*s.n)
+		ldb := s.n
+		if s.tb {
+			ldb = s.k
+		}
+		for _, beta := range []float32{0, 1} {
+			c0 := randn(rng, s.m*s.n)
+			var want []float32
+			for _, procs := range []int{1, 2, 3} {
+				runtime.GOMAXPROCS(procs)
+				got := append([]float32(nil), c0...)
+				Gemm(s.ta, s.tb, s.m, s.n, s.k, 0.5, a, s.lda, b, ldb, beta, got, s.n)
+				if want == nil {
+					want = got
+					continue
+				}
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("%+v beta %v: C[%d] = %g with %d workers, %g with one", s, beta, i, got[i], procs, want[i])
+					}
+				}
+			}
+		}
+	}
+}
+
 func BenchmarkGemm(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	n := 256
