@@ -386,8 +386,9 @@ func TestGemmShapesAndKernels(t *testing.T) {
 // storing into C for beta = 0 rather than adding to a cleared C, give the
 // packed, cleared path's results bit for bit: for both transpositions, a
 // row stride past the matrix's width, partial tiles, K past one packed
-// block, and zero columns of B with a negative alpha (a -0 product, which
-// becomes +0 when added to a cleared C).
+// block, a wide B packed a group of panels at a time (100×1100×300), and
+// zero columns of B with a negative alpha (a -0 product, which becomes +0
+// when added to a cleared C).
 func TestGemmDirectA(t *testing.T) {
 	rng := rand.New(rand.NewPCG(23, 24))
 	saved := kernelInfo{"", mr, nr, microKernel, directKernel}
@@ -406,7 +407,7 @@ func TestGemmDirectA(t *testing.T) {
 		if kern.direct != nil {
 			variants = append(variants, variant{true, true}, variant{true, false})
 		}
-		for _, s := range [][3]int{{8, 32, 1}, {16, 64, 300}, {37, 50, 300}, {64, 33, 513}, {3, 100, 17}, {300, 1100, 260}, {40, 96, 1000}} {
+		for _, s := range [][3]int{{8, 32, 1}, {16, 64, 300}, {37, 50, 300}, {64, 33, 513}, {3, 100, 17}, {300, 1100, 260}, {40, 96, 1000}, {100, 1100, 300}} {
 			m, n, k := s[0], s[1], s[2]
 			for _, ta := range []bool{false, true} {
 				for _, tb := range []bool{false, true} {
