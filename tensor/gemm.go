@@ -170,6 +170,10 @@ func gemm(serial bool, causal causality, transA bool, m, n, k int, alpha float32
 	if m == 0 || n == 0 {
 		return
 	}
+	if causal == dense && b.m == nil && k >= splitK && m*n <= splitKMaxC {
+		gemmSplitK(serial, transA, m, n, k, alpha, a, lda, b, beta, c, ldc)
+		return
+	}
 	// With beta = 0 the first block's kernels store rather than add, and C
 	// need not be cleared first.
 	storeFirst := beta == 0 && k > 0 && alpha != 0 && !clearC
@@ -471,6 +475,55 @@ func gemm(serial bool, causal causality, transA bool, m, n, k int, alpha float32
 				tile(ti, tj, klo, khi, store, nil, bp[tj*nr*kk:(tj+1)*nr*kk], &edge)
 			}
 		})
+	}
+}
+
+// A long product onto a small C (the LM head's input gradient, 256×288
+// summed over a 32000-piece vocabulary) is cut into splitParts spans of K,
+// each a serial GEMM of its own on one worker, added up in order at the
+// end: split by tiles, each of its 125 blocks of K would pack B and wait
+// for the workers twice, and every worker would read all of B (W, 37 MB)
+// to pack its copy. The spans are the same for any number of workers
+// (one included), so the results are too.
+const (
+	splitK     = 8192
+	splitKMaxC = 1 << 20 // values of C, for the spans' partial sums
+	splitParts = 4
+)
+
+// gemmSplitK is gemm for a long K: C = alpha·op(A)·op(B) + beta·C as the
+// sum of splitParts products over spans of K.
+func gemmSplitK(serial, transA bool, m, n, k int, alpha float32, a []float32, lda int, b operand, beta float32, c []float32, ldc int) {
+	part := (k + splitParts - 1) / splitParts
+	sums := getBuf((splitParts - 1) * m * n)
+	defer putBuf(sums)
+	split(serial, splitParts, 1, func(lo, hi int) {
+		for s := lo; s < hi; s++ {
+			p0, p1 := s*part, min(k, (s+1)*part)
+			as := a[p0:]
+			if transA {
+				as = a[p0*lda:]
+			}
+			bs := b
+			if b.trans {
+				bs.f = b.f[p0:]
+			} else {
+				bs.f = b.f[p0*b.ld:]
+			}
+			if s == 0 {
+				gemm(true, dense, transA, m, n, p1-p0, alpha, as, lda, bs, beta, c, ldc)
+				continue
+			}
+			gemm(true, dense, transA, m, n, p1-p0, alpha, as, lda, bs, 0, (*sums)[(s-1)*m*n:s*m*n], n)
+		}
+	})
+	for i := range m {
+		row := c[i*ldc : i*ldc+n]
+		for s := 1; s < splitParts; s++ {
+			for j, v := range (*sums)[(s-1)*m*n+i*n : (s-1)*m*n+(i+1)*n] {
+				row[j] += v
+			}
+		}
 	}
 }
 

@@ -353,8 +353,8 @@ func TestGemmShapesAndKernels(t *testing.T) {
 		microKernel, directKernel, mr, nr = kern.fn, kern.direct, kern.mr, kern.nr
 		// 300×1100×330: a B too wide for L2 (blocked tile order, a short
 		// last block); 100×1100×300: one too wide, stored transposed, packed
-		// panel by panel.
-		for _, s := range [][3]int{{1, 1, 1}, {4, 16, 8}, {37, 50, 300}, {64, 33, 513}, {3, 100, 17}, {300, 1100, 330}, {100, 1100, 300}} {
+		// panel by panel; 37×45×8200: K cut into spans summed at the end.
+		for _, s := range [][3]int{{1, 1, 1}, {4, 16, 8}, {37, 50, 300}, {64, 33, 513}, {3, 100, 17}, {300, 1100, 330}, {100, 1100, 300}, {37, 45, 8200}} {
 			m, n, k := s[0], s[1], s[2]
 			for _, ta := range []bool{false, true} {
 				for _, tb := range []bool{false, true} {
@@ -503,7 +503,8 @@ func TestGemmTransAGrouped(t *testing.T) {
 // workers share it: one (B packed once, in order), two and three (each
 // worker packing its own copy of a narrow B and claiming rows of tiles),
 // bit for bit, for narrow, wide and lazily packed B, an A stored
-// transposed far apart, partial tiles, several K blocks, beta 0 and 1.
+// transposed far apart, a K long enough to be cut into spans, partial
+// tiles, several K blocks, beta 0 and 1.
 func TestGemmThreads(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	rng := rand.New(rand.NewPCG(27, 28))
@@ -513,7 +514,7 @@ func TestGemmThreads(t *testing.T) {
 	}{
 		{300, 100, 300, 300, false, true}, {300, 100, 300, 300, false, false}, {300, 100, 600, 300, true, false},
 		{101, 77, 33, 33, false, true}, {64, 1100, 300, 300, false, true}, {300, 1100, 260, 260, false, false},
-		{200, 50, 40, 1030, true, false},
+		{200, 50, 40, 1030, true, false}, {37, 45, 8200, 8200, false, false}, {37, 45, 8200, 40, true, true},
 	} {
 		rows := s.m
 		if s.ta {
