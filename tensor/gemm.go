@@ -13,7 +13,9 @@ import (
 // CPU has it: 8×32 with AVX-512, 4×16 with AVX2+FMA; else Go) computes each
 // tile of C. The assembly kernels can also read full A panels in place,
 // which saves packing A when B is narrow. Tiles are spread over the
-// workers, each tile written by one, so results do not depend on timing.
+// workers, each tile written by one (a long K is cut into fixed spans, see
+// gemmSplitK), so results depend neither on timing nor on how many workers
+// there are.
 
 // Tile shape of the micro-kernel in use (set with it at start-up), and the
 // depth of a packed block.
