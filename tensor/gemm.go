@@ -125,6 +125,13 @@ func putBuf(p *[]float32) {
 // the stack would escape to the heap on every call.
 var edgePool = sync.Pool{New: func() any { return new([maxMR * maxNR]float32) }}
 
+// putEdge returns a worker's edge tile, if it took one, to edgePool.
+func putEdge(edge **[maxMR * maxNR]float32) {
+	if *edge != nil {
+		edgePool.Put(*edge)
+	}
+}
+
 // lazyGroup is how many panels of a B stored untransposed are packed
 // together in gemm's lazy order (fewer where the workers would otherwise
 // have under two groups each): a 7B layer's dy·W through NF4 runs 25–35%
@@ -251,12 +258,12 @@ func gemm(serial bool, causal causality, transA bool, m, n, k int, alpha float32
 	// is in L2. Closer rows are read in place as before: packing them cost
 	// more than it saved.
 	groupA := transA && lda >= 1024 && causal == dense && !lazy
-	full := 0
-	if directKernel != nil && !wide && !groupA {
+	full := 0 // A panels read in place (or, grouped, packed later): none packed up front
+	switch {
+	case groupA:
+		full = mp
+	case directKernel != nil && !wide:
 		full = m / mr
-	}
-	if groupA {
-		full = mp // nothing packed up front
 	}
 	abuf := getBuf((mp - full) * mr * kd)
 	defer putBuf(abuf)
@@ -358,13 +365,9 @@ func gemm(serial bool, causal causality, transA bool, m, n, k int, alpha float32
 				var edge *[maxMR * maxNR]float32
 				buf := getBuf(group * nr * kk)
 				scratch := getBuf(max(8*kk, group*nr))
-				defer func() {
-					putBuf(buf)
-					putBuf(scratch)
-					if edge != nil {
-						edgePool.Put(edge)
-					}
-				}()
+				defer putEdge(&edge)
+				defer putBuf(scratch)
+				defer putBuf(buf)
 				for g := lo; g < hi; g++ {
 					pj0, pj1 := g*group, min(np, (g+1)*group)
 					packBPanels(*buf, b, n, p0, kk, pj0, pj1, *scratch)
@@ -397,12 +400,10 @@ func gemm(serial bool, causal causality, transA bool, m, n, k int, alpha float32
 			split(serial, runtime.GOMAXPROCS(0), 1, func(_, _ int) {
 				var edge *[maxMR * maxNR]float32
 				var buf *[]float32
+				defer putEdge(&edge)
 				defer func() {
 					if buf != nil {
 						putBuf(buf)
-					}
-					if edge != nil {
-						edgePool.Put(edge)
 					}
 				}()
 				for {
@@ -415,7 +416,7 @@ func gemm(serial bool, causal causality, transA bool, m, n, k int, alpha float32
 						packB(true, *buf, b, n, p0, kk)
 					}
 					for t := t0; t < min(t0+claim, mp*np); t++ {
-						ti, tj := tileAt(t, mp, np, wide)
+						ti, tj := t/np, t%np
 						tile(ti, tj, 0, kk, store, nil, (*buf)[tj*nr*kk:(tj+1)*nr*kk], &edge)
 					}
 				}
@@ -429,12 +430,8 @@ func gemm(serial bool, causal causality, transA bool, m, n, k int, alpha float32
 			split(serial, (mp+group-1)/group, 2, func(lo, hi int) {
 				var edge *[maxMR * maxNR]float32
 				buf := getBuf(group * mr * kk)
-				defer func() {
-					putBuf(buf)
-					if edge != nil {
-						edgePool.Put(edge)
-					}
-				}()
+				defer putEdge(&edge)
+				defer putBuf(buf)
 				for g := lo; g < hi; g++ {
 					pi0, pi1 := g*group, min(mp, (g+1)*group)
 					packATGroup(*buf, a, lda, m, p0, kk, pi0, pi1)
@@ -455,11 +452,7 @@ func gemm(serial bool, causal causality, transA bool, m, n, k int, alpha float32
 		// the others rather than holding up the call.
 		split(serial, mp*np, 4, func(lo, hi int) {
 			var edge *[maxMR * maxNR]float32
-			defer func() {
-				if edge != nil {
-					edgePool.Put(edge)
-				}
-			}()
+			defer putEdge(&edge)
 			for t := lo; t < hi; t++ {
 				ti, tj := tileAt(t, mp, np, wide)
 				i0, j0 := ti*mr, tj*nr

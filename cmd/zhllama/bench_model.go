@@ -124,8 +124,7 @@ func benchModelTrain(args []string) error {
 		trainable += len(p.Data)
 	}
 	res := map[string]any{"bench": "train", "finetuning_type": *ft, "preset": *preset, "batch": *batch, "seq_len": *seq, "threads": runtime.GOMAXPROCS(0),
-		"kernel": tensor.KernelName, "tokens_per_s": ours, "peak_rss_mb": peakRSS(), "loss": loss, "trainable": trainable}
-	res["phases_ms"] = phaseMS
+		"kernel": tensor.KernelName, "tokens_per_s": ours, "peak_rss_mb": peakRSS(), "loss": loss, "trainable": trainable, "phases_ms": phaseMS}
 	fmt.Printf("zhllama: %.0f tokens/s (median of %d steps), peak RSS %.0f MB, kernel %s\n", ours, *steps, peakRSS(), tensor.KernelName)
 	fmt.Printf("zhllama's step, median of each part: %s\n", strings.Join(parts, ", "))
 	if *ft == "lora" {
