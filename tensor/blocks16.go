@@ -123,6 +123,8 @@ func (m *Blocks) block16(blk []byte, r, b int) {
 // input rows: each row is quantized to Q8_0 once, then every worker runs
 // its groups of weight rows over spans of input rows, a kernel call
 // taking up to x16Tile of them while the group's codes stay in cache.
+// Where the CPU has AMX, whole tiles of amxRows input rows go to its
+// kernel instead (pairs of groups; the rest of the rows as before).
 func linearX16(y, x []float32, m *Blocks, t, in, out int) {
 	nb := in / QBlock
 	buf := x16Bufs.Get().(*x16Buf)
@@ -132,7 +134,18 @@ func linearX16(y, x []float32, m *Blocks, t, in, out int) {
 	if m.Q4 {
 		offset = -8
 	}
-	tiles := x16Tiles(t)
+	groups := out / groupRows
+	ta := 0 // the rows the AMX kernel takes
+	if amxKernel != nil && groups%2 == 0 {
+		ta = t / amxRows * amxRows
+	}
+	var tiles [][2]int
+	for r := 0; r < ta; r += amxRows {
+		tiles = append(tiles, [2]int{r, amxRows})
+	}
+	for _, tl := range x16Tiles(t - ta) {
+		tiles = append(tiles, [2]int{ta + tl[0], tl[1]})
+	}
 	Parallel(len(tiles), func(lo, hi int) {
 		for _, tl := range tiles[lo:hi] {
 			quantizeTile(xq[tl[0]*in:(tl[0]+tl[1])*in], xs[tl[0]*nb:(tl[0]+tl[1])*nb], x[tl[0]*in:], tl[1], in, offset)
@@ -140,7 +153,6 @@ func linearX16(y, x []float32, m *Blocks, t, in, out int) {
 	})
 	gb := nb * groupRows * m.blockBytes()
 	if t == 1 && x16Kernel4 != nil {
-		groups := out / groupRows
 		ParallelFine((groups+3)/4, func(lo, hi int) {
 			for g := 4 * lo; g < min(4*hi, groups); {
 				if g+4 <= groups {
@@ -154,7 +166,11 @@ func linearX16(y, x []float32, m *Blocks, t, in, out int) {
 		})
 		return
 	}
-	ParallelFine(out/groupRows, func(lo, hi int) {
+	if ta > 0 {
+		linearAMX(y, xq, xs, m, ta, in, out)
+		tiles = tiles[ta/amxRows:]
+	}
+	ParallelFine(groups, func(lo, hi int) {
 		for s := 0; s < len(tiles); {
 			e := s + 1
 			for e < len(tiles) && tiles[e][0]+tiles[e][1]-tiles[s][0] <= x16Span {
@@ -168,6 +184,67 @@ func linearX16(y, x []float32, m *Blocks, t, in, out int) {
 				}
 			}
 			s = e
+		}
+	})
+}
+
+// AMX: amxKernel, where the CPU and the OS allow it, sets the outputs
+// y[i·ldy + l] (i < amxRows·nt, l < 32) of nt tiles of amxRows input rows
+// (each tile's codes [nb][32][32] and scales [nb][32], as quantizeTile
+// lays out a tile of 32; the tiles one after another) and the two groups
+// of weight rows that amxSign wrote into ws (nb·amxBlockBytes each).
+// Each block's integer sums are exact and scaled as x16Kernel scales
+// them: both give the same bits.
+const (
+	amxRows = 32
+	// amxBlockBytes is a block of one group in ws: sixteen float32
+	// weight scales and 32 signed codes of each row.
+	amxBlockBytes = 64 + groupRows*QBlock
+	// amxSpanBytes bounds the input codes a worker runs a pair of groups
+	// over before the next pair (in L2).
+	amxSpanBytes = 512 << 10
+)
+
+var (
+	amxKernel func(nb, nt int, x []int8, xs []x16Scale, ws []byte, y []float32, ldy int, sc *amxScratch)
+	// amxSign writes nb blocks of one group w into ws in the kernel's
+	// signed layout.
+	amxSign func(q4 bool, nb int, w, ws []byte)
+)
+
+// amxScratch is a worker's memory for the AMX kernel: two blocks'
+// integer sums and a tile's outputs (12 KB, aligned inside buf), and a
+// pair of groups' weights.
+type amxScratch struct {
+	buf [3*4096 + 64]byte
+	ws  []byte
+}
+
+var amxScratches = sync.Pool{New: func() any { return new(amxScratch) }}
+
+// linearAMX sets rows [0, ta) of y (ta a multiple of amxRows) from their
+// quantized codes: each worker takes pairs of groups of weight rows,
+// writes a pair's weights signed once per span of input rows, and runs
+// the span's tiles over them in one call.
+func linearAMX(y []float32, xq []int8, xs []x16Scale, m *Blocks, ta, in, out int) {
+	nb := in / QBlock
+	gb := nb * groupRows * m.blockBytes()
+	span := amxRows * max(1, amxSpanBytes/(amxRows*in))
+	ParallelFine(out/(2*groupRows), func(lo, hi int) {
+		sc := amxScratches.Get().(*amxScratch)
+		defer amxScratches.Put(sc)
+		if cap(sc.ws) < 2*nb*amxBlockBytes {
+			sc.ws = make([]byte, 2*nb*amxBlockBytes)
+		}
+		ws := sc.ws[:2*nb*amxBlockBytes]
+		for s := 0; s < ta; s += span {
+			e := min(ta, s+span)
+			for p := lo; p < hi; p++ {
+				g := 2 * p
+				amxSign(m.Q4, nb, m.Data[g*gb:(g+1)*gb], ws[:nb*amxBlockBytes])
+				amxSign(m.Q4, nb, m.Data[(g+1)*gb:(g+2)*gb], ws[nb*amxBlockBytes:])
+				amxKernel(nb, (e-s)/amxRows, xq[s*in:e*in], xs[s*nb:e*nb], ws, y[s*out+g*groupRows:], out, sc)
+			}
 		}
 	})
 }

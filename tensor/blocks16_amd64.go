@@ -54,4 +54,5 @@ func init() {
 		_, _ = q[((nb-1)*n+1)*QBlock-1], xs[(nb-1)*n] // the kernel writes up to these
 		quantizeQ8AVX512(nb, &x[0], &q[0], &xs[0], n, offset)
 	}
+	initAMX()
 }

@@ -229,3 +229,91 @@ func TestQuantizeRow(t *testing.T) {
 		}
 	}
 }
+
+// The AMX kernel gives the sixteen-row kernel's results bit for bit:
+// tiles of 32 input rows against two groups, every code and scale (a
+// wide block, a zero block), K from one block to past a span.
+func TestAMXKernel(t *testing.T) {
+	if amxKernel == nil {
+		t.Skip("no AMX on this CPU or OS (AMX-TILE, AMX-INT8, Linux's tile permission) or with ZHLLAMA_NOAMX/NOASM/NOAVX512")
+	}
+	rng := rand.New(rand.NewPCG(31, 32))
+	const nt = 3
+	for _, nb := range []int{1, 2, 3, 9, 24, 131} {
+		in := nb * QBlock
+		for _, q4 := range []bool{false, true} {
+			offset := int32(-128)
+			if q4 {
+				offset = -8
+			}
+			bb := (&Blocks{Q4: q4}).blockBytes()
+			_, m := sixteenRows(randBlocks(rng, 2*groupRows*nb, bb), 2*groupRows, in, q4)
+			gb := nb * groupRows * bb
+			x := randn(rng, nt*amxRows*in)
+			for j := range QBlock {
+				x[3*in+j] *= 1e4 // a wide block
+			}
+			if nb > 2 {
+				clear(x[30*in+QBlock : 30*in+2*QBlock]) // a zero block
+			}
+			q, xs := make([]int8, len(x)), make([]x16Scale, nt*amxRows*nb)
+			for r := 0; r < nt*amxRows; r += amxRows {
+				quantizeTile(q[r*in:], xs[r*nb:], x[r*in:], amxRows, in, offset)
+			}
+			ws := make([]byte, 2*nb*amxBlockBytes)
+			amxSign(q4, nb, m.Data[:gb], ws[:nb*amxBlockBytes])
+			amxSign(q4, nb, m.Data[gb:], ws[nb*amxBlockBytes:])
+			const ldy = 45
+			got := make([]float32, (nt*amxRows-1)*ldy+2*groupRows)
+			for i := range got {
+				got[i] = float32(i) // the kernel sets its outputs, whatever was there
+			}
+			amxKernel(nb, nt, q, xs, ws, got, ldy, new(amxScratch))
+			want := make([]float32, len(got))
+			for r := 0; r < nt*amxRows; r += x16Tile {
+				q8, xs8 := make([]int8, x16Tile*in), make([]x16Scale, x16Tile*nb)
+				quantizeTile(q8, xs8, x[r*in:], x16Tile, in, offset)
+				for g := range 2 {
+					x16Kernel(q4, nb, x16Tile, q8, xs8, m.Data[g*gb:(g+1)*gb], want[r*ldy+g*groupRows:], ldy)
+				}
+			}
+			for i := range nt * amxRows {
+				for l := range 2 * groupRows {
+					if g, w := got[i*ldy+l], want[i*ldy+l]; math.Float32bits(g) != math.Float32bits(w) {
+						t.Fatalf("nb=%d q4=%v row %d column %d: %v, want %v", nb, q4, i, l, g, w)
+					}
+				}
+			}
+		}
+	}
+}
+
+// LinearMatrix gives the same bits with and without the AMX kernel, for
+// rows that are whole tiles of 32 and rows that leave some to the
+// sixteen-row kernel, with a span of rows past amxSpanBytes.
+func TestLinearMatrixAMX(t *testing.T) {
+	if amxKernel == nil {
+		t.Skip("no AMX on this CPU or OS (AMX-TILE, AMX-INT8, Linux's tile permission) or with ZHLLAMA_NOAMX/NOASM/NOAVX512")
+	}
+	rng := rand.New(rand.NewPCG(33, 34))
+	const out = 96
+	for _, in := range []int{64, 8192} {
+		for _, q4 := range []bool{false, true} {
+			m := NewBlocks(randn(rng, out*in), out, in, q4)
+			for _, rows := range []int{32, 45, 96, 100} {
+				x := randn(rng, rows*in)
+				got, want := make([]float32, rows*out), make([]float32, rows*out)
+				LinearMatrix(got, x, m, rows, in, out)
+				kern := amxKernel
+				amxKernel = nil
+				LinearMatrix(want, x, m, rows, in, out)
+				amxKernel = kern
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("in=%d q4=%v rows=%d: y[%d] = %v, want %v", in, q4, rows, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}

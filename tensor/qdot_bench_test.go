@@ -39,7 +39,7 @@ func BenchmarkLinearMatrixDecode(b *testing.B) {
 		}
 		ms = append(ms, matrix{name, m})
 	}
-	for _, t := range []int{1, 64} {
+	for _, t := range []int{1, 64, 256} {
 		x, y := randn(rng, t*in), make([]float32, t*out)
 		for _, c := range ms {
 			b.Run(fmt.Sprintf("%s/t=%d", c.name, t), func(b *testing.B) {
@@ -50,4 +50,48 @@ func BenchmarkLinearMatrixDecode(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkX16Kernels times the quantized kernels alone on one group pair
+// of a 768-wide Q8_0 weight (24 blocks) with the data in cache: the
+// sixteen-row VNNI kernel over 8 input rows and, where the CPU has it, the
+// AMX kernel over 32; each worker (-cpu) runs its own calls. GMAC/s
+// counts multiply-adds.
+func BenchmarkX16Kernels(b *testing.B) {
+	if x16Kernel == nil {
+		b.Skip("no sixteen-row kernel on this CPU (AVX-512 VNNI) or with ZHLLAMA_NOASM/NOAVX512")
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	const nb = 24
+	in, bb := nb*QBlock, Q8_0BlockBytes
+	gb := nb * groupRows * bb
+	_, m := sixteenRows(randBlocks(rng, 2*groupRows*nb, bb), 2*groupRows, in, false)
+	x := randn(rng, amxRows*in)
+	run := func(name string, macs int, call func(y []float32, sc *amxScratch)) {
+		b.Run(name, func(b *testing.B) {
+			b.RunParallel(func(pb *testing.PB) {
+				y, sc := make([]float32, amxRows*2*groupRows), new(amxScratch)
+				for pb.Next() {
+					call(y, sc)
+				}
+			})
+			b.ReportMetric(float64(b.N)*float64(macs)/b.Elapsed().Seconds()/1e9, "GMAC/s")
+		})
+	}
+	q8, xs8 := make([]int8, x16Tile*in), make([]x16Scale, x16Tile*nb)
+	quantizeTile(q8, xs8, x, x16Tile, in, -128)
+	run("vnni", x16Tile*groupRows*in, func(y []float32, _ *amxScratch) {
+		x16Kernel(false, nb, x16Tile, q8, xs8, m.Data[:gb], y, groupRows)
+	})
+	if amxKernel == nil {
+		return
+	}
+	q, xs := make([]int8, amxRows*in), make([]x16Scale, amxRows*nb)
+	quantizeTile(q, xs, x, amxRows, in, -128)
+	ws := make([]byte, 2*nb*amxBlockBytes)
+	amxSign(false, nb, m.Data[:gb], ws[:nb*amxBlockBytes])
+	amxSign(false, nb, m.Data[gb:], ws[nb*amxBlockBytes:])
+	run("amx", amxRows*2*groupRows*in, func(y []float32, sc *amxScratch) {
+		amxKernel(nb, 1, q, xs, ws, y, 2*groupRows, sc)
+	})
 }
