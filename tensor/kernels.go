@@ -11,18 +11,45 @@ func RMSNorm(y, rstd, x, w []float32, rows, d int, eps float32) {
 	Parallel(rows, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			xr := x[r*d : (r+1)*d]
-			var ss float64
-			for _, v := range xr {
-				ss += float64(v) * float64(v)
-			}
-			s := float32(1 / math.Sqrt(ss/float64(d)+float64(eps)))
+			s := float32(1 / math.Sqrt(sumSquares(xr)/float64(d)+float64(eps)))
 			rstd[r] = s
-			yr := y[r*d : (r+1)*d]
-			for i, v := range xr {
-				yr[i] = v * s * w[i]
-			}
+			normRow(y[r*d:(r+1)*d], xr, w, s)
 		}
 	})
+}
+
+// sumSquares is Σ x² in float64; an AVX-512 kernel replaces it where the
+// CPU has one (the same sum in another order).
+var sumSquares = func(x []float32) float64 { return dotWide(x, x) }
+
+// normRow sets y = x·s·w (x·s rounded first); an AVX-512 kernel with the
+// same roundings replaces it where the CPU has one.
+var normRow = normRowGo
+
+func normRowGo(y, x, w []float32, s float32) {
+	y, w = y[:len(x)], w[:len(x)]
+	for i, v := range x {
+		y[i] = v * s * w[i]
+	}
+}
+
+// dotWide is Σ a·b in float64, as four running sums added at the end: one
+// sum waits four cycles for each addition, and a norm's rows are short
+// enough (288 values in stories15M) that the wait was most of its time.
+func dotWide(a, b []float32) float64 {
+	b = b[:len(a)]
+	var p [4]float64
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		p[0] += float64(a[i]) * float64(b[i])
+		p[1] += float64(a[i+1]) * float64(b[i+1])
+		p[2] += float64(a[i+2]) * float64(b[i+2])
+		p[3] += float64(a[i+3]) * float64(b[i+3])
+	}
+	for ; i < len(a); i++ {
+		p[0] += float64(a[i]) * float64(b[i])
+	}
+	return (p[0] + p[1]) + (p[2] + p[3])
 }
 
 // RMSNormBackward adds to dx and dw (unless nil) the gradients of RMSNorm
@@ -33,10 +60,18 @@ func RMSNormBackward(dx, dw, dy, x, w, rstd []float32, rows, d int) {
 		for r := lo; r < hi; r++ {
 			xr, dyr, dxr := x[r*d:(r+1)*d], dy[r*d:(r+1)*d], dx[r*d:(r+1)*d]
 			s := rstd[r]
-			var dot float64 // Σ dy·w·x
-			for i := range xr {
-				dot += float64(dyr[i]) * float64(w[i]) * float64(xr[i])
+			var p [4]float64 // Σ dy·w·x, four running sums (see dotWide)
+			i := 0
+			for ; i+4 <= len(xr); i += 4 {
+				p[0] += float64(dyr[i]) * float64(w[i]) * float64(xr[i])
+				p[1] += float64(dyr[i+1]) * float64(w[i+1]) * float64(xr[i+1])
+				p[2] += float64(dyr[i+2]) * float64(w[i+2]) * float64(xr[i+2])
+				p[3] += float64(dyr[i+3]) * float64(w[i+3]) * float64(xr[i+3])
 			}
+			for ; i < len(xr); i++ {
+				p[0] += float64(dyr[i]) * float64(w[i]) * float64(xr[i])
+			}
+			dot := (p[0] + p[1]) + (p[2] + p[3])
 			c := float32(dot/float64(d)) * s * s * s
 			for i := range xr {
 				dxr[i] += dyr[i]*w[i]*s - xr[i]*c

@@ -707,3 +707,66 @@ func TestParallelPool(t *testing.T) {
 		t.Errorf("nested: %d of 80 indices", total.Load())
 	}
 }
+
+// RMSNorm matches its definition in float64, rows of every length mod 4
+// (the four running sums and the tail).
+func TestRMSNormValues(t *testing.T) {
+	rng := rand.New(rand.NewPCG(41, 42))
+	for _, d := range []int{1, 3, 4, 7, 288} {
+		const rows = 5
+		x, w := randn(rng, rows*d), randn(rng, d)
+		y, rstd := make([]float32, rows*d), make([]float32, rows)
+		RMSNorm(y, rstd, x, w, rows, d, 1e-5)
+		for r := range rows {
+			var ss float64
+			for _, v := range x[r*d : (r+1)*d] {
+				ss += float64(v) * float64(v)
+			}
+			s := 1 / math.Sqrt(ss/float64(d)+1e-5)
+			if math.Abs(float64(rstd[r])-s) > 1e-6*s {
+				t.Fatalf("d=%d row %d: rstd %v, want %v", d, r, rstd[r], s)
+			}
+			for i := range d {
+				want := float64(x[r*d+i]) * s * float64(w[i])
+				if math.Abs(float64(y[r*d+i])-want) > 1e-6*math.Abs(want)+1e-30 {
+					t.Fatalf("d=%d row %d value %d: %v, want %v", d, r, i, y[r*d+i], want)
+				}
+			}
+		}
+	}
+}
+
+func BenchmarkRMSNorm(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const rows, d = 256, 288
+	x, w := randn(rng, rows*d), randn(rng, d)
+	y, rstd := make([]float32, rows*d), make([]float32, rows)
+	for b.Loop() {
+		RMSNorm(y, rstd, x, w, rows, d, 1e-5)
+	}
+}
+
+// The dispatched sumSquares agrees with the float64 sum to its rounding,
+// and normRow gives the Go loop's bits, at every length around the
+// kernels' 16.
+func TestNormKernels(t *testing.T) {
+	rng := rand.New(rand.NewPCG(43, 44))
+	for n := range 70 {
+		x, w := randn(rng, n), randn(rng, n)
+		var want float64
+		for _, v := range x {
+			want += float64(v) * float64(v)
+		}
+		if got := sumSquares(x); math.Abs(got-want) > 1e-14*want {
+			t.Fatalf("sumSquares n=%d: %v, want %v", n, got, want)
+		}
+		got, ref := make([]float32, n), make([]float32, n)
+		normRow(got, x, w, 0.37)
+		normRowGo(ref, x, w, 0.37)
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(ref[i]) {
+				t.Fatalf("normRow n=%d [%d]: %v, want %v", n, i, got[i], ref[i])
+			}
+		}
+	}
+}

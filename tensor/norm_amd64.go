@@ -1,0 +1,42 @@
+package tensor
+
+import (
+	"os"
+
+	"golang.org/x/sys/cpu"
+)
+
+// func sumSquaresAVX512(n int, x *float32) float64
+//
+//go:noescape
+func sumSquaresAVX512(n int, x *float32) float64
+
+// func normRowAVX512(n int, y, x, w *float32, s float32)
+//
+//go:noescape
+func normRowAVX512(n int, y, x, w *float32, s float32)
+
+func init() {
+	if noAsm() || os.Getenv("ZHLLAMA_NOAVX512") == "1" || !cpu.X86.HasAVX512F {
+		return
+	}
+	sumSquares = func(x []float32) float64 {
+		n := len(x) &^ 15
+		var ss float64
+		if n > 0 {
+			ss = sumSquaresAVX512(n, &x[0])
+		}
+		for _, v := range x[n:] {
+			ss += float64(v) * float64(v)
+		}
+		return ss
+	}
+	normRow = func(y, x, w []float32, s float32) {
+		n := len(x) &^ 15
+		y, w = y[:len(x)], w[:len(x)]
+		if n > 0 {
+			normRowAVX512(n, &y[0], &x[0], &w[0], s)
+		}
+		normRowGo(y[n:], x[n:], w[n:], s)
+	}
+}
