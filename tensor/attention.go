@@ -240,6 +240,29 @@ func promptAttention(s CachedSeq, heads, kvHeads, hd int, scale float32) {
 		s = s.widened(kvHeads, hd)
 	}
 	ks, hs := s.strides(kvHeads, hd)
+	if s.Start == 0 && s.N <= promptBlock {
+		// A prompt from the first position: the queries' diagonal is the
+		// keys', so, as in Attention, each head is one task and its GEMMs
+		// leave out the scores past the diagonal and the zero weights
+		// there — exact zeros at the end of each sum, so the results are
+		// those of the dense GEMMs below — for half the products and none
+		// of the waits for the workers between one head's steps.
+		n := s.N
+		ParallelFine(heads, func(lo, hi int) {
+			buf := getBuf(n * n)
+			defer putBuf(buf)
+			p := (*buf)[:n*n]
+			for h := lo; h < hi; h++ {
+				kh := h / group
+				gemmCausal(skipAbove, false, true, n, n, hd, scale, s.Q[h*hd:], qs, s.Keys[kh*hs:], ks, 0, p, n)
+				for i := range n {
+					softmaxCausal(p[i*n:(i+1)*n], i, nil)
+				}
+				gemmCausal(aLower, false, false, n, hd, n, 1, p, n, s.Vals[kh*hs:], ks, 0, s.Out[h*hd:], qs)
+			}
+		})
+		return
+	}
 	p := make([]float32, min(s.N, promptBlock)*(s.Start+s.N))
 	for i0 := 0; i0 < s.N; i0 += promptBlock {
 		rows := min(promptBlock, s.N-i0)

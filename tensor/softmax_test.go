@@ -169,12 +169,13 @@ func TestSoftmaxWeights(t *testing.T) {
 }
 
 // A prompt's queries through promptAttention (scores and sums as GEMMs,
-// several blocks of queries, after cached positions, grouped key/value
+// from the first position (heads as tasks, causal GEMMs) or several
+// blocks of queries after cached positions, grouped key/value
 // heads) give what the same queries give one at a time.
 func TestPromptAttention(t *testing.T) {
 	rng := rand.New(rand.NewPCG(25, 26))
 	heads, kvHeads, hd := 4, 2, 8
-	for _, c := range []struct{ start, n int }{{0, promptRows}, {5, 40}, {3, promptBlock + 37}} {
+	for _, c := range []struct{ start, n int }{{0, promptRows}, {0, 100}, {5, 40}, {3, promptBlock + 37}} {
 		total := c.start + c.n
 		q := randn(rng, c.n*heads*hd)
 		k, v := randn(rng, total*kvHeads*hd), randn(rng, total*kvHeads*hd)
