@@ -30,6 +30,23 @@ func (w *Weight) forward(p *Pass, y, x []float32, t, in, out int) {
 	}
 }
 
+// forwardShared is forward for weights that read the same input x, ys[i]
+// = x·wsᵢᵀ: where all are compact and without adapters they share one
+// quantization of x (tensor.LinearMatrices; the same results).
+func forwardShared(p *Pass, x []float32, t, in int, ws []*Weight, ys [][]float32, outs []int) {
+	ms := make([]tensor.Matrix, len(ws))
+	for i, w := range ws {
+		if w.Compact == nil || len(w.Adapters) > 0 {
+			for i, w := range ws {
+				w.forward(p, ys[i], x, t, in, outs[i])
+			}
+			return
+		}
+		ms[i] = w.Compact
+	}
+	tensor.LinearMatrices(ys, x, ms, t, in, outs)
+}
+
 // backward adds dy·W (and the applied adapters' input gradients) to dx
 // and, unless g is nil or holds no values (a frozen weight), dyᵀ·x to g;
 // adapter gradients go to g's adapters of the same name. Compact weights

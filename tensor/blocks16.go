@@ -119,25 +119,32 @@ func (m *Blocks) block16(blk []byte, r, b int) {
 	}
 }
 
-// linearX16 is LinearMatrix over sixteen-row blocks, for any number of
-// input rows: each row is quantized to Q8_0 once, then every worker runs
-// its groups of weight rows over spans of input rows, a kernel call
-// taking up to x16Tile of them while the group's codes stay in cache.
-// Where the CPU has AMX, whole tiles of amxRows input rows go to its
-// kernel instead (pairs of groups; the rest of the rows as before).
-func linearX16(y, x []float32, m *Blocks, t, in, out int) {
+// linearX16 is LinearMatrix over sixteen-row blocks of one format, for
+// several matrices that read the same input (ys[i] = x·msᵢᵀ) and any
+// number of input rows: each row is quantized to Q8_0 once for all of
+// them, then every worker runs its groups of weight rows over spans of
+// input rows, a kernel call taking up to x16Tile of them while the group's
+// codes stay in cache. Where the CPU has AMX, whole tiles of amxRows
+// input rows go to its kernel instead (pairs of groups; the rest of the
+// rows as before). A decoding step (one row) hands out the groups of all
+// the matrices at once.
+func linearX16(ys [][]float32, x []float32, ms []*Blocks, t, in int) {
 	nb := in / QBlock
 	buf := x16Bufs.Get().(*x16Buf)
 	defer x16Bufs.Put(buf)
 	xq, xs := buf.grow(t*in, t*nb)
 	offset := int32(-128)
-	if m.Q4 {
+	if ms[0].Q4 {
 		offset = -8
 	}
-	groups := out / groupRows
 	ta := 0 // the rows the AMX kernel takes
-	if amxKernel != nil && groups%2 == 0 {
+	if amxKernel != nil {
 		ta = t / amxRows * amxRows
+		for _, m := range ms {
+			if m.Rows/groupRows%2 != 0 {
+				ta = 0
+			}
+		}
 	}
 	var tiles [][2]int
 	for r := 0; r < ta; r += amxRows {
@@ -151,39 +158,61 @@ func linearX16(y, x []float32, m *Blocks, t, in, out int) {
 			quantizeTile(xq[tl[0]*in:(tl[0]+tl[1])*in], xs[tl[0]*nb:(tl[0]+tl[1])*nb], x[tl[0]*in:], tl[1], in, offset)
 		}
 	})
-	gb := nb * groupRows * m.blockBytes()
 	if t == 1 && x16Kernel4 != nil {
-		ParallelFine((groups+3)/4, func(lo, hi int) {
-			for g := 4 * lo; g < min(4*hi, groups); {
-				if g+4 <= groups {
-					x16Kernel4(m.Q4, nb, xq, xs, m.Data[g*gb:(g+4)*gb], y[g*groupRows:])
-					g += 4
-					continue
-				}
-				x16Kernel(m.Q4, nb, 1, xq, xs, m.Data[g*gb:(g+1)*gb], y[g*groupRows:], out)
-				g++
-			}
-		})
+		decodeX16(ys, xq, xs, ms, nb)
 		return
 	}
-	if ta > 0 {
-		linearAMX(y, xq, xs, m, ta, in, out)
-		tiles = tiles[ta/amxRows:]
-	}
-	ParallelFine(groups, func(lo, hi int) {
-		for s := 0; s < len(tiles); {
-			e := s + 1
-			for e < len(tiles) && tiles[e][0]+tiles[e][1]-tiles[s][0] <= x16Span {
-				e++
-			}
-			for g := lo; g < hi; g++ {
-				w := m.Data[g*gb : (g+1)*gb]
-				for _, tl := range tiles[s:e] {
-					r0, n := tl[0], tl[1]
-					x16Kernel(m.Q4, nb, n, xq[r0*in:(r0+n)*in], xs[r0*nb:(r0+n)*nb], w, y[r0*out+g*groupRows:], out)
+	for i, m := range ms {
+		y, out := ys[i], m.Rows
+		gb := nb * groupRows * m.blockBytes()
+		tls := tiles
+		if ta > 0 {
+			linearAMX(y, xq, xs, m, ta, in, out)
+			tls = tiles[ta/amxRows:]
+		}
+		ParallelFine(out/groupRows, func(lo, hi int) {
+			for s := 0; s < len(tls); {
+				e := s + 1
+				for e < len(tls) && tls[e][0]+tls[e][1]-tls[s][0] <= x16Span {
+					e++
 				}
+				for g := lo; g < hi; g++ {
+					w := m.Data[g*gb : (g+1)*gb]
+					for _, tl := range tls[s:e] {
+						r0, n := tl[0], tl[1]
+						x16Kernel(m.Q4, nb, n, xq[r0*in:(r0+n)*in], xs[r0*nb:(r0+n)*nb], w, y[r0*out+g*groupRows:], out)
+					}
+				}
+				s = e
 			}
-			s = e
+		})
+	}
+}
+
+// decodeX16 is linearX16's one input row, quantized: the workers claim
+// runs of four groups of any of the matrices (the last run of a matrix
+// maybe shorter), so that one hand-off serves them all.
+func decodeX16(ys [][]float32, xq []int8, xs []x16Scale, ms []*Blocks, nb int) {
+	runs := make([]int, len(ms)+1) // runs[i]: matrix i's first run
+	for i, m := range ms {
+		runs[i+1] = runs[i] + (m.Rows/groupRows+3)/4
+	}
+	ParallelFine(runs[len(ms)], func(lo, hi int) {
+		i := 0
+		for u := lo; u < hi; u++ {
+			for u >= runs[i+1] {
+				i++
+			}
+			m, y := ms[i], ys[i]
+			groups, gb := m.Rows/groupRows, nb*groupRows*m.blockBytes()
+			g := 4 * (u - runs[i])
+			if g+4 <= groups {
+				x16Kernel4(m.Q4, nb, xq, xs, m.Data[g*gb:(g+4)*gb], y[g*groupRows:])
+				continue
+			}
+			for ; g < groups; g++ {
+				x16Kernel(m.Q4, nb, 1, xq, xs, m.Data[g*gb:(g+1)*gb], y[g*groupRows:], m.Rows)
+			}
 		}
 	})
 }

@@ -317,3 +317,43 @@ func TestLinearMatrixAMX(t *testing.T) {
 		}
 	}
 }
+
+// LinearMatrices gives each weight LinearMatrix's result bit for bit:
+// sixteen-row blocks sharing the input's quantization (decoding's runs
+// of four groups across the matrices, AMX tiles or not as the matrices'
+// groups allow), and mixed formats taken one at a time.
+func TestLinearMatrices(t *testing.T) {
+	rng := rand.New(rand.NewPCG(35, 36))
+	const in = 96
+	for _, set := range []struct {
+		outs []int
+		q4   []bool
+	}{
+		{[]int{64, 32, 32}, []bool{false, false, false}},
+		{[]int{112, 48}, []bool{true, true}},          // odd numbers of groups
+		{[]int{64, 32}, []bool{false, true}},          // two formats
+		{[]int{80, 32, 96}, []bool{true, true, true}}, // runs of four groups crossing matrices
+	} {
+		ws := make([]Matrix, len(set.outs))
+		for i, out := range set.outs {
+			ws[i] = NewBlocks(randn(rng, out*in), out, in, set.q4[i])
+		}
+		for _, rows := range []int{1, 5, 32, 70} {
+			x := randn(rng, rows*in)
+			ys := make([][]float32, len(ws))
+			for i, out := range set.outs {
+				ys[i] = make([]float32, rows*out)
+			}
+			LinearMatrices(ys, x, ws, rows, in, set.outs)
+			for i, out := range set.outs {
+				want := make([]float32, rows*out)
+				LinearMatrix(want, x, ws[i], rows, in, out)
+				for j := range want {
+					if math.Float32bits(ys[i][j]) != math.Float32bits(want[j]) {
+						t.Fatalf("outs %v q4 %v rows %d: matrix %d y[%d] = %v, want %v", set.outs, set.q4, rows, i, j, ys[i][j], want[j])
+					}
+				}
+			}
+		}
+	}
+}

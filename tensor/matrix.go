@@ -245,7 +245,7 @@ func gemvBlocks(y, x []float32, m *Blocks, t, in, out int) {
 // LinearMatrix is Linear for a compact weight matrix w [out × in].
 func LinearMatrix(y, x []float32, w Matrix, t, in, out int) {
 	if m, ok := w.(*Blocks); ok && m.x16 {
-		linearX16(y, x, m, t, in, out)
+		linearX16([][]float32{y}, x, []*Blocks{m}, t, in)
 		return
 	}
 	if t <= gemvRows {
@@ -285,6 +285,30 @@ func LinearMatrix(y, x []float32, w Matrix, t, in, out int) {
 		return
 	}
 	gemm(false, dense, false, t, out, in, 1, x, in, operand{m: w, trans: true}, 0, y, out)
+}
+
+// LinearMatrices is LinearMatrix for several weights that read the same
+// input: ys[i] = x·wsᵢᵀ, [t × outs[i]]. Quantized weights in the
+// sixteen-row layout, all of one format, share one quantization of x
+// (and, decoding, one hand-off to the workers); the results are those of
+// LinearMatrix, bit for bit.
+func LinearMatrices(ys [][]float32, x []float32, ws []Matrix, t, in int, outs []int) {
+	bs := make([]*Blocks, len(ws))
+	for i, w := range ws {
+		m, ok := w.(*Blocks)
+		if !ok || !m.x16 || i > 0 && m.Q4 != bs[0].Q4 || m.Rows != outs[i] {
+			bs = nil
+			break
+		}
+		bs[i] = m
+	}
+	if len(bs) == 0 {
+		for i, w := range ws {
+			LinearMatrix(ys[i], x, w, t, in, outs[i])
+		}
+		return
+	}
+	linearX16(ys, x, bs, t, in)
 }
 
 // LinearMatrixBackward adds dy·W to dx: the input gradient through a
