@@ -131,19 +131,31 @@ func RopeBackward(dx []float32, pos []int, heads, headDim int, cos, sin []float3
 
 func rope(x []float32, pos []int, heads, headDim int, cos, sin []float32, dir float32) {
 	half := headDim / 2
+	if half == 0 {
+		return
+	}
 	Parallel(len(pos), func(lo, hi int) {
 		for t := lo; t < hi; t++ {
 			c, s := cos[pos[t]*half:(pos[t]+1)*half], sin[pos[t]*half:(pos[t]+1)*half]
-			for h := 0; h < heads; h++ {
-				v := x[(t*heads+h)*headDim : (t*heads+h+1)*headDim]
-				for i := 0; i < half; i++ {
-					x1, x2 := v[i], v[i+half]
-					v[i] = x1*c[i] - dir*x2*s[i]
-					v[i+half] = x2*c[i] + dir*x1*s[i]
-				}
-			}
+			ropeHeads(x[t*heads*headDim:(t+1)*heads*headDim], heads, half, c, s, dir)
 		}
 	})
+}
+
+// ropeHeads rotates heads vectors of 2·half values (one after another in
+// v) by the angles of c and s; an AVX-512 kernel with the same roundings
+// replaces it where the CPU has one.
+var ropeHeads = ropeHeadsGo
+
+func ropeHeadsGo(v []float32, heads, half int, c, s []float32, dir float32) {
+	for h := range heads {
+		r := v[2*h*half : 2*(h+1)*half]
+		for i := 0; i < half; i++ {
+			x1, x2 := r[i], r[i+half]
+			r[i] = x1*c[i] - dir*x2*s[i]
+			r[i+half] = x2*c[i] + dir*x1*s[i]
+		}
+	}
 }
 
 // SwiGLU: h = silu(g) · u elementwise, silu(g) = g/(1+exp(−g)) (exp.go).
@@ -303,7 +315,12 @@ func logSoftmaxRows(logits []float32, targets []int32, rows, v int, logp []float
 }
 
 // Add adds x to y elementwise: the residual connections.
-func Add(y, x []float32) {
+func Add(y, x []float32) { addRow(y, x) }
+
+// addRow is Add; an AVX-512 kernel replaces it where the CPU has one.
+var addRow = addRowGo
+
+func addRowGo(y, x []float32) {
 	for i, v := range x[:len(y)] {
 		y[i] += v
 	}

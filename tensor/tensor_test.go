@@ -770,3 +770,34 @@ func TestNormKernels(t *testing.T) {
 		}
 	}
 }
+
+// The dispatched ropeHeads and addRow give the Go loops' bits, for
+// halves and lengths around the kernels' 16 (the masked tail).
+func TestRopeAddKernels(t *testing.T) {
+	rng := rand.New(rand.NewPCG(45, 46))
+	for half := 1; half <= 40; half++ {
+		const heads = 3
+		v, c, s := randn(rng, heads*2*half), randn(rng, half), randn(rng, half)
+		for _, dir := range []float32{1, -1} {
+			got, want := append([]float32(nil), v...), append([]float32(nil), v...)
+			ropeHeads(got, heads, half, c, s, dir)
+			ropeHeadsGo(want, heads, half, c, s, dir)
+			for i := range got {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("ropeHeads half=%d dir=%v [%d]: %v, want %v", half, dir, i, got[i], want[i])
+				}
+			}
+		}
+	}
+	for n := range 70 {
+		y, x := randn(rng, n), randn(rng, n+3)
+		got, want := append([]float32(nil), y...), append([]float32(nil), y...)
+		addRow(got, x)
+		addRowGo(want, x)
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("addRow n=%d [%d]: %v, want %v", n, i, got[i], want[i])
+			}
+		}
+	}
+}

@@ -16,6 +16,16 @@ func sumSquaresAVX512(n int, x *float32) float64
 //go:noescape
 func normRowAVX512(n int, y, x, w *float32, s float32)
 
+// func addAVX512(n int, y, x *float32)
+//
+//go:noescape
+func addAVX512(n int, y, x *float32)
+
+// func ropeAVX512(rows, half int, v, c, s *float32, dir float32)
+//
+//go:noescape
+func ropeAVX512(rows, half int, v, c, s *float32, dir float32)
+
 func init() {
 	if noAsm() || os.Getenv("ZHLLAMA_NOAVX512") == "1" || !cpu.X86.HasAVX512F {
 		return
@@ -38,5 +48,17 @@ func init() {
 			normRowAVX512(n, &y[0], &x[0], &w[0], s)
 		}
 		normRowGo(y[n:], x[n:], w[n:], s)
+	}
+	addRow = func(y, x []float32) {
+		x = x[:len(y)]
+		n := len(y) &^ 15
+		if n > 0 {
+			addAVX512(n, &y[0], &x[0])
+		}
+		addRowGo(y[n:], x[n:])
+	}
+	ropeHeads = func(v []float32, heads, half int, c, s []float32, dir float32) {
+		_, _, _ = v[heads*2*half-1], c[half-1], s[half-1]
+		ropeAVX512(heads, half, &v[0], &c[0], &s[0], dir)
 	}
 }
