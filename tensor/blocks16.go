@@ -169,6 +169,9 @@ func linearX16(ys [][]float32, x []float32, ms []*Blocks, t, in int) {
 		if ta > 0 {
 			linearAMX(y, xq, xs, m, ta, in, out)
 			tls = tiles[ta/amxRows:]
+			if len(tls) == 0 {
+				continue
+			}
 		}
 		ParallelFine(out/groupRows, func(lo, hi int) {
 			for s := 0; s < len(tls); {

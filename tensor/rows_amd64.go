@@ -26,6 +26,9 @@ func addAVX512(n int, y, x *float32)
 //go:noescape
 func ropeAVX512(rows, half int, v, c, s *float32, dir float32)
 
+// init puts the AVX-512 row kernels (RMSNorm's sum of squares and
+// scaling, RoPE, the residual add) in place of the Go loops where the CPU
+// has AVX-512 F.
 func init() {
 	if noAsm() || os.Getenv("ZHLLAMA_NOAVX512") == "1" || !cpu.X86.HasAVX512F {
 		return
@@ -58,7 +61,10 @@ func init() {
 		addRowGo(y[n:], x[n:])
 	}
 	ropeHeads = func(v []float32, heads, half int, c, s []float32, dir float32) {
-		_, _, _ = v[heads*2*half-1], c[half-1], s[half-1]
+		if heads == 0 {
+			return
+		}
+		_, _, _ = v[heads*2*half-1], c[half-1], s[half-1] // the kernel reads and writes up to these
 		ropeAVX512(heads, half, &v[0], &c[0], &s[0], dir)
 	}
 }

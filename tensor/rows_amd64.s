@@ -74,6 +74,18 @@ adddone:
 	VZEROUPPER
 	RET
 
+// ROPE rotates x1 (Z0) and x2 (Z1) by c (Z2) and s (Z3) into Z4, Z6:
+// x1·c − (dir·x2)·s and x2·c + (dir·x1)·s, dir in Z31.
+#define ROPE \
+	VMULPS Z2, Z0, Z4; \
+	VMULPS Z31, Z1, Z5; \
+	VMULPS Z3, Z5, Z5; \
+	VSUBPS Z5, Z4, Z4; \
+	VMULPS Z2, Z1, Z6; \
+	VMULPS Z31, Z0, Z7; \
+	VMULPS Z3, Z7, Z7; \
+	VADDPS Z7, Z6, Z6
+
 // func ropeAVX512(rows, half int, v, c, s *float32, dir float32)
 // Rotates rows vectors of 2·half values (one after another, v) by the
 // angles whose cosines and sines are c[0:half], s[0:half]: x1 = v[i], x2
@@ -105,14 +117,7 @@ ropevec:
 	VMOVUPS (R11)(DX*1), Z1
 	VMOVUPS (R9)(DX*1), Z2
 	VMOVUPS (R10)(DX*1), Z3
-	VMULPS Z2, Z0, Z4  // x1·c
-	VMULPS Z31, Z1, Z5 // dir·x2
-	VMULPS Z3, Z5, Z5
-	VSUBPS Z5, Z4, Z4
-	VMULPS Z2, Z1, Z6  // x2·c
-	VMULPS Z31, Z0, Z7 // dir·x1
-	VMULPS Z3, Z7, Z7
-	VADDPS Z7, Z6, Z6
+	ROPE
 	VMOVUPS Z4, (DI)(DX*1)
 	VMOVUPS Z6, (R11)(DX*1)
 	ADDQ $64, DX
@@ -125,14 +130,7 @@ ropetail:
 	VMOVUPS.Z (R11)(DX*1), K1, Z1
 	VMOVUPS.Z (R9)(DX*1), K1, Z2
 	VMOVUPS.Z (R10)(DX*1), K1, Z3
-	VMULPS Z2, Z0, Z4
-	VMULPS Z31, Z1, Z5
-	VMULPS Z3, Z5, Z5
-	VSUBPS Z5, Z4, Z4
-	VMULPS Z2, Z1, Z6
-	VMULPS Z31, Z0, Z7
-	VMULPS Z3, Z7, Z7
-	VADDPS Z7, Z6, Z6
+	ROPE
 	VMOVUPS Z4, K1, (DI)(DX*1)
 	VMOVUPS Z6, K1, (R11)(DX*1)
 ropenext:
