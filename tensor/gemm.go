@@ -650,7 +650,14 @@ func packB(serial bool, dst []float32, b operand, n, p0, kk int) {
 		split(serial, kk, 1, func(lo, hi int) {
 			for p := lo; p < hi; p++ {
 				row := b.f[(p0+p)*b.ld : (p0+p)*b.ld+n]
-				for pj := range np {
+				pj := 0
+				if nr == 32 && dealRow32 != nil {
+					// Whole panels in one call: a copy call per 128 bytes
+					// cost as much as the copying.
+					pj = n / 32
+					dealRow32(row[:pj*32], dst[p*32:], 32*kk)
+				}
+				for ; pj < np; pj++ {
 					out := dst[pj*nr*kk+p*nr : pj*nr*kk+(p+1)*nr]
 					clear(out[copy(out, row[pj*nr:min(n, (pj+1)*nr)]):])
 				}
@@ -664,6 +671,10 @@ func packB(serial bool, dst []float32, b operand, n, p0, kk int) {
 		putBuf(scratch)
 	})
 }
+
+// dealRow32, where the CPU has AVX-512, copies row (whole panels of 32)
+// to dst, dst[stride:], dst[2·stride:] …, 32 values each.
+var dealRow32 func(row, dst []float32, stride int)
 
 // packBPanels lays panels lo..hi of op(B)[p0:p0+kk, :] out from dst[0];
 // scratch holds max(8·kk, (hi−lo)·nr) values.

@@ -27,8 +27,13 @@ func addAVX512(n int, y, x *float32)
 func ropeAVX512(rows, half int, v, c, s *float32, dir float32)
 
 // init puts the AVX-512 row kernels (RMSNorm's sum of squares and
-// scaling, RoPE, the residual add) in place of the Go loops where the CPU
+// scaling, RoPE, the residual add, GEMM's dealing of B's rows) in place of the Go loops where the CPU
 // has AVX-512 F.
+// func dealRowAVX512(panels int, row, dst *float32, stride int)
+//
+//go:noescape
+func dealRowAVX512(panels int, row, dst *float32, stride int)
+
 func init() {
 	if noAsm() || os.Getenv("ZHLLAMA_NOAVX512") == "1" || !cpu.X86.HasAVX512F {
 		return
@@ -59,6 +64,14 @@ func init() {
 			addAVX512(n, &y[0], &x[0])
 		}
 		addRowGo(y[n:], x[n:])
+	}
+	dealRow32 = func(row, dst []float32, stride int) {
+		panels := len(row) / 32
+		if panels == 0 {
+			return
+		}
+		_ = dst[(panels-1)*stride+31] // the kernel writes up to this
+		dealRowAVX512(panels, &row[0], &dst[0], stride)
 	}
 	ropeHeads = func(v []float32, heads, half int, c, s []float32, dir float32) {
 		if heads == 0 {

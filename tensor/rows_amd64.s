@@ -140,3 +140,24 @@ ropenext:
 	JNZ ropes
 	VZEROUPPER
 	RET
+
+// func dealRowAVX512(panels int, row, dst *float32, stride int)
+// Copies 32 values at a time from row to dst, dst+stride, dst+2·stride …
+// (stride in values): one row of B dealt out to its packed panels.
+TEXT ·dealRowAVX512(SB), NOSPLIT, $0-32
+	MOVQ panels+0(FP), CX
+	MOVQ row+8(FP), SI
+	MOVQ dst+16(FP), DI
+	MOVQ stride+24(FP), DX
+	SHLQ $2, DX
+dealloop:
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, 64(DI)
+	ADDQ $128, SI
+	ADDQ DX, DI
+	DECQ CX
+	JNZ dealloop
+	VZEROUPPER
+	RET

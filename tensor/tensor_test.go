@@ -801,3 +801,28 @@ func TestRopeAddKernels(t *testing.T) {
 		}
 	}
 }
+
+// Packing a float B row by row gives the same panels with the AVX-512
+// dealing of whole panels as with the copy loop, edge panel included.
+func TestPackBDealRow(t *testing.T) {
+	if dealRow32 == nil || nr != 32 {
+		t.Skip("no AVX-512 row dealing on this CPU or with ZHLLAMA_NOASM/NOAVX512")
+	}
+	rng := rand.New(rand.NewPCG(47, 48))
+	for _, n := range []int{1, 31, 32, 33, 70, 288} {
+		const kk, p0, ld = 37, 3, 300
+		b := operand{f: randn(rng, (p0+kk)*ld), ld: ld}
+		np := (n + nr - 1) / nr
+		got, want := randn(rng, np*nr*kk), make([]float32, np*nr*kk)
+		packB(true, got, b, n, p0, kk)
+		deal := dealRow32
+		dealRow32 = nil
+		packB(true, want, b, n, p0, kk)
+		dealRow32 = deal
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("n=%d: panel value %d = %v, want %v", n, i, got[i], want[i])
+			}
+		}
+	}
+}
