@@ -308,11 +308,7 @@ func TestLinearMatrixAMX(t *testing.T) {
 				amxKernel = nil
 				LinearMatrix(want, x, m, rows, in, out)
 				amxKernel = kern
-				for i := range got {
-					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-						t.Fatalf("in=%d q4=%v rows=%d: y[%d] = %v, want %v", in, q4, rows, i, got[i], want[i])
-					}
-				}
+				assertSameBits(t, fmt.Sprintf("in=%d q4=%v rows=%d", in, q4, rows), got, want)
 			}
 		}
 	}
@@ -348,11 +344,7 @@ func TestLinearMatrices(t *testing.T) {
 			for i, out := range set.outs {
 				want := make([]float32, rows*out)
 				LinearMatrix(want, x, ws[i], rows, in, out)
-				for j := range want {
-					if math.Float32bits(ys[i][j]) != math.Float32bits(want[j]) {
-						t.Fatalf("outs %v q4 %v rows %d: matrix %d y[%d] = %v, want %v", set.outs, set.q4, rows, i, j, ys[i][j], want[j])
-					}
-				}
+				assertSameBits(t, fmt.Sprintf("outs %v q4 %v rows %d: matrix %d", set.outs, set.q4, rows, i), ys[i], want)
 			}
 		}
 	}

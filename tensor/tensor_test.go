@@ -1,6 +1,7 @@
 package tensor
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -763,11 +764,7 @@ func TestNormKernels(t *testing.T) {
 		got, ref := make([]float32, n), make([]float32, n)
 		normRow(got, x, w, 0.37)
 		normRowGo(ref, x, w, 0.37)
-		for i := range got {
-			if math.Float32bits(got[i]) != math.Float32bits(ref[i]) {
-				t.Fatalf("normRow n=%d [%d]: %v, want %v", n, i, got[i], ref[i])
-			}
-		}
+		assertSameBits(t, fmt.Sprintf("normRow n=%d", n), got, ref)
 	}
 }
 
@@ -782,11 +779,7 @@ func TestRopeAddKernels(t *testing.T) {
 			got, want := append([]float32(nil), v...), append([]float32(nil), v...)
 			ropeHeads(got, heads, half, c, s, dir)
 			ropeHeadsGo(want, heads, half, c, s, dir)
-			for i := range got {
-				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-					t.Fatalf("ropeHeads half=%d dir=%v [%d]: %v, want %v", half, dir, i, got[i], want[i])
-				}
-			}
+			assertSameBits(t, fmt.Sprintf("ropeHeads half=%d dir=%v", half, dir), got, want)
 		}
 	}
 	for n := range 70 {
@@ -794,11 +787,7 @@ func TestRopeAddKernels(t *testing.T) {
 		got, want := append([]float32(nil), y...), append([]float32(nil), y...)
 		addRow(got, x)
 		addRowGo(want, x)
-		for i := range got {
-			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-				t.Fatalf("addRow n=%d [%d]: %v, want %v", n, i, got[i], want[i])
-			}
-		}
+		assertSameBits(t, fmt.Sprintf("addRow n=%d", n), got, want)
 	}
 }
 
@@ -819,10 +808,20 @@ func TestPackBDealRow(t *testing.T) {
 		dealRow32 = nil
 		packB(true, want, b, n, p0, kk)
 		dealRow32 = deal
-		for i := range got {
-			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-				t.Fatalf("n=%d: panel value %d = %v, want %v", n, i, got[i], want[i])
-			}
+		assertSameBits(t, fmt.Sprintf("panels of n=%d", n), got, want)
+	}
+}
+
+// assertSameBits fails t unless got holds want's float32 values bit for
+// bit.
+func assertSameBits(t testing.TB, name string, got, want []float32) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, want %d", name, len(got), len(want))
+	}
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("%s: [%d] = %v, want %v", name, i, got[i], want[i])
 		}
 	}
 }
