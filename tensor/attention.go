@@ -197,27 +197,27 @@ func CachedAttentionSeqs(seqs []CachedSeq, heads, kvHeads, hd int) {
 	})
 }
 
-// widened is s with its float16 keys and values widened to float32, head
-// by head (the prompt's GEMMs read float32); a prompt does enough work per
-// key that the copy is small beside it.
-func (s CachedSeq) widened(kvHeads, hd int) CachedSeq {
-	n := s.Start + s.N
+// headKV returns kv head kh's keys and values as float32 rows ld apart:
+// in place, or, from a float16 cache, the first n positions widened into
+// buf (2·n·hd values; a prompt does enough work per key that the copy is
+// small beside it).
+func (s *CachedSeq) headKV(kh, kvHeads, hd, n int, buf []float32) (keys, vals []float32, ld int) {
 	ks, hs := s.strides(kvHeads, hd)
-	s.Keys, s.Vals = make([]float32, kvHeads*n*hd), make([]float32, kvHeads*n*hd)
-	for h := range kvHeads {
-		dk, dv := s.Keys[h*n*hd:(h+1)*n*hd], s.Vals[h*n*hd:(h+1)*n*hd]
-		if ks == hd { // the head's positions are one run
-			widenF16(dk, s.Keys16[h*hs:])
-			widenF16(dv, s.Vals16[h*hs:])
-			continue
-		}
-		for j := range n {
-			widenF16(dk[j*hd:(j+1)*hd], s.Keys16[h*hs+j*ks:])
-			widenF16(dv[j*hd:(j+1)*hd], s.Vals16[h*hs+j*ks:])
-		}
+	if s.Keys16 == nil {
+		return s.Keys[kh*hs:], s.Vals[kh*hs:], ks
 	}
-	s.Keys16, s.Vals16, s.Stride = nil, nil, n*hd
-	return s
+	keys, vals = buf[:n*hd], buf[n*hd:2*n*hd]
+	k16, v16 := s.Keys16[kh*hs:], s.Vals16[kh*hs:]
+	if ks == hd { // the head's positions are one run
+		widenF16(keys, k16)
+		widenF16(vals, v16)
+		return keys, vals, hd
+	}
+	for j := range n {
+		widenF16(keys[j*hd:(j+1)*hd], k16[j*ks:])
+		widenF16(vals[j*hd:(j+1)*hd], v16[j*ks:])
+	}
+	return keys, vals, hd
 }
 
 const (
@@ -236,40 +236,61 @@ const (
 func promptAttention(s CachedSeq, heads, kvHeads, hd int, scale float32) {
 	group := heads / kvHeads
 	qs := heads * hd // query row stride
-	if s.Keys16 != nil {
-		s = s.widened(kvHeads, hd)
-	}
-	ks, hs := s.strides(kvHeads, hd)
+	total := s.Start + s.N
 	if s.Start == 0 && s.N <= promptBlock {
 		// A prompt from the first position: the queries' diagonal is the
 		// keys', so, as in Attention, each head is one task and its GEMMs
 		// leave out the scores past the diagonal and the zero weights
 		// there — exact zeros at the end of each sum, so the results are
 		// those of the dense GEMMs below — for half the products and none
-		// of the waits for the workers between one head's steps.
+		// of the waits for the workers between one head's steps. A float16
+		// cache is widened by each task, a head at a time.
 		n := s.N
 		ParallelFine(heads, func(lo, hi int) {
-			buf := getBuf(n * n)
+			buf := getBuf(n*n + 2*n*hd)
 			defer putBuf(buf)
-			p := (*buf)[:n*n]
+			p, kvb := (*buf)[:n*n], (*buf)[n*n:]
+			var keys, vals []float32
+			ld, last := 0, -1
 			for h := lo; h < hi; h++ {
-				kh := h / group
-				gemmCausal(skipAbove, false, true, n, n, hd, scale, s.Q[h*hd:], qs, s.Keys[kh*hs:], ks, 0, p, n)
+				if kh := h / group; kh != last {
+					keys, vals, ld = s.headKV(kh, kvHeads, hd, n, kvb)
+					last = kh
+				}
+				gemmCausal(skipAbove, false, true, n, n, hd, scale, s.Q[h*hd:], qs, keys, ld, 0, p, n)
 				for i := range n {
 					softmaxCausal(p[i*n:(i+1)*n], i, nil)
 				}
-				gemmCausal(aLower, false, false, n, hd, n, 1, p, n, s.Vals[kh*hs:], ks, 0, s.Out[h*hd:], qs)
+				gemmCausal(aLower, false, false, n, hd, n, 1, p, n, vals, ld, 0, s.Out[h*hd:], qs)
 			}
 		})
 		return
 	}
-	p := make([]float32, min(s.N, promptBlock)*(s.Start+s.N))
+	// Otherwise each head's GEMMs run on all the workers, the float16
+	// cache widened first, a head a worker.
+	var kv *[]float32
+	if s.Keys16 != nil {
+		kv = getBuf(kvHeads * 2 * total * hd)
+		defer putBuf(kv)
+	}
+	keys, vals := make([][]float32, kvHeads), make([][]float32, kvHeads)
+	lds := make([]int, kvHeads)
+	Parallel(kvHeads, func(lo, hi int) {
+		for kh := lo; kh < hi; kh++ {
+			var b []float32
+			if kv != nil {
+				b = (*kv)[kh*2*total*hd:]
+			}
+			keys[kh], vals[kh], lds[kh] = s.headKV(kh, kvHeads, hd, total, b)
+		}
+	})
+	p := make([]float32, min(s.N, promptBlock)*total)
 	for i0 := 0; i0 < s.N; i0 += promptBlock {
 		rows := min(promptBlock, s.N-i0)
 		nk := s.Start + i0 + rows // the keys the block's last query sees
 		for h := range heads {
 			kh := h / group
-			Gemm(false, true, rows, nk, hd, scale, s.Q[i0*qs+h*hd:], qs, s.Keys[kh*hs:], ks, 0, p, nk)
+			Gemm(false, true, rows, nk, hd, scale, s.Q[i0*qs+h*hd:], qs, keys[kh], lds[kh], 0, p, nk)
 			Parallel(rows, func(lo, hi int) {
 				for i := lo; i < hi; i++ {
 					row := p[i*nk : (i+1)*nk]
@@ -279,7 +300,7 @@ func promptAttention(s CachedSeq, heads, kvHeads, hd int, scale float32) {
 					scal(seen, float32(1/sum))
 				}
 			})
-			Gemm(false, false, rows, hd, nk, 1, p, nk, s.Vals[kh*hs:], ks, 0, s.Out[i0*qs+h*hd:], qs)
+			Gemm(false, false, rows, hd, nk, 1, p, nk, vals[kh], lds[kh], 0, s.Out[i0*qs+h*hd:], qs)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"zhllama/internal/half"
@@ -70,19 +71,35 @@ func TestNarrowF16(t *testing.T) {
 }
 
 // Attention over a float16 cache is attention over a float32 cache of the
-// same rounded values, for decoding steps and prompts, in both layouts.
+// same rounded values, for decoding steps and prompts (from the first
+// position or not, past promptBlock), in both layouts; a prompt's, bit for
+// bit.
 func TestCachedAttentionHalf(t *testing.T) {
 	rng := rand.New(rand.NewPCG(35, 36))
 	heads, kvHeads, hd := 4, 2, 24
-	for _, c := range []struct{ start, n int }{{0, 1}, {13, 1}, {6, 3}, {4, promptRows + 3}} {
+	// One worker takes all the heads in one task; three split them.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, c := range []struct{ start, n, procs int }{{0, 1, 1}, {13, 1, 3}, {6, 3, 3}, {4, promptRows + 3, 3},
+		{0, promptRows + 9, 1}, {0, promptRows + 9, 3}, {2, promptBlock + 5, 3}} {
+		runtime.GOMAXPROCS(c.procs)
 		total := c.start + c.n
 		q := randn(rng, c.n*heads*hd)
-		k16, v16 := randF16(rng, total*kvHeads*hd), randF16(rng, total*kvHeads*hd)
+		// Values of attention's scale: random bits (up to 65504) would
+		// make softmax turn on the last bits of the scores.
+		k16, v16 := make([]uint16, total*kvHeads*hd), make([]uint16, total*kvHeads*hd)
+		NarrowF16(k16, randn(rng, len(k16)))
+		NarrowF16(v16, randn(rng, len(v16)))
 		k, v := make([]float32, len(k16)), make([]float32, len(v16))
 		widenF16Go(k, k16)
 		widenF16Go(v, v16)
+		// Each query alone, a decoding step (float32), for the reference.
 		want := make([]float32, len(q))
-		CachedAttention(want, q, k, v, c.start, c.n, heads, kvHeads, hd)
+		var one []CachedSeq
+		for i := range c.n {
+			w := heads * hd
+			one = append(one, CachedSeq{Out: want[i*w : (i+1)*w], Q: q[i*w : (i+1)*w], Keys: k, Vals: v, Start: c.start + i, N: 1})
+		}
+		CachedAttentionSeqs(one, heads, kvHeads, hd)
 		got := make([]float32, len(q))
 		CachedAttentionSeqs([]CachedSeq{{Out: got, Q: q, Keys16: k16, Vals16: v16, Start: c.start, N: c.n}}, heads, kvHeads, hd)
 		testenv.AssertClose(t, fmt.Sprintf("interleaved, start %d, %d queries", c.start, c.n), got, want, 1e-5, 1)
@@ -98,5 +115,10 @@ func TestCachedAttentionHalf(t *testing.T) {
 		clear(got)
 		CachedAttentionSeqs([]CachedSeq{{Out: got, Q: q, Keys16: hk, Vals16: hv, Start: c.start, N: c.n, Stride: room * hd}}, heads, kvHeads, hd)
 		testenv.AssertClose(t, fmt.Sprintf("head by head, start %d, %d queries", c.start, c.n), got, want, 1e-5, 1)
+		if c.n >= promptRows {
+			wide := make([]float32, len(q))
+			CachedAttentionSeqs([]CachedSeq{{Out: wide, Q: q, Keys: k, Vals: v, Start: c.start, N: c.n}}, heads, kvHeads, hd)
+			assertSameBits(t, fmt.Sprintf("prompt, start %d, %d queries", c.start, c.n), got, wide)
+		}
 	}
 }
