@@ -314,27 +314,31 @@ func TestLinearMatrixAMX(t *testing.T) {
 	}
 }
 
-// LinearMatrices gives each weight LinearMatrix's result bit for bit:
-// sixteen-row blocks sharing the input's quantization (decoding's runs
-// of four groups across the matrices, AMX tiles or not as the matrices'
-// groups allow), and mixed formats taken one at a time.
+// LinearMatrices gives each weight LinearMatrix's result bit for bit, and
+// the sixteen-row kernel's where AMX takes the tiles: sixteen-row blocks
+// sharing the input's quantization (decoding's runs of four groups across
+// the matrices, AMX tiles or not as the matrices' groups allow, the pairs
+// of groups of all of them handed out together, spans of rows past
+// amxSpanBytes), and mixed formats taken one at a time.
 func TestLinearMatrices(t *testing.T) {
 	rng := rand.New(rand.NewPCG(35, 36))
-	const in = 96
 	for _, set := range []struct {
+		in   int
 		outs []int
 		q4   []bool
 	}{
-		{[]int{64, 32, 32}, []bool{false, false, false}},
-		{[]int{112, 48}, []bool{true, true}},          // odd numbers of groups
-		{[]int{64, 32}, []bool{false, true}},          // two formats
-		{[]int{80, 32, 96}, []bool{true, true, true}}, // runs of four groups crossing matrices
+		{96, []int{64, 32, 32}, []bool{false, false, false}},
+		{96, []int{112, 48}, []bool{true, true}},          // odd numbers of groups
+		{96, []int{64, 32}, []bool{false, true}},          // two formats
+		{96, []int{80, 32, 96}, []bool{true, true, true}}, // runs of four groups crossing matrices
+		{8192, []int{64, 32}, []bool{false, false}},       // two spans of AMX tiles
 	} {
+		in := set.in
 		ws := make([]Matrix, len(set.outs))
 		for i, out := range set.outs {
 			ws[i] = NewBlocks(randn(rng, out*in), out, in, set.q4[i])
 		}
-		for _, rows := range []int{1, 5, 32, 70} {
+		for _, rows := range []int{1, 5, 32, 70, 100} {
 			x := randn(rng, rows*in)
 			ys := make([][]float32, len(ws))
 			for i, out := range set.outs {
@@ -343,8 +347,11 @@ func TestLinearMatrices(t *testing.T) {
 			LinearMatrices(ys, x, ws, rows, in, set.outs)
 			for i, out := range set.outs {
 				want := make([]float32, rows*out)
+				kern := amxKernel
+				amxKernel = nil
 				LinearMatrix(want, x, ws[i], rows, in, out)
-				assertSameBits(t, fmt.Sprintf("outs %v q4 %v rows %d: matrix %d", set.outs, set.q4, rows, i), ys[i], want)
+				amxKernel = kern
+				assertSameBits(t, fmt.Sprintf("in %d outs %v q4 %v rows %d: matrix %d", in, set.outs, set.q4, rows, i), ys[i], want)
 			}
 		}
 	}
