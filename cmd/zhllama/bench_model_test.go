@@ -42,3 +42,26 @@ func TestBenchTrainTorch(t *testing.T) {
 		t.Logf("%s: %d trainable values, ratio %.2f", ft, res.Trainable, res.Ratio)
 	}
 }
+
+// bench generate runs PyTorch eager's decoding on the same shapes and
+// reports the ratio.
+func TestBenchGenerateTorch(t *testing.T) {
+	testenv.RequireTorch(t)
+	out, errb, code := zhllama(t, "", "bench", "generate", "--preset", "tiny", "--max_new_tokens", "4")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var res struct {
+		Tokens float64 `json:"tokens_per_s"`
+		Torch  float64 `json:"torch_tokens_per_s"`
+		Ratio  float64 `json:"ratio"`
+		BLAS   string  `json:"torch_blas"`
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+		t.Fatalf("%v in %q", err, out)
+	}
+	if res.Tokens <= 0 || res.Torch <= 0 || res.Ratio <= 0 || res.BLAS == "" {
+		t.Errorf("zhllama %g tokens/s, PyTorch %g (%q), ratio %g", res.Tokens, res.Torch, res.BLAS, res.Ratio)
+	}
+}

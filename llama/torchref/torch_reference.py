@@ -230,6 +230,10 @@ def bench_generate():
     emb = torch.cat((torch.outer(torch.arange(new + 1).float(), inv_freq),) * 2, dim=-1)
     cos, sin = emb.cos(), emb.sin()
     head = w.get("lm_head.weight", w["model.embed_tokens.weight"])
+
+    def lin(x, name):
+        return x @ w[name].T
+
     kc = [torch.zeros(b, nkv, new + 1, hd) for _ in range(L)]
     vc = [torch.zeros(b, nkv, new + 1, hd) for _ in range(L)]
     tok = torch.ones(b, dtype=torch.long)
