@@ -65,3 +65,30 @@ func TestBenchGenerateTorch(t *testing.T) {
 		t.Errorf("zhllama %g tokens/s, PyTorch %g (%q), ratio %g", res.Tokens, res.Torch, res.BLAS, res.Ratio)
 	}
 }
+
+// bench dpo and bench ppo run the same step in PyTorch eager and report
+// the ratio.
+func TestBenchPreferenceTorch(t *testing.T) {
+	testenv.RequireTorch(t)
+	tok := testenv.Path(t, "tokenizers/llama2/tokenizer.model")
+	for _, args := range [][]string{
+		{"dpo", "--batch", "2", "--prompt_len", "16", "--seq_len", "32", "--steps", "1"},
+		{"ppo", "--batch", "2", "--mini_batch", "2", "--prompt_len", "16", "--max_new_tokens", "4", "--steps", "1"},
+	} {
+		out, errb, code := zhllama(t, "", append([]string{"bench", args[0], "--preset", "tiny", "--tokenizer", tok}, args[1:]...)...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", args[0], code, errb)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		var res struct {
+			Ratio float64 `json:"ratio"`
+			BLAS  string  `json:"torch_blas"`
+		}
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+			t.Fatalf("%s: %v in %q", args[0], err, out)
+		}
+		if res.Ratio <= 0 || res.BLAS == "" {
+			t.Errorf("%s: ratio %g, PyTorch's BLAS %q", args[0], res.Ratio, res.BLAS)
+		}
+	}
+}

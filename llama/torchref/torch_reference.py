@@ -20,6 +20,7 @@ writes the parameters ("param." + name). With "generate": {"prompt",
 "max_new_tokens"} it continues the prompt greedily (no cache: the whole
 sequence is run for each token) and writes the ids as "generated".
 """
+import functools
 import json
 import math
 import struct
@@ -64,6 +65,11 @@ def save(path, tensors):
 def rms_norm(x, w, eps):
     var = x.pow(2).mean(-1, keepdim=True)
     return w * (x * torch.rsqrt(var + eps))
+
+
+def linear(w, x, name):
+    """x·Wᵀ through weight name of w."""
+    return x @ w[name].T
 
 
 def rotate_half(x):
@@ -230,10 +236,7 @@ def bench_generate():
     emb = torch.cat((torch.outer(torch.arange(new + 1).float(), inv_freq),) * 2, dim=-1)
     cos, sin = emb.cos(), emb.sin()
     head = w.get("lm_head.weight", w["model.embed_tokens.weight"])
-
-    def lin(x, name):
-        return x @ w[name].T
-
+    lin = functools.partial(linear, w)
     kc = [torch.zeros(b, nkv, new + 1, hd) for _ in range(L)]
     vc = [torch.zeros(b, nkv, new + 1, hd) for _ in range(L)]
     tok = torch.ones(b, dtype=torch.long)
@@ -680,6 +683,7 @@ def layers_fast(cfg, w, x, pos0=0, cache=None):
     emb = torch.cat((freqs, freqs), dim=-1)
     cos, sin = emb.cos(), emb.sin()
     F = torch.nn.functional
+    lin = functools.partial(linear, w)
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
         n = rms_norm(x, w[p + "input_layernorm.weight"], eps)
