@@ -43,11 +43,34 @@ func parseGemmShapes(list string) ([]gemmShape, error) {
 	return out, nil
 }
 
+// gemmSamples times f as both sides of bench gemm sample it: first run
+// for at least 0.1 s (a multiply of a few milliseconds, timed alone, can
+// catch the core before its clock settles and read at half speed), then
+// runs samples of enough calls to last about 50 ms each; it returns each
+// sample's time per call.
+func gemmSamples(runs int, f func()) []time.Duration {
+	calls, start := 0, time.Now()
+	for calls == 0 || time.Since(start) < 100*time.Millisecond {
+		f()
+		calls++
+	}
+	reps := max(1, int(50*time.Millisecond*time.Duration(calls)/time.Since(start)))
+	ts := make([]time.Duration, runs)
+	for i := range ts {
+		t := time.Now()
+		for range reps {
+			f()
+		}
+		ts[i] = time.Since(t) / time.Duration(reps)
+	}
+	return ts
+}
+
 func benchGemm(args []string) error {
 	fs := flagSet("bench gemm")
 	sizes := fs.String("sizes", "512,1024,2048x768x288,2048x32000x288,256x256x48",
 		"n (n×n times n×n) or MxNxK shapes of x·wᵀ; the defaults are square sizes and stories15M's projection, LM head and an attention tile")
-	runs := fs.Int("runs", 7, "timed runs per size; the median is reported")
+	runs := fs.Int("runs", 7, "timed samples per size, each of enough multiplies to last about 50 ms (after 0.1 s of warm-up); the median is reported")
 	withTorch := fs.Bool("torch", true, "also time torch.mm on the same shapes and threads (OpenBLAS; OPENBLAS_CORETYPE/L2_SIZE unset for it)")
 	if err := parseFlags(fs, args, "[--sizes 512,1024,2048x768x288] [--runs 7]"); err != nil {
 		return err
@@ -109,13 +132,7 @@ func benchGemm(args []string) error {
 		for i := range w {
 			w[i] = float32(rng.NormFloat64())
 		}
-		tensor.Gemm(false, true, s.m, s.n, s.k, 1, x, s.k, w, s.k, 0, y, s.n)
-		ts := make([]time.Duration, *runs)
-		for i := range ts {
-			start := time.Now()
-			tensor.Gemm(false, true, s.m, s.n, s.k, 1, x, s.k, w, s.k, 0, y, s.n)
-			ts[i] = time.Since(start)
-		}
+		ts := gemmSamples(*runs, func() { tensor.Gemm(false, true, s.m, s.n, s.k, 1, x, s.k, w, s.k, 0, y, s.n) })
 		r := row{Shape: s.String(), Ours: 2 * float64(s.m) * float64(s.n) * float64(s.k) / median(ts).Seconds() / 1e9, Torch: torch.GFlops[s.String()]}
 		ratio := "-"
 		if r.Torch > 0 {

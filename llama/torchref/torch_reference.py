@@ -628,7 +628,8 @@ def bench():
 
 def bench_gemm():
     """Times torch.mm as x · wᵀ (x M×K, w N×K) for each shape M×N×K in argv
-    and prints GFLOP/s per shape (the median of the runs after a warm-up)."""
+    and prints GFLOP/s per shape (the median of the samples after a
+    warm-up)."""
     import time
     torch.set_num_threads(int(sys.argv[2]))
     runs = int(sys.argv[3])
@@ -636,12 +637,19 @@ def bench_gemm():
     for shape in sys.argv[4:]:
         m, n, k = map(int, shape.split("x"))
         x, w = torch.randn(m, k), torch.randn(n, k)
-        x @ w.T
+        # Sampled as zhllama's side samples (gemmSamples): 0.1 s of
+        # warm-up, then samples of about 50 ms each.
+        calls, start = 0, time.perf_counter()
+        while calls == 0 or time.perf_counter() - start < 0.1:
+            x @ w.T
+            calls += 1
+        reps = max(1, int(0.05 * calls / (time.perf_counter() - start)))
         ts = []
         for _ in range(runs):
             t = time.perf_counter()
-            x @ w.T
-            ts.append(time.perf_counter() - t)
+            for _ in range(reps):
+                x @ w.T
+            ts.append((time.perf_counter() - t) / reps)
         ts.sort()
         out[shape] = 2 * m * n * k / ts[len(ts) // 2] / 1e9
     print(json.dumps({"gflops": out, "blas": blas()}))
