@@ -70,45 +70,81 @@ func benchGemm(args []string) error {
 	fs := flagSet("bench gemm")
 	sizes := fs.String("sizes", "512,1024,2048x768x288,2048x32000x288,256x256x48",
 		"n (n×n times n×n) or MxNxK shapes of x·wᵀ; the defaults are square sizes and stories15M's projection, LM head and an attention tile")
-	runs := fs.Int("runs", 7, "timed samples per size, each of enough multiplies to last about 50 ms (after 0.1 s of warm-up); the median is reported")
+	runs := fs.Int("runs", 7, "timed samples per size and round, each of enough multiplies to last about 50 ms (after 0.1 s of warm-up)")
+	rounds := fs.Int("rounds", 2, "rounds, each timing PyTorch's side and then zhllama's; the median of each side's samples over all rounds is reported")
 	withTorch := fs.Bool("torch", true, "also time torch.mm on the same shapes and threads (OpenBLAS; OPENBLAS_CORETYPE/L2_SIZE unset for it)")
-	if err := parseFlags(fs, args, "[--sizes 512,1024,2048x768x288] [--runs 7]"); err != nil {
+	if err := parseFlags(fs, args, "[--sizes 512,1024,2048x768x288] [--runs 7] [--rounds 2]"); err != nil {
 		return err
+	}
+	if *runs < 1 || *rounds < 1 {
+		return usagef("--runs %d, --rounds %d: use 1 or more", *runs, *rounds)
 	}
 	shapes, err := parseGemmShapes(*sizes)
 	if err != nil {
 		return err
 	}
 	threads := runtime.GOMAXPROCS(0)
-	var torch struct {
-		GFlops map[string]float64 `json:"gflops"`
-		BLAS   string             `json:"blas"`
+	torchOn := *withTorch && torchref.Available()
+	if *withTorch && !torchOn {
+		fmt.Println("(PyTorch not measured: /usr/bin/python3 with python3-torch is needed)")
 	}
-	var steal stealReport
-	if *withTorch && torchref.Available() {
-		dir, err := os.MkdirTemp("", "zhllama-bench-")
-		if err != nil {
-			return err
+	dir, err := os.MkdirTemp("", "zhllama-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	rng := rand.New(rand.NewPCG(1, 2))
+	type operands struct{ x, w, y []float32 }
+	ops := make([]operands, len(shapes))
+	for i, s := range shapes {
+		ops[i] = operands{make([]float32, s.m*s.k), make([]float32, s.n*s.k), make([]float32, s.m*s.n)}
+		for j := range ops[i].x {
+			ops[i].x[j] = float32(rng.NormFloat64())
 		}
-		defer os.RemoveAll(dir)
-		targs := []string{"bench-gemm", strconv.Itoa(threads), strconv.Itoa(*runs)}
-		for _, s := range shapes {
-			targs = append(targs, s.String())
+		for j := range ops[i].w {
+			ops[i].w[j] = float32(rng.NormFloat64())
+		}
+	}
+	// The sides take turns, round after round, so that a change in the
+	// machine's speed between them moves both.
+	ours, theirs := make([][]float64, len(shapes)), make([][]float64, len(shapes))
+	var blas string
+	var steal stealReport
+	for range *rounds {
+		if torchOn {
+			targs := []string{"bench-gemm", strconv.Itoa(threads), strconv.Itoa(*runs)}
+			for _, s := range shapes {
+				targs = append(targs, s.String())
+			}
+			m := readSteal()
+			out, err := torchref.RunFair(dir, targs...)
+			if err != nil {
+				return err
+			}
+			steal.add("torch", m)
+			var torch struct {
+				Seconds map[string][]float64 `json:"seconds"`
+				BLAS    string               `json:"blas"`
+			}
+			if err := json.Unmarshal(out, &torch); err != nil {
+				return fmt.Errorf("PyTorch benchmark output %q: %w", out, err)
+			}
+			if err := torchref.CheckBLAS(torch.BLAS); err != nil {
+				return err
+			}
+			blas = torch.BLAS
+			for i, s := range shapes {
+				theirs[i] = append(theirs[i], torch.Seconds[s.String()]...)
+			}
 		}
 		m := readSteal()
-		out, err := torchref.RunFair(dir, targs...)
-		if err != nil {
-			return err
+		for i, s := range shapes {
+			o := ops[i]
+			for _, t := range gemmSamples(*runs, func() { tensor.Gemm(false, true, s.m, s.n, s.k, 1, o.x, s.k, o.w, s.k, 0, o.y, s.n) }) {
+				ours[i] = append(ours[i], t.Seconds())
+			}
 		}
-		steal.add("torch", m)
-		if err := json.Unmarshal(out, &torch); err != nil {
-			return fmt.Errorf("PyTorch benchmark output %q: %w", out, err)
-		}
-		if err := torchref.CheckBLAS(torch.BLAS); err != nil {
-			return err
-		}
-	} else if *withTorch {
-		fmt.Println("(PyTorch not measured: /usr/bin/python3 with python3-torch is needed)")
+		steal.add("zhllama", m)
 	}
 	type row struct {
 		Shape   string  `json:"shape"`
@@ -117,33 +153,24 @@ func benchGemm(args []string) error {
 		Speedup float64 `json:"ratio,omitempty"`
 	}
 	var rows []row
-	fmt.Printf("GEMM x·wᵀ (x M×K, w N×K), %d threads, kernel %s, median of %d", threads, tensor.KernelName, *runs)
-	if torch.BLAS != "" {
-		fmt.Printf("; PyTorch through %s", torch.BLAS)
+	fmt.Printf("GEMM x·wᵀ (x M×K, w N×K), %d threads, kernel %s, median of %d samples a side (%d rounds)", threads, tensor.KernelName, *runs**rounds, *rounds)
+	if blas != "" {
+		fmt.Printf("; PyTorch through %s", blas)
 	}
 	fmt.Printf("\n  %16s %14s %14s %8s\n", "MxNxK", "zhllama GF/s", "PyTorch GF/s", "ratio")
-	rng := rand.New(rand.NewPCG(1, 2))
-	m := readSteal()
-	for _, s := range shapes {
-		x, w, y := make([]float32, s.m*s.k), make([]float32, s.n*s.k), make([]float32, s.m*s.n)
-		for i := range x {
-			x[i] = float32(rng.NormFloat64())
-		}
-		for i := range w {
-			w[i] = float32(rng.NormFloat64())
-		}
-		ts := gemmSamples(*runs, func() { tensor.Gemm(false, true, s.m, s.n, s.k, 1, x, s.k, w, s.k, 0, y, s.n) })
-		r := row{Shape: s.String(), Ours: 2 * float64(s.m) * float64(s.n) * float64(s.k) / median(ts).Seconds() / 1e9, Torch: torch.GFlops[s.String()]}
+	for i, s := range shapes {
+		flop := 2 * float64(s.m) * float64(s.n) * float64(s.k)
+		r := row{Shape: s.String(), Ours: flop / medianFloat(ours[i]) / 1e9}
 		ratio := "-"
-		if r.Torch > 0 {
+		if len(theirs[i]) > 0 {
+			r.Torch = flop / medianFloat(theirs[i]) / 1e9
 			r.Speedup = r.Ours / r.Torch
 			ratio = fmt.Sprintf("%.2fx", r.Speedup)
 		}
 		fmt.Printf("  %16s %14.1f %14.1f %8s\n", r.Shape, r.Ours, r.Torch, ratio)
 		rows = append(rows, r)
 	}
-	steal.add("zhllama", m)
-	res := map[string]any{"bench": "gemm", "kernel": tensor.KernelName, "threads": threads, "torch_blas": torch.BLAS, "results": rows}
+	res := map[string]any{"bench": "gemm", "kernel": tensor.KernelName, "threads": threads, "torch_blas": blas, "rounds": *rounds, "results": rows}
 	if note := steal.note(res); note != "" {
 		fmt.Println(note)
 	}

@@ -271,10 +271,11 @@ func TestUsageErrorsNameTheFlag(t *testing.T) {
 }
 
 // bench gemm times square sizes and MxNxK shapes side by side with
-// torch.mm through an optimized BLAS, and names the BLAS.
+// torch.mm through an optimized BLAS (the sides taking turns), and names
+// the BLAS.
 func TestBenchGemm(t *testing.T) {
 	testenv.RequireTorch(t)
-	out, errs, code := zhllama(t, "", "bench", "gemm", "--sizes", "64,48x40x16", "--runs", "1")
+	out, errs, code := zhllama(t, "", "bench", "gemm", "--sizes", "64,48x40x16", "--runs", "1", "--rounds", "2")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
@@ -285,6 +286,9 @@ func TestBenchGemm(t *testing.T) {
 	}
 	if _, errs, code := zhllama(t, "", "bench", "gemm", "--sizes", "48x40"); code != 2 || !strings.Contains(errs, `"48x40" is not n or MxNxK`) {
 		t.Errorf("bad shape: exit %d, %s", code, errs)
+	}
+	if _, errs, code := zhllama(t, "", "bench", "gemm", "--rounds", "0"); code != 2 || !strings.Contains(errs, "--rounds 0") {
+		t.Errorf("no rounds: exit %d, %s", code, errs)
 	}
 }
 

@@ -71,11 +71,20 @@ type sideSteal struct {
 	share float64
 }
 
-// add records the steal since m for side, where it could be measured.
+// add records the steal since m for side, where it could be measured; a
+// side measured again (in several rounds) keeps its largest share.
 func (r *stealReport) add(side string, m stealMeter) {
-	if s, ok := m.share(); ok {
-		*r = append(*r, sideSteal{side, s})
+	s, ok := m.share()
+	if !ok {
+		return
 	}
+	for i := range *r {
+		if (*r)[i].side == side {
+			(*r)[i].share = max((*r)[i].share, s)
+			return
+		}
+	}
+	*r = append(*r, sideSteal{side, s})
 }
 
 // note is the line the benchmarks print ("" where nothing was measured),
