@@ -167,11 +167,28 @@ store1:
 	VZEROUPPER
 	RET
 
+// AHEADQ4 prefetches a Q4_0 group's block two blocks past B, a prefetch
+// per 128 bytes (the adjacent-line prefetcher brings the pair): with four
+// streams of 288-byte blocks a worker's decoding read DRAM a tenth short
+// of the bandwidth (7B Q4_0 projections: 13.7 → 15.2 GB/s on one thread,
+// 26.8 → 29.2 on two). Q8_0's streams, with twice the bytes per block,
+// read within 5% of it without (and 4% slower with): AHEADNONE.
+#define AHEADQ4(B) \
+	PREFETCHT0 576(B); \
+	PREFETCHT0 704(B); \
+	PREFETCHT0 832(B)
+
+#define AHEADNONE(B)
+
 // X16FOUR runs one input row over four groups of nb blocks each (DI,
 // R10, R11, R12 a group apart), LOAD taking a group block of bb bytes;
 // the outputs are Z0–Z3.
-#define X16FOUR(label, LOAD, bb) \
+#define X16FOUR(label, LOAD, bb, AHEAD) \
 label: \
+	AHEAD(DI); \
+	AHEAD(R10); \
+	AHEAD(R11); \
+	AHEAD(R12); \
 	LOAD(DI); \
 	X16ROW(0, 0, Z0); \
 	LOAD(R10); \
@@ -211,9 +228,9 @@ TEXT ·x16VNNI4(SB), NOSPLIT, $0-49
 	VPXORD Z3, Z3, Z3
 	CMPB q4+48(FP), $0
 	JEQ four8
-	X16FOUR(four4, X16Q4AT, 288)
+	X16FOUR(four4, X16Q4AT, 288, AHEADQ4)
 	JMP fourstore
-	X16FOUR(four8, X16Q8AT, 544)
+	X16FOUR(four8, X16Q8AT, 544, AHEADNONE)
 fourstore:
 	VMOVUPS Z0, (DX)
 	VMOVUPS Z1, 64(DX)
