@@ -14,6 +14,10 @@ type LoadOptions struct {
 	// inference: half the memory, and the same results, since widening
 	// bfloat16 to float32 is exact.
 	KeepBF16 bool
+	// KeepF16 keeps float16 weight matrices likewise (their widening to
+	// float32 is exact too): for readers of whole rows, such as the GGUF
+	// exporter, which would otherwise hold a 7B model's 27 GB of float32.
+	KeepF16 bool
 	// QuantizeBits, 4 or 8, stores the decoder layers' projections as NF4
 	// (with double quantization) or row-wise int8, frozen, as QLoRA does;
 	// embeddings, the head and the norms stay float32.
@@ -23,8 +27,9 @@ type LoadOptions struct {
 }
 
 // LoadWeights reads the model c describes from a checkpoint whose tensors
-// were checked against c. With KeepBF16 the model reads bfloat16 weights
-// from the checkpoint's mapped pages and owns it (Close releases it);
+// were checked against c. With KeepBF16 (KeepF16) the model reads bfloat16
+// (float16) weights from the checkpoint's mapped pages and owns it (Close
+// releases it);
 // otherwise the checkpoint is closed when LoadWeights returns.
 func LoadWeights(c Config, ck *safetensors.Checkpoint, o LoadOptions) (*Model, error) {
 	m := &Model{Config: c}
@@ -63,6 +68,9 @@ func LoadWeights(c Config, ck *safetensors.Checkpoint, o LoadOptions) (*Model, e
 			t.Release()
 		case w != nil && o.KeepBF16 && t.DType == safetensors.BF16:
 			w.Compact = &tensor.BF16{Rows: t.Shape[0], Cols: t.Shape[1], Data: half.View(t.Data)}
+			mapped = true
+		case w != nil && o.KeepF16 && t.DType == safetensors.F16:
+			w.Compact = &tensor.F16{Rows: t.Shape[0], Cols: t.Shape[1], Data: half.View(t.Data)}
 			mapped = true
 		default:
 			*r.Data, err = t.Float32(nil)

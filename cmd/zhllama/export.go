@@ -49,6 +49,9 @@ func exportRun(args []string) error {
 	if err := refuseOverwrite("--output_dir", *out, nil, *base, *adapter); err != nil {
 		return err
 	}
+	if err := mergeFits(*base, *adapter); err != nil {
+		return err
+	}
 	m, err := hfdir.Load(*base)
 	if err != nil {
 		return err
@@ -90,6 +93,39 @@ func exportRun(args []string) error {
 	return nil
 }
 
+// mergeFits says, before a long load ends in the kernel's out-of-memory
+// kill, when merging adapter into base would not fit: the merge holds the
+// base in float32.
+func mergeFits(base, adapter string) error {
+	c, err := hfdir.LoadConfig(filepath.Join(base, "config.json"))
+	if err != nil {
+		return err
+	}
+	need := 4 * c.NumParams()
+	if avail, ok := memAvailable(); ok && need > avail {
+		return fmt.Errorf("merging %s into %s holds the model in float32, %.1f GB, and this machine has %.1f GB available: merge on a machine with more memory, or export the adapter alone (--format gguf --adapter_only) for llama.cpp's --lora", adapter, base, float64(need)/1e9, float64(avail)/1e9)
+	}
+	return nil
+}
+
+// memAvailable is the kernel's estimate of the memory that can be
+// allocated without swapping (MemAvailable in /proc/meminfo), where known.
+func memAvailable() (int64, bool) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			var kb int64
+			if _, err := fmt.Sscan(rest, &kb); err == nil {
+				return kb << 10, true
+			}
+		}
+	}
+	return 0, false
+}
+
 // exportGGUF writes OUT/<name>-<outtype>.gguf: the model (with the
 // adapter merged in, if any) or, with adapterOnly, the adapter alone.
 func exportGGUF(base, adapter, out, outtype string, adapterOnly bool) error {
@@ -118,10 +154,20 @@ func exportGGUF(base, adapter, out, outtype string, adapterOnly bool) error {
 	if adapterOnly {
 		return exportGGUFAdapter(base, adapter, out, outtype, typ)
 	}
-	m, err := hfdir.Load(base)
+	// Without an adapter to merge, 16-bit weights stay in the mapped
+	// checkpoint and are widened a row at a time as the file is written
+	// (a 7B in float32 would need 27 GB); merging needs them in float32.
+	half := adapter == ""
+	if !half {
+		if err := mergeFits(base, adapter); err != nil {
+			return err
+		}
+	}
+	m, err := hfdir.LoadWith(base, llama.LoadOptions{KeepBF16: half, KeepF16: half})
 	if err != nil {
 		return err
 	}
+	defer m.Close()
 	name := filepath.Base(filepath.Clean(base))
 	tokDir := base
 	if adapter != "" {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"math/rand/v2"
 	"os"
@@ -72,6 +73,63 @@ func TestExportGGUF(t *testing.T) {
 	o, errs, code := zhllama(t, "", "eval", "ppl", "--model", filepath.Join(out, "m-q4_0.gguf"), "--input", testenv.Path(t, "pretrain/en_article_tail500.txt"), "--cutoff_len", "64")
 	if code != 0 || !strings.Contains(o, `"ppl"`) {
 		t.Errorf("eval ppl on q4_0: code %d %s %s", code, o, errs)
+	}
+}
+
+// A float16 or bfloat16 model is exported from its mapped checkpoint, a
+// row at a time, into the same bytes as from the float32 copy of its
+// values.
+func TestExportGGUFHalf(t *testing.T) {
+	for _, dt := range []string{"float16", "bfloat16"} {
+		dir := filepath.Join(t.TempDir(), "m")
+		if _, errs, code := zhllama(t, "", "model", "init", "--preset", "tiny", "--tokenizer", testenv.Path(t, "tokenizers/llama2/tokenizer.model"), "--output_dir", dir, "--dtype", dt); code != 0 {
+			t.Fatal(errs)
+		}
+		m, err := hfdir.Load(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wide := filepath.Join(t.TempDir(), "m")
+		if err := hfdir.Save(m, wide, "float32", 0); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{"tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"} {
+			if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
+				testenv.WriteFile(t, filepath.Join(wide, f), b)
+			}
+		}
+		for _, ot := range []string{"f32", "q4_0"} {
+			var files [2][]byte
+			for i, src := range []string{dir, wide} {
+				out := t.TempDir()
+				if o, errs, code := zhllama(t, "", "export", "--format", "gguf", "--model", src, "--outtype", ot, "--output_dir", out); code != 0 {
+					t.Fatalf("%s %s: code %d %s %s", dt, ot, code, o, errs)
+				}
+				if files[i], err = os.ReadFile(filepath.Join(out, "m-"+ot+".gguf")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !bytes.Equal(files[0], files[1]) {
+				t.Errorf("%s to %s: %d bytes from the checkpoint, %d from its float32 copy, not the same", dt, ot, len(files[0]), len(files[1]))
+			}
+		}
+	}
+}
+
+// A merge that cannot fit in memory (the base in float32) is refused
+// before anything is loaded, naming the sizes and the way out.
+func TestExportMergeTooBig(t *testing.T) {
+	base := t.TempDir()
+	testenv.WriteFile(t, filepath.Join(base, "config.json"), []byte(`{"architectures":["LlamaForCausalLM"],"hidden_size":65536,"intermediate_size":262144,`+
+		`"num_attention_heads":512,"num_hidden_layers":512,"vocab_size":32000,"rms_norm_eps":1e-5}`))
+	for _, args := range [][]string{
+		{"export", "--model", base, "--adapter", t.TempDir(), "--output_dir", filepath.Join(t.TempDir(), "o")},
+		{"export", "--format", "gguf", "--model", base, "--adapter", t.TempDir(), "--output_dir", filepath.Join(t.TempDir(), "o")},
+	} {
+		_, errs, code := zhllama(t, "", args...)
+		if code != 1 || !strings.Contains(errs, "holds the model in float32") || !strings.Contains(errs, "--adapter_only") {
+			t.Errorf("%v: code %d, %s", args[:3], code, errs)
+		}
 	}
 }
 
