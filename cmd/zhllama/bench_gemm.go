@@ -93,18 +93,6 @@ func benchGemm(args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	rng := rand.New(rand.NewPCG(1, 2))
-	type operands struct{ x, w, y []float32 }
-	ops := make([]operands, len(shapes))
-	for i, s := range shapes {
-		ops[i] = operands{make([]float32, s.m*s.k), make([]float32, s.n*s.k), make([]float32, s.m*s.n)}
-		for j := range ops[i].x {
-			ops[i].x[j] = float32(rng.NormFloat64())
-		}
-		for j := range ops[i].w {
-			ops[i].w[j] = float32(rng.NormFloat64())
-		}
-	}
 	// The sides take turns, round after round, so that a change in the
 	// machine's speed between them moves both.
 	ours, theirs := make([][]float64, len(shapes)), make([][]float64, len(shapes))
@@ -139,8 +127,16 @@ func benchGemm(args []string) error {
 		}
 		m := readSteal()
 		for i, s := range shapes {
-			o := ops[i]
-			for _, t := range gemmSamples(*runs, func() { tensor.Gemm(false, true, s.m, s.n, s.k, 1, o.x, s.k, o.w, s.k, 0, o.y, s.n) }) {
+			// A shape's operands at a time (the LM head's are 300 MB).
+			rng := rand.New(rand.NewPCG(1, uint64(i)))
+			x, w, y := make([]float32, s.m*s.k), make([]float32, s.n*s.k), make([]float32, s.m*s.n)
+			for j := range x {
+				x[j] = float32(rng.NormFloat64())
+			}
+			for j := range w {
+				w[j] = float32(rng.NormFloat64())
+			}
+			for _, t := range gemmSamples(*runs, func() { tensor.Gemm(false, true, s.m, s.n, s.k, 1, x, s.k, w, s.k, 0, y, s.n) }) {
 				ours[i] = append(ours[i], t.Seconds())
 			}
 		}
