@@ -83,7 +83,7 @@ def run(cfg, w, ids, valid, with_hidden=False, lora=None):
     projection's weight name to (A, B, scale), added as PEFT's LoRA layer
     computes it: x·Wᵀ + scale·(x·Aᵀ)·Bᵀ."""
     def lin(x, name):
-        y = x @ w[name].T
+        y = linear(w, x, name)
         if lora and name in lora:
             a, b, scale = lora[name]
             y = y + scale * ((x @ a.T) @ b.T)
