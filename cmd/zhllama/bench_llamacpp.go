@@ -69,21 +69,6 @@ func parseThreads(s string) ([]int, error) {
 	return ts, nil
 }
 
-// memTotal is the machine's memory in bytes (0 if unknown).
-func memTotal() int64 {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "MemTotal:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
 // benchBytesPerValue is the size of one weight in outtype (blocks of 32
 // with a 2-byte scale for the quantized ones).
 var benchBytesPerValue = map[string]float64{"f32": 4, "f16": 2, "bf16": 2, "q8_0": 34.0 / 32, "q4_0": 18.0 / 32}
@@ -229,7 +214,7 @@ func benchVsLlamaCpp(o vsLlamaCpp) error {
 		// zhllama widens F32 files into its heap, so f32 stops at 4 GB (a 7B
 		// is 27 GB); the other types it reads from the mapped file, whose
 		// pages llama-bench shares, so they need to fit in memory once.
-		size, mem := float64(c.NumParams())*bpv, float64(memTotal())
+		size, mem := float64(c.NumParams())*bpv, float64(meminfo("MemTotal"))
 		if (o.outtype == "f32" && size > 4e9) || (mem > 0 && size > 0.8*mem) {
 			return usagef("--preset %s --outtype %s: %.1f GB of weights is too much for this bench (f32 up to 4 GB; the rest up to 80%% of this machine's %.0f GB); use --outtype q4_0 (%.1f GB), q8_0 (%.1f GB), or f16/bf16 (%.1f GB) where that fits",
 				o.preset, o.outtype, size/1e9, mem/1e9, float64(c.NumParams())*benchBytesPerValue["q4_0"]/1e9,

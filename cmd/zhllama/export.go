@@ -102,28 +102,10 @@ func mergeFits(base, adapter string) error {
 		return err
 	}
 	need := 4 * c.NumParams()
-	if avail, ok := memAvailable(); ok && need > avail {
+	if avail := meminfo("MemAvailable"); avail > 0 && need > avail {
 		return fmt.Errorf("merging %s into %s holds the model in float32, %.1f GB, and this machine has %.1f GB available: merge on a machine with more memory, or export the adapter alone (--format gguf --adapter_only) for llama.cpp's --lora", adapter, base, float64(need)/1e9, float64(avail)/1e9)
 	}
 	return nil
-}
-
-// memAvailable is the kernel's estimate of the memory that can be
-// allocated without swapping (MemAvailable in /proc/meminfo), where known.
-func memAvailable() (int64, bool) {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0, false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
-			var kb int64
-			if _, err := fmt.Sscan(rest, &kb); err == nil {
-				return kb << 10, true
-			}
-		}
-	}
-	return 0, false
 }
 
 // exportGGUF writes OUT/<name>-<outtype>.gguf: the model (with the
