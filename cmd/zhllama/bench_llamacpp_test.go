@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os/exec"
 	"strings"
 	"testing"
@@ -31,15 +30,12 @@ func TestBenchGenerateVsLlamaCpp(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
 	var res struct {
 		Weights string           `json:"weights"`
 		KVCache string           `json:"kv_cache_dtype"`
 		Results []map[string]any `json:"results"`
 	}
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
-		t.Fatalf("last line is not the JSON summary: %v\n%s", err, out)
-	}
+	lastJSON(t, out, &res)
 	if res.Weights != "f16" || res.KVCache != "float16" || len(res.Results) != 1 {
 		t.Fatalf("summary %+v", res)
 	}

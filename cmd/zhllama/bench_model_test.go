@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 
@@ -18,16 +17,13 @@ func TestBenchTrainTorch(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("%s: exit %d: %s", ft, code, errb)
 		}
-		lines := strings.Split(strings.TrimSpace(out), "\n")
 		var res struct {
 			Trainable      int                `json:"trainable"`
 			TorchTrainable int                `json:"torch_trainable"`
 			Ratio          float64            `json:"ratio"`
 			Phases         map[string]float64 `json:"phases_ms"`
 		}
-		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
-			t.Fatalf("%s: %v in %q", ft, err, out)
-		}
+		lastJSON(t, out, &res)
 		if res.Trainable == 0 || res.Trainable != res.TorchTrainable || res.Ratio <= 0 {
 			t.Errorf("%s: zhllama trains %d values, PyTorch %d, ratio %g", ft, res.Trainable, res.TorchTrainable, res.Ratio)
 		}
@@ -51,16 +47,13 @@ func TestBenchGenerateTorch(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errb)
 	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
 	var res struct {
 		Tokens float64 `json:"tokens_per_s"`
 		Torch  float64 `json:"torch_tokens_per_s"`
 		Ratio  float64 `json:"ratio"`
 		BLAS   string  `json:"torch_blas"`
 	}
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
-		t.Fatalf("%v in %q", err, out)
-	}
+	lastJSON(t, out, &res)
 	if res.Tokens <= 0 || res.Torch <= 0 || res.Ratio <= 0 || res.BLAS == "" {
 		t.Errorf("zhllama %g tokens/s, PyTorch %g (%q), ratio %g", res.Tokens, res.Torch, res.BLAS, res.Ratio)
 	}
@@ -79,14 +72,11 @@ func TestBenchPreferenceTorch(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("%s: exit %d: %s", args[0], code, errb)
 		}
-		lines := strings.Split(strings.TrimSpace(out), "\n")
 		var res struct {
 			Ratio float64 `json:"ratio"`
 			BLAS  string  `json:"torch_blas"`
 		}
-		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
-			t.Fatalf("%s: %v in %q", args[0], err, out)
-		}
+		lastJSON(t, out, &res)
 		if res.Ratio <= 0 || res.BLAS == "" {
 			t.Errorf("%s: ratio %g, PyTorch's BLAS %q", args[0], res.Ratio, res.BLAS)
 		}

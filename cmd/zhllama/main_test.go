@@ -31,6 +31,16 @@ func TestMain(m *testing.M) {
 }
 
 // zhllama runs the binary and returns stdout, stderr and the exit code.
+// lastJSON decodes the last line of a command's output, the JSON summary
+// every bench ends with, into v.
+func lastJSON(t *testing.T, out string, v any) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), v); err != nil {
+		t.Fatalf("last line is not the JSON summary: %v\n%s", err, out)
+	}
+}
+
 func zhllama(t *testing.T, stdin string, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
