@@ -94,12 +94,7 @@ func TestCachedAttentionHalf(t *testing.T) {
 		widenF16Go(v, v16)
 		// Each query alone, a decoding step (float32), for the reference.
 		want := make([]float32, len(q))
-		var one []CachedSeq
-		for i := range c.n {
-			w := heads * hd
-			one = append(one, CachedSeq{Out: want[i*w : (i+1)*w], Q: q[i*w : (i+1)*w], Keys: k, Vals: v, Start: c.start + i, N: 1})
-		}
-		CachedAttentionSeqs(one, heads, kvHeads, hd)
+		attendOneByOne(want, q, k, v, c.start, c.n, heads, kvHeads, hd)
 		got := make([]float32, len(q))
 		CachedAttentionSeqs([]CachedSeq{{Out: got, Q: q, Keys16: k16, Vals16: v16, Start: c.start, N: c.n}}, heads, kvHeads, hd)
 		testenv.AssertClose(t, fmt.Sprintf("interleaved, start %d, %d queries", c.start, c.n), got, want, 1e-5, 1)

@@ -168,6 +168,18 @@ func TestSoftmaxWeights(t *testing.T) {
 	}
 }
 
+// attendOneByOne is CachedAttention with each of the n queries a sequence
+// of its own, a decoding step below promptRows: the reference the prompt
+// paths are held to.
+func attendOneByOne(out, q, k, v []float32, start, n, heads, kvHeads, hd int) {
+	var one []CachedSeq
+	w := heads * hd
+	for i := range n {
+		one = append(one, CachedSeq{Out: out[i*w : (i+1)*w], Q: q[i*w : (i+1)*w], Keys: k, Vals: v, Start: start + i, N: 1})
+	}
+	CachedAttentionSeqs(one, heads, kvHeads, hd)
+}
+
 // A prompt's queries through promptAttention (scores and sums as GEMMs,
 // from the first position (heads as tasks, causal GEMMs) or several
 // blocks of queries after cached positions, grouped key/value
@@ -181,12 +193,7 @@ func TestPromptAttention(t *testing.T) {
 		k, v := randn(rng, total*kvHeads*hd), randn(rng, total*kvHeads*hd)
 		got, want := make([]float32, len(q)), make([]float32, len(q))
 		CachedAttention(got, q, k, v, c.start, c.n, heads, kvHeads, hd)
-		var one []CachedSeq // each query a sequence of its own, below promptRows
-		for i := range c.n {
-			w := heads * hd
-			one = append(one, CachedSeq{Out: want[i*w : (i+1)*w], Q: q[i*w : (i+1)*w], Keys: k, Vals: v, Start: c.start + i, N: 1})
-		}
-		CachedAttentionSeqs(one, heads, kvHeads, hd)
+		attendOneByOne(want, q, k, v, c.start, c.n, heads, kvHeads, hd)
 		testenv.AssertClose(t, fmt.Sprintf("start %d, %d queries", c.start, c.n), got, want, 1e-5, 1)
 	}
 }
