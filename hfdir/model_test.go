@@ -151,6 +151,46 @@ func TestKeepBF16(t *testing.T) {
 	}
 }
 
+// A float16 checkpoint kept in float16 (the GGUF exporter's load) holds
+// every projection and the head in float16, at half the memory, and each
+// row widens to the float32 load's values exactly.
+func TestKeepF16(t *testing.T) {
+	c, _ := llama.Preset("tiny")
+	c.TieWordEmbeddings = false
+	dir := initDir(t, c, InitOptions{Seed: 4, DType: "float16"})
+	wide, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	low, err := LoadWith(dir, llama.LoadOptions{KeepF16: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer low.Close()
+	if low.Bytes() > wide.Bytes()/2+int64(8*c.HiddenSize*c.NumHiddenLayers) {
+		t.Fatalf("f16 model holds %d bytes, float32 %d", low.Bytes(), wide.Bytes())
+	}
+	refs, lrefs := wide.Refs(), low.Refs()
+	for i, r := range refs {
+		if r.Weight == nil {
+			continue
+		}
+		m, ok := lrefs[i].Weight.Compact.(*tensor.F16)
+		if !ok {
+			t.Fatalf("%s held as %T, want float16", r.Name, lrefs[i].Weight.Compact)
+		}
+		row := make([]float32, r.Shape[1])
+		for k := range r.Shape[0] {
+			m.Widen(row, k, 0)
+			for j, v := range row {
+				if v != r.Weight.W[k*r.Shape[1]+j] {
+					t.Fatalf("%s[%d][%d]: %g from float16, %g loaded as float32", r.Name, k, j, v, r.Weight.W[k*r.Shape[1]+j])
+				}
+			}
+		}
+	}
+}
+
 func TestLoadProgress(t *testing.T) {
 	c, _ := llama.Preset("tiny")
 	dir := initDir(t, c, InitOptions{Seed: 1})
